@@ -1,0 +1,39 @@
+# Sandcat: `make run` starts the embedded server; `make test` runs the whole suite.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test lint typecheck install clean bench-micro
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard native/cython/*.pyx)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/sandcat migrate
+	$(BIN)/sandcat serve
+
+test: install
+	bash scripts/test.sh
+
+lint: install
+	$(BIN)/ruff check sandcat tests benchmarks scripts setup.py
+	$(BIN)/ruff format --check sandcat tests benchmarks scripts setup.py
+
+typecheck: install
+	$(BIN)/mypy
+
+bench-micro: install
+	$(BIN)/pytest benchmarks/micro -q --benchmark-only -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) build *.egg-info data

@@ -1,0 +1,3 @@
+from sandcat.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Adapters: one folder per backend, each implementing the ports of ``sandcat.ports``."""

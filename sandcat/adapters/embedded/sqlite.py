@@ -1,0 +1,116 @@
+"""A SQLite database driven from asyncio: one writer thread and one reader thread (WAL).
+
+Each call ships a whole function to the thread that owns the connection, so a batch of
+statements costs one hop, not one per statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from sandcat.log import get_logger
+
+T = TypeVar("T")
+log = get_logger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
+
+
+def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    return conn
+
+
+def apply_migrations(path: str, migrations_dir: Path = MIGRATIONS_DIR / "sqlite") -> list[str]:
+    """Apply the numbered ``*.sql`` files not yet recorded; returns the names applied."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = _connect(path, "FULL")
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version TEXT PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        applied: list[str] = []
+        for file in sorted(migrations_dir.glob("*.sql")):
+            if not _MIGRATION_NAME.match(file.name) or file.name in done:
+                continue
+            name = file.name.replace("'", "")
+            script = file.read_text(encoding="utf-8")
+            try:
+                conn.executescript(
+                    f"BEGIN;\n{script}\n;INSERT INTO schema_migrations (version) "
+                    f"VALUES ('{name}');\nCOMMIT;"
+                )
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            applied.append(file.name)
+        return applied
+    finally:
+        conn.close()
+
+
+class SqliteDatabase:
+    """Owns the connections; ``write`` and ``read`` run a function on the right thread."""
+
+    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-w")
+        self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-r")
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._writer = await loop.run_in_executor(
+            self._writer_pool, _connect, self.path, self._synchronous
+        )
+        self._reader = await loop.run_in_executor(
+            self._reader_pool, _connect, self.path, self._synchronous
+        )
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._writer is not None:
+            await loop.run_in_executor(self._writer_pool, self._writer.close)
+        if self._reader is not None:
+            await loop.run_in_executor(self._reader_pool, self._reader.close)
+        self._writer_pool.shutdown(wait=True)
+        self._reader_pool.shutdown(wait=True)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one transaction on the writer connection."""
+        conn = self._writer
+        assert conn is not None, "database not open"
+
+        def run() -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer_pool, run)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._reader
+        assert conn is not None, "database not open"
+        return await asyncio.get_running_loop().run_in_executor(self._reader_pool, fn, conn)

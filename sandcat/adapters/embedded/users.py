@@ -1,0 +1,206 @@
+"""Users and e-mail codes in SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from sandcat.adapters.embedded.sqlite import SqliteDatabase
+from sandcat.domain import UserChanges, UserRecord
+from sandcat.errors import BadRequest
+
+_USER_COLUMNS = (
+    "id, name, account, password, salt, avatar, gender, age, phone, email, address, region, "
+    "birthday, signature, create_time, update_time, is_delete"
+)
+
+
+def _row_to_user(row: tuple[object, ...]) -> UserRecord:
+    values = list(row)
+    values[-1] = bool(values[-1])
+    return UserRecord(*values)  # type: ignore[arg-type]
+
+
+class SqliteUserStore:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def insert_user(self, user: UserRecord) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            if (
+                user.email
+                and conn.execute("SELECT 1 FROM users WHERE email = ?", (user.email,)).fetchone()
+            ):
+                raise BadRequest("this e-mail address is already registered")
+            conn.execute(
+                f"INSERT INTO users ({_USER_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    user.id,
+                    user.name,
+                    user.account,
+                    user.password,
+                    user.salt,
+                    user.avatar,
+                    user.gender,
+                    user.age,
+                    user.phone,
+                    user.email,
+                    user.address,
+                    user.region,
+                    user.birthday,
+                    user.signature,
+                    user.create_time,
+                    user.update_time,
+                    int(user.is_delete),
+                ),
+            )
+            conn.execute("INSERT OR IGNORE INTO sequence (user_id) VALUES (?)", (user.id,))
+
+        await self._db.write(run)
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        def run(conn: sqlite3.Connection) -> UserRecord | None:
+            row = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE id = ? AND is_delete = 0", (user_id,)
+            ).fetchone()
+            return _row_to_user(row) if row else None
+
+        return await self._db.read(run)
+
+    async def find_login(self, login: str) -> UserRecord | None:
+        def run(conn: sqlite3.Connection) -> UserRecord | None:
+            row = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE is_delete = 0 AND "
+                "(account = ?1 OR email = ?1 OR phone = ?1) "
+                "ORDER BY account = ?1 DESC, email = ?1 DESC LIMIT 1",
+                (login,),
+            ).fetchone()
+            return _row_to_user(row) if row else None
+
+        return await self._db.read(run)
+
+    async def email_taken(self, email: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            return (
+                conn.execute("SELECT 1 FROM users WHERE email = ?", (email,)).fetchone() is not None
+            )
+
+        return await self._db.read(run)
+
+    async def update_user(
+        self, user_id: str, changes: UserChanges, now_ms: int
+    ) -> UserRecord | None:
+        def run(conn: sqlite3.Connection) -> UserRecord | None:
+            if (
+                changes.email
+                and conn.execute(
+                    "SELECT 1 FROM users WHERE email = ? AND id <> ?", (changes.email, user_id)
+                ).fetchone()
+            ):
+                raise BadRequest("this e-mail address is already registered")
+            conn.execute(
+                "UPDATE users SET "
+                "name = COALESCE(NULLIF(?, ''), name), avatar = COALESCE(NULLIF(?, ''), avatar), "
+                "gender = COALESCE(NULLIF(?, ''), gender), phone = COALESCE(NULLIF(?, ''), phone), "
+                "email = COALESCE(NULLIF(?, ''), email), "
+                "address = COALESCE(NULLIF(?, ''), address), "
+                "region = COALESCE(NULLIF(?, ''), region), "
+                "birthday = COALESCE(NULLIF(?, 0), birthday), "
+                "signature = COALESCE(NULLIF(?, ''), signature), update_time = ? "
+                "WHERE id = ? AND is_delete = 0",
+                (
+                    changes.name,
+                    changes.avatar,
+                    changes.gender,
+                    changes.phone,
+                    changes.email,
+                    changes.address,
+                    changes.region,
+                    changes.birthday,
+                    changes.signature,
+                    now_ms,
+                    user_id,
+                ),
+            )
+            row = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE id = ? AND is_delete = 0", (user_id,)
+            ).fetchone()
+            return _row_to_user(row) if row else None
+
+        return await self._db.write(run)
+
+    async def set_password(self, user_id: str, password_hash: str, salt: str, now_ms: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE users SET password = ?, salt = ?, update_time = ? WHERE id = ?",
+                (password_hash, salt, now_ms, user_id),
+            )
+
+        await self._db.write(run)
+
+    async def search_user(self, pattern: str, exclude_id: str) -> tuple[UserRecord, str] | None:
+        def run(conn: sqlite3.Connection) -> tuple[UserRecord, str] | None:
+            for column in ("email", "phone", "account"):
+                row = conn.execute(
+                    f"SELECT {_USER_COLUMNS} FROM users "
+                    f"WHERE {column} = ? AND id <> ? AND is_delete = 0 LIMIT 1",
+                    (pattern, exclude_id),
+                ).fetchone()
+                if row:
+                    return _row_to_user(row), column
+            return None
+
+        return await self._db.read(run)
+
+    async def revoke_tokens(self, user_id: str, before: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE users SET tokens_valid_after = ? WHERE id = ?", (before, user_id))
+
+        await self._db.write(run)
+
+    async def tokens_valid_after(self, user_id: str) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT tokens_valid_after FROM users WHERE id = ?", (user_id,)
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._db.read(run)
+
+
+class SqliteCodeStore:
+    """Codes live in SQLite so a restart within the TTL does not lose them."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def put_code(self, email: str, code: str, ttl_seconds: int) -> None:
+        expires = int(time.time()) + ttl_seconds
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO codes (email, code, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(email) DO UPDATE SET code = excluded.code, "
+                "expires_at = excluded.expires_at",
+                (email, code, expires),
+            )
+
+        await self._db.write(run)
+
+    async def get_code(self, email: str) -> str | None:
+        now = int(time.time())
+
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT code FROM codes WHERE email = ? AND expires_at > ?", (email, now)
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._db.read(run)
+
+    async def delete_code(self, email: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM codes WHERE email = ?", (email,))
+
+        await self._db.write(run)

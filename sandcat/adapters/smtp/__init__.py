@@ -1,0 +1,1 @@
+"""SMTP mailer (aiosmtplib)."""

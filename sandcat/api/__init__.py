@@ -1,0 +1,1 @@
+"""The HTTP edge: aiohttp routes that parse, authenticate and call services."""

@@ -1,0 +1,157 @@
+"""Shared edge helpers: error translation, strict JSON bodies, auth, typed app keys."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from sandcat.errors import BodyParsing, PathParsing, PayloadTooLarge, SandcatError, TooManyRequests
+from sandcat.errors import UnAuthorized as UnAuthorizedError
+from sandcat.log import get_logger
+
+log = get_logger("sandcat.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def empty_response() -> web.Response:
+    return web.Response(status=200)
+
+
+def error_response(error: SandcatError) -> web.Response:
+    response = json_response(error.body(), status=error.status)
+    if isinstance(error, TooManyRequests):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except SandcatError as exc:
+        if exc.status >= 500:
+            log.error("request_failed", path=request.path, kind=exc.kind, details=exc.details)
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(PayloadTooLarge("the request body is too large"))
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return json_response({"kind": "NotFound", "details": "no such route"}, 404)
+        if exc.status == 405:
+            return json_response({"kind": "BadRequest", "details": "method not allowed"}, 405)
+        raise
+
+
+def client_ip(request: web.Request, trust_forwarded: bool) -> str:
+    if trust_forwarded:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.remote or "unknown"
+
+
+async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
+    """The JSON object body, at most ``limit`` bytes (413), well-formed (400 ``BodyParsing``)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the JSON body is larger than {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the JSON body is larger than {limit} bytes")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BodyParsing(f"malformed JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BodyParsing("the JSON body must be an object")
+    return data
+
+
+class Body:
+    """Typed, strict access to a request object: a missing or mistyped field is 400."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def text(self, name: str) -> str:
+        value = self._data.get(name)
+        if not isinstance(value, str):
+            raise BodyParsing(f"field `{name}` must be a string")
+        return value
+
+    def opt_text(self, name: str) -> str | None:
+        value = self._data.get(name)
+        if value is not None and not isinstance(value, str):
+            raise BodyParsing(f"field `{name}` must be a string or null")
+        return value
+
+    def integer(self, name: str) -> int:
+        value = self._data.get(name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise BodyParsing(f"field `{name}` must be an integer")
+        if not -(2**63) <= value < 2**63:
+            raise BodyParsing(f"field `{name}` is out of range")
+        return value
+
+    def opt_integer(self, name: str) -> int | None:
+        if self._data.get(name) is None:
+            return None
+        return self.integer(name)
+
+    def flag(self, name: str) -> bool:
+        value = self._data.get(name)
+        if not isinstance(value, bool):
+            raise BodyParsing(f"field `{name}` must be a boolean")
+        return value
+
+    def texts(self, name: str) -> list[str]:
+        value = self._data.get(name)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BodyParsing(f"field `{name}` must be an array of strings")
+        return list(value)
+
+    def integers(self, name: str) -> list[int]:
+        value = self._data.get(name)
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63 for v in value
+        ):
+            raise BodyParsing(f"field `{name}` must be an array of integers")
+        return list(value)
+
+
+def path_param(request: web.Request, name: str) -> str:
+    value = request.match_info.get(name, "")
+    if not value:
+        raise PathParsing(f"path parameter `{name}` is missing")
+    return value
+
+
+def path_int(request: web.Request, name: str) -> int:
+    try:
+        return int(path_param(request, name))
+    except ValueError as exc:
+        raise PathParsing(f"path parameter `{name}` must be an integer") from exc
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnAuthorizedError(f"a Bearer token is required for {request.path}")
+    return token.strip()
+
+
+def add_routes(app: web.Application, routes: list[tuple[str, str, Handler]]) -> None:
+    """Serve every route at the root and under ``/api`` (the client's dev-proxy prefix)."""
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
+        app.router.add_route(method, "/api" + path, handler)

@@ -1,0 +1,70 @@
+"""``/file/*`` routes: uploads need a token, downloads do not (the client uses ``<img>``)."""
+
+from __future__ import annotations
+
+from aiohttp import BodyPartReader, web
+
+from sandcat.api.common import Handler, path_param
+from sandcat.api.users import UserRoutes
+from sandcat.errors import BodyParsing, PayloadTooLarge
+from sandcat.services.files import FileService
+
+_CHUNK = 1 << 16
+
+
+class FileRoutes:
+    def __init__(self, *, files: FileService, auth: UserRoutes, upload_limit: int) -> None:
+        self._files = files
+        self._auth = auth
+        self._limit = upload_limit
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        return [
+            ("POST", "/file/upload", self.upload),
+            ("POST", "/file/avatar/upload", self.upload_avatar),
+            ("GET", "/file/get/{name}", self.get),
+            ("GET", "/file/avatar/get/{name}", self.get_avatar),
+        ]
+
+    async def _upload(self, request: web.Request, bucket: str) -> web.StreamResponse:
+        await self._auth.authed(request)
+        if request.content_length is not None and request.content_length > self._limit + 65536:
+            raise PayloadTooLarge(f"uploads are limited to {self._limit} bytes")
+        try:
+            reader = await request.multipart()
+        except (AssertionError, ValueError, KeyError) as exc:
+            raise BodyParsing("expected a multipart/form-data body") from exc
+        part = await reader.next()
+        while part is not None and not (isinstance(part, BodyPartReader) and part.name == "file"):
+            part = await reader.next()
+        if part is None:
+            raise BodyParsing("multipart field `file` is missing")
+        data = bytearray()
+        while chunk := await part.read_chunk(_CHUNK):
+            data += chunk
+            if len(data) > self._limit:
+                raise PayloadTooLarge(f"uploads are limited to {self._limit} bytes")
+        key = await self._files.upload(
+            bucket, part.filename, bytes(data), part.headers.get("Content-Type", "")
+        )
+        return web.Response(text=key, content_type="text/plain")
+
+    async def upload(self, request: web.Request) -> web.StreamResponse:
+        return await self._upload(request, self._files.bucket)
+
+    async def upload_avatar(self, request: web.Request) -> web.StreamResponse:
+        return await self._upload(request, self._files.avatar_bucket)
+
+    async def _get(self, request: web.Request, bucket: str) -> web.StreamResponse:
+        data, content_type = await self._files.download(bucket, path_param(request, "name"))
+        return web.Response(
+            body=data,
+            content_type=content_type,
+            headers={"Cache-Control": "private, max-age=31536000"},
+        )
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        return await self._get(request, self._files.bucket)
+
+    async def get_avatar(self, request: web.Request) -> web.StreamResponse:
+        return await self._get(request, self._files.avatar_bucket)

@@ -1,0 +1,157 @@
+"""``/user/*`` routes (``sandcat-protocol.md`` §2.3 rows 1-9)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sandcat.api.common import (
+    Body,
+    Handler,
+    bearer_token,
+    client_ip,
+    empty_response,
+    json_response,
+    path_param,
+    read_json,
+)
+from sandcat.config import Config
+from sandcat.domain import UserChanges
+from sandcat.errors import PathParsing, UnAuthorized
+from sandcat.protocol.shapes import user_json, user_with_match_type_json
+from sandcat.services.auth import decode_b64_password
+from sandcat.services.messages import FriendGate
+from sandcat.services.users import UserService
+
+
+class UserRoutes:
+    def __init__(
+        self,
+        *,
+        users: UserService,
+        config: Config,
+        ws_addr: WsAddress,
+        friends: FriendGate | None = None,
+    ) -> None:
+        self._users = users
+        self._limit = config.limits.http_body_bytes
+        self._trust = config.server.trust_forwarded_for
+        self._ws_addr = ws_addr
+        self._friends = friends
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        return [
+            ("POST", "/user/mail/send", self.send_mail),
+            ("POST", "/user", self.register),
+            ("POST", "/user/login", self.login),
+            ("GET", "/user/refresh_token/{token}/{is_refresh}", self.refresh),
+            ("PUT", "/user/pwd", self.change_password),
+            ("PUT", "/user", self.update),
+            ("DELETE", "/user/logout/{uuid}", self.logout),
+            ("GET", "/user/{user_id}/search/{pattern}", self.search),
+            ("GET", "/user/{id}", self.get),
+        ]
+
+    async def authed(self, request: web.Request, user_id: str | None = None) -> str:
+        """The token's user; when ``user_id`` is given it must be that user (else 401)."""
+        token_user = await self._users.authenticate(bearer_token(request))
+        if user_id is not None and token_user != user_id:
+            raise UnAuthorized("the token does not belong to this user")
+        return token_user
+
+    async def send_mail(self, request: web.Request) -> web.StreamResponse:
+        body = Body(await read_json(request, self._limit))
+        await self._users.send_code(body.text("email"), client_ip(request, self._trust))
+        return empty_response()
+
+    async def register(self, request: web.Request) -> web.StreamResponse:
+        body = Body(await read_json(request, self._limit))
+        user = await self._users.register(
+            name=body.text("name"),
+            email=body.text("email"),
+            password=body.text("password"),
+            code=body.text("code"),
+            avatar=body.text("avatar"),
+        )
+        return json_response(user_json(user))
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        body = Body(await read_json(request, self._limit))
+        password = decode_b64_password(body.text("password"))
+        result = await self._users.login(
+            body.text("account"), password, client_ip(request, self._trust)
+        )
+        return json_response(
+            {
+                "user": user_json(result.user),
+                "token": result.token,
+                "refresh_token": result.refresh_token,
+                "ws_addr": await self._ws_addr(),
+            }
+        )
+
+    async def refresh(self, request: web.Request) -> web.StreamResponse:
+        flag = path_param(request, "is_refresh")
+        if flag not in {"true", "false"}:
+            raise PathParsing("is_refresh must be true or false")
+        token = await self._users.refresh(path_param(request, "token"), flag == "true")
+        return web.Response(text=token, content_type="text/plain")
+
+    async def change_password(self, request: web.Request) -> web.StreamResponse:
+        body = Body(await read_json(request, self._limit))
+        await self._users.change_password(
+            user_id=body.text("user_id"),
+            email=body.text("email"),
+            password=decode_b64_password(body.text("pwd")),
+            code=body.text("code"),
+        )
+        return empty_response()
+
+    async def update(self, request: web.Request) -> web.StreamResponse:
+        body = Body(await read_json(request, self._limit))
+        user_id = body.text("id")
+        await self.authed(request, user_id)
+        changes = UserChanges(
+            name=body.text("name"),
+            avatar=body.text("avatar"),
+            gender=body.text("gender"),
+            phone=body.opt_text("phone"),
+            email=body.opt_text("email"),
+            address=body.opt_text("address"),
+            region=body.opt_text("region"),
+            birthday=body.opt_integer("birthday"),
+            signature=body.opt_text("signature"),
+        )
+        return json_response(user_json(await self._users.update(user_id, changes)))
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        user_id = path_param(request, "uuid")
+        await self.authed(request, user_id)
+        await self._users.logout(user_id)
+        return empty_response()
+
+    async def search(self, request: web.Request) -> web.StreamResponse:
+        user_id = path_param(request, "user_id")
+        await self.authed(request, user_id)
+        found = await self._users.search(user_id, path_param(request, "pattern"))
+        if found is None:
+            return json_response(None)
+        user, match_type = found
+        is_friend = self._friends is not None and await self._friends.are_friends(user_id, user.id)
+        return json_response(user_with_match_type_json(user, match_type, is_friend))
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        await self.authed(request)
+        return json_response(user_json(await self._users.get(path_param(request, "id"))))
+
+
+class WsAddress:
+    """Login's ``ws_addr``: the configured public address of the WebSocket endpoint."""
+
+    def __init__(self, addr: str) -> None:
+        self._addr = addr
+
+    def set(self, addr: str) -> None:
+        self._addr = addr
+
+    async def __call__(self) -> str:
+        return self._addr

@@ -1,0 +1,127 @@
+"""The ``sandcat`` command line: serve, migrate, check-config, info."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from sandcat import __version__, _native
+from sandcat.config import ROLE_ALIASES, Config, load_config
+from sandcat.errors import ConfigError
+from sandcat.log import get_logger, setup_logging
+
+log = get_logger("sandcat.cli")
+DEFAULT_CONFIG = "config.yml"
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        "-p",
+        "--configuration",
+        dest="config",
+        default=None,
+        help=f"config file (default: ./{DEFAULT_CONFIG} if present; SANDCAT__SECTION__KEY "
+        "environment variables override it)",
+    )
+
+
+def _load(args: argparse.Namespace, role: str | None = None) -> Config:
+    path = args.config
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    overrides = {"component": role} if role else None
+    loaded = load_config(path, overrides=overrides)
+    setup_logging(
+        loaded.config.log.level,
+        loaded.config.log.format,
+        prefix=os.environ.get("SANDCAT_LOG_PREFIX", ""),
+    )
+    for warning in loaded.warnings:
+        log.warning("config_warning", details=warning)
+    return loaded.config
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args, args.role)
+    from sandcat.composition import migrate
+    from sandcat.server import serve_forever
+
+    migrate(config)
+    try:
+        import uvloop
+
+        uvloop.run(serve_forever(config))
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep serving without it
+        asyncio.run(serve_forever(config))
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from sandcat.composition import migrate
+
+    applied = migrate(config)
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(f"config ok: mode={config.mode} role={config.role}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(f"sandcat {__version__}")
+    print(f"mode: {config.mode}")
+    print(f"role: {config.role}")
+    for name, impl in _native.implementations().items():
+        print(f"{name}: {impl}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sandcat", description="Sandcat: a wire-compatible Python sandcat IM server."
+    )
+    parser.add_argument("--version", action="version", version=f"sandcat {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the server in the foreground")
+    _config_arg(serve)
+    serve.add_argument(
+        "--role",
+        choices=sorted(ROLE_ALIASES),
+        default=None,
+        help="which parts to run (default: the config's `component`, else all)",
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    _config_arg(migrate)
+    migrate.set_defaults(func=_cmd_migrate)
+
+    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    _config_arg(check)
+    check.set_defaults(func=_cmd_check_config)
+
+    info = sub.add_parser("info", help="version, mode and hot-path implementations")
+    _config_arg(info)
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"sandcat: {exc}", file=sys.stderr)
+        return 2
+    return code

@@ -1,0 +1,387 @@
+"""Typed, frozen configuration loaded from ``config.yml`` with ``SANDCAT__SECTION__KEY`` overrides.
+
+The original's keys are used where they apply (``sandcat-protocol.md`` §5.1). Keys of the
+original that Sandcat does not use are accepted with a warning; any other unknown key, or a
+value of the wrong type, fails start-up with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sandcat.errors import ConfigError
+
+ENV_PREFIX = "SANDCAT__"
+
+#: Component names: ours and the original's (``messagegateway``, ``messageserver``).
+ROLE_ALIASES: dict[str, str] = {
+    "all": "all",
+    "api": "api",
+    "gateway": "gateway",
+    "messagegateway": "gateway",
+    "msg-server": "msg-server",
+    "msg_server": "msg-server",
+    "messageserver": "msg-server",
+}
+
+#: Keys of the original's config that Sandcat accepts but does not use (dotted prefixes).
+ORIGINAL_UNUSED: tuple[str, ...] = (
+    "service_center",
+    "rpc",
+    "db.xdb",
+    "server.ws_lb_strategy",
+    "server.oauth2",
+    "websocket.name",
+    "websocket.tags",
+    "mail.temp_path",
+    "mail.temp_file",
+    "kafka.connect_timeout",
+    "kafka.producer.timeout",
+    "kafka.producer.acks",
+    "kafka.consumer.auto_offset_reset",
+    "kafka.consumer.session_timeout",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+    output: str = "console"
+    format: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50001
+    jwt_secret: str = ""
+    access_ttl_seconds: int = 14400
+    refresh_ttl_seconds: int = 100800
+    allow_stranger_messages: bool = False
+    trust_forwarded_for: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WebsocketConfig:
+    protocol: str = "ws"
+    host: str = "127.0.0.1"
+    port: int = 50000
+    public_addr: str = ""
+    ping_interval_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedConfig:
+    data_dir: str = "./data"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    ws_message_bytes: int = 65536
+    text_bytes: int = 16384
+    http_body_bytes: int = 65536
+    upload_bytes: int = 52428800
+    send_queue_frames: int = 1000
+    send_queue_bytes: int = 1048576
+    connections_per_ip: int = 200
+    login_per_minute_per_account: int = 10
+    login_per_minute_per_ip: int = 60
+    code_sends_per_5_minutes_per_email: int = 3
+    code_sends_per_minute_per_ip: int = 30
+    messages_per_second: float = 50.0
+    messages_burst: int = 200
+    bad_frames_before_close: int = 10
+    group_members: int = 10000
+    name_chars: int = 64
+    remark_chars: int = 256
+    search_pattern_chars: int = 32
+    pull_max_messages: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    argon2_time_cost: int = 3
+    argon2_memory_cost: int = 65536
+    argon2_parallelism: int = 4
+    argon2_max_concurrency: int = 2
+    code_ttl_seconds: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresConfig:
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "postgres"
+    password: str = ""
+    database: str = "im"
+    max_connections: int = 10
+    history_retention_months: int = 12
+    history_archive: str = "drop"
+
+
+@dataclass(frozen=True, slots=True)
+class MongoCleanConfig:
+    period: int = 3600
+    except_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MongoConfig:
+    host: str = "127.0.0.1"
+    port: int = 27017
+    user: str = ""
+    password: str = ""
+    database: str = "im"
+    use_sharding: bool = False
+    user_shards: int = 10
+    clean: MongoCleanConfig = field(default_factory=MongoCleanConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class DbConfig:
+    postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    mongodb: MongoConfig = field(default_factory=MongoConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    host: str = "127.0.0.1"
+    port: int = 6379
+    seq_step: int = 10000
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaProducerConfig:
+    max_retry: int = 3
+    retry_interval: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConsumerConfig:
+    batch_size: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    hosts: tuple[str, ...] = ("127.0.0.1:9092",)
+    topic: str = "sandcat-chat"
+    group: str = "chat"
+    partitions: int = 8
+    producer: KafkaProducerConfig = field(default_factory=KafkaProducerConfig)
+    consumer: KafkaConsumerConfig = field(default_factory=KafkaConsumerConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class OssConfig:
+    endpoint: str = "http://127.0.0.1:9000"
+    access_key: str = ""
+    secret_key: str = ""
+    bucket: str = "sandcat"
+    avatar_bucket: str = "sandcat-avatar"
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True, slots=True)
+class MailConfig:
+    server: str = ""
+    port: int = 465
+    use_tls: bool = True
+    account: str = ""
+    password: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    component: str = "all"
+    mode: str = "embedded"
+    log: LogConfig = field(default_factory=LogConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    websocket: WebsocketConfig = field(default_factory=WebsocketConfig)
+    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    db: DbConfig = field(default_factory=DbConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    oss: OssConfig = field(default_factory=OssConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
+
+    @property
+    def role(self) -> str:
+        return ROLE_ALIASES[self.component]
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    config: Config
+    warnings: tuple[str, ...]
+
+
+def _is_unused_original(path: str) -> bool:
+    return any(path == key or path.startswith(key + ".") for key in ORIGINAL_UNUSED)
+
+
+def _coerce(path: str, hint: Any, value: Any) -> Any:
+    """Check (and, for strings from the environment, convert) one scalar value."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item_type, _) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"config key {path}: expected a list, got {value!r}")
+        return tuple(_coerce(f"{path}[]", item_type, item) for item in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "on"}:
+            return True
+        if isinstance(value, str) and value.lower() in {"false", "0", "no", "off"}:
+            return False
+        raise ConfigError(f"config key {path}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key {path}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key {path}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key {path}: expected a string, got {value!r}")
+    raise ConfigError(f"config key {path}: unsupported type")  # pragma: no cover
+
+
+def _build(cls: type[Any], data: Mapping[str, Any], prefix: str, warnings: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            if _is_unused_original(path):
+                warnings.append(f"config key {path} is from the original sandcat and is unused")
+                continue
+            raise ConfigError(f"unknown config key {path}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key {path}: expected a section (mapping)")
+            kwargs[key] = _build(typing.cast(type[Any], hint), value, path + ".", warnings)
+        elif value is None:
+            raise ConfigError(f"config key {path}: a value is required")
+        else:
+            kwargs[key] = _coerce(path, hint, value)
+    return cls(**kwargs)
+
+
+def _set_path(tree: dict[str, Any], parts: list[str], value: str) -> None:
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _apply_env(tree: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if not all(parts):
+            raise ConfigError(f"bad environment override {name}")
+        _set_path(tree, parts, value)
+
+
+def _validate(config: Config) -> None:
+    if config.component not in ROLE_ALIASES:
+        names = ", ".join(sorted(ROLE_ALIASES))
+        raise ConfigError(f"config key component: {config.component!r} is not one of {names}")
+    if config.mode not in {"embedded", "distributed"}:
+        raise ConfigError(f"config key mode: {config.mode!r} is not embedded or distributed")
+    if config.log.level.lower() not in {"trace", "debug", "info", "warn", "warning", "error"}:
+        raise ConfigError(f"config key log.level: {config.log.level!r} is not a log level")
+    if config.log.format not in {"text", "json"}:
+        raise ConfigError(f"config key log.format: {config.log.format!r} is not text or json")
+    for section, value in (
+        ("server.port", config.server.port),
+        ("websocket.port", config.websocket.port),
+    ):
+        if not 0 <= value <= 65535:
+            raise ConfigError(f"config key {section}: {value} is not a TCP port")
+    for limit in dataclasses.fields(config.limits):
+        value = getattr(config.limits, limit.name)
+        if value < 0:
+            raise ConfigError(f"config key limits.{limit.name}: must not be negative")
+    secret = config.server.jwt_secret
+    if secret and len(secret.encode()) < 32:
+        raise ConfigError("config key server.jwt_secret: must be at least 32 bytes (or empty)")
+    if not secret and config.mode == "distributed":
+        raise ConfigError(
+            "config key server.jwt_secret: required in distributed mode "
+            "(every process must share it)"
+        )
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Loaded:
+    """Read ``path`` (if given and present), apply environment overrides, validate."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.exists():
+            raise ConfigError(f"config file {file} does not exist")
+        try:
+            raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError(f"config file {file} must hold a mapping at the top level")
+        tree = raw or {}
+    _apply_env(tree, os.environ if environ is None else environ)
+    for dotted, value in (overrides or {}).items():
+        node = tree
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    warnings: list[str] = []
+    config = _build(Config, tree, "", warnings)
+    _validate(config)
+    return Loaded(config, tuple(warnings))
+
+
+def replace(config: Config, **sections: Any) -> Config:
+    """A copy of ``config`` with whole sections replaced (used by tests and benchmarks)."""
+    return dataclasses.replace(config, **sections)

@@ -1,0 +1,1 @@
+"""The WebSocket edge: connections, the per-process registry, pushes."""

@@ -1,0 +1,1 @@
+"""Scheduled jobs, run inside the process that owns them."""

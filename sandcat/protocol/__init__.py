@@ -1,0 +1,1 @@
+"""Wire formats: the bincode ``Msg`` codec, content payloads and HTTP JSON shapes."""

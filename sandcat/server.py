@@ -1,0 +1,77 @@
+"""Running the applications: one process, its role's listeners, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from sandcat.composition import Apps, build, ws_public_addr
+from sandcat.config import Config
+from sandcat.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Running:
+    apps: Apps
+    api_port: int | None
+    ws_port: int | None
+
+
+@asynccontextmanager
+async def running(config: Config) -> AsyncIterator[Running]:
+    """Start the listeners of ``config``'s role; ports of 0 pick free ones."""
+    async with build(config) as apps:
+        runners: list[web.AppRunner] = []
+        api_port = ws_port = None
+        try:
+            if apps.api is not None:
+                runner = web.AppRunner(apps.api, access_log=None)
+                await runner.setup()
+                runners.append(runner)
+                site = web.TCPSite(
+                    runner, config.server.host, config.server.port, reuse_address=True
+                )
+                await site.start()
+                api_port = runner.addresses[0][1]
+            if apps.gateway is not None:
+                runner = web.AppRunner(apps.gateway, access_log=None, shutdown_timeout=1.0)
+                await runner.setup()
+                runners.append(runner)
+                site = web.TCPSite(
+                    runner,
+                    config.websocket.host,
+                    config.websocket.port,
+                    reuse_address=True,
+                    backlog=4096,
+                )
+                await site.start()
+                ws_port = runner.addresses[0][1]
+                apps.ws_address.set(ws_public_addr(config, ws_port))
+            log.info(
+                "server_started",
+                role=config.role,
+                mode=config.mode,
+                api=f"http://{config.server.host}:{api_port}" if api_port else "-",
+                ws=ws_public_addr(config, ws_port) if ws_port else "-",
+            )
+            yield Running(apps, api_port, ws_port)
+        finally:
+            for runner in reversed(runners):
+                await runner.cleanup()
+
+
+async def serve_forever(config: Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(config):
+        await stop.wait()
+        log.info("server_stopping")

@@ -1,0 +1,1 @@
+"""Services: the behaviour of Sandcat, pure Python, depending only on ports."""

@@ -1,0 +1,142 @@
+"""Passwords (argon2id, off the event loop, bounded) and JWTs bound to the user id."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from sandcat.config import AuthConfig, ServerConfig
+from sandcat.errors import BadRequest, UnAuthorized
+
+ACCESS = "access"
+REFRESH = "refresh"
+
+
+class PasswordService:
+    """Hashes and verifies with argon2id in worker threads, at most N at once."""
+
+    def __init__(self, config: AuthConfig) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=config.argon2_time_cost,
+            memory_cost=config.argon2_memory_cost,
+            parallelism=config.argon2_parallelism,
+        )
+        self._slots = asyncio.Semaphore(max(1, config.argon2_max_concurrency))
+        self._dummy: str | None = None
+
+    async def hash(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        async with self._slots:
+            try:
+                return await asyncio.to_thread(self._hasher.verify, password_hash, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+    async def burn(self, password: str) -> None:
+        """Spend one verification's time, so an unknown account answers like a wrong password."""
+        if self._dummy is None:
+            self._dummy = await self.hash(secrets.token_hex(16))
+        await self.verify(self._dummy, password)
+
+    @staticmethod
+    def salt_of(password_hash: str) -> str:
+        """The salt segment of a PHC string (kept in ``users.salt`` like the original)."""
+        parts = password_hash.split("$")
+        return parts[-2] if len(parts) >= 2 else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    user_id: str
+    typ: str
+    exp: int
+    iat: int
+
+
+class TokenService:
+    """HS256 JWTs with ``sub`` = user id, integer ``exp``/``iat`` and ``typ``.
+
+    The web client decodes the payload with *standard* base64, so a ``jti`` is varied until
+    the base64url payload segment contains neither ``-`` nor ``_``.
+    """
+
+    def __init__(self, config: ServerConfig, secret: str) -> None:
+        self._secret = secret
+        self._ttl = {ACCESS: config.access_ttl_seconds, REFRESH: config.refresh_ttl_seconds}
+
+    def issue(self, user_id: str, typ: str, now: int | None = None) -> str:
+        iat = int(time.time()) if now is None else now
+        exp = iat + self._ttl[typ]
+        for _ in range(64):
+            claims = {
+                "sub": user_id,
+                "exp": exp,
+                "iat": iat,
+                "typ": typ,
+                "jti": secrets.token_hex(6),
+            }
+            token = jwt.encode(claims, self._secret, algorithm="HS256")
+            payload = token.split(".")[1]
+            if "-" not in payload and "_" not in payload:
+                return token
+        raise RuntimeError("could not find a client-safe token payload")  # pragma: no cover
+
+    def verify(self, token: str, typ: str) -> Claims:
+        try:
+            data = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                options={"require": ["sub", "exp", "iat"]},
+                leeway=60,
+            )
+        except jwt.PyJWTError as exc:
+            raise UnAuthorized("invalid or expired token") from exc
+        sub, token_typ = data.get("sub"), data.get("typ", ACCESS)
+        exp, iat = data.get("exp"), data.get("iat")
+        if (
+            not isinstance(sub, str)
+            or not sub
+            or not isinstance(exp, int)
+            or not isinstance(iat, int)
+        ):
+            raise UnAuthorized("invalid token claims")
+        if token_typ != typ:
+            raise UnAuthorized(f"a {typ} token is required")
+        return Claims(sub, token_typ, exp, iat)
+
+
+def resolve_secret(configured: str, data_dir: Path) -> str:
+    """The configured secret, else one generated once and kept (mode 0600) in ``data_dir``."""
+    if configured:
+        return configured
+    path = data_dir / "jwt_secret"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    secret = secrets.token_urlsafe(48)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(secret)
+    return secret
+
+
+def decode_b64_password(value: str) -> str:
+    """The client sends passwords as standard base64 without padding."""
+    try:
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+        return raw.decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("password must be base64 (standard alphabet)") from exc

@@ -1,0 +1,223 @@
+"""Accepting messages from a sender, and routing durable ones to their recipients."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import Protocol
+
+from sandcat.config import LimitsConfig
+from sandcat.domain import Stored, Submission
+from sandcat.errors import DecodeError, SandcatError
+from sandcat.ids import Clock, nanoid
+from sandcat.log import get_logger
+from sandcat.ports import Delivery, InboxStore, UserStore
+from sandcat.protocol.msg import NEVER_PUSHED, ContentType, Msg, MsgType
+from sandcat.protocol.payloads import ReadPayload
+
+log = get_logger(__name__)
+
+#: Stored one-to-one types: text/media and the call-log events (§3.5).
+STORED_SINGLE = frozenset({0, 15, 17, 18, 20})
+#: Relayed only: nothing stored, no seq consumed (21 included, unlike the original).
+RELAY_ONLY = frozenset({14, 16, 19, 21, 22})
+#: Call signalling: subject to the friendship policy like chat messages.
+CALL_TYPES = frozenset(range(14, 23))
+
+
+class MessageRefused(SandcatError):
+    """A client message that is answered with an error ack; the connection stays open."""
+
+    kind = "BadRequest"
+    status = 400
+
+
+class MessageLogPort(Protocol):
+    def submit(self, submission: Submission) -> asyncio.Future[Stored]:
+        """Queue in call order; the future resolves once the submission is durable."""
+
+
+class FriendGate(Protocol):
+    async def are_friends(self, user_id: str, other_id: str) -> bool: ...
+
+
+class GroupGate(Protocol):
+    async def recipients(self, group_id: str, sender_id: str) -> list[str]:
+        """Every member but the sender; raises ``MessageRefused`` if the sender may not post."""
+
+
+def ack_for(msg: Msg, stored: Stored) -> Msg:
+    return msg.copy(
+        msg_type=MsgType.MSG_REC_RESP,
+        server_id=stored.ack.server_id,
+        send_time=stored.ack.send_time,
+        send_seq=stored.ack.send_seq,
+        seq=0,
+        content=b"",
+    )
+
+
+def error_ack(msg: Msg | None, reason: str) -> Msg:
+    base = msg if msg is not None else Msg()
+    return base.copy(
+        msg_type=MsgType.MSG_REC_RESP,
+        content_type=ContentType.ERROR,
+        content=reason.encode(),
+        server_id="",
+        seq=0,
+        send_seq=0,
+    )
+
+
+def _done(value: Msg) -> asyncio.Future[Msg]:
+    future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+class MessageService:
+    """Validates a client message, makes it durable through the message log, builds the ack."""
+
+    def __init__(
+        self,
+        *,
+        log: MessageLogPort,
+        inbox: InboxStore,
+        users: UserStore,
+        delivery: Delivery,
+        clock: Clock,
+        limits: LimitsConfig,
+        allow_strangers: bool,
+        friends: FriendGate | None = None,
+        groups: GroupGate | None = None,
+    ) -> None:
+        self._log = log
+        self._inbox = inbox
+        self._users = users
+        self._delivery = delivery
+        self._clock = clock
+        self._limits = limits
+        self._allow_strangers = allow_strangers
+        self._friends = friends
+        self._groups = groups
+        self._known_users: OrderedDict[str, None] = OrderedDict()
+
+    async def _user_exists(self, user_id: str) -> bool:
+        if user_id in self._known_users:
+            self._known_users.move_to_end(user_id)
+            return True
+        if await self._users.get_user(user_id) is None:
+            return False
+        self._known_users[user_id] = None
+        if len(self._known_users) > 100_000:
+            self._known_users.popitem(last=False)
+        return True
+
+    async def _check_peer(self, sender: str, receiver: str) -> None:
+        if not receiver:
+            raise MessageRefused("receiver_id is empty")
+        if not await self._user_exists(receiver):
+            raise MessageRefused("no such receiver")
+        if self._allow_strangers or receiver == sender or self._friends is None:
+            return
+        if not await self._friends.are_friends(sender, receiver):
+            raise MessageRefused("the receiver is not your friend")
+
+    async def accept(self, user_id: str, msg: Msg) -> asyncio.Future[Msg]:
+        """Validate ``msg`` from connection user ``user_id``; the result resolves to its ack.
+
+        Raises :class:`MessageRefused` for a message that gets an error ack now.
+        Submission order is kept: call this sequentially per connection.
+        """
+        if not msg.send_id:
+            msg.send_id = user_id
+        elif msg.send_id != user_id:
+            raise MessageRefused("send_id is not the connection's user")
+        if len(msg.content) > self._limits.text_bytes:
+            raise MessageRefused(f"content is larger than {self._limits.text_bytes} bytes")
+        kind = msg.msg_type
+        msg.server_id = nanoid()
+        msg.send_time = self._clock.now_ms()
+        msg.seq = 0
+        msg.send_seq = 0
+        msg.is_read = False
+        if kind in STORED_SINGLE:
+            await self._check_peer(user_id, msg.receiver_id)
+            msg.group_id = ""
+            submission = Submission(
+                msg=msg,
+                receivers=[msg.receiver_id],
+                store=True,
+                outbox=True,
+                history=kind == MsgType.SINGLE_MSG,
+                idem_key=(user_id, msg.local_id) if msg.local_id else None,
+            )
+            return self._submit(msg, submission)
+        if kind == MsgType.GROUP_MSG:
+            if self._groups is None:
+                raise MessageRefused("group messages are not available")
+            group_id = msg.group_id or msg.receiver_id
+            receivers = await self._groups.recipients(group_id, user_id)
+            msg.group_id = group_id
+            msg.receiver_id = group_id
+            submission = Submission(
+                msg=msg,
+                receivers=receivers,
+                store=True,
+                outbox=True,
+                history=True,
+                idem_key=(user_id, msg.local_id) if msg.local_id else None,
+            )
+            return self._submit(msg, submission)
+        if kind in RELAY_ONLY:
+            await self._check_peer(user_id, msg.receiver_id)
+            self._delivery.deliver(msg.receiver_id, msg)
+            return _done(msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b""))
+        if kind == MsgType.READ:
+            try:
+                payload = ReadPayload.decode(msg.content)
+            except DecodeError as exc:
+                raise MessageRefused("malformed Read payload") from exc
+            if len(payload.msg_seq) > 10_000:
+                raise MessageRefused("too many seqs in one Read")
+            await self._inbox.mark_read(user_id, payload.msg_seq)
+            return _done(msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b""))
+        raise MessageRefused(f"message type {kind} cannot be sent by a client")
+
+    def _submit(self, msg: Msg, submission: Submission) -> asyncio.Future[Msg]:
+        stored = self._log.submit(submission)
+        acked: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+
+        def done(result: asyncio.Future[Stored]) -> None:
+            if acked.done():
+                return
+            if result.cancelled():
+                acked.cancel()
+            elif (exc := result.exception()) is not None:
+                acked.set_exception(exc)
+            else:
+                acked.set_result(ack_for(msg, result.result()))
+
+        stored.add_done_callback(done)
+        return acked
+
+
+class DeliveryService:
+    """Pushes a durable message to its recipients and to the sender's other devices."""
+
+    def __init__(self, *, delivery: Delivery) -> None:
+        self._delivery = delivery
+
+    def on_stored(self, submission: Submission, stored: Stored) -> None:
+        msg = submission.msg
+        if msg.msg_type in NEVER_PUSHED:
+            return
+        other = 0 if msg.group_id else stored.ack.send_seq
+        for receiver, seq in stored.receiver_seqs:
+            self._delivery.deliver(receiver, msg.copy(seq=seq, send_seq=other))
+        if submission.push_self and submission.outbox and msg.send_id:
+            self._delivery.deliver(
+                msg.send_id,
+                msg.copy(seq=0, send_seq=stored.ack.send_seq),
+                exclude_platform=msg.platform,
+            )

@@ -1,0 +1,60 @@
+"""In-process rate limiting: sliding-window counters and token buckets."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from sandcat.errors import TooManyRequests
+
+
+class WindowLimiter:
+    """At most ``limit`` events per ``window`` seconds per key."""
+
+    def __init__(self, limit: int, window: float, what: str) -> None:
+        self._limit = limit
+        self._window = window
+        self._what = what
+        self._events: dict[str, deque[float]] = {}
+
+    def hit(self, key: str) -> None:
+        """Record one event for ``key``; raises :class:`TooManyRequests` when over the limit."""
+        if self._limit <= 0:
+            return
+        now = time.monotonic()
+        events = self._events.setdefault(key, deque())
+        while events and events[0] <= now - self._window:
+            events.popleft()
+        if len(events) >= self._limit:
+            retry = int(events[0] + self._window - now) + 1
+            raise TooManyRequests(f"too many {self._what}; retry later", retry)
+        events.append(now)
+        if len(self._events) > 100_000:
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, v in self._events.items() if not v or v[-1] <= now - self._window]:
+            del self._events[key]
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; ``take`` says whether one was available."""
+
+    __slots__ = ("_burst", "_last", "_rate", "_tokens")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(max(1, burst))
+        self._tokens = self._burst
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        if self._rate <= 0:
+            return True
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False

@@ -1,0 +1,202 @@
+"""Users: e-mail codes, registration, login, tokens, profile, password change, search."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from sandcat.config import AuthConfig, LimitsConfig
+from sandcat.domain import UserChanges, UserRecord
+from sandcat.errors import (
+    AccountOrPassword,
+    BadRequest,
+    CodeIsExpired,
+    CodeIsInvalid,
+    NotFound,
+    UnAuthorized,
+)
+from sandcat.ids import Clock, nanoid
+from sandcat.log import get_logger
+from sandcat.ports import CodeStore, Mailer, UserStore
+from sandcat.services.auth import ACCESS, REFRESH, Claims, PasswordService, TokenService
+from sandcat.services.ratelimit import WindowLimiter
+
+log = get_logger(__name__)
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    user: UserRecord
+    token: str
+    refresh_token: str
+
+
+def check_email(email: str) -> str:
+    email = email.strip()
+    if not _EMAIL.match(email):
+        raise BadRequest("invalid e-mail address")
+    return email
+
+
+class UserService:
+    def __init__(
+        self,
+        *,
+        users: UserStore,
+        codes: CodeStore,
+        mailer: Mailer,
+        passwords: PasswordService,
+        tokens: TokenService,
+        clock: Clock,
+        auth: AuthConfig,
+        limits: LimitsConfig,
+    ) -> None:
+        self._users = users
+        self._codes = codes
+        self._mailer = mailer
+        self._passwords = passwords
+        self._tokens = tokens
+        self._clock = clock
+        self._code_ttl = auth.code_ttl_seconds
+        self._limits = limits
+        self._code_per_email = WindowLimiter(
+            limits.code_sends_per_5_minutes_per_email, 300, "code requests for this e-mail"
+        )
+        self._code_per_ip = WindowLimiter(limits.code_sends_per_minute_per_ip, 60, "code requests")
+        self._login_per_account = WindowLimiter(
+            limits.login_per_minute_per_account, 60, "login attempts for this account"
+        )
+        self._login_per_ip = WindowLimiter(limits.login_per_minute_per_ip, 60, "login attempts")
+        self._valid_after: dict[str, int] = {}
+
+    async def send_code(self, email: str, ip: str) -> None:
+        email = check_email(email)
+        self._code_per_ip.hit(ip)
+        self._code_per_email.hit(email.lower())
+        code = f"{secrets.randbelow(900000) + 100000}"
+        await self._mailer.send_code(email, code)
+        await self._codes.put_code(email, code, self._code_ttl)
+
+    async def _consume_code(self, email: str, code: str) -> None:
+        stored = await self._codes.get_code(email)
+        if stored is None:
+            raise CodeIsExpired("the code has expired or was never sent")
+        if not secrets.compare_digest(stored, code.strip()):
+            raise CodeIsInvalid("the code is wrong")
+        await self._codes.delete_code(email)
+
+    def _check_name(self, name: str) -> str:
+        name = name.strip()
+        if not name:
+            raise BadRequest("name must not be empty")
+        if len(name) > self._limits.name_chars:
+            raise BadRequest(f"name is longer than {self._limits.name_chars} characters")
+        return name
+
+    async def register(
+        self, *, name: str, email: str, password: str, code: str, avatar: str
+    ) -> UserRecord:
+        email = check_email(email)
+        name = self._check_name(name)
+        if not password:
+            raise BadRequest("password must not be empty")
+        if await self._users.email_taken(email):
+            raise BadRequest("this e-mail address is already registered")
+        await self._consume_code(email, code)
+        password_hash = await self._passwords.hash(password)
+        now = self._clock.now_ms()
+        user_id = nanoid()
+        user = UserRecord(
+            id=user_id,
+            name=name,
+            account=user_id,
+            password=password_hash,
+            salt=PasswordService.salt_of(password_hash),
+            avatar=avatar or "avatar1.png",
+            email=email,
+            create_time=now,
+            update_time=now,
+        )
+        await self._users.insert_user(user)
+        log.info("user_registered", user_id=user_id)
+        return user
+
+    async def login(self, account: str, password: str, ip: str) -> LoginResult:
+        if not account or not password:
+            raise BadRequest("account and password must not be empty")
+        self._login_per_ip.hit(ip)
+        self._login_per_account.hit(account.lower())
+        user = await self._users.find_login(account)
+        if user is None:
+            # Same cost and same answer as a wrong password: no account enumeration.
+            await self._passwords.burn(password)
+            raise AccountOrPassword("wrong account or password")
+        if not user.password or not await self._passwords.verify(user.password, password):
+            raise AccountOrPassword("wrong account or password")
+        return LoginResult(
+            user=user,
+            token=self._tokens.issue(user.id, ACCESS),
+            refresh_token=self._tokens.issue(user.id, REFRESH),
+        )
+
+    async def _check_revoked(self, claims: Claims) -> str:
+        valid_after = self._valid_after.get(claims.user_id)
+        if valid_after is None:
+            valid_after = await self._users.tokens_valid_after(claims.user_id)
+            self._valid_after[claims.user_id] = valid_after
+        if claims.iat < valid_after:
+            raise UnAuthorized("the session has ended; log in again")
+        return claims.user_id
+
+    async def refresh(self, refresh_token: str, is_refresh: bool) -> str:
+        user_id = await self._check_revoked(self._tokens.verify(refresh_token, REFRESH))
+        return self._tokens.issue(user_id, REFRESH if is_refresh else ACCESS)
+
+    async def logout(self, user_id: str) -> None:
+        """End every session of the user: tokens issued before now are refused."""
+        now = int(self._clock.now())
+        await self._users.revoke_tokens(user_id, now)
+        self._valid_after[user_id] = now
+        log.info("user_logged_out", user_id=user_id)
+
+    async def get(self, user_id: str) -> UserRecord:
+        user = await self._users.get_user(user_id)
+        if user is None:
+            raise NotFound("no such user")
+        return user
+
+    async def update(self, user_id: str, changes: UserChanges) -> UserRecord:
+        if changes.name is not None and changes.name.strip():
+            changes.name = self._check_name(changes.name)
+        if changes.email:
+            changes.email = check_email(changes.email)
+        user = await self._users.update_user(user_id, changes, self._clock.now_ms())
+        if user is None:
+            raise NotFound("no such user")
+        return user
+
+    async def change_password(self, *, user_id: str, email: str, password: str, code: str) -> None:
+        user = await self._users.get_user(user_id)
+        if user is None or not user.email or user.email.lower() != email.strip().lower():
+            raise BadRequest("the e-mail address is not the user's")
+        if not password:
+            raise BadRequest("password must not be empty")
+        await self._consume_code(user.email, code)
+        password_hash = await self._passwords.hash(password)
+        await self._users.set_password(
+            user_id, password_hash, PasswordService.salt_of(password_hash), self._clock.now_ms()
+        )
+
+    async def search(self, user_id: str, pattern: str) -> tuple[UserRecord, str] | None:
+        pattern = pattern.strip()
+        if not 1 <= len(pattern) <= self._limits.search_pattern_chars:
+            raise BadRequest(f"pattern must be 1 to {self._limits.search_pattern_chars} characters")
+        return await self._users.search_user(pattern, user_id)
+
+    async def authenticate(self, token: str) -> str:
+        """The user id of a valid, unrevoked access token."""
+        if not token:
+            raise UnAuthorized("a token is required")
+        return await self._check_revoked(self._tokens.verify(token, ACCESS))

@@ -1,0 +1,170 @@
+"""A client that speaks only the public protocol (HTTP JSON + bincode WebSocket)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from tests import wire
+
+CODE_LINE = re.compile(r"register_code email=(\S+) code=(\d{6})")
+
+
+class CodeBook:
+    """Collects verification codes from log lines (the embedded mailer's output)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, str] = {}
+        self._waiters: list[tuple[str, asyncio.Future[str]]] = []
+
+    def feed(self, line: str) -> None:
+        match = CODE_LINE.search(line)
+        if match:
+            email, code = match.group(1), match.group(2)
+            self.codes[email] = code
+            for want, fut in list(self._waiters):
+                if want == email and not fut.done():
+                    fut.set_result(code)
+
+    async def wait(self, email: str, timeout: float = 10.0) -> str:
+        if email in self.codes:
+            return self.codes.pop(email)
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiters.append((email, fut))
+        code = await asyncio.wait_for(fut, timeout)
+        self.codes.pop(email, None)
+        return code
+
+
+@dataclass
+class User:
+    id: str
+    email: str
+    password: str
+    token: str = ""
+    refresh_token: str = ""
+    ws_addr: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Api:
+    def __init__(self, session: aiohttp.ClientSession, base: str, codes: CodeBook) -> None:
+        self.session = session
+        self.base = base
+        self.codes = codes
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        token: str | None = None,
+        data: Any = None,
+        expect: int | None = 200,
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.session.request(
+            method, self.base + path, json=json, data=data, headers=headers
+        ) as resp:
+            raw = await resp.read()
+            body: Any = raw
+            if resp.content_type == "application/json":
+                body = await resp.json()
+            elif resp.content_type == "text/plain":
+                body = raw.decode()
+            if expect is not None:
+                assert resp.status == expect, (method, path, resp.status, raw[:300])
+            return resp.status, body
+
+    async def register(self, name: str, email: str, password: str = "pass-word-1") -> User:
+        await self.call("POST", "/api/user/mail/send", json={"email": email})
+        code = await self.codes.wait(email)
+        _, info = await self.call(
+            "POST",
+            "/api/user",
+            json={
+                "avatar": "avatar1.png",
+                "name": name,
+                "password": password,
+                "email": email,
+                "code": code,
+            },
+        )
+        return User(id=info["id"], email=email, password=password, info=info)
+
+    async def login(self, user: User, account: str | None = None) -> dict[str, Any]:
+        pwd = base64.b64encode(user.password.encode()).decode().rstrip("=")
+        _, body = await self.call(
+            "POST", "/api/user/login", json={"account": account or user.email, "password": pwd}
+        )
+        user.token = body["token"]
+        user.refresh_token = body["refresh_token"]
+        user.ws_addr = body["ws_addr"]
+        return dict(body)
+
+    async def new_user(self, name: str, email: str) -> User:
+        user = await self.register(name, email)
+        await self.login(user)
+        return user
+
+
+class Socket:
+    """One WebSocket connection of a user, with helpers to send and await frames."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def connect(
+        cls, session: aiohttp.ClientSession, user: User, platform: int = 0, token: str | None = None
+    ) -> Socket:
+        url = f"{user.ws_addr}/{user.id}/conn/{user.id}/{platform}/{token or user.token}"
+        return cls(await session.ws_connect(url, autoping=True, max_msg_size=0))
+
+    async def send(self, **fields: Any) -> None:
+        await self.ws.send_bytes(wire.encode(wire.msg(**fields)))
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        while True:
+            frame = await self.ws.receive(timeout=timeout)
+            if frame.type == aiohttp.WSMsgType.BINARY:
+                return wire.decode(frame.data)
+            if frame.type in {
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.ERROR,
+            }:
+                raise ConnectionError(f"closed: {frame.type} {frame.data} {frame.extra}")
+
+    async def recv_until(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.recv(timeout)
+                if pred(frame):
+                    return frame
+
+    async def expect_close(self, timeout: float = 5.0) -> int | None:
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.ws.receive()
+                if frame.type in {
+                    aiohttp.WSMsgType.CLOSE,
+                    aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.CLOSING,
+                }:
+                    return self.ws.close_code
+                if frame.type == aiohttp.WSMsgType.ERROR:
+                    return self.ws.close_code
+
+    async def close(self) -> None:
+        await self.ws.close()
