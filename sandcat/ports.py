@@ -35,7 +35,7 @@ class UserStore(Protocol):
         """Exact match on e-mail, phone or account; returns the user and the matched field."""
 
     async def revoke_tokens(self, user_id: str, before: int) -> None:
-        """Refuse every token of ``user_id`` issued before ``before`` (seconds)."""
+        """Refuse every token of ``user_id`` issued before ``before`` (milliseconds)."""
 
     async def tokens_valid_after(self, user_id: str) -> int: ...
 

@@ -90,3 +90,12 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 def api(server: Running, session: aiohttp.ClientSession, codes: CodeBook) -> Api:
     return Api(session, f"http://127.0.0.1:{server.api_port}", codes)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Any:
+    """CLI tests configure logging; put the ``sandcat`` logger back afterwards."""
+    logger = logging.getLogger("sandcat")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved

@@ -17,7 +17,7 @@ CREATE TABLE users (
     create_time INTEGER NOT NULL,
     update_time INTEGER NOT NULL,
     is_delete   INTEGER NOT NULL DEFAULT 0,
-    -- tokens issued before this time (s) are refused: DELETE /user/logout ends all sessions
+    -- tokens issued before this time (ms) are refused: DELETE /user/logout ends all sessions
     tokens_valid_after INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX users_email ON users(email) WHERE email IS NOT NULL;

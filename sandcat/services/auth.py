@@ -62,7 +62,7 @@ class Claims:
     user_id: str
     typ: str
     exp: int
-    iat: int
+    issued_ms: int
 
 
 class TokenService:
@@ -76,7 +76,7 @@ class TokenService:
         self._secret = secret
         self._ttl = {ACCESS: config.access_ttl_seconds, REFRESH: config.refresh_ttl_seconds}
 
-    def issue(self, user_id: str, typ: str, now: int | None = None) -> str:
+    def issue(self, user_id: str, typ: str) -> str:
         iat = int(time.time()) if now is None else now
         exp = iat + self._ttl[typ]
         for _ in range(64):
@@ -115,7 +115,10 @@ class TokenService:
             raise UnAuthorized("invalid token claims")
         if token_typ != typ:
             raise UnAuthorized(f"a {typ} token is required")
-        return Claims(sub, token_typ, exp, iat)
+        issued_ms = data.get("ims")
+        if not isinstance(issued_ms, int):
+            issued_ms = iat * 1000
+        return Claims(sub, token_typ, exp, issued_ms)
 
 
 def resolve_secret(configured: str, data_dir: Path) -> str:

@@ -146,7 +146,7 @@ class UserService:
         if valid_after is None:
             valid_after = await self._users.tokens_valid_after(claims.user_id)
             self._valid_after[claims.user_id] = valid_after
-        if claims.iat < valid_after:
+        if claims.issued_ms < valid_after:
             raise UnAuthorized("the session has ended; log in again")
         return claims.user_id
 
@@ -156,7 +156,7 @@ class UserService:
 
     async def logout(self, user_id: str) -> None:
         """End every session of the user: tokens issued before now are refused."""
-        now = int(self._clock.now())
+        now = self._clock.now_ms()
         await self._users.revoke_tokens(user_id, now)
         self._valid_after[user_id] = now
         log.info("user_logged_out", user_id=user_id)
