@@ -77,13 +77,15 @@ class TokenService:
         self._ttl = {ACCESS: config.access_ttl_seconds, REFRESH: config.refresh_ttl_seconds}
 
     def issue(self, user_id: str, typ: str) -> str:
-        iat = int(time.time()) if now is None else now
+        issued_ms = time.time_ns() // 1_000_000
+        iat = issued_ms // 1000
         exp = iat + self._ttl[typ]
         for _ in range(64):
             claims = {
                 "sub": user_id,
                 "exp": exp,
                 "iat": iat,
+                "ims": issued_ms,
                 "typ": typ,
                 "jti": secrets.token_hex(6),
             }

@@ -10,8 +10,22 @@ import jwt
 
 from tests.client import Api, Socket
 
-USER_FIELDS = ["id", "name", "account", "avatar", "gender", "age", "phone", "email", "address",
-               "region", "birthday", "create_time", "update_time", "signature"]
+USER_FIELDS = [
+    "id",
+    "name",
+    "account",
+    "avatar",
+    "gender",
+    "age",
+    "phone",
+    "email",
+    "address",
+    "region",
+    "birthday",
+    "create_time",
+    "update_time",
+    "signature",
+]
 
 
 def b64(password: str) -> str:
@@ -42,37 +56,85 @@ async def test_register_and_login_shapes(api: Api) -> None:
 
 async def test_login_failures_are_identical(api: Api) -> None:
     user = await api.register("dave", "dave@example.com", "right")
-    wrong = await api.call("POST", "/user/login", expect=401,
-                           json={"account": user.email, "password": b64("wrong")})
-    unknown = await api.call("POST", "/user/login", expect=401,
-                             json={"account": "nobody@example.com", "password": b64("wrong")})
-    assert wrong[1] == unknown[1] == {"kind": "AccountOrPassword",
-                                      "details": "wrong account or password"}
+    wrong = await api.call(
+        "POST", "/user/login", expect=401, json={"account": user.email, "password": b64("wrong")}
+    )
+    unknown = await api.call(
+        "POST",
+        "/user/login",
+        expect=401,
+        json={"account": "nobody@example.com", "password": b64("wrong")},
+    )
+    assert (
+        wrong[1]
+        == unknown[1]
+        == {"kind": "AccountOrPassword", "details": "wrong account or password"}
+    )
     _, body = await api.call("POST", "/user/login", expect=400, json={"account": user.email})
     assert body["kind"] == "BodyParsing"
-    _, body = await api.call("POST", "/user/login", expect=400,
-                             json={"account": user.email, "password": "!!!"})
+    _, body = await api.call(
+        "POST", "/user/login", expect=400, json={"account": user.email, "password": "!!!"}
+    )
     assert body["kind"] == "BadRequest"
 
 
 async def test_registration_codes(api: Api) -> None:
     email = "erin@example.com"
-    _, body = await api.call("POST", "/user", expect=400, json={
-        "avatar": "avatar2.png", "name": "erin", "password": "p", "email": email, "code": "1"})
+    _, body = await api.call(
+        "POST",
+        "/user",
+        expect=400,
+        json={
+            "avatar": "avatar2.png",
+            "name": "erin",
+            "password": "p",
+            "email": email,
+            "code": "1",
+        },
+    )
     assert body["kind"] == "CodeIsExpired"
     await api.call("POST", "/user/mail/send", json={"email": email})
     code = await api.codes.wait(email)
     bad = "000000" if code != "000000" else "111111"
-    _, body = await api.call("POST", "/user", expect=400, json={
-        "avatar": "avatar2.png", "name": "erin", "password": "p", "email": email, "code": bad})
+    _, body = await api.call(
+        "POST",
+        "/user",
+        expect=400,
+        json={
+            "avatar": "avatar2.png",
+            "name": "erin",
+            "password": "p",
+            "email": email,
+            "code": bad,
+        },
+    )
     assert body["kind"] == "CodeIsInvalid"
-    await api.call("POST", "/user", json={
-        "avatar": "avatar2.png", "name": "erin", "password": "p", "email": email, "code": code})
+    await api.call(
+        "POST",
+        "/user",
+        json={
+            "avatar": "avatar2.png",
+            "name": "erin",
+            "password": "p",
+            "email": email,
+            "code": code,
+        },
+    )
     # Single use, and the e-mail is now taken.
     await api.call("POST", "/user/mail/send", json={"email": email})
     code2 = await api.codes.wait(email)
-    _, body = await api.call("POST", "/user", expect=400, json={
-        "avatar": "avatar2.png", "name": "erin2", "password": "p", "email": email, "code": code2})
+    _, body = await api.call(
+        "POST",
+        "/user",
+        expect=400,
+        json={
+            "avatar": "avatar2.png",
+            "name": "erin2",
+            "password": "p",
+            "email": email,
+            "code": code2,
+        },
+    )
     assert body["kind"] == "BadRequest" and "already registered" in body["details"]
     _, body = await api.call("POST", "/user/mail/send", expect=400, json={"email": "not-an-email"})
     assert body["kind"] == "BadRequest"
@@ -83,8 +145,11 @@ async def test_token_of_another_user_is_401_everywhere(api: Api) -> None:
     bob = await api.new_user("bob", "b@example.com")
     cases = [
         ("GET", f"/message/seq/{alice.id}", None),
-        ("POST", "/message", {"user_id": alice.id, "send_start": 0, "send_end": 0,
-                              "start": 0, "end": 1}),
+        (
+            "POST",
+            "/message",
+            {"user_id": alice.id, "send_start": 0, "send_end": 0, "start": 0, "end": 1},
+        ),
         ("DELETE", "/message", {"user_id": alice.id, "msg_id": [1]}),
         ("GET", f"/user/{alice.id}/search/x", None),
         ("PUT", "/user", {"id": alice.id, "name": "evil", "avatar": "", "gender": ""}),
@@ -103,9 +168,20 @@ async def test_token_of_another_user_is_401_everywhere(api: Api) -> None:
 async def test_profile_update_search_and_get(api: Api) -> None:
     alice = await api.new_user("alice", "a@example.com")
     bob = await api.new_user("bob", "b@example.com")
-    _, updated = await api.call("PUT", "/api/user", token=alice.token, json={
-        "id": alice.id, "name": "Alice A.", "avatar": "", "gender": "f", "phone": "12345",
-        "signature": "hello", "email": None})
+    _, updated = await api.call(
+        "PUT",
+        "/api/user",
+        token=alice.token,
+        json={
+            "id": alice.id,
+            "name": "Alice A.",
+            "avatar": "",
+            "gender": "f",
+            "phone": "12345",
+            "signature": "hello",
+            "email": None,
+        },
+    )
     assert list(updated) == USER_FIELDS
     assert updated["name"] == "Alice A." and updated["avatar"] == "avatar1.png"
     assert updated["phone"] == "12345" and updated["signature"] == "hello"
@@ -113,8 +189,20 @@ async def test_profile_update_search_and_get(api: Api) -> None:
 
     _, found = await api.call("GET", f"/api/user/{bob.id}/search/12345", token=bob.token)
     assert found["id"] == alice.id and found["match_type"] == "phone"
-    assert list(found) == ["id", "name", "account", "avatar", "gender", "age", "email", "region",
-                           "birthday", "match_type", "signature", "is_friend"]
+    assert list(found) == [
+        "id",
+        "name",
+        "account",
+        "avatar",
+        "gender",
+        "age",
+        "email",
+        "region",
+        "birthday",
+        "match_type",
+        "signature",
+        "is_friend",
+    ]
     assert found["is_friend"] is False
     _, by_mail = await api.call("GET", f"/user/{bob.id}/search/a@example.com", token=bob.token)
     assert by_mail["match_type"] == "email"
@@ -150,17 +238,28 @@ async def test_password_change_needs_the_users_own_email(api: Api) -> None:
     bob = await api.new_user("bob", "b@example.com")
     await api.call("POST", "/user/mail/send", json={"email": bob.email})
     code = await api.codes.wait(bob.email)
-    _, err = await api.call("PUT", "/user/pwd", expect=400, json={
-        "user_id": alice.id, "email": bob.email, "pwd": b64("hijack"), "code": code})
+    _, err = await api.call(
+        "PUT",
+        "/user/pwd",
+        expect=400,
+        json={"user_id": alice.id, "email": bob.email, "pwd": b64("hijack"), "code": code},
+    )
     assert "not the user's" in err["details"]
     await api.call("POST", "/user/mail/send", json={"email": alice.email})
     code = await api.codes.wait(alice.email)
-    await api.call("PUT", "/api/user/pwd", json={
-        "user_id": alice.id, "email": alice.email, "pwd": b64("new-pass"), "code": code})
+    await api.call(
+        "PUT",
+        "/api/user/pwd",
+        json={"user_id": alice.id, "email": alice.email, "pwd": b64("new-pass"), "code": code},
+    )
     alice.password = "new-pass"
     await api.login(alice)
-    await api.call("POST", "/user/login", expect=401,
-                   json={"account": alice.email, "password": b64("pass-word-1")})
+    await api.call(
+        "POST",
+        "/user/login",
+        expect=401,
+        json={"account": alice.email, "password": b64("pass-word-1")},
+    )
 
 
 async def test_logout_ends_every_session(api: Api, session: aiohttp.ClientSession) -> None:
@@ -175,11 +274,14 @@ async def test_logout_ends_every_session(api: Api, session: aiohttp.ClientSessio
 
 async def test_files_upload_and_download(api: Api) -> None:
     alice = await api.new_user("alice", "a@example.com")
-    for route, get in (("/api/file/upload", "/api/file/get/"),
-                       ("/file/avatar/upload", "/file/avatar/get/")):
+    for route, get in (
+        ("/api/file/upload", "/api/file/get/"),
+        ("/file/avatar/upload", "/file/avatar/get/"),
+    ):
         form = aiohttp.FormData()
-        form.add_field("file", b"\x89PNG-data", filename="../../etc/passwd.PNG",
-                       content_type="image/png")
+        form.add_field(
+            "file", b"\x89PNG-data", filename="../../etc/passwd.PNG", content_type="image/png"
+        )
         _, key = await api.call("POST", route, data=form, token=alice.token)
         assert key.endswith(".png") and "/" not in key and len(key) == 21 + 4
         async with api.session.get(api.base + get + key) as resp:  # no token needed

@@ -13,8 +13,10 @@ from sandcat.protocol.payloads import ReadPayload
 #     seq:3, msg_type:0, content_type:1, content:[0x68,0x69], is_read:true, group_id:"",
 #     platform:1, avatar:"", nickname:"", related_msg_id:Some("r"), send_seq:-1}
 VECTOR = bytes.fromhex(
-    "0100000000000000" "61"  # send_id "a"
-    "0200000000000000" "6263"  # receiver_id "bc"
+    "0100000000000000"
+    "61"  # send_id "a"
+    "0200000000000000"
+    "6263"  # receiver_id "bc"
     "0000000000000000"  # local_id ""
     "0000000000000000"  # server_id ""
     "0100000000000000"  # create_time 1
@@ -22,18 +24,31 @@ VECTOR = bytes.fromhex(
     "0300000000000000"  # seq 3
     "00000000"  # msg_type 0
     "01000000"  # content_type 1
-    "0200000000000000" "6869"  # content b"hi"
+    "0200000000000000"
+    "6869"  # content b"hi"
     "01"  # is_read true
     "0000000000000000"  # group_id ""
     "01000000"  # platform 1
     "0000000000000000"  # avatar ""
     "0000000000000000"  # nickname ""
-    "01" "0100000000000000" "72"  # related_msg_id Some("r")
+    "01"
+    "0100000000000000"
+    "72"  # related_msg_id Some("r")
     "ffffffffffffffff"  # send_seq -1
 )
 VECTOR_MSG = Msg(
-    send_id="a", receiver_id="bc", create_time=1, send_time=2, seq=3, msg_type=0,
-    content_type=1, content=b"hi", is_read=True, platform=1, related_msg_id="r", send_seq=-1,
+    send_id="a",
+    receiver_id="bc",
+    create_time=1,
+    send_time=2,
+    seq=3,
+    msg_type=0,
+    content_type=1,
+    content=b"hi",
+    is_read=True,
+    platform=1,
+    related_msg_id="r",
+    send_seq=-1,
 )
 
 
@@ -80,7 +95,7 @@ def test_bad_bool_and_option_tags_are_rejected() -> None:
 
 
 def test_read_payload_vector() -> None:
-    raw = bytes.fromhex("0200000000000000" "0500000000000000" "0700000000000000" "0100000000000000" "75")
+    raw = bytes.fromhex("020000000000000005000000000000000700000000000000010000000000000075")
     assert ReadPayload.decode(raw) == ReadPayload([5, 7], "u")
     assert ReadPayload([5, 7], "u").encode() == raw
 

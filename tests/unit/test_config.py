@@ -76,7 +76,9 @@ def test_original_keys_only_warn(tmp_path: Path) -> None:
     assert all("unused" in w for w in loaded.warnings)
 
 
-def test_check_config_cli_reports_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_cli_reports_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     file = tmp_path / "c.yml"
     file.write_text("limits:\n  nonsense: 3\n")
     assert main(["check-config", "--config", str(file)]) == 2

@@ -34,11 +34,12 @@ class SmtpMailer:
                 hostname=self._config.server,
                 port=self._config.port,
                 use_tls=self._config.use_tls,
-                username=self._config.account or None,
+                # Log in only when a password is configured (a local relay needs none).
+                username=self._config.account if self._config.password else None,
                 password=self._config.password or None,
                 timeout=10,
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
-            log.error("mail_send_failed", email=email, error=type(exc).__name__)
+            log.error("mail_send_failed", email=email, error=type(exc).__name__, reason=str(exc))
             raise InternalServer("the verification mail could not be sent") from exc
         log.info("mail_sent", email=email)
