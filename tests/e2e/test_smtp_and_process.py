@@ -18,7 +18,6 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from tests.client import Api, CodeBook, Socket
 from tests.conftest import StartServer
 
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
