@@ -7,6 +7,7 @@ statements costs one hop, not one per statement.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 from collections.abc import Callable
@@ -19,7 +20,10 @@ from sandcat.log import get_logger
 T = TypeVar("T")
 log = get_logger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+#: The repository's ``migrations/``; ``SANDCAT_MIGRATIONS_DIR`` points elsewhere (a wheel install).
+MIGRATIONS_DIR = Path(
+    os.environ.get("SANDCAT_MIGRATIONS_DIR") or Path(__file__).resolve().parents[3] / "migrations"
+)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 
