@@ -15,6 +15,7 @@ from sandcat.config import Config, load_config
 from sandcat.log import TextFormatter
 from sandcat.server import Running, running
 from tests.client import Api, CodeBook
+from tests.services import provide
 
 #: Cheap argon2 and generous limits: each limit has its own test that lowers it.
 TEST_OVERRIDES: dict[str, Any] = {
@@ -99,3 +100,9 @@ def _restore_logging() -> Any:
     saved = (list(logger.handlers), logger.level, logger.propagate)
     yield
     logger.handlers[:], logger.level, logger.propagate = saved
+
+
+@pytest.fixture(scope="session")
+def real_services() -> Any:
+    """PostgreSQL, Redis, Kafka, a MongoDB-wire server and S3, once per test session."""
+    yield from provide()
