@@ -498,6 +498,7 @@ class Postgres(Service):
         os.chown(base, pw.pw_uid, pw.pw_gid)
         external: str | None = None
         if not _can_reach_as("postgres", base):
+            base.rmdir()
             external = tempfile.mkdtemp(prefix="sandcat-pg-")
             os.chown(external, pw.pw_uid, pw.pw_gid)
             os.chmod(external, 0o700)
@@ -1142,7 +1143,12 @@ def _mongo_ok(reply: dict[str, Any]) -> bool:
 
 
 def _ferretdb_bin() -> Path:
-    return cache_dir() / "bin" / f"ferretdb-{FERRETDB_VERSION}"
+    """Cached binary, keyed by the FerretDB version and the content of scripts/ferretdb."""
+    digest = hashlib.sha256()
+    for fname in ("go.mod", "go.sum", "main.go"):
+        with contextlib.suppress(OSError):
+            digest.update((FERRETDB_MODULE_DIR / fname).read_bytes())
+    return cache_dir() / "bin" / f"ferretdb-{FERRETDB_VERSION}-{digest.hexdigest()[:10]}"
 
 
 class Mongo(Service):
@@ -1522,22 +1528,24 @@ def start_services(
     state.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     state["run_dir"] = str(rdir)
     state["cache_dir"] = str(cache_dir())
-    started: list[str] = []
+    taken: set[int] = set()
     try:
         for name in chosen:
             svc = SERVICES[name]
             want: dict[str, int] = {}
             for slot in svc.ports_needed():
                 key = name if slot == "port" else f"{name}_{slot.removesuffix('_port')}"
-                port = pinned.get(key) or _free_port()
-                if not _port_is_free(port):
-                    raise ServiceError(name, f"port {port} is already in use", rdir / f"{name}.log")
+                port = pinned.get(key, 0)
+                if port and (port in taken or not _port_is_free(port)):
+                    raise ServiceError(name, f"port {port} ({key}) is already in use")
+                while not port or port in taken:
+                    port = _free_port()
+                taken.add(port)
                 want[slot] = port
             say(f"{name}: starting on {HOST}:{want['port']}")
             (rdir / f"{name}.log").unlink(missing_ok=True)
             t0 = time.monotonic()
             proc, info = svc.start(rdir, want)
-            started.append(name)
             elapsed = round(time.monotonic() - t0, 2)
             info.update(
                 pid=proc.pid,
@@ -1553,11 +1561,9 @@ def start_services(
             tail = _log_tail(exc.log)
             if tail:
                 say(f"last lines of {exc.log}:\n{tail}")
-        for name in chosen:
-            pid = _read_pidfile(rdir / f"{name}.pid")
-            if name in started or (pid is not None and _pid_is_ours(*pid)):
-                with contextlib.suppress(Exception):
-                    _stop_one(rdir, name, state)
+        for name in chosen:  # none of them ran before this call (checked above)
+            with contextlib.suppress(Exception):
+                _stop_one(rdir, name, state)
         with contextlib.suppress(Exception):
             _write_outputs(rdir, state)
         raise
