@@ -148,5 +148,3 @@ class Gateway:
                 log.exception("message_not_stored", user_id=conn.user_id)
                 ack = error_ack(msg, "the message could not be stored; resend it")
             conn.send(_native.encode_msg(ack))
-            if ack.send_seq > 0:
-                self._registry.deliver(conn.user_id, ack, exclude_platform=conn.platform)

@@ -202,6 +202,40 @@ class MessageService:
         return acked
 
 
+Push = tuple[str, Msg, int | None]  # (user, copy, platform to exclude)
+
+
+def plan_pushes(
+    msg: Msg,
+    receiver_seqs: list[tuple[str, int]],
+    send_seq: int,
+    *,
+    outbox: bool,
+    push_self: bool,
+    exposed: dict[str, tuple[int, int]] | None = None,
+) -> list[Push]:
+    """Who gets which copy of a durable message.
+
+    Receivers get their own ``seq`` (and the sender's ``send_seq`` for one-to-one, 0 for a
+    group); the sender's other platforms get the copy with ``seq = 0`` and the ack copy.
+    With ``exposed`` (distributed mode), a copy above a user's exposure watermark is not
+    pushed: the client pulls it on its next gap (decisions §4).
+    """
+    if msg.msg_type in NEVER_PUSHED:
+        return []
+    pushes: list[Push] = []
+    other = 0 if msg.group_id else send_seq
+    for receiver, seq in receiver_seqs:
+        if exposed is None or seq <= exposed.get(receiver, (0, 0))[0]:
+            pushes.append((receiver, msg.copy(seq=seq, send_seq=other), None))
+    if push_self and outbox and msg.send_id and send_seq:
+        if exposed is None or send_seq <= exposed.get(msg.send_id, (0, 0))[1]:
+            pushes.append((msg.send_id, msg.copy(seq=0, send_seq=send_seq), msg.platform))
+            ack = msg.copy(msg_type=MsgType.MSG_REC_RESP, seq=0, send_seq=send_seq, content=b"")
+            pushes.append((msg.send_id, ack, msg.platform))
+    return pushes
+
+
 class DeliveryService:
     """Pushes a durable message to its recipients and to the sender's other devices."""
 
@@ -209,15 +243,11 @@ class DeliveryService:
         self._delivery = delivery
 
     def on_stored(self, submission: Submission, stored: Stored) -> None:
-        msg = submission.msg
-        if msg.msg_type in NEVER_PUSHED:
-            return
-        other = 0 if msg.group_id else stored.ack.send_seq
-        for receiver, seq in stored.receiver_seqs:
-            self._delivery.deliver(receiver, msg.copy(seq=seq, send_seq=other))
-        if submission.push_self and submission.outbox and msg.send_id:
-            self._delivery.deliver(
-                msg.send_id,
-                msg.copy(seq=0, send_seq=stored.ack.send_seq),
-                exclude_platform=msg.platform,
-            )
+        for user_id, copy, exclude in plan_pushes(
+            submission.msg,
+            stored.receiver_seqs,
+            stored.ack.send_seq,
+            outbox=submission.outbox,
+            push_self=submission.push_self,
+        ):
+            self._delivery.deliver(user_id, copy, exclude_platform=exclude)
