@@ -17,11 +17,18 @@ from sandcat import _native
 from sandcat.adapters.embedded.files import LocalFileStore
 from sandcat.adapters.embedded.mailer import LogMailer
 from sandcat.adapters.embedded.messages import SqliteInbox, SqliteMessageLog
+from sandcat.adapters.embedded.social import (
+    InProcessMembershipCache,
+    SqliteFriendStore,
+    SqliteGroupStore,
+)
 from sandcat.adapters.embedded.sqlite import SqliteDatabase, apply_migrations
 from sandcat.adapters.embedded.users import SqliteCodeStore, SqliteUserStore
 from sandcat.adapters.smtp.mailer import SmtpMailer
 from sandcat.api.common import add_routes, error_middleware, json_response
 from sandcat.api.files import FileRoutes
+from sandcat.api.friends import FriendRoutes
+from sandcat.api.groups import GroupRoutes
 from sandcat.api.messages import MessageRoutes
 from sandcat.api.users import UserRoutes, WsAddress
 from sandcat.config import Config
@@ -34,7 +41,10 @@ from sandcat.log import get_logger
 from sandcat.ports import Mailer
 from sandcat.services.auth import PasswordService, TokenService, resolve_secret
 from sandcat.services.files import FileService
+from sandcat.services.friends import FriendService
+from sandcat.services.groups import GroupService
 from sandcat.services.messages import DeliveryService, MessageService
+from sandcat.services.notify import Notifier
 from sandcat.services.sync import SyncService
 from sandcat.services.users import UserService
 
@@ -115,6 +125,21 @@ async def build(config: Config) -> AsyncIterator[Apps]:
         )
         delivery = DeliveryService(delivery=registry)
         message_log.add_listener(delivery.on_stored)
+        notifier = Notifier(log=message_log, clock=clock)
+        friends = FriendService(
+            friends=SqliteFriendStore(db),
+            users=users_store,
+            notifier=notifier,
+            clock=clock,
+            limits=config.limits,
+        )
+        groups = GroupService(
+            groups=SqliteGroupStore(db),
+            cache=InProcessMembershipCache(),
+            notifier=notifier,
+            clock=clock,
+            limits=config.limits,
+        )
         messages = MessageService(
             log=message_log,
             inbox=inbox,
@@ -123,6 +148,8 @@ async def build(config: Config) -> AsyncIterator[Apps]:
             clock=clock,
             limits=config.limits,
             allow_strangers=config.server.allow_stranger_messages,
+            friends=friends,
+            groups=groups,
         )
         sync = SyncService(inbox=inbox, max_messages=config.limits.pull_max_messages)
         message_log.start()
@@ -147,7 +174,9 @@ async def build(config: Config) -> AsyncIterator[Apps]:
                 middlewares=[error_middleware],
                 client_max_size=config.limits.upload_bytes + 1024 * 1024,
             )
-            user_routes = UserRoutes(users=users, config=config, ws_addr=ws_address)
+            user_routes = UserRoutes(
+                users=users, config=config, ws_addr=ws_address, friends=friends
+            )
             add_routes(api_app, user_routes.routes())
             add_routes(
                 api_app,
@@ -160,6 +189,15 @@ async def build(config: Config) -> AsyncIterator[Apps]:
                 FileRoutes(
                     files=files, auth=user_routes, upload_limit=config.limits.upload_bytes
                 ).routes(),
+            )
+            body_limit = config.limits.http_body_bytes
+            add_routes(
+                api_app,
+                FriendRoutes(friends=friends, auth=user_routes, body_limit=body_limit).routes(),
+            )
+            add_routes(
+                api_app,
+                GroupRoutes(groups=groups, auth=user_routes, body_limit=body_limit).routes(),
             )
             api_app.router.add_get("/health", _health)
         if role in {"all", "gateway"}:

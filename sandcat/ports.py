@@ -6,10 +6,12 @@ Adapters in ``sandcat/adapters/*`` implement them; services never import a drive
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from sandcat.domain import Stored, Submission, UserChanges, UserRecord
+from sandcat.domain import Ack, Stored, Submission, UserChanges, UserRecord
 from sandcat.protocol.msg import Msg
+from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
 
 
 class UserStore(Protocol):
@@ -98,3 +100,166 @@ class Mailer(Protocol):
 
 #: Something to run at shutdown.
 Closer = Callable[[], Awaitable[None]]
+
+
+# --- Friends and groups ---------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class FriendRequest:
+    """A row of ``friendships``: ``user_id`` asked ``friend_id`` (status as the enum's int)."""
+
+    id: str
+    user_id: str
+    friend_id: str
+    status: int
+    apply_msg: str | None
+    req_remark: str | None
+    source: str
+    create_time: int
+    update_time: int
+
+
+class FriendStore(Protocol):
+    async def upsert_request(
+        self,
+        *,
+        new_id: str,
+        user_id: str,
+        friend_id: str,
+        apply_msg: str | None,
+        req_remark: str | None,
+        source: str,
+        now_ms: int,
+    ) -> str:
+        """Create or renew (back to Pending) the request; returns its id (``new_id`` if new)."""
+
+    async def get_request(self, fs_id: str) -> FriendRequest | None: ...
+
+    async def accept_request(
+        self, fs_id: str, resp_msg: str | None, resp_remark: str | None, now_ms: int
+    ) -> tuple[Friend, Friend] | None:
+        """Pending -> Accepted plus both ``friends`` rows, in one transaction. Returns
+        (the requester as the accepter sees them, the accepter as the requester sees them),
+        or ``None`` if the request was no longer pending."""
+
+    async def reject_request(self, fs_id: str, resp_msg: str | None, now_ms: int) -> bool:
+        """Pending -> Rejected; ``False`` if it was no longer pending."""
+
+    async def delete_friend(self, user_id: str, friend_id: str, fs_id: str, now_ms: int) -> bool:
+        """Mark both directions (and the request) Deleted; ``False`` if they were not friends."""
+
+    async def set_remark(self, user_id: str, friend_id: str, remark: str, now_ms: int) -> bool: ...
+
+    async def are_friends(self, user_id: str, friend_id: str) -> bool: ...
+
+    async def friends_since(self, user_id: str, since_ms: int) -> list[Friend]:
+        """The user's ``friends`` rows (any status) changed after ``since_ms``."""
+
+    async def requests_to(
+        self, user_id: str, *, since_ms: int, pending_only: bool
+    ) -> list[FriendshipWithUser]:
+        """Requests sent to the user changed after ``since_ms``, with the requester's profile."""
+
+
+class GroupStore(Protocol):
+    async def create_group(self, info: GroupInfo, member_ids: Sequence[str]) -> list[GroupMember]:
+        """Insert the group and those of ``member_ids`` that are users (the owner as Owner)."""
+
+    async def get_group(self, group_id: str) -> GroupInfo | None: ...
+
+    async def member_roles(self, group_id: str) -> dict[str, int]:
+        """Every member's role; empty when the group does not exist."""
+
+    async def member_role(self, group_id: str, user_id: str) -> int | None: ...
+
+    async def members(
+        self, group_id: str, user_ids: Sequence[str] | None = None
+    ) -> list[GroupMember]:
+        """Members with their profiles (all, or only ``user_ids``), in joining order."""
+
+    async def add_members(self, group_id: str, user_ids: Sequence[str], now_ms: int) -> list[str]:
+        """Add those of ``user_ids`` that are users and not yet members; returns them."""
+
+    async def remove_members(self, group_id: str, user_ids: Sequence[str]) -> list[str]:
+        """Remove those of ``user_ids`` that are members; returns them."""
+
+    async def update_group(
+        self,
+        group_id: str,
+        *,
+        name: str,
+        avatar: str,
+        description: str,
+        announcement: str,
+        now_ms: int,
+    ) -> GroupInfo | None:
+        """Set the non-empty fields (an empty string keeps the old value)."""
+
+    async def delete_group(self, group_id: str) -> None:
+        """Delete the group and every membership."""
+
+
+class MembershipCache(Protocol):
+    """Member ids per group, so a group message does not read the database each time.
+
+    Every membership change invalidates the group's entry.
+    """
+
+    async def get(self, group_id: str) -> frozenset[str] | None: ...
+
+    async def put(self, group_id: str, members: frozenset[str]) -> None: ...
+
+    async def invalidate(self, group_id: str) -> None: ...
+
+
+# --- Distributed mode -------------------------------------------------------------------
+
+
+class SeqAllocator(Protocol):
+    """Per-user receive ``seq`` and send ``send_seq`` counters with an exposure watermark.
+
+    Every allocated seq is *pending* until ``mark_stored`` says it is in the inbox; the
+    *exposed* value of a counter is the highest seq below which nothing is pending.
+    Pushes, ack copies and ``GET /message/seq`` never go above it (decisions §4).
+    """
+
+    async def allocate(self, sender: str | None, receivers: Sequence[str]) -> tuple[int, list[int]]:
+        """In one atomic call: the sender's next ``send_seq`` (0 when ``sender`` is None)
+        and each receiver's next ``seq``, in order. No seq above the durably persisted
+        segment mark is ever returned."""
+
+    async def mark_stored(
+        self, items: Sequence[tuple[str, int, int]]
+    ) -> dict[str, tuple[int, int]]:
+        """``(user_id, seq, send_seq)`` triples now durable (0 = none of that kind); returns
+        the new exposed ``(seq, send_seq)`` of every touched user."""
+
+    async def exposed(self, user_id: str) -> tuple[int, int]: ...
+
+
+class SegmentStore(Protocol):
+    """Durable segment marks behind the counters (PostgreSQL ``sequence`` table)."""
+
+    async def raise_mark(self, user_id: str, kind: str, step: int) -> int:
+        """Raise the ``rec`` or ``send`` mark of a user by ``step``; returns the new mark."""
+
+    async def marks(self, user_id: str) -> tuple[int, int]:
+        """The current (rec, send) marks; (0, 0) for an unknown user."""
+
+
+class InboxWriter(Protocol):
+    async def insert_copies(self, copies: Sequence[tuple[str, int, Msg]]) -> None:
+        """Store ``(owner_id, box, msg)`` copies (box 0 received with ``msg.seq``, box 1 sent
+        with ``msg.send_seq``) idempotently: re-inserting the same (owner, box, seq) is a no-op."""
+
+
+class HistoryStore(Protocol):
+    async def append(self, messages: Sequence[Msg]) -> None:
+        """Append chat messages once each (idempotent on (send_id, server_id, send_time))."""
+
+
+class IdempotencyStore(Protocol):
+    async def get_ack(self, send_id: str, local_id: str) -> Ack | None: ...
+
+    async def put_ack(self, send_id: str, local_id: str, ack: Ack) -> None: ...

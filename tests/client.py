@@ -168,3 +168,48 @@ class Socket:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+async def befriend(api: Api, requester: User, target: User) -> str:
+    """``requester`` applies, ``target`` agrees; returns the friendship id.
+
+    Each side receives one notification (10, then 11): one receive seq each, no send seq.
+    """
+    _, fs = await api.call(
+        "POST",
+        "/api/friend",
+        token=requester.token,
+        json={
+            "user_id": requester.id,
+            "friend_id": target.id,
+            "apply_msg": f"hi, I am {requester.id}",
+            "req_remark": None,
+            "source": "search",
+        },
+    )
+    await api.call(
+        "PUT",
+        "/api/friend/agree",
+        token=target.token,
+        json={"fs_id": fs["fs_id"], "resp_msg": None, "resp_remark": None},
+    )
+    return str(fs["fs_id"])
+
+
+async def pull(
+    api: Api, user: User, *, start: int, end: int, send_start: int = 0, send_end: int = 0
+) -> list[dict[str, Any]]:
+    """``POST /message`` for ``(start, end]`` and ``(send_start, send_end]``."""
+    _, messages = await api.call(
+        "POST",
+        "/api/message",
+        token=user.token,
+        json={
+            "user_id": user.id,
+            "start": start,
+            "end": end,
+            "send_start": send_start,
+            "send_end": send_end,
+        },
+    )
+    return list(messages)

@@ -112,3 +112,137 @@ def read_payload(seqs: list[int], user_id: str) -> bytes:
         + struct.pack("<Q", len(raw))
         + raw
     )
+
+
+# --- Notification payloads (§3.4), field lists transcribed from the proto (§3.3) ---------
+# Kinds: "s" string, "o" Option<String>, "i" i32, "q" i64.
+
+FRIENDSHIP_WITH_USER = (
+    ("fs_id", "s"),
+    ("user_id", "s"),
+    ("name", "s"),
+    ("avatar", "s"),
+    ("gender", "s"),
+    ("age", "i"),
+    ("region", "o"),
+    ("status", "i"),
+    ("apply_msg", "o"),
+    ("source", "s"),
+    ("create_time", "q"),
+    ("account", "s"),
+    ("remark", "o"),
+    ("email", "o"),
+)
+FRIEND = (
+    ("fs_id", "s"),
+    ("friend_id", "s"),
+    ("account", "s"),
+    ("name", "s"),
+    ("avatar", "s"),
+    ("gender", "s"),
+    ("age", "i"),
+    ("region", "o"),
+    ("status", "i"),
+    ("remark", "o"),
+    ("email", "o"),
+    ("source", "s"),
+    ("signature", "s"),
+    ("create_time", "q"),
+    ("update_time", "q"),
+)
+GROUP_INFO = (
+    ("id", "s"),
+    ("owner", "s"),
+    ("name", "s"),
+    ("avatar", "s"),
+    ("description", "s"),
+    ("announcement", "s"),
+    ("create_time", "q"),
+    ("update_time", "q"),
+)
+GROUP_MEMBER = (
+    ("age", "i"),
+    ("group_id", "s"),
+    ("user_id", "s"),
+    ("group_name", "s"),
+    ("avatar", "s"),
+    ("joined_at", "q"),
+    ("region", "o"),
+    ("gender", "s"),
+    ("remark", "o"),
+    ("signature", "s"),
+    ("role", "i"),
+)
+
+
+class _Cursor:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        chunk = self.data[self.pos : self.pos + n]
+        assert len(chunk) == n, "truncated"
+        self.pos += n
+        return chunk
+
+    def unpack(self, fmt: str) -> Any:
+        (value,) = struct.unpack(fmt, self.take(struct.calcsize(fmt)))
+        return value
+
+    def text(self) -> str:
+        return self.take(self.unpack("<Q")).decode("utf-8")
+
+    def record(self, fields: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, kind in fields:
+            if kind == "s":
+                out[name] = self.text()
+            elif kind == "o":
+                tag = self.take(1)[0]
+                assert tag in (0, 1), "bad Option tag"
+                out[name] = self.text() if tag else None
+            else:
+                out[name] = self.unpack("<" + kind)
+        return out
+
+    def done(self) -> None:
+        assert self.pos == len(self.data), "trailing bytes"
+
+
+def _one(data: bytes, fields: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    cur = _Cursor(data)
+    out = cur.record(fields)
+    cur.done()
+    return out
+
+
+def decode_friendship_with_user(data: bytes) -> dict[str, Any]:
+    return _one(data, FRIENDSHIP_WITH_USER)
+
+
+def decode_friend(data: bytes) -> dict[str, Any]:
+    return _one(data, FRIEND)
+
+
+def decode_group_info(data: bytes) -> dict[str, Any]:
+    return _one(data, GROUP_INFO)
+
+
+def decode_group_invitation(data: bytes) -> dict[str, Any]:
+    """``Option<GroupInfo>`` then ``Vec<GroupMember>``."""
+    cur = _Cursor(data)
+    tag = cur.take(1)[0]
+    assert tag in (0, 1), "bad Option tag"
+    info = cur.record(GROUP_INFO) if tag else None
+    members = [cur.record(GROUP_MEMBER) for _ in range(cur.unpack("<Q"))]
+    cur.done()
+    return {"info": info, "members": members}
+
+
+def decode_strings(data: bytes) -> list[str]:
+    """``Vec<String>`` (types 3 and 5)."""
+    cur = _Cursor(data)
+    values = [cur.text() for _ in range(cur.unpack("<Q"))]
+    cur.done()
+    return values

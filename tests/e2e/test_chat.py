@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.client import Api, Socket, User
+from tests.client import Api, Socket, User, befriend
 
 
 async def _pair(api: Api) -> tuple[User, User]:
+    """Two friends (one-to-one chat needs an accepted friendship): Bob's receive seq 1 is
+    Alice's request, Alice's receive seq 1 is Bob's acceptance; send seqs stay at 0."""
     alice = await api.new_user("alice", "alice@example.com")
     bob = await api.new_user("bob", "bob@example.com")
+    await befriend(api, alice, bob)
     return alice, bob
 
 
@@ -35,18 +38,18 @@ async def test_chat_both_ways_with_acks_and_seqs(api: Api, session: aiohttp.Clie
 
     got = await b.recv_until(lambda m: m["msg_type"] == 0)
     assert got["content"] == b"hi bob" and got["send_id"] == alice.id
-    assert got["seq"] == 1 and got["server_id"] == ack["server_id"]
+    assert got["seq"] == 2 and got["server_id"] == ack["server_id"]
     assert got["send_seq"] == 1 and got["create_time"] == 123
 
     # Bob answers with an empty send_id (the server fills in the connection's user).
     await b.send(send_id="", receiver_id=alice.id, local_id="r1", msg_type=0, content=b"hey")
     back = await a.recv_until(lambda m: m["msg_type"] == 0)
-    assert back["send_id"] == bob.id and back["seq"] == 1 and back["content"] == b"hey"
+    assert back["send_id"] == bob.id and back["seq"] == 2 and back["content"] == b"hey"
     ack_b = await b.recv_until(lambda m: m["msg_type"] == 24)
     assert ack_b["send_seq"] == 1
 
     _, seqs = await api.call("GET", f"/api/message/seq/{alice.id}", token=alice.token)
-    assert seqs == {"seq": 1, "send_seq": 1}
+    assert seqs == {"seq": 2, "send_seq": 1}
     await a.close()
     await b.close()
 
@@ -62,14 +65,14 @@ async def test_offline_messages_are_pulled_in_order(
     assert [ack["send_seq"] for ack in acks] == list(range(1, 21))  # per-sender FIFO
 
     _, seqs = await api.call("GET", f"/message/seq/{bob.id}", token=bob.token)
-    assert seqs == {"seq": 20, "send_seq": 0}
+    assert seqs == {"seq": 21, "send_seq": 0}
     _, pulled = await api.call(
         "POST",
         "/api/message",
         token=bob.token,
-        json={"user_id": bob.id, "send_start": 0, "send_end": 0, "start": 0, "end": 20},
+        json={"user_id": bob.id, "send_start": 0, "send_end": 0, "start": 1, "end": 21},
     )
-    assert [m["seq"] for m in pulled] == list(range(1, 21))
+    assert [m["seq"] for m in pulled] == list(range(2, 22))
     assert [bytes(m["content"]) for m in pulled] == [f"n{i}".encode() for i in range(20)]
     first = pulled[0]
     assert list(first) == [
@@ -139,14 +142,14 @@ async def test_resend_is_idempotent(api: Api, session: aiohttp.ClientSession) ->
         first["send_seq"],
     )
     with_other = await api.call("GET", f"/message/seq/{bob.id}", token=bob.token)
-    assert with_other[1]["seq"] == 1  # nothing new stored
+    assert with_other[1]["seq"] == 2  # nothing new stored
     # An empty local_id is never deduplicated (calls, reads).
     await a.send(receiver_id=bob.id, local_id="", msg_type=0, content=b"x")
     await a.send(receiver_id=bob.id, local_id="", msg_type=0, content=b"x")
     acks = [await a.recv_until(lambda m: m["msg_type"] == 24) for _ in range(2)]
     assert [x["send_seq"] for x in acks] == [2, 3]
     _, seqs = await api.call("GET", f"/message/seq/{bob.id}", token=bob.token)
-    assert seqs["seq"] == 3
+    assert seqs["seq"] == 4
     await a.close()
     await b.close()
 
@@ -205,5 +208,5 @@ async def test_forged_send_id_and_unknown_receiver_get_error_acks(
         err = await a.recv_until(lambda m: m["msg_type"] == 24)
         assert err["content_type"] == 9, kind
     _, seqs = await api.call("GET", f"/message/seq/{bob.id}", token=bob.token)
-    assert seqs == {"seq": 0, "send_seq": 0}
+    assert seqs == {"seq": 1, "send_seq": 0}
     await a.close()

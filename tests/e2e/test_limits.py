@@ -9,7 +9,7 @@ import aiohttp
 
 from sandcat.gateway.connections import Connection
 from sandcat.server import Running
-from tests.client import Api, CodeBook, Socket, User
+from tests.client import Api, CodeBook, Socket, User, befriend
 from tests.conftest import StartServer
 
 
@@ -26,10 +26,11 @@ async def _registered(srv: Running, user_id: str) -> Connection:
 
 
 async def _pair(api: Api) -> tuple[User, User]:
-    return (
-        await api.new_user("alice", "alice@example.com"),
-        await api.new_user("bob", "bob@example.com"),
-    )
+    """Two friends; the friendship costs each one receive seq (Bob's 1, Alice's 1)."""
+    alice = await api.new_user("alice", "alice@example.com")
+    bob = await api.new_user("bob", "bob@example.com")
+    await befriend(api, alice, bob)
+    return alice, bob
 
 
 async def test_text_bytes(
@@ -107,7 +108,7 @@ async def test_send_queue_closes_slow_client(
             "POST",
             "/message",
             token=bob.token,
-            json={"user_id": bob.id, "send_start": 0, "send_end": 0, "start": 0, "end": 1},
+            json={"user_id": bob.id, "send_start": 0, "send_end": 0, "start": 1, "end": 2},
         )
         assert bytes(pulled[0]["content"]) == b"kept"
         await a.close()

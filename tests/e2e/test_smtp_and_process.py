@@ -15,7 +15,7 @@ import aiohttp
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.client import Api, CodeBook, Socket
+from tests.client import Api, CodeBook, Socket, befriend
 from tests.conftest import StartServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,18 +125,19 @@ async def test_real_process_end_to_end(tmp_path: Path, session: aiohttp.ClientSe
                 await asyncio.sleep(0.05)
         alice = await api.new_user("alice", "alice@example.com")
         bob = await api.new_user("bob", "bob@example.com")
+        await befriend(api, alice, bob)  # Bob's receive seq 1
         assert alice.ws_addr == f"ws://127.0.0.1:{ws_port}/ws"
         a = await Socket.connect(session, alice)
         for i in range(3):
             await a.send(receiver_id=bob.id, local_id=f"p{i}", content=f"offline {i}".encode())
             await a.recv_until(lambda m: m["msg_type"] == 24)
         _, seqs = await api.call("GET", f"/api/message/seq/{bob.id}", token=bob.token)
-        assert seqs == {"seq": 3, "send_seq": 0}
+        assert seqs == {"seq": 4, "send_seq": 0}
         _, pulled = await api.call(
             "POST",
             "/api/message",
             token=bob.token,
-            json={"user_id": bob.id, "send_start": 0, "send_end": 0, "start": 0, "end": 3},
+            json={"user_id": bob.id, "send_start": 0, "send_end": 0, "start": 1, "end": 4},
         )
         assert [bytes(m["content"]) for m in pulled] == [b"offline 0", b"offline 1", b"offline 2"]
         await a.close()

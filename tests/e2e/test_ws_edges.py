@@ -10,14 +10,15 @@ import orjson
 
 from sandcat.server import Running
 from tests import wire
-from tests.client import Api, Socket, User
+from tests.client import Api, Socket, User, befriend
 
 
 async def _pair(api: Api) -> tuple[User, User]:
-    return (
-        await api.new_user("alice", "alice@example.com"),
-        await api.new_user("bob", "bob@example.com"),
-    )
+    """Two friends; the friendship costs each one receive seq (Bob's 1, Alice's 1)."""
+    alice = await api.new_user("alice", "alice@example.com")
+    bob = await api.new_user("bob", "bob@example.com")
+    await befriend(api, alice, bob)
+    return alice, bob
 
 
 async def test_json_text_frames_are_accepted(api: Api, session: aiohttp.ClientSession) -> None:
@@ -45,14 +46,14 @@ async def test_read_marks_inbox_and_is_never_pushed(
         await a.send(receiver_id=bob.id, local_id=f"r{i}", content=b"x")
         await b.recv_until(lambda m: m["msg_type"] == 0)
     # The client leaves send_id empty on Read.
-    await b.send(send_id="", msg_type=23, content=wire.read_payload([1, 3], bob.id))
+    await b.send(send_id="", msg_type=23, content=wire.read_payload([2, 4], bob.id))
     ack = await b.recv_until(lambda m: m["msg_type"] == 24)
     assert ack["content_type"] != 9
     _, pulled = await api.call(
         "POST",
         "/message",
         token=bob.token,
-        json={"user_id": bob.id, "send_start": 0, "send_end": 0, "start": 0, "end": 3},
+        json={"user_id": bob.id, "send_start": 0, "send_end": 0, "start": 1, "end": 4},
     )
     assert [m["is_read"] for m in pulled] == [True, False, True]
     await a.send(receiver_id=bob.id, local_id="after", content=b"y")
@@ -82,9 +83,9 @@ async def test_call_signalling_is_relayed_without_seqs(
     # Hang-up (20) is a stored call event with a seq.
     await a.send(receiver_id=bob.id, local_id="h", msg_type=20, content=(1500).to_bytes(8, "big"))
     hang = await b.recv_until(lambda m: m["msg_type"] == 20)
-    assert hang["seq"] == 1 and int.from_bytes(hang["content"], "big") == 1500
+    assert hang["seq"] == 2 and int.from_bytes(hang["content"], "big") == 1500
     _, seqs = await api.call("GET", f"/message/seq/{bob.id}", token=bob.token)
-    assert seqs["seq"] == 1  # the relayed invite and answer consumed nothing
+    assert seqs["seq"] == 2  # the relayed invite and answer consumed nothing
     await a.close()
     await b.close()
 
@@ -134,6 +135,8 @@ async def test_many_concurrent_senders_keep_per_sender_order(
 ) -> None:
     users = [await api.new_user(f"u{i}", f"u{i}@example.com") for i in range(4)]
     sink = users[0]
+    for user in users[1:]:
+        await befriend(api, sink, user)  # the sink's receive seqs 1-3
     socks = [await Socket.connect(session, u) for u in users]
 
     async def blast(sock: Socket, n: int) -> list[int]:
@@ -149,8 +152,8 @@ async def test_many_concurrent_senders_keep_per_sender_order(
         "POST",
         "/message",
         token=sink.token,
-        json={"user_id": sink.id, "send_start": 0, "send_end": 0, "start": 0, "end": 150},
+        json={"user_id": sink.id, "send_start": 0, "send_end": 0, "start": 3, "end": 153},
     )
-    assert sorted(m["seq"] for m in pulled) == list(range(1, 151))
+    assert sorted(m["seq"] for m in pulled) == list(range(4, 154))
     for sock in socks:
         await sock.close()

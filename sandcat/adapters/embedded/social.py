@@ -1,0 +1,380 @@
+"""Friends, friend requests, groups and the membership cache of the embedded mode.
+
+Every method is one hop to the SQLite thread; lists of ids travel as one JSON parameter
+(``json_each``), so a batch of any size is one statement, not one per id.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from sandcat.adapters.embedded.sqlite import SqliteDatabase
+from sandcat.ports import FriendRequest
+from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
+
+#: Enum values as stored (FriendshipStatus, GroupMemberRole).
+PENDING = 0
+OWNER, MEMBER = 0, 2
+
+_FRIEND_SELECT = (
+    "SELECT f.fs_id, f.friend_id, u.account, u.name, u.avatar, u.gender, u.age, u.region, "
+    "f.status, f.remark, u.email, f.source, u.signature, f.create_time, f.update_time "
+    "FROM friends f JOIN users u ON u.id = f.friend_id "
+)
+#: The requester's remark and e-mail are not the target's business: both are null.
+_REQUEST_SELECT = (
+    "SELECT f.id, f.user_id, u.name, u.avatar, u.gender, u.age, u.region, f.status, "
+    "f.apply_msg, f.source, f.create_time, u.account, NULL, NULL "
+    "FROM friendships f JOIN users u ON u.id = f.user_id "
+)
+_GROUP_COLUMNS = "id, owner, name, avatar, description, announcement, create_time, update_time"
+_MEMBER_SELECT = (
+    "SELECT u.age, m.group_id, m.user_id, u.name, u.avatar, m.joined_at, u.region, u.gender, "
+    "m.group_remark, u.signature, m.role "
+    "FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? "
+)
+_MEMBER_ORDER = "ORDER BY m.joined_at, m.role, m.user_id"
+#: One parameter holding a JSON array of ids.
+_IDS = "(SELECT value FROM json_each(?))"
+
+
+def _ids(values: Sequence[str]) -> str:
+    return orjson.dumps(list(values)).decode()
+
+
+def _friend(row: tuple[Any, ...]) -> Friend:
+    return Friend(*row)
+
+
+def _request_with_user(row: tuple[Any, ...]) -> FriendshipWithUser:
+    return FriendshipWithUser(*row)
+
+
+def _group(row: tuple[Any, ...]) -> GroupInfo:
+    return GroupInfo(*row)
+
+
+def _member(row: tuple[Any, ...]) -> GroupMember:
+    return GroupMember(*row)
+
+
+def _select_friend(conn: sqlite3.Connection, user_id: str, friend_id: str) -> Friend:
+    row = conn.execute(
+        _FRIEND_SELECT + "WHERE f.user_id = ? AND f.friend_id = ?", (user_id, friend_id)
+    ).fetchone()
+    return _friend(row)
+
+
+class SqliteFriendStore:
+    """Implements ``FriendStore``."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def upsert_request(
+        self,
+        *,
+        new_id: str,
+        user_id: str,
+        friend_id: str,
+        apply_msg: str | None,
+        req_remark: str | None,
+        source: str,
+        now_ms: int,
+    ) -> str:
+        def run(conn: sqlite3.Connection) -> str:
+            row = conn.execute(
+                "INSERT INTO friendships (id, user_id, friend_id, status, apply_msg, req_remark, "
+                "source, create_time, update_time) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (user_id, friend_id) DO UPDATE SET status = 0, "
+                "apply_msg = excluded.apply_msg, req_remark = excluded.req_remark, "
+                "source = excluded.source, create_time = excluded.create_time, "
+                "update_time = excluded.update_time, resp_msg = NULL, resp_remark = NULL "
+                "RETURNING id",
+                (new_id, user_id, friend_id, apply_msg, req_remark, source, now_ms, now_ms),
+            ).fetchone()
+            return str(row[0])
+
+        return await self._db.write(run)
+
+    async def get_request(self, fs_id: str) -> FriendRequest | None:
+        def run(conn: sqlite3.Connection) -> FriendRequest | None:
+            row = conn.execute(
+                "SELECT id, user_id, friend_id, status, apply_msg, req_remark, source, "
+                "create_time, update_time FROM friendships WHERE id = ?",
+                (fs_id,),
+            ).fetchone()
+            return FriendRequest(*row) if row else None
+
+        return await self._db.read(run)
+
+    async def accept_request(
+        self, fs_id: str, resp_msg: str | None, resp_remark: str | None, now_ms: int
+    ) -> tuple[Friend, Friend] | None:
+        def run(conn: sqlite3.Connection) -> tuple[Friend, Friend] | None:
+            row = conn.execute(
+                "UPDATE friendships SET status = 1, resp_msg = ?, resp_remark = ?, "
+                "update_time = ? WHERE id = ? AND status = 0 "
+                "RETURNING user_id, friend_id, req_remark, source",
+                (resp_msg, resp_remark, now_ms, fs_id),
+            ).fetchone()
+            if row is None:
+                return None
+            requester, accepter, req_remark, source = row
+            conn.executemany(
+                "INSERT INTO friends (user_id, friend_id, fs_id, status, remark, source, "
+                "create_time, update_time) VALUES (?, ?, ?, 1, ?, ?, ?, ?) "
+                "ON CONFLICT (user_id, friend_id) DO UPDATE SET fs_id = excluded.fs_id, "
+                "status = 1, remark = excluded.remark, source = excluded.source, "
+                "update_time = excluded.update_time",
+                [
+                    (requester, accepter, fs_id, req_remark, source, now_ms, now_ms),
+                    (accepter, requester, fs_id, resp_remark, source, now_ms, now_ms),
+                ],
+            )
+            return (
+                _select_friend(conn, accepter, requester),
+                _select_friend(conn, requester, accepter),
+            )
+
+        return await self._db.write(run)
+
+    async def reject_request(self, fs_id: str, resp_msg: str | None, now_ms: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE friendships SET status = 2, resp_msg = ?, update_time = ? "
+                "WHERE id = ? AND status = 0",
+                (resp_msg, now_ms, fs_id),
+            )
+            return cur.rowcount > 0
+
+        return await self._db.write(run)
+
+    async def delete_friend(self, user_id: str, friend_id: str, fs_id: str, now_ms: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE friends SET status = 4, update_time = ?1 WHERE fs_id = ?2 AND status = 1 "
+                "AND ((user_id = ?3 AND friend_id = ?4) OR (user_id = ?4 AND friend_id = ?3))",
+                (now_ms, fs_id, user_id, friend_id),
+            )
+            if cur.rowcount == 0:
+                return False
+            conn.execute(
+                "UPDATE friendships SET status = 4, update_time = ? WHERE id = ?", (now_ms, fs_id)
+            )
+            return True
+
+        return await self._db.write(run)
+
+    async def set_remark(self, user_id: str, friend_id: str, remark: str, now_ms: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE friends SET remark = ?, update_time = ? "
+                "WHERE user_id = ? AND friend_id = ? AND status = 1",
+                (remark, now_ms, user_id, friend_id),
+            )
+            return cur.rowcount > 0
+
+        return await self._db.write(run)
+
+    async def are_friends(self, user_id: str, friend_id: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM friends WHERE user_id = ? AND friend_id = ? AND status = 1",
+                (user_id, friend_id),
+            ).fetchone()
+            return row is not None
+
+        return await self._db.read(run)
+
+    async def friends_since(self, user_id: str, since_ms: int) -> list[Friend]:
+        def run(conn: sqlite3.Connection) -> list[Friend]:
+            rows = conn.execute(
+                _FRIEND_SELECT + "WHERE f.user_id = ? AND f.update_time > ? AND u.is_delete = 0 "
+                "ORDER BY f.update_time",
+                (user_id, since_ms),
+            )
+            return [_friend(row) for row in rows]
+
+        return await self._db.read(run)
+
+    async def requests_to(
+        self, user_id: str, *, since_ms: int, pending_only: bool
+    ) -> list[FriendshipWithUser]:
+        sql = _REQUEST_SELECT + "WHERE f.friend_id = ? AND f.update_time > ? AND u.is_delete = 0 "
+        if pending_only:
+            sql += f"AND f.status = {PENDING} "
+        sql += "ORDER BY f.update_time"
+
+        def run(conn: sqlite3.Connection) -> list[FriendshipWithUser]:
+            return [_request_with_user(row) for row in conn.execute(sql, (user_id, since_ms))]
+
+        return await self._db.read(run)
+
+
+class SqliteGroupStore:
+    """Implements ``GroupStore``."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def create_group(self, info: GroupInfo, member_ids: Sequence[str]) -> list[GroupMember]:
+        def run(conn: sqlite3.Connection) -> list[GroupMember]:
+            conn.execute(
+                f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    info.id,
+                    info.owner,
+                    info.name,
+                    info.avatar,
+                    info.description,
+                    info.announcement,
+                    info.create_time,
+                    info.update_time,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO group_members (group_id, user_id, group_name, role, joined_at) "
+                f"SELECT ?1, u.id, u.name, CASE WHEN u.id = ?2 THEN {OWNER} ELSE {MEMBER} END, "
+                "?3 FROM users u "
+                "WHERE u.is_delete = 0 AND u.id IN (SELECT value FROM json_each(?4))",
+                (info.id, info.owner, info.create_time, _ids(member_ids)),
+            )
+            return [
+                _member(row) for row in conn.execute(_MEMBER_SELECT + _MEMBER_ORDER, (info.id,))
+            ]
+
+        return await self._db.write(run)
+
+    async def get_group(self, group_id: str) -> GroupInfo | None:
+        def run(conn: sqlite3.Connection) -> GroupInfo | None:
+            row = conn.execute(
+                f"SELECT {_GROUP_COLUMNS} FROM groups WHERE id = ?", (group_id,)
+            ).fetchone()
+            return _group(row) if row else None
+
+        return await self._db.read(run)
+
+    async def member_roles(self, group_id: str) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT user_id, role FROM group_members WHERE group_id = ?", (group_id,)
+            )
+            return {user_id: role for user_id, role in rows}
+
+        return await self._db.read(run)
+
+    async def member_role(self, group_id: str, user_id: str) -> int | None:
+        def run(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "SELECT role FROM group_members WHERE group_id = ? AND user_id = ?",
+                (group_id, user_id),
+            ).fetchone()
+            return int(row[0]) if row else None
+
+        return await self._db.read(run)
+
+    async def members(
+        self, group_id: str, user_ids: Sequence[str] | None = None
+    ) -> list[GroupMember]:
+        def run(conn: sqlite3.Connection) -> list[GroupMember]:
+            if user_ids is None:
+                rows = conn.execute(_MEMBER_SELECT + _MEMBER_ORDER, (group_id,))
+            else:
+                rows = conn.execute(
+                    _MEMBER_SELECT + f"AND m.user_id IN {_IDS} " + _MEMBER_ORDER,
+                    (group_id, _ids(user_ids)),
+                )
+            return [_member(row) for row in rows]
+
+        return await self._db.read(run)
+
+    async def add_members(self, group_id: str, user_ids: Sequence[str], now_ms: int) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "INSERT INTO group_members (group_id, user_id, group_name, role, joined_at) "
+                f"SELECT ?1, u.id, u.name, {MEMBER}, ?2 FROM users u "
+                "WHERE u.is_delete = 0 AND u.id IN (SELECT value FROM json_each(?3)) "
+                "AND NOT EXISTS (SELECT 1 FROM group_members m "
+                "WHERE m.group_id = ?1 AND m.user_id = u.id) RETURNING user_id",
+                (group_id, now_ms, _ids(user_ids)),
+            ).fetchall()
+            added = {row[0] for row in rows}
+            return [uid for uid in dict.fromkeys(user_ids) if uid in added]
+
+        return await self._db.write(run)
+
+    async def remove_members(self, group_id: str, user_ids: Sequence[str]) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                f"DELETE FROM group_members WHERE group_id = ? AND user_id IN {_IDS} "
+                "RETURNING user_id",
+                (group_id, _ids(user_ids)),
+            ).fetchall()
+            removed = {row[0] for row in rows}
+            return [uid for uid in dict.fromkeys(user_ids) if uid in removed]
+
+        return await self._db.write(run)
+
+    async def update_group(
+        self,
+        group_id: str,
+        *,
+        name: str,
+        avatar: str,
+        description: str,
+        announcement: str,
+        now_ms: int,
+    ) -> GroupInfo | None:
+        def run(conn: sqlite3.Connection) -> GroupInfo | None:
+            row = conn.execute(
+                "UPDATE groups SET name = COALESCE(NULLIF(?, ''), name), "
+                "avatar = COALESCE(NULLIF(?, ''), avatar), "
+                "description = COALESCE(NULLIF(?, ''), description), "
+                "announcement = COALESCE(NULLIF(?, ''), announcement), update_time = ? "
+                f"WHERE id = ? RETURNING {_GROUP_COLUMNS}",
+                (name, avatar, description, announcement, now_ms, group_id),
+            ).fetchone()
+            return _group(row) if row else None
+
+        return await self._db.write(run)
+
+    async def delete_group(self, group_id: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM group_members WHERE group_id = ?", (group_id,))
+            conn.execute("DELETE FROM groups WHERE id = ?", (group_id,))
+
+        await self._db.write(run)
+
+
+class InProcessMembershipCache:
+    """Implements ``MembershipCache`` in memory: LRU, bounded by the member ids it holds."""
+
+    def __init__(self, *, max_ids: int = 2_000_000) -> None:
+        self._groups: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._size = 0
+        self._max_ids = max_ids
+
+    async def get(self, group_id: str) -> frozenset[str] | None:
+        members = self._groups.get(group_id)
+        if members is not None:
+            self._groups.move_to_end(group_id)
+        return members
+
+    async def put(self, group_id: str, members: frozenset[str]) -> None:
+        await self.invalidate(group_id)
+        self._groups[group_id] = members
+        self._size += len(members)
+        while self._size > self._max_ids and len(self._groups) > 1:
+            _, evicted = self._groups.popitem(last=False)
+            self._size -= len(evicted)
+
+    async def invalidate(self, group_id: str) -> None:
+        old = self._groups.pop(group_id, None)
+        if old is not None:
+            self._size -= len(old)

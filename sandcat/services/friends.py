@@ -1,0 +1,182 @@
+"""Friends: requests (apply, agree, deny), deletion, remarks, sync, and the friendship gate."""
+
+from __future__ import annotations
+
+from sandcat.config import LimitsConfig
+from sandcat.domain import UserRecord
+from sandcat.errors import BadRequest, Forbidden, NotFound
+from sandcat.ids import Clock, nanoid
+from sandcat.ports import FriendRequest, FriendStore, UserStore
+from sandcat.protocol.msg import MsgType
+from sandcat.protocol.payloads import Friend, FriendshipWithUser
+from sandcat.services.notify import Notifier
+
+PENDING = 0
+
+
+def check_text(field: str, value: str | None, limit: int) -> None:
+    """400 when ``value`` is longer than ``limit`` characters."""
+    if value is not None and len(value) > limit:
+        raise BadRequest(f"{field} is longer than {limit} characters")
+
+
+class FriendService:
+    def __init__(
+        self,
+        *,
+        friends: FriendStore,
+        users: UserStore,
+        notifier: Notifier,
+        clock: Clock,
+        limits: LimitsConfig,
+    ) -> None:
+        self._friends = friends
+        self._users = users
+        self._notifier = notifier
+        self._clock = clock
+        self._limits = limits
+
+    async def _user(self, user_id: str) -> UserRecord:
+        user = await self._users.get_user(user_id) if user_id else None
+        if user is None:
+            raise NotFound("no such user")
+        return user
+
+    async def apply(
+        self,
+        *,
+        user_id: str,
+        friend_id: str,
+        apply_msg: str | None,
+        req_remark: str | None,
+        source: str,
+    ) -> FriendshipWithUser:
+        """Ask ``friend_id`` to be friends; returns the request with the target's profile."""
+        if friend_id == user_id:
+            raise BadRequest("you cannot befriend yourself")
+        check_text("apply_msg", apply_msg, self._limits.remark_chars)
+        check_text("req_remark", req_remark, self._limits.remark_chars)
+        check_text("source", source, self._limits.name_chars)
+        target = await self._user(friend_id)
+        requester = await self._user(user_id)
+        if await self._friends.are_friends(user_id, friend_id):
+            raise BadRequest("you are already friends")
+        now = self._clock.now_ms()
+        fs_id = await self._friends.upsert_request(
+            new_id=nanoid(),
+            user_id=user_id,
+            friend_id=friend_id,
+            apply_msg=apply_msg,
+            req_remark=req_remark,
+            source=source,
+            now_ms=now,
+        )
+        notice = FriendshipWithUser(
+            fs_id=fs_id,
+            user_id=requester.id,
+            name=requester.name,
+            avatar=requester.avatar,
+            gender=requester.gender,
+            age=requester.age,
+            region=requester.region,
+            status=PENDING,
+            apply_msg=apply_msg,
+            source=source,
+            create_time=now,
+            account=requester.account,
+            remark=None,
+            email=None,
+        )
+        await self._notifier.friend_event(
+            MsgType.FRIEND_APPLY_REQ, sender=user_id, receiver=friend_id, content=notice.encode()
+        )
+        return FriendshipWithUser(
+            fs_id=fs_id,
+            user_id=target.id,
+            name=target.name,
+            avatar=target.avatar,
+            gender=target.gender,
+            age=target.age,
+            region=target.region,
+            status=PENDING,
+            apply_msg=None,
+            source=source,
+            create_time=now,
+            account=target.account,
+            remark=req_remark,
+            email=None,
+        )
+
+    async def _pending_for(self, user_id: str, fs_id: str) -> FriendRequest:
+        request = await self._friends.get_request(fs_id) if fs_id else None
+        if request is None:
+            raise NotFound("no such friend request")
+        if request.friend_id != user_id:
+            raise Forbidden("only the user the request was sent to can answer it")
+        if request.status != PENDING:
+            raise BadRequest("the friend request is no longer pending")
+        return request
+
+    async def agree(
+        self, user_id: str, fs_id: str, resp_msg: str | None, resp_remark: str | None
+    ) -> Friend:
+        """Accept a request sent to ``user_id``; returns the requester as a ``Friend``."""
+        check_text("resp_msg", resp_msg, self._limits.remark_chars)
+        check_text("resp_remark", resp_remark, self._limits.remark_chars)
+        request = await self._pending_for(user_id, fs_id)
+        views = await self._friends.accept_request(
+            fs_id, resp_msg, resp_remark, self._clock.now_ms()
+        )
+        if views is None:
+            raise BadRequest("the friend request is no longer pending")
+        requester_view, accepter_view = views
+        await self._notifier.friend_event(
+            MsgType.FRIEND_APPLY_RESP,
+            sender=user_id,
+            receiver=request.user_id,
+            content=accepter_view.encode(),
+        )
+        return requester_view
+
+    async def deny(self, user_id: str, fs_id: str, resp_msg: str | None) -> None:
+        """Reject a request sent to ``user_id``. Nothing is pushed (the v1 client has no
+        message type for it); the requester's request simply stays unanswered."""
+        check_text("resp_msg", resp_msg, self._limits.remark_chars)
+        await self._pending_for(user_id, fs_id)
+        if not await self._friends.reject_request(fs_id, resp_msg, self._clock.now_ms()):
+            raise BadRequest("the friend request is no longer pending")
+
+    async def delete(self, user_id: str, friend_id: str, fs_id: str) -> None:
+        if not friend_id or not fs_id:
+            raise BadRequest("friend_id and fs_id must not be empty")
+        if not await self._friends.delete_friend(user_id, friend_id, fs_id, self._clock.now_ms()):
+            raise NotFound("no such friendship")
+        await self._notifier.friend_event(MsgType.FRIEND_DELETE, sender=user_id, receiver=friend_id)
+
+    async def set_remark(self, user_id: str, friend_id: str, remark: str) -> None:
+        if not remark:
+            raise BadRequest("remark must not be empty")
+        check_text("remark", remark, self._limits.remark_chars)
+        if not await self._friends.set_remark(user_id, friend_id, remark, self._clock.now_ms()):
+            raise NotFound("no such friend")
+
+    async def since(
+        self, user_id: str, offline_time: int
+    ) -> tuple[list[Friend], list[FriendshipWithUser]]:
+        """Friends and requests to the user that changed after ``offline_time`` (ms)."""
+        friends = await self._friends.friends_since(user_id, offline_time)
+        requests = await self._friends.requests_to(
+            user_id, since_ms=offline_time, pending_only=False
+        )
+        return friends, requests
+
+    async def pending(self, user_id: str) -> list[FriendshipWithUser]:
+        """Requests sent to the user that are still waiting for an answer."""
+        return await self._friends.requests_to(user_id, since_ms=-1, pending_only=True)
+
+    async def query(self, user_id: str) -> UserRecord:
+        return await self._user(user_id)
+
+    async def are_friends(self, user_id: str, other_id: str) -> bool:
+        """``FriendGate``: an accepted friendship from ``user_id`` to ``other_id``."""
+        return await self._friends.are_friends(user_id, other_id)

@@ -1,0 +1,267 @@
+"""Groups: create, invite, update, remove, leave, dismiss, reads, and the group-message gate.
+
+Ordering is what makes membership windows exact. Every membership change of a group runs
+under that group's lock: it writes the database, invalidates the cached member set and
+submits its notification before the lock is released. A group message takes its recipients
+from the cache (or, on a miss, loads them under the same lock) and is submitted in the same
+event-loop step, so in the message log every message sits either wholly before a change's
+notification (old members) or wholly after it (new members). A removed member therefore
+receives notice 5 and then nothing; a departed member receives nothing after leaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from sandcat.config import LimitsConfig
+from sandcat.errors import BadRequest, Forbidden, NotFound
+from sandcat.ids import Clock, nanoid
+from sandcat.ports import GroupStore, MembershipCache
+from sandcat.protocol.msg import MsgType
+from sandcat.protocol.payloads import GroupInfo, GroupInvitation, GroupMember, encode_strings
+from sandcat.services.friends import check_text
+from sandcat.services.messages import MessageRefused
+from sandcat.services.notify import Notifier
+
+OWNER, ADMIN = 0, 1
+
+
+class GroupService:
+    def __init__(
+        self,
+        *,
+        groups: GroupStore,
+        cache: MembershipCache,
+        notifier: Notifier,
+        clock: Clock,
+        limits: LimitsConfig,
+    ) -> None:
+        self._groups = groups
+        self._cache = cache
+        self._notifier = notifier
+        self._clock = clock
+        self._limits = limits
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, group_id: str) -> asyncio.Lock:
+        lock = self._locks.get(group_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[group_id] = lock
+        return lock
+
+    def _user_ids(self, values: list[str]) -> list[str]:
+        """Listed user ids without blanks and repeats, at most ``limits.group_members``."""
+        ids = list(dict.fromkeys(v for v in (s.strip() for s in values) if v))
+        if len(ids) > self._limits.group_members:
+            raise BadRequest(f"at most {self._limits.group_members} user ids per request")
+        return ids
+
+    def _check_info(self, name: str, description: str, announcement: str) -> None:
+        check_text("group name", name, self._limits.name_chars)
+        for field, text in (("description", description), ("announcement", announcement)):
+            if len(text.encode()) > self._limits.text_bytes:
+                raise BadRequest(f"{field} is larger than {self._limits.text_bytes} bytes")
+
+    async def _roles(self, user_id: str, group_id: str) -> dict[str, int]:
+        """Every member's role (call under the group's lock); the caller must be a member."""
+        roles = await self._groups.member_roles(group_id)
+        if not roles:
+            raise NotFound("no such group")
+        if user_id not in roles:
+            raise Forbidden("you are not a member of this group")
+        return roles
+
+    async def create(
+        self, *, user_id: str, name: str, avatar: str, member_ids: list[str]
+    ) -> GroupInvitation:
+        """Create a group owned by ``user_id`` with those of ``member_ids`` that are users."""
+        name = name.strip()
+        self._check_info(name, "", "")
+        ids = self._user_ids([user_id, *member_ids])
+        now = self._clock.now_ms()
+        info = GroupInfo(
+            id=nanoid(),
+            owner=user_id,
+            name=name,
+            avatar=avatar,
+            description="",
+            announcement="",
+            create_time=now,
+            update_time=now,
+        )
+        members = await self._groups.create_group(info, ids)
+        invitation = GroupInvitation(info=info, members=members)
+        await self._notifier.group_event(
+            MsgType.GROUP_INVITATION,
+            actor=user_id,
+            group_id=info.id,
+            receivers=[m.user_id for m in members if m.user_id != user_id],
+            content=invitation.encode(),
+        )
+        return invitation
+
+    async def invite(self, user_id: str, group_id: str, member_ids: list[str]) -> None:
+        """Any member may add users; every member (old and new) gets type 3."""
+        ids = self._user_ids(member_ids)
+        async with self._lock(group_id):
+            roles = await self._roles(user_id, group_id)
+            new = [uid for uid in ids if uid not in roles]
+            if not new:
+                raise BadRequest("every listed user is already a member")
+            if len(roles) + len(new) > self._limits.group_members:
+                raise BadRequest(f"a group has at most {self._limits.group_members} members")
+            added = await self._groups.add_members(group_id, new, self._clock.now_ms())
+            if not added:
+                raise BadRequest("none of the listed users exists")
+            await self._cache.invalidate(group_id)
+            stored = self._notifier.group_event(
+                MsgType.GROUP_INVITE_NEW,
+                actor=user_id,
+                group_id=group_id,
+                receivers=[uid for uid in [*roles, *added] if uid != user_id],
+                content=encode_strings(added),
+            )
+        await stored
+
+    async def update(
+        self,
+        user_id: str,
+        group_id: str,
+        *,
+        name: str,
+        avatar: str,
+        description: str,
+        announcement: str,
+    ) -> GroupInfo:
+        """Owner or admin only; empty fields keep their value; members get type 9."""
+        name = name.strip()
+        self._check_info(name, description, announcement)
+        async with self._lock(group_id):
+            roles = await self._roles(user_id, group_id)
+            if roles[user_id] not in {OWNER, ADMIN}:
+                raise Forbidden("only the owner or an admin can update the group")
+            info = await self._groups.update_group(
+                group_id,
+                name=name,
+                avatar=avatar,
+                description=description,
+                announcement=announcement,
+                now_ms=self._clock.now_ms(),
+            )
+            if info is None:
+                raise NotFound("no such group")
+            stored = self._notifier.group_event(
+                MsgType.GROUP_UPDATE,
+                actor=user_id,
+                group_id=group_id,
+                receivers=[uid for uid in roles if uid != user_id],
+                content=info.encode(),
+            )
+        await stored
+        return info
+
+    async def remove(self, user_id: str, group_id: str, member_ids: list[str]) -> None:
+        """Owner or admin only (admins cannot remove admins, nobody removes the owner);
+        the remaining members and the removed ones get type 5."""
+        ids = self._user_ids(member_ids)
+        async with self._lock(group_id):
+            roles = await self._roles(user_id, group_id)
+            role = roles[user_id]
+            if role not in {OWNER, ADMIN}:
+                raise Forbidden("only the owner or an admin can remove members")
+            if user_id in ids:
+                raise BadRequest("to leave a group use DELETE /group")
+            targets = [uid for uid in ids if uid in roles]
+            if any(roles[uid] == OWNER for uid in targets):
+                raise Forbidden("the owner cannot be removed")
+            if role != OWNER and any(roles[uid] == ADMIN for uid in targets):
+                raise Forbidden("only the owner can remove an admin")
+            if not targets:
+                raise BadRequest("none of the listed users is a member")
+            removed = await self._groups.remove_members(group_id, targets)
+            await self._cache.invalidate(group_id)
+            stored = self._notifier.group_event(
+                MsgType.GROUP_REMOVE_MEMBER,
+                actor=user_id,
+                group_id=group_id,
+                receivers=[uid for uid in roles if uid != user_id],
+                content=encode_strings(removed),
+            )
+        await stored
+
+    async def leave(self, user_id: str, group_id: str) -> None:
+        """A member leaves; the others get type 4. The owner dismisses instead."""
+        async with self._lock(group_id):
+            roles = await self._roles(user_id, group_id)
+            if roles[user_id] == OWNER:
+                raise BadRequest("the owner cannot leave the group; dismiss it instead")
+            await self._groups.remove_members(group_id, [user_id])
+            await self._cache.invalidate(group_id)
+            stored = self._notifier.group_event(
+                MsgType.GROUP_MEMBER_EXIT,
+                actor=user_id,
+                group_id=group_id,
+                receivers=[uid for uid in roles if uid != user_id],
+            )
+        await stored
+
+    async def dismiss(self, user_id: str, group_id: str) -> None:
+        """The owner deletes the group; every other member gets type 6."""
+        async with self._lock(group_id):
+            roles = await self._roles(user_id, group_id)
+            if roles[user_id] != OWNER:
+                raise Forbidden("only the owner can dismiss the group")
+            await self._groups.delete_group(group_id)
+            await self._cache.invalidate(group_id)
+            stored = self._notifier.group_event(
+                MsgType.GROUP_DISMISS,
+                actor=user_id,
+                group_id=group_id,
+                receivers=[uid for uid in roles if uid != user_id],
+            )
+        await stored
+
+    async def info(self, user_id: str, group_id: str) -> GroupInfo:
+        """The group, for a member."""
+        info = await self._groups.get_group(group_id)
+        if info is None:
+            raise NotFound("no such group")
+        if await self._groups.member_role(group_id, user_id) is None:
+            raise Forbidden("you are not a member of this group")
+        return info
+
+    async def with_members(
+        self, user_id: str, group_id: str
+    ) -> tuple[GroupInfo, list[GroupMember]]:
+        info = await self.info(user_id, group_id)
+        return info, await self._groups.members(group_id)
+
+    async def members(
+        self, user_id: str, group_id: str, member_ids: list[str]
+    ) -> list[GroupMember]:
+        """The listed members' profiles, for a member."""
+        ids = self._user_ids(member_ids)
+        await self.info(user_id, group_id)
+        return await self._groups.members(group_id, ids)
+
+    async def _member_set(self, group_id: str) -> frozenset[str]:
+        members = await self._cache.get(group_id)
+        if members is None:
+            async with self._lock(group_id):
+                members = await self._cache.get(group_id)
+                if members is None:
+                    members = frozenset(await self._groups.member_roles(group_id))
+                    if members:
+                        await self._cache.put(group_id, members)
+        return members
+
+    async def recipients(self, group_id: str, sender_id: str) -> list[str]:
+        """``GroupGate``: every member but the sender; only members may post."""
+        members = await self._member_set(group_id)
+        if not members:
+            raise MessageRefused("no such group")
+        if sender_id not in members:
+            raise MessageRefused("you are not a member of this group")
+        return [uid for uid in members if uid != sender_id]
