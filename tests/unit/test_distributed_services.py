@@ -1,0 +1,261 @@
+"""The distributed message path's services against in-process fakes of their ports.
+
+The real adapters pass the same port contracts in ``tests/contracts``; the end-to-end
+distributed topology runs in ``tests/e2e``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Sequence
+
+import pytest
+
+from sandcat.domain import Ack, Submission
+from sandcat.domain_records import MessageRecord
+from sandcat.errors import DecodeError
+from sandcat.protocol.msg import Msg
+from sandcat.services.messages import Push
+from sandcat.services.pipeline import QueuedMessageLog, record_key
+from sandcat.services.push import RemotePushRouter, decode_batch, encode_batch
+from sandcat.services.storage import StorageService, inbox_copies
+
+
+class FakeSeqs:
+    """Counters with a pending set and the exposure watermark, like the Redis adapter."""
+
+    def __init__(self) -> None:
+        self.cur: dict[tuple[str, int], int] = {}
+        self.pending: dict[tuple[str, int], set[int]] = {}
+
+    async def allocate(self, sender: str | None, receivers: Sequence[str]) -> tuple[int, list[int]]:
+        def bump(user: str, kind: int) -> int:
+            value = self.cur.get((user, kind), 0) + 1
+            self.cur[(user, kind)] = value
+            self.pending.setdefault((user, kind), set()).add(value)
+            return value
+
+        send_seq = bump(sender, 1) if sender else 0
+        return send_seq, [bump(r, 0) for r in receivers]
+
+    def _exposed(self, user: str, kind: int) -> int:
+        pending = self.pending.get((user, kind))
+        return min(pending) - 1 if pending else self.cur.get((user, kind), 0)
+
+    async def mark_stored(
+        self, items: Sequence[tuple[str, int, int]]
+    ) -> dict[str, tuple[int, int]]:
+        for user, seq, send_seq in items:
+            if seq:
+                self.pending.get((user, 0), set()).discard(seq)
+            if send_seq:
+                self.pending.get((user, 1), set()).discard(send_seq)
+        return {u: (self._exposed(u, 0), self._exposed(u, 1)) for u, _, _ in items}
+
+    async def exposed(self, user_id: str) -> tuple[int, int]:
+        return self._exposed(user_id, 0), self._exposed(user_id, 1)
+
+
+class FakeIdem:
+    def __init__(self) -> None:
+        self.acks: dict[tuple[str, str], Ack] = {}
+
+    async def get_ack(self, send_id: str, local_id: str) -> Ack | None:
+        return self.acks.get((send_id, local_id))
+
+    async def put_ack(self, send_id: str, local_id: str, ack: Ack) -> None:
+        self.acks[(send_id, local_id)] = ack
+
+
+class FakeQueue:
+    def __init__(self, fail_keys: frozenset[str] = frozenset()) -> None:
+        self.records: list[tuple[str, bytes]] = []
+        self.fail_keys = fail_keys
+
+    async def publish(self, key: str, value: bytes) -> Awaitable[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if key in self.fail_keys:
+            future.set_exception(RuntimeError("broker down"))
+        else:
+            self.records.append((key, value))
+            future.set_result(None)
+        return future
+
+
+def chat(sender: str, receiver: str, local_id: str, server_id: str = "s") -> Submission:
+    msg = Msg(
+        send_id=sender,
+        receiver_id=receiver,
+        local_id=local_id,
+        server_id=server_id,
+        send_time=1,
+        content=b"x",
+    )
+    return Submission(
+        msg=msg,
+        receivers=[receiver],
+        history=True,
+        idem_key=(sender, local_id) if local_id else None,
+    )
+
+
+async def test_pipeline_keeps_fifo_and_publishes_keyed_records() -> None:
+    seqs, queue = FakeSeqs(), FakeQueue()
+    log = QueuedMessageLog(seqs=seqs, idempotency=FakeIdem(), queue=queue)
+    log.start()
+    futures = [log.submit(chat("a", "b", f"l{i}", f"s{i}")) for i in range(5)]
+    stored = await asyncio.gather(*futures)
+    await log.stop()
+    assert [s.ack.send_seq for s in stored] == [1, 2, 3, 4, 5]
+    assert [s.receiver_seqs for s in stored] == [[("b", i)] for i in range(1, 6)]
+    assert [key for key, _ in queue.records] == ["b"] * 5
+    record = MessageRecord.decode(queue.records[2][1])
+    assert record.msg.send_seq == 3 and record.receivers == [("b", 3)] and record.history
+
+
+async def test_pipeline_idempotency_across_and_within_batches() -> None:
+    seqs, queue, idem = FakeSeqs(), FakeQueue(), FakeIdem()
+    log = QueuedMessageLog(seqs=seqs, idempotency=idem, queue=queue)
+    log.start()
+    first, again = (
+        log.submit(chat("a", "b", "same", "s1")),
+        log.submit(chat("a", "b", "same", "s2")),
+    )
+    one, two = await first, await again
+    later = await log.submit(chat("a", "b", "same", "s3"))
+    empty = [await log.submit(chat("a", "b", "", f"e{i}")) for i in range(2)]
+    await log.stop()
+    assert not one.duplicate and two.duplicate and later.duplicate
+    assert one.ack == two.ack == later.ack
+    assert len(queue.records) == 3  # "same" once, and both empty local_ids
+    assert [e.ack.send_seq for e in empty] == [2, 3]
+
+
+async def test_pipeline_publish_failure_fails_the_ack_and_releases_seqs() -> None:
+    seqs = FakeSeqs()
+    log = QueuedMessageLog(seqs=seqs, idempotency=FakeIdem(), queue=FakeQueue(frozenset({"c"})))
+    log.start()
+    ok = log.submit(chat("a", "b", "1"))
+    bad = log.submit(chat("a", "c", "2"))
+    assert (await ok).ack.send_seq == 1
+    with pytest.raises(RuntimeError):
+        await bad
+    await log.stop()
+    # The failed record's seqs are released: nothing stays pending forever.
+    assert await seqs.exposed("c") == (1, 0)
+    assert seqs.pending[("a", 1)] == {1}  # only the stored-to-be message is still pending
+
+
+class FakeInbox:
+    def __init__(self) -> None:
+        self.copies: list[tuple[str, int, Msg]] = []
+
+    async def insert_copies(self, copies: Sequence[tuple[str, int, Msg]]) -> None:
+        self.copies.extend(copies)
+
+
+class FakeHistory:
+    def __init__(self) -> None:
+        self.rows: list[Msg] = []
+
+    async def append(self, messages: Sequence[Msg]) -> None:
+        self.rows.extend(messages)
+
+
+class FakeRouter:
+    def __init__(self) -> None:
+        self.pushes: list[Push] = []
+
+    async def route(self, pushes: Sequence[Push]) -> None:
+        self.pushes.extend(pushes)
+
+
+def record(
+    sender: str, receivers: list[tuple[str, int]], send_seq: int, group: str = ""
+) -> MessageRecord:
+    msg = Msg(
+        send_id=sender,
+        receiver_id=group or receivers[0][0],
+        group_id=group,
+        send_seq=send_seq,
+        msg_type=1 if group else 0,
+        content=b"c",
+        platform=0,
+    )
+    return MessageRecord(
+        msg=msg, receivers=receivers, store=True, outbox=True, history=True, push_self=True
+    )
+
+
+def test_inbox_copies_one_per_owner() -> None:
+    copies = inbox_copies(record("a", [("b", 7)], 3))
+    assert [(o, box, m.seq, m.send_seq) for o, box, m in copies] == [("a", 1, 0, 3), ("b", 0, 7, 3)]
+    group = inbox_copies(record("a", [("b", 7), ("c", 2)], 3, group="g"))
+    assert [(o, box, m.seq, m.send_seq) for o, box, m in group] == [
+        ("a", 1, 0, 3),
+        ("b", 0, 7, 0),
+        ("c", 0, 2, 0),
+    ]
+
+
+async def test_storage_withholds_pushes_above_the_watermark() -> None:
+    seqs, inbox, history, router = FakeSeqs(), FakeInbox(), FakeHistory(), FakeRouter()
+    _, (s1,) = await seqs.allocate("a", ["b"])
+    _, (s2,) = await seqs.allocate("a", ["b"])
+    service = StorageService(inbox=inbox, history=history, seqs=seqs, router=router)
+    # The record holding b's seq 2 is stored before the one holding seq 1 (other partition).
+    await service.store_batch([record("a", [("b", s2)], 2)])
+    assert [(u, m.seq) for u, m, _ in router.pushes if u == "b"] == []
+    assert await seqs.exposed("b") == (0, 0)
+    await service.store_batch([record("a", [("b", s1)], 1)])
+    assert [(u, m.seq) for u, m, _ in router.pushes if u == "b"] == [("b", 1)]
+    assert await seqs.exposed("b") == (2, 0)
+    assert len(inbox.copies) == 4 and len(history.rows) == 2
+
+
+class FakePresence:
+    def __init__(self, where: dict[str, dict[int, str]]) -> None:
+        self.where = where
+
+    async def lookup(self, user_ids: Sequence[str]) -> dict[str, dict[int, str]]:
+        return {u: self.where[u] for u in user_ids if u in self.where}
+
+
+class FakeBus:
+    def __init__(self) -> None:
+        self.sent: dict[str, list[bytes]] = {}
+
+    async def publish(self, gateway_id: str, batch: bytes) -> None:
+        self.sent.setdefault(gateway_id, []).append(batch)
+
+    async def subscribe(self, gateway_id: str) -> AsyncIterator[bytes]:
+        for batch in self.sent.get(gateway_id, []):
+            yield batch
+
+
+async def test_router_sends_one_batch_per_holding_gateway_only() -> None:
+    bus = FakeBus()
+    presence = FakePresence({"b": {0: "gw1"}, "c": {0: "gw2", 1: "gw1"}, "a": {0: "gw1", 1: "gw2"}})
+    router = RemotePushRouter(presence=presence, bus=bus)
+    m = Msg(send_id="a", content=b"z")
+    await router.route([("b", m, None), ("c", m, None), ("a", m, 0), ("offline", m, None)])
+    assert sorted(bus.sent) == ["gw1", "gw2"]  # never a broadcast; nobody for "offline"
+    gw1 = decode_batch(bus.sent["gw1"][0])
+    gw2 = decode_batch(bus.sent["gw2"][0])
+    assert [(u, x) for u, x, _ in gw1] == [("b", -1), ("c", -1)]
+    assert [(u, x) for u, x, _ in gw2] == [("c", -1), ("a", 0)]  # a's platform 0 excluded
+
+
+def test_push_batch_round_trip_and_garbage() -> None:
+    entries = [("u1", -1, b"\x01\x02"), ("u2", 1, b"")]
+    assert decode_batch(encode_batch(entries)) == entries
+    with pytest.raises(DecodeError):
+        decode_batch(encode_batch(entries)[:-1])
+
+
+def test_record_keys() -> None:
+    assert record_key(chat("a", "b", "1")) == "b"
+    group = Submission(msg=Msg(send_id="a", group_id="g"), receivers=["b", "c"])
+    assert record_key(group) == "g"
+    with pytest.raises(DecodeError):
+        MessageRecord.decode(b"{}")
