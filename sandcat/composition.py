@@ -151,7 +151,9 @@ async def build(config: Config) -> AsyncIterator[Apps]:
             friends=friends,
             groups=groups,
         )
-        sync = SyncService(inbox=inbox, max_messages=config.limits.pull_max_messages)
+        sync = SyncService(
+            inbox=inbox, counters=inbox, max_messages=config.limits.pull_max_messages
+        )
         message_log.start()
         stack.push_async_callback(message_log.stop)
 

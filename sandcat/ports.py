@@ -5,7 +5,7 @@ Adapters in ``sandcat/adapters/*`` implement them; services never import a drive
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,8 +69,11 @@ class InboxStore(Protocol):
 
     async def mark_read(self, user_id: str, seqs: Sequence[int]) -> int: ...
 
-    async def current_seqs(self, user_id: str) -> tuple[int, int]:
-        """The exposed (receive seq, send seq) of a user; (0, 0) when unknown."""
+
+class Counters(Protocol):
+    async def exposed(self, user_id: str) -> tuple[int, int]:
+        """The exposed (receive seq, send seq) of a user: nothing at or below them is
+        allocated but unstored; (0, 0) when unknown."""
 
 
 class Delivery(Protocol):
@@ -263,3 +266,50 @@ class IdempotencyStore(Protocol):
     async def get_ack(self, send_id: str, local_id: str) -> Ack | None: ...
 
     async def put_ack(self, send_id: str, local_id: str, ack: Ack) -> None: ...
+
+
+class Presence(Protocol):
+    """Which gateway holds each connected user's platforms (one connection per platform).
+
+    Entries expire unless the holding gateway refreshes them (heartbeats), and entries of a
+    gateway that left the registry are never returned.
+    """
+
+    async def connect(self, user_id: str, platform: int, gateway_id: str) -> str | None:
+        """Record the connection; returns the gateway that held that platform before, if any
+        other (it should close its now superseded connection)."""
+
+    async def disconnect(self, user_id: str, platform: int, gateway_id: str) -> None:
+        """Forget the connection, unless another gateway holds that platform by now."""
+
+    async def refresh(self, gateway_id: str, connections: Sequence[tuple[str, int]]) -> None:
+        """Heartbeat: keep (re-create if expired) the gateway's ``(user_id, platform)``
+        entries, never taking over a platform another gateway holds."""
+
+    async def locate(self, user_ids: Sequence[str]) -> dict[str, dict[int, str]]:
+        """``user -> {platform: gateway_id}`` over live gateways; offline users are left out."""
+
+
+class GatewayRegistry(Protocol):
+    """Live gateway instances and their public WebSocket addresses (TTL heartbeats)."""
+
+    async def register(self, gateway_id: str, ws_addr: str) -> None:
+        """Announce the gateway or renew its lease (call it every third of the TTL)."""
+
+    async def unregister(self, gateway_id: str) -> None: ...
+
+    async def live(self) -> dict[str, str]:
+        """``gateway_id -> ws_addr`` of every gateway whose lease has not expired."""
+
+    async def next_ws_addr(self) -> str | None:
+        """The live gateways' addresses in turn (shared round robin); None when none is live."""
+
+
+class PushBus(Protocol):
+    """One batch of encoded pushes per gateway, delivered to that gateway only, in order."""
+
+    async def publish(self, batches: Mapping[str, bytes]) -> None:
+        """Send ``gateway_id -> batch``, all in one round trip."""
+
+    def subscribe(self, gateway_id: str) -> AsyncIterator[bytes]:
+        """The gateway's own batches, oldest first, for as long as it iterates."""

@@ -340,7 +340,8 @@ class SqliteInbox:
 
         return await self._db.write(run)
 
-    async def current_seqs(self, user_id: str) -> tuple[int, int]:
+    async def exposed(self, user_id: str) -> tuple[int, int]:
+        # Seqs are allocated inside the transaction that stores them: committed = exposed.
         def run(conn: sqlite3.Connection) -> tuple[int, int]:
             row = conn.execute(
                 "SELECT rec_max_seq, send_max_seq FROM sequence WHERE user_id = ?", (user_id,)
