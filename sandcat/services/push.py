@@ -9,28 +9,17 @@ id, the platform to exclude or -1, and the encoded ``Msg`` frame).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from collections.abc import Sequence
 
 from sandcat import _native
 from sandcat.log import get_logger
+from sandcat.ports import Presence, PushBus
 from sandcat.protocol.bincode import Reader, Writer
 from sandcat.services.messages import Push
 
 log = get_logger(__name__)
 
 PushEntry = tuple[str, int, bytes]  # (user id, platform to exclude or -1, frame)
-
-
-class Presence(Protocol):
-    async def lookup(self, user_ids: Sequence[str]) -> dict[str, dict[int, str]]:
-        """user -> {platform: gateway id} for the users that are connected somewhere."""
-
-
-class PushBus(Protocol):
-    async def publish(self, gateway_id: str, batch: bytes) -> None: ...
-
-    def subscribe(self, gateway_id: str) -> AsyncIterator[bytes]: ...
 
 
 def encode_batch(entries: Sequence[PushEntry]) -> bytes:
@@ -58,7 +47,7 @@ class RemotePushRouter:
         self._bus = bus
 
     async def route(self, pushes: Sequence[Push]) -> None:
-        where = await self._presence.lookup(sorted({user for user, _, _ in pushes}))
+        where = await self._presence.locate(sorted({user for user, _, _ in pushes}))
         batches: dict[str, list[PushEntry]] = {}
         for user_id, msg, exclude in pushes:
             platforms = where.get(user_id)
@@ -70,8 +59,9 @@ class RemotePushRouter:
                 batches.setdefault(gateway, []).append(
                     (user_id, -1 if exclude is None else exclude, frame)
                 )
-        for gateway, entries in batches.items():
-            try:
-                await self._bus.publish(gateway, encode_batch(entries))
-            except Exception:  # push is best effort: sync is the source of truth
-                log.exception("push_publish_failed", gateway=gateway, size=len(entries))
+        if not batches:
+            return
+        try:
+            await self._bus.publish({gw: encode_batch(entries) for gw, entries in batches.items()})
+        except Exception:  # push is best effort: sync is the source of truth
+            log.exception("push_publish_failed", gateways=len(batches))

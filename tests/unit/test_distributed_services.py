@@ -7,7 +7,7 @@ distributed topology runs in ``tests/e2e``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 
 import pytest
 
@@ -217,7 +217,16 @@ class FakePresence:
     def __init__(self, where: dict[str, dict[int, str]]) -> None:
         self.where = where
 
-    async def lookup(self, user_ids: Sequence[str]) -> dict[str, dict[int, str]]:
+    async def connect(self, user_id: str, platform: int, gateway_id: str) -> str | None:
+        raise NotImplementedError
+
+    async def disconnect(self, user_id: str, platform: int, gateway_id: str) -> None:
+        raise NotImplementedError
+
+    async def refresh(self, gateway_id: str, connections: Sequence[tuple[str, int]]) -> None:
+        raise NotImplementedError
+
+    async def locate(self, user_ids: Sequence[str]) -> dict[str, dict[int, str]]:
         return {u: self.where[u] for u in user_ids if u in self.where}
 
 
@@ -225,8 +234,9 @@ class FakeBus:
     def __init__(self) -> None:
         self.sent: dict[str, list[bytes]] = {}
 
-    async def publish(self, gateway_id: str, batch: bytes) -> None:
-        self.sent.setdefault(gateway_id, []).append(batch)
+    async def publish(self, batches: Mapping[str, bytes]) -> None:
+        for gateway_id, batch in batches.items():
+            self.sent.setdefault(gateway_id, []).append(batch)
 
     async def subscribe(self, gateway_id: str) -> AsyncIterator[bytes]:
         for batch in self.sent.get(gateway_id, []):
