@@ -174,3 +174,18 @@ class Registry:
             if frame is None:  # encode once, send to every matching connection
                 frame = _native.encode_msg(msg)
             conn.send(frame)
+
+    def deliver_frame(self, user_id: str, frame: bytes, exclude_platform: int | None) -> int:
+        """Queue an already encoded frame on the user's connections; returns how many."""
+        sent = 0
+        for platform, conn in (self._users.get(user_id) or {}).items():
+            if platform != exclude_platform:
+                conn.send(frame)
+                sent += 1
+        return sent
+
+    def knock_off(self, user_id: str, platform: int) -> None:
+        """Close the user's connection on ``platform`` (it connected again elsewhere)."""
+        conn = (self._users.get(user_id) or {}).get(platform)
+        if conn is not None:
+            conn.close(CLOSE_KNOCK_OFF, "knock off")

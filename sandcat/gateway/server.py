@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 from sandcat import _native
 from sandcat.config import Config
 from sandcat.errors import DecodeError, UnAuthorized
+from sandcat.gateway.cluster import GatewayCluster
 from sandcat.gateway.connections import CLOSE_UNAUTHORIZED, Connection, Registry
 from sandcat.ids import nanoid
 from sandcat.log import get_logger
@@ -39,11 +40,18 @@ def _ready(value: Msg) -> asyncio.Future[Msg]:
 
 class Gateway:
     def __init__(
-        self, *, users: UserService, messages: MessageService, registry: Registry, config: Config
+        self,
+        *,
+        users: UserService,
+        messages: MessageService,
+        registry: Registry,
+        config: Config,
+        cluster: GatewayCluster | None = None,
     ) -> None:
         self._users = users
         self._messages = messages
         self._registry = registry
+        self._cluster = cluster
         self._limits = config.limits
         self._ping = config.websocket.ping_interval_seconds
         self._trust = config.server.trust_forwarded_for
@@ -86,10 +94,14 @@ class Gateway:
         writer = asyncio.create_task(conn.run_writer(), name=f"ws-writer-{conn.conn_id}")
         acker = asyncio.create_task(self._ack_loop(conn, pending), name=f"ws-acker-{conn.conn_id}")
         try:
+            if self._cluster is not None:
+                await self._cluster.connected(conn)
             await ws.ping()
             await self._read_loop(ws, conn, pending)
         finally:
             self._registry.unregister(conn)
+            if self._cluster is not None:
+                await self._cluster.disconnected(conn)
             acker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await acker

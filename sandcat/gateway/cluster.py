@@ -1,0 +1,104 @@
+"""A gateway's link to the others in distributed mode.
+
+It announces the gateway in the registry (TTL heartbeats), keeps presence
+(user, platform -> this gateway) current, listens to its own push channel and hands each
+frame to local connections, and tells the previous gateway to knock off a connection
+that a user re-opened here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from sandcat.gateway.connections import Connection, Registry
+from sandcat.log import get_logger
+from sandcat.ports import GatewayRegistry, Presence, PushBus
+from sandcat.services.push import decode_batch, encode_batch
+
+log = get_logger(__name__)
+
+#: Entries whose "exclude" field is at or below this are control entries:
+#: ``KNOCK_OFF_BASE - platform`` closes that platform's connection with 4001.
+KNOCK_OFF_BASE = -10
+
+
+class GatewayCluster:
+    def __init__(
+        self,
+        *,
+        gateway_id: str,
+        presence: Presence,
+        registry: GatewayRegistry,
+        bus: PushBus,
+        local: Registry,
+        heartbeat_seconds: float = 5.0,
+    ) -> None:
+        self.gateway_id = gateway_id
+        self._presence = presence
+        self._registry = registry
+        self._bus = bus
+        self._local = local
+        self._heartbeat = heartbeat_seconds
+        self._ws_addr = ""
+        self._tasks: list[asyncio.Task[None]] = []
+        self.pushed_frames = 0
+
+    async def start(self, ws_addr: str) -> None:
+        self._ws_addr = ws_addr
+        await self._registry.register(self.gateway_id, ws_addr)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._beat(), name="gateway-heartbeat"),
+            loop.create_task(self._listen(), name="gateway-push-listener"),
+        ]
+        log.info("gateway_registered", gateway_id=self.gateway_id, ws_addr=ws_addr)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self._registry.unregister(self.gateway_id)
+
+    async def connected(self, conn: Connection) -> None:
+        previous = await self._presence.connect(conn.user_id, conn.platform, self.gateway_id)
+        if previous and previous != self.gateway_id:
+            control = encode_batch([(conn.user_id, KNOCK_OFF_BASE - conn.platform, b"")])
+            await self._bus.publish({previous: control})
+
+    async def disconnected(self, conn: Connection) -> None:
+        await self._presence.disconnect(conn.user_id, conn.platform, self.gateway_id)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            try:
+                await self._registry.register(self.gateway_id, self._ws_addr)
+                held = [(c.user_id, c.platform) for c in self._local.all_connections()]
+                await self._presence.refresh(self.gateway_id, held)
+            except Exception:  # a missed beat is retried on the next one
+                log.exception("gateway_heartbeat_failed", gateway_id=self.gateway_id)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async for batch in self._bus.subscribe(self.gateway_id):
+                    self._apply(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("push_listener_failed", gateway_id=self.gateway_id)
+                await asyncio.sleep(0.5)
+
+    def _apply(self, batch: bytes) -> None:
+        for user_id, exclude, frame in decode_batch(batch):
+            if exclude <= KNOCK_OFF_BASE:
+                self._local.knock_off(user_id, KNOCK_OFF_BASE - exclude)
+                continue
+            self.pushed_frames += self._local.deliver_frame(
+                user_id, frame, None if exclude < 0 else exclude
+            )
