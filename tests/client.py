@@ -182,7 +182,7 @@ async def befriend(api: Api, requester: User, target: User) -> str:
         json={
             "user_id": requester.id,
             "friend_id": target.id,
-            "apply_msg": f"hi, I am {requester.id}",
+            "apply_msg": "hi",
             "req_remark": None,
             "source": "search",
         },
