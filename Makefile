@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint typecheck install clean bench-micro
+.PHONY: run run-distributed test lint typecheck install clean bench-micro
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,9 @@ install: $(STAMP)
 run: install
 	$(BIN)/sandcat migrate
 	$(BIN)/sandcat serve
+
+run-distributed: install
+	$(BIN)/python scripts/topology.py
 
 test: install
 	bash scripts/test.sh
