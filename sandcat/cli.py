@@ -1,4 +1,4 @@
-"""The ``sandcat`` command line: serve, migrate, check-config, info."""
+"""The ``sandcat`` command line: serve, migrate, check-config, info, users seed."""
 
 from __future__ import annotations
 
@@ -86,6 +86,27 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_users_seed(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from sandcat import admin
+
+    request = admin.SeedRequest(
+        count=args.count,
+        prefix=args.prefix,
+        password=args.password,
+        domain=args.domain,
+        friends=args.friends,
+        group_size=args.group_size,
+    )
+    users = asyncio.run(admin.seed_users(config, request))
+    text = admin.render(users, request, args.format)
+    if args.output in {None, "-"}:
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sandcat", description="Sandcat: a wire-compatible Python sandcat IM server."
@@ -114,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="version, mode and hot-path implementations")
     _config_arg(info)
     info.set_defaults(func=_cmd_info)
+
+    users = sub.add_parser("users", help="user administration on the configured store")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    seed = users_sub.add_parser("seed", help="create many users directly (benchmarks)")
+    _config_arg(seed)
+    seed.add_argument("--count", type=int, required=True, help="how many users")
+    seed.add_argument("--prefix", default="bench", help="name and e-mail prefix (unique per run)")
+    seed.add_argument("--password", required=True, help="the password every seeded user gets")
+    seed.add_argument("--domain", default="bench.example.com", help="e-mail domain")
+    seed.add_argument("--friends", choices=("none", "ring", "all-pairs"), default="none")
+    seed.add_argument("--group-size", type=int, default=0, help="members per group (0: none)")
+    seed.add_argument("--format", choices=("json", "csv"), default="json")
+    seed.add_argument("-o", "--output", default=None, help="file to write (default: stdout)")
+    seed.set_defaults(func=_cmd_users_seed)
     return parser
 
 

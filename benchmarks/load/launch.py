@@ -1,0 +1,123 @@
+"""Starting embedded servers for a run (as separate ``sandcat`` processes) and seeding users.
+
+The harness only starts processes and reads their URLs and PIDs: the generator itself
+never imports the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+CONFIG = Path(__file__).resolve().parent / "bench-config.yml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def sandcat_command() -> list[str]:
+    exe = shutil.which("sandcat", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "sandcat"]
+
+
+@dataclass(slots=True)
+class Servers:
+    """One or more ``sandcat serve`` processes sharing a data dir (and so users and secret)."""
+
+    data_dir: Path
+    log_dir: Path
+    no_extensions: bool = False
+    cpus: str = ""
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    api: list[str] = field(default_factory=list)
+
+    def env(self, api_port: int, ws_port: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("SANDCAT_NO_EXTENSIONS", None)
+        if self.no_extensions:
+            env["SANDCAT_NO_EXTENSIONS"] = "1"
+        env.update(
+            {
+                "SANDCAT__SERVER__PORT": str(api_port),
+                "SANDCAT__WEBSOCKET__PORT": str(ws_port),
+                "SANDCAT__EMBEDDED__DATA_DIR": str(self.data_dir),
+            }
+        )
+        return env
+
+    def run_admin(self, *args: str) -> str:
+        """``sandcat ARGS -c bench-config.yml`` against this data dir; its stdout."""
+        done = subprocess.run(
+            [*sandcat_command(), *args, "-c", str(CONFIG)],
+            env=self.env(0, 0),
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        return done.stdout.decode()
+
+    async def start(self, count: int = 1) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for n in range(count):
+            api_port, ws_port = free_port(), free_port()
+            pin = ["taskset", "-c", self.cpus] if self.cpus else []
+            log = (self.log_dir / f"server-{n}.log").open("ab")
+            proc = subprocess.Popen(  # noqa: ASYNC220 - started once per run, returns at once
+                [*pin, *sandcat_command(), "serve", "-c", str(CONFIG)],
+                env=self.env(api_port, ws_port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            log.close()
+            self.procs.append(proc)
+            base = f"http://127.0.0.1:{api_port}"
+            await wait_healthy(base, proc)
+            self.api.append(base)
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return tuple(proc.pid for proc in self.procs)
+
+    def log_path(self, n: int = 0) -> Path:
+        return self.log_dir / f"server-{n}.log"
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+        self.api.clear()
+
+
+async def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {proc.returncode}")
+            try:
+                async with session.get(base + "/health") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{base} did not become healthy in {timeout} s")

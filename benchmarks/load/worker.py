@@ -1,0 +1,468 @@
+"""Load worker processes: each holds a slice of the connections and plays its part of a run.
+
+The parent talks to a worker over a pipe: the worker connects its users, answers
+``ready``, then serves ``run`` commands until ``stop``. Every send carries its *intended*
+time (open loop), so a late generator shows up as latency instead of hiding it. Times are
+``time.monotonic()``, one clock for every process on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import aiohttp
+
+from benchmarks.load import codec
+from benchmarks.load.api import Account, call, login
+from benchmarks.load.procstat import SelfMeter
+
+CLOSED = {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR}
+
+
+@dataclass(slots=True)
+class Setup:
+    """What one worker holds: its users (global index, account) and how to connect them."""
+
+    kind: str  # "traffic" | "idle" | "http"
+    users: list[tuple[int, dict[str, str]]]
+    api: str = ""
+    platforms: tuple[int, ...] = (0,)
+    source_addrs: tuple[str, ...] = ()
+    connect_concurrency: int = 100
+
+
+@dataclass(slots=True)
+class TrafficRun:
+    run_id: int
+    kind: str  # "single" | "group"
+    senders: list[int]
+    user_ids: list[str]
+    rate: float
+    start_at: float
+    warmup: float
+    measure: float
+    drain: float
+    to: str = ""
+    group_id: str = ""
+    count: int = 0
+    payload_bytes: int = 32
+
+
+@dataclass(slots=True)
+class HttpRun:
+    kind: str  # "login" | "get"
+    start_at: float
+    warmup: float
+    measure: float
+    concurrency: int
+
+
+@dataclass(slots=True)
+class _Conn:
+    index: int
+    account: Account
+    ws: aiohttp.ClientWebSocketResponse
+    platform: int = 0
+    last_seq: int = 0
+    last_send_seq: int = 0
+    pending: dict[str, float] = field(default_factory=dict)
+
+
+class _Tally:
+    """Everything one traffic run observed in this worker."""
+
+    def __init__(self, run: TrafficRun) -> None:
+        self.run = run
+        self.prefix = f"{run.run_id}:".encode()
+        self.win_start = run.start_at + run.warmup
+        self.win_end = self.win_start + run.measure
+        self.sent = 0
+        self.acked = 0
+        self.ack_errors = 0
+        self.error_samples: list[str] = []
+        self.ack_lat: list[float] = []
+        self.recv_lat: list[float] = []
+        self.delivered_window = 0
+        self.delivered_total = 0
+        self.stale = 0
+        self.other_frames = 0
+        self.acked_keys: list[tuple[int, int]] = []
+        self.received_keys: list[tuple[int, int]] = []
+        self.group_msgs: dict[int, list[float]] = {}
+        self.order_violations = 0
+        self.seq_gaps = 0
+        self.send_seq_violations = 0
+        self.last_frame = time.monotonic()
+        self.cpu_cores = 0.0
+
+    def on_frame(self, conn: _Conn, data: bytes) -> None:
+        now = time.monotonic()
+        self.last_frame = now
+        msg = codec.decode(data)
+        kind = msg.msg_type
+        if kind == codec.MSG_ACK:
+            self._on_ack(conn, msg, now)
+        elif kind in (codec.MSG_SINGLE, codec.MSG_GROUP):
+            self._on_chat(conn, msg, now)
+        else:
+            self.other_frames += 1
+
+    def _on_ack(self, conn: _Conn, msg: codec.Msg, now: float) -> None:
+        intended = conn.pending.pop(msg.local_id, None)
+        if intended is None:
+            self.stale += 1
+            return
+        if msg.content_type == codec.CONTENT_ERROR:
+            self.ack_errors += 1
+            if len(self.error_samples) < 5:
+                self.error_samples.append(msg.content.decode(errors="replace"))
+            return
+        self.acked += 1
+        if msg.send_seq <= conn.last_send_seq:
+            self.send_seq_violations += 1
+        conn.last_send_seq = msg.send_seq
+        if self.win_start <= intended < self.win_end:
+            self.ack_lat.append(now - intended)
+        if self.run.kind == "single":
+            sender, _, j = msg.local_id.partition("-")[2].partition(".")
+            self.acked_keys.append((int(sender), int(j)))
+
+    def _on_chat(self, conn: _Conn, msg: codec.Msg, now: float) -> None:
+        if msg.seq > 0:
+            if msg.seq <= conn.last_seq:
+                self.order_violations += 1
+            elif conn.last_seq and msg.seq > conn.last_seq + 1:
+                self.seq_gaps += msg.seq - conn.last_seq - 1
+            conn.last_seq = msg.seq
+        content = msg.content
+        if not content.startswith(self.prefix):
+            self.stale += 1
+            return
+        _, sender_raw, j_raw, intended_raw = content.split(b"|", 1)[0].split(b":")
+        intended = int(intended_raw) / 1e6
+        sender, j = int(sender_raw), int(j_raw)
+        self.delivered_total += 1
+        if self.win_start <= now < self.win_end:
+            self.delivered_window += 1
+        if self.win_start <= intended < self.win_end:
+            self.recv_lat.append(now - intended)
+        if self.run.kind == "single":
+            self.received_keys.append((sender, j))
+        else:
+            entry = self.group_msgs.get(j)
+            if entry is None:
+                self.group_msgs[j] = [1.0, intended, now]
+            else:
+                entry[0] += 1
+                entry[2] = max(entry[2], now)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "acked": self.acked,
+            "ack_errors": self.ack_errors,
+            "error_samples": self.error_samples,
+            "ack_lat": self.ack_lat,
+            "recv_lat": self.recv_lat,
+            "delivered_window": self.delivered_window,
+            "delivered_total": self.delivered_total,
+            "stale": self.stale,
+            "other_frames": self.other_frames,
+            "acked_keys": self.acked_keys,
+            "received_keys": self.received_keys,
+            "group_msgs": self.group_msgs,
+            "order_violations": self.order_violations,
+            "seq_gaps": self.seq_gaps,
+            "send_seq_violations": self.send_seq_violations,
+            "cpu_cores": self.cpu_cores,
+        }
+
+
+class Worker:
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.conns: list[_Conn] = []
+        self.by_index: dict[int, _Conn] = {}
+        self.sessions: list[aiohttp.ClientSession] = []
+        self.readers: list[asyncio.Task[None]] = []
+        self.tally: _Tally | None = None
+        self.connect_errors: list[str] = []
+        self.closed_by_server = 0
+
+    async def open(self) -> dict[str, Any]:
+        setup = self.setup
+        addrs = setup.source_addrs or ("",)
+        for addr in addrs:
+            connector = aiohttp.TCPConnector(
+                limit=0, local_addr=(addr, 0) if addr else None, force_close=False
+            )
+            timeout = aiohttp.ClientTimeout(total=None, connect=30)
+            self.sessions.append(aiohttp.ClientSession(connector=connector, timeout=timeout))
+        if setup.kind == "http":
+            return {"connected": 0}
+        gate = asyncio.Semaphore(setup.connect_concurrency)
+        jobs = [
+            (index, Account.from_json(raw), platform)
+            for index, raw in setup.users
+            for platform in setup.platforms
+        ]
+
+        async def one(n: int, index: int, account: Account, platform: int) -> None:
+            session = self.sessions[n % len(self.sessions)]
+            url = f"{account.ws_addr}/{account.id}/conn/{account.id}/{platform}/{account.token}"
+            async with gate:
+                try:
+                    ws = await session.ws_connect(url, autoping=True, max_msg_size=0)
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    if len(self.connect_errors) < 5:
+                        self.connect_errors.append(f"{type(exc).__name__}: {exc}")
+                    else:
+                        self.connect_errors.append("")
+                    return
+            conn = _Conn(index, account, ws, platform)
+            self.conns.append(conn)
+            self.by_index.setdefault(index, conn)
+            self.readers.append(asyncio.create_task(self._read(conn)))
+
+        await asyncio.gather(*(one(n, *job) for n, job in enumerate(jobs)))
+        return {
+            "connected": len(self.conns),
+            "failed": len(self.connect_errors),
+            "errors": [e for e in self.connect_errors if e][:5],
+        }
+
+    async def _read(self, conn: _Conn) -> None:
+        ws = conn.ws
+        while True:
+            frame = await ws.receive()
+            if frame.type == aiohttp.WSMsgType.BINARY:
+                if self.tally is not None:
+                    self.tally.on_frame(conn, frame.data)
+            elif frame.type in CLOSED:
+                self.closed_by_server += 1
+                return
+
+    async def traffic(self, run: TrafficRun) -> dict[str, Any]:
+        tally = self.tally = _Tally(run)
+        senders = [self.by_index[i] for i in run.senders if i in self.by_index]
+        meter = asyncio.create_task(self._meter(tally, run.start_at, run.warmup, run.measure))
+        if senders and run.rate > 0:
+            await self._send_loop(tally, run, senders)
+        end = run.start_at + run.warmup + run.measure
+        while True:
+            now = time.monotonic()
+            waiting = any(conn.pending for conn in senders)
+            if now >= end + run.drain or (
+                now >= end and not waiting and now - tally.last_frame > 0.5
+            ):
+                break
+            await asyncio.sleep(0.05)
+        await meter
+        self.tally = None
+        for conn in senders:
+            conn.pending.clear()
+        out = tally.result()
+        out["closed_by_server"] = self.closed_by_server
+        out["reader_errors"] = [
+            repr(task.exception())
+            for task in self.readers
+            if task.done() and not task.cancelled() and task.exception() is not None
+        ][:3]
+        return out
+
+    @staticmethod
+    async def _meter(tally: _Tally, start_at: float, warmup: float, measure: float) -> None:
+        await asyncio.sleep(max(0.0, start_at + warmup - time.monotonic()))
+        meter = SelfMeter()
+        await asyncio.sleep(measure)
+        tally.cpu_cores = meter.cores()
+
+    @staticmethod
+    async def _send_loop(tally: _Tally, run: TrafficRun, senders: list[_Conn]) -> None:
+        n_senders = len(senders)
+        n_users = len(run.user_ids)
+        limit = run.count or int((run.warmup + run.measure) * run.rate)
+        pad = b"|" + b"x" * max(0, run.payload_bytes - 40)
+        kind = codec.MSG_GROUP if run.kind == "group" else codec.MSG_SINGLE
+        m = 0
+        while m < limit:
+            now = time.monotonic()
+            while m < limit:
+                intended = run.start_at + m / run.rate
+                if intended > now:
+                    break
+                conn = senders[m % n_senders]
+                j = m // n_senders
+                if run.group_id:
+                    receiver = run.group_id
+                elif run.to:
+                    receiver = run.to
+                else:
+                    receiver = run.user_ids[(conn.index + 1 + j % (n_users - 1)) % n_users]
+                local_id = f"{run.run_id}-{conn.index}.{j}"
+                content = b"%d:%d:%d:%d" % (run.run_id, conn.index, j, int(intended * 1e6)) + pad
+                frame = codec.encode(
+                    codec.Msg(
+                        send_id=conn.account.id,
+                        receiver_id=receiver,
+                        local_id=local_id,
+                        create_time=int(time.time() * 1000),
+                        msg_type=kind,
+                        content_type=codec.CONTENT_TEXT,
+                        content=content,
+                        group_id=run.group_id,
+                        platform=conn.platform,
+                    )
+                )
+                conn.pending[local_id] = intended
+                m += 1
+                tally.sent += 1
+                try:
+                    await conn.ws.send_bytes(frame)
+                except ConnectionError:
+                    conn.pending.pop(local_id, None)
+            if m < limit:
+                await asyncio.sleep(max(0.0, run.start_at + m / run.rate - time.monotonic()))
+
+    async def http(self, run: HttpRun) -> dict[str, Any]:
+        session = self.sessions[0]
+        accounts = [Account.from_json(raw) for _, raw in self.setup.users]
+        win_start = run.start_at + run.warmup
+        end = win_start + run.measure
+        lat: list[float] = []
+        errors: list[str] = []
+        count = 0
+
+        async def loop(k: int) -> None:
+            nonlocal count
+            i = k
+            while True:
+                begin = time.monotonic()
+                if begin >= end:
+                    return
+                account = accounts[i % len(accounts)]
+                i += run.concurrency
+                try:
+                    if run.kind == "login":
+                        await login(session, self.setup.api, account)
+                    else:
+                        path = f"/message/seq/{account.id}"
+                        await call(session, self.setup.api, "GET", path, token=account.token)
+                except (aiohttp.ClientError, RuntimeError) as exc:
+                    errors.append(str(exc)[:200])
+                    continue
+                done = time.monotonic()
+                if win_start <= begin and done < end:
+                    count += 1
+                    lat.append(done - begin)
+
+        await asyncio.sleep(max(0.0, run.start_at - time.monotonic()))
+        meter_task = asyncio.create_task(self._http_meter(win_start, run.measure))
+        await asyncio.gather(*(loop(k) for k in range(run.concurrency)))
+        cores = await meter_task
+        return {
+            "count": count,
+            "lat": lat,
+            "errors": len(errors),
+            "error_samples": errors[:3],
+            "cpu_cores": cores,
+        }
+
+    @staticmethod
+    async def _http_meter(win_start: float, measure: float) -> float:
+        await asyncio.sleep(max(0.0, win_start - time.monotonic()))
+        meter = SelfMeter()
+        await asyncio.sleep(measure)
+        return meter.cores()
+
+    async def close(self) -> None:
+        for task in self.readers:
+            task.cancel()
+        await asyncio.gather(*self.readers, return_exceptions=True)
+        for session in self.sessions:
+            await session.close()
+
+
+async def _serve(pipe: Connection, setup: Setup) -> None:
+    loop = asyncio.get_running_loop()
+    worker = Worker(setup)
+    try:
+        pipe.send(("ready", await worker.open()))
+        while True:
+            command, arg = await loop.run_in_executor(None, pipe.recv)
+            if command == "stop":
+                break
+            if command == "traffic":
+                pipe.send(("result", await worker.traffic(arg)))
+            elif command == "http":
+                pipe.send(("result", await worker.http(arg)))
+            elif command == "count":
+                pipe.send(("result", {"open": sum(not c.ws.closed for c in worker.conns)}))
+    finally:
+        await worker.close()
+
+
+def main(pipe: Connection, setup: Setup) -> None:
+    """Entry point of a worker process."""
+    import uvloop
+
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(_serve(pipe, setup))
+    pipe.close()
+
+
+class Pool:
+    """The parent's handle on its worker processes."""
+
+    def __init__(self, setups: list[Setup]) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._pipes: list[Connection] = []
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        for setup in setups:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=main, args=(child, setup), daemon=True)
+            proc.start()
+            child.close()
+            self._pipes.append(parent)
+            self._procs.append(proc)
+
+    @property
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self._procs if proc.pid is not None]
+
+    async def _recv(self, pipe: Connection, timeout: float) -> Any:
+        loop = asyncio.get_running_loop()
+
+        def wait() -> Any:
+            if not pipe.poll(timeout):
+                raise TimeoutError("a load worker did not answer in time")
+            return pipe.recv()
+
+        _tag, value = await loop.run_in_executor(None, wait)
+        return value
+
+    async def ready(self, timeout: float = 300.0) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(self._recv(p, timeout) for p in self._pipes)))
+
+    async def run(self, command: str, args: list[Any], timeout: float) -> list[dict[str, Any]]:
+        for pipe, arg in zip(self._pipes, args, strict=True):
+            pipe.send((command, arg))
+        return list(await asyncio.gather(*(self._recv(p, timeout) for p in self._pipes)))
+
+    async def stop(self) -> None:
+        for pipe in self._pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("stop", None))
+        loop = asyncio.get_running_loop()
+        for proc in self._procs:
+            await loop.run_in_executor(None, proc.join, 30.0)
+            if proc.is_alive():
+                proc.kill()
+        for pipe in self._pipes:
+            pipe.close()
