@@ -40,3 +40,15 @@ bench-micro: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info data
+
+# The standard load suite against embedded servers it starts itself, with and without the
+# compiled extensions; then docs/benchmarks.md and docs/plots/*.png are regenerated.
+.PHONY: bench
+BENCH_OUT := benchmarks/results/latest
+bench: install
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks.load suite --label native --out $(BENCH_OUT) $(BENCH_ARGS)
+	SANDCAT_NO_EXTENSIONS=1 $(BIN)/python -m benchmarks.load suite --no-extensions \
+		--label pure --out $(BENCH_OUT) $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.load report $(BENCH_OUT)/native.json $(BENCH_OUT)/pure.json \
+		--command "make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')"
