@@ -6,7 +6,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run run-distributed test lint typecheck install clean bench-micro
+.PHONY: run run-distributed test lint typecheck install clean bench-micro native cargo-test
+
+# Native hot paths (docs/native.md): the Cython framing builds in `pip install -e` (setup.py);
+# the Rust crate builds with maturin into the venv. SANDCAT_DEBUG_BUILD=1 builds both without
+# optimisation; SANDCAT_NO_EXTENSIONS=1 builds neither. A failed build warns and the server
+# runs on the pure-Python twins. Cargo's target dir lives outside the clone, so a fresh clone
+# (CI) reuses it.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/sandcat/cargo-target
+CRATE := native/rust
+NATIVE_STAMP := $(VENV)/.native-rust
+MATURIN_PROFILE := $(if $(filter-out 0,$(SANDCAT_DEBUG_BUILD)),,--release)
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,7 +26,31 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard native/cython/*.pyx)
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+$(NATIVE_STAMP): $(STAMP) $(wildcard $(CRATE)/Cargo.* $(CRATE)/pyproject.toml $(CRATE)/*.pyi $(CRATE)/src/*.rs)
+	@if [ -n "$$SANDCAT_NO_EXTENSIONS" ] && [ "$$SANDCAT_NO_EXTENSIONS" != 0 ]; then \
+		echo "SANDCAT_NO_EXTENSIONS is set: Rust crate not built"; \
+		$(BIN)/pip uninstall -q -y sandcat-native 2>/dev/null || true; \
+	elif VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop $(MATURIN_PROFILE) \
+			-m $(CRATE)/Cargo.toml >$(VENV)/native-build.log 2>&1; then \
+		echo "Rust crate built ($(if $(MATURIN_PROFILE),release,debug))"; \
+	else \
+		tail -n 20 $(VENV)/native-build.log >&2; \
+		echo "WARNING: Rust crate not built (log: $(VENV)/native-build.log);" \
+			"shard hashing and fan-out batching use pure Python" >&2; \
+		$(BIN)/pip uninstall -q -y sandcat-native 2>/dev/null || true; \
+	fi
+	@touch $@
+
+install: $(STAMP) $(NATIVE_STAMP)
+
+# Rebuild both extensions now (e.g. after switching SANDCAT_DEBUG_BUILD).
+native: $(STAMP)
+	$(BIN)/python setup.py -q build_ext --inplace
+	@rm -f $(NATIVE_STAMP)
+	@$(MAKE) --no-print-directory $(NATIVE_STAMP)
+
+cargo-test:
+	cd $(CRATE) && cargo test -q
 
 run: install
 	$(BIN)/sandcat migrate

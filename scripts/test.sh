@@ -9,3 +9,9 @@ echo "== mypy"
 $BIN/mypy
 echo "== pytest"
 $BIN/pytest -q -p no:cacheprovider tests
+echo "== pytest, pure-Python twins (SANDCAT_NO_EXTENSIONS=1)"
+PURE=(tests/unit tests/native)
+[ -d tests/contracts ] && PURE+=(tests/contracts)
+SANDCAT_NO_EXTENSIONS=1 $BIN/pytest -q -p no:cacheprovider "${PURE[@]}"
+echo "== cargo test"
+(cd native/rust && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sandcat/cargo-target}" cargo test -q)
