@@ -1,0 +1,1 @@
+"""MongoDB (wire-compatible FerretDB) adapters of the distributed mode."""

@@ -1,0 +1,22 @@
+"""The asyncpg connection pool of the distributed mode (``db.postgres`` section)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import asyncpg
+
+from sandcat.config import PostgresConfig
+
+
+def pg_dsn(config: PostgresConfig) -> str:
+    """A ``postgresql://`` URL for the configured server and database."""
+    auth = quote(config.user, safe="")
+    if config.password:
+        auth += ":" + quote(config.password, safe="")
+    return f"postgresql://{auth}@{config.host}:{config.port}/{quote(config.database, safe='')}"
+
+
+async def open_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
+    """A pool of at most ``max_size`` connections (``db.postgres.max_connections``)."""
+    return await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)

@@ -1,0 +1,163 @@
+"""Users in PostgreSQL: the same semantics and errors as ``SqliteUserStore``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from sandcat.adapters.postgres.errors import pg_errors
+from sandcat.domain import UserChanges, UserRecord
+from sandcat.errors import BadRequest
+
+_USER_COLUMNS = (
+    "id, name, account, password, salt, avatar, gender, age, phone, email, address, region, "
+    "birthday, signature, create_time, update_time, is_delete"
+)
+_EMAIL_TAKEN = "this e-mail address is already registered"
+
+
+def _user(row: Any) -> UserRecord:
+    return UserRecord(*row)
+
+
+class PostgresUserStore:
+    """Implements ``UserStore``."""
+
+    def __init__(self, *, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @pg_errors
+    async def insert_user(self, user: UserRecord) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if user.email and await conn.fetchval(
+                "SELECT 1 FROM users WHERE email = $1", user.email
+            ):
+                raise BadRequest(_EMAIL_TAKEN)
+            try:
+                await conn.execute(
+                    f"INSERT INTO users ({_USER_COLUMNS}) VALUES "
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                    user.id,
+                    user.name,
+                    user.account,
+                    user.password,
+                    user.salt,
+                    user.avatar,
+                    user.gender,
+                    user.age,
+                    user.phone,
+                    user.email,
+                    user.address,
+                    user.region,
+                    user.birthday,
+                    user.signature,
+                    user.create_time,
+                    user.update_time,
+                    user.is_delete,
+                )
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name == "users_email":  # a concurrent registration won
+                    raise BadRequest(_EMAIL_TAKEN) from exc
+                raise
+            await conn.execute(
+                "INSERT INTO sequence (user_id) VALUES ($1) ON CONFLICT DO NOTHING", user.id
+            )
+
+    @pg_errors
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1 AND NOT is_delete", user_id
+        )
+        return _user(row) if row else None
+
+    @pg_errors
+    async def find_login(self, login: str) -> UserRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE NOT is_delete AND "
+            "(account = $1 OR email = $1 OR phone = $1) "
+            "ORDER BY account = $1 DESC, email IS NOT DISTINCT FROM $1 DESC LIMIT 1",
+            login,
+        )
+        return _user(row) if row else None
+
+    @pg_errors
+    async def email_taken(self, email: str) -> bool:
+        return bool(await self._pool.fetchval("SELECT 1 FROM users WHERE email = $1", email))
+
+    @pg_errors
+    async def update_user(
+        self, user_id: str, changes: UserChanges, now_ms: int
+    ) -> UserRecord | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if changes.email and await conn.fetchval(
+                "SELECT 1 FROM users WHERE email = $1 AND id <> $2", changes.email, user_id
+            ):
+                raise BadRequest(_EMAIL_TAKEN)
+            try:
+                row = await conn.fetchrow(
+                    "UPDATE users SET "
+                    "name = COALESCE(NULLIF($1, ''), name), "
+                    "avatar = COALESCE(NULLIF($2, ''), avatar), "
+                    "gender = COALESCE(NULLIF($3, ''), gender), "
+                    "phone = COALESCE(NULLIF($4, ''), phone), "
+                    "email = COALESCE(NULLIF($5, ''), email), "
+                    "address = COALESCE(NULLIF($6, ''), address), "
+                    "region = COALESCE(NULLIF($7, ''), region), "
+                    "birthday = COALESCE(NULLIF($8::BIGINT, 0), birthday), "
+                    "signature = COALESCE(NULLIF($9, ''), signature), update_time = $10 "
+                    f"WHERE id = $11 AND NOT is_delete RETURNING {_USER_COLUMNS}",
+                    changes.name,
+                    changes.avatar,
+                    changes.gender,
+                    changes.phone,
+                    changes.email,
+                    changes.address,
+                    changes.region,
+                    changes.birthday,
+                    changes.signature,
+                    now_ms,
+                    user_id,
+                )
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name == "users_email":
+                    raise BadRequest(_EMAIL_TAKEN) from exc
+                raise
+        return _user(row) if row else None
+
+    @pg_errors
+    async def set_password(self, user_id: str, password_hash: str, salt: str, now_ms: int) -> None:
+        await self._pool.execute(
+            "UPDATE users SET password = $1, salt = $2, update_time = $3 WHERE id = $4",
+            password_hash,
+            salt,
+            now_ms,
+            user_id,
+        )
+
+    @pg_errors
+    async def search_user(self, pattern: str, exclude_id: str) -> tuple[UserRecord, str] | None:
+        async with self._pool.acquire() as conn:
+            for column in ("email", "phone", "account"):
+                row = await conn.fetchrow(
+                    f"SELECT {_USER_COLUMNS} FROM users "
+                    f"WHERE {column} = $1 AND id <> $2 AND NOT is_delete LIMIT 1",
+                    pattern,
+                    exclude_id,
+                )
+                if row:
+                    return _user(row), column
+        return None
+
+    @pg_errors
+    async def revoke_tokens(self, user_id: str, before: int) -> None:
+        await self._pool.execute(
+            "UPDATE users SET tokens_valid_after = $1 WHERE id = $2", before, user_id
+        )
+
+    @pg_errors
+    async def tokens_valid_after(self, user_id: str) -> int:
+        value = await self._pool.fetchval(
+            "SELECT tokens_valid_after FROM users WHERE id = $1", user_id
+        )
+        return int(value) if value is not None else 0
