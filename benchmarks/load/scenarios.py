@@ -197,6 +197,7 @@ async def traffic(
             to=to,
             group_id=group_id,
             count=round(count * len(mine) / len(senders)) if count else 0,
+            expect=count if kind == "group" else 0,
         )
         for mine in per_worker
     ]
@@ -262,6 +263,7 @@ async def one_to_one(
     slo_ms: float,
     repeats: int,
     find_max: bool = True,
+    min_rate: float = 50.0,
 ) -> dict[str, Any]:
     """N connected users, K senders: a find-max search, a latency curve, repeats at 75 %."""
     if len(accounts) < 2:
@@ -295,6 +297,12 @@ async def one_to_one(
                     break
                 best = rate
                 rate *= 2
+            if bad == start_rate:  # the first rate was already too high: halve until healthy
+                while best > min_rate:
+                    best /= 2
+                    if healthy(await probe(best, "search"), slo_ms):
+                        break
+                    bad = best
             for _ in range(2 if bad else 0):
                 middle = (best + bad) / 2
                 if healthy(await probe(middle, "search"), slo_ms):

@@ -51,6 +51,7 @@ class TrafficRun:
     to: str = ""
     group_id: str = ""
     count: int = 0
+    expect: int = 0  # group runs: messages every member should receive
     payload_bytes: int = 32
 
 
@@ -95,6 +96,7 @@ class _Tally:
         self.acked_keys: list[tuple[int, int]] = []
         self.received_keys: list[tuple[int, int]] = []
         self.group_msgs: dict[int, list[float]] = {}
+        self.per_conn: dict[int, int] = {}
         self.order_violations = 0
         self.seq_gaps = 0
         self.send_seq_violations = 0
@@ -155,6 +157,7 @@ class _Tally:
         if self.run.kind == "single":
             self.received_keys.append((sender, j))
         else:
+            self.per_conn[conn.index] = self.per_conn.get(conn.index, 0) + 1
             entry = self.group_msgs.get(j)
             if entry is None:
                 self.group_msgs[j] = [1.0, intended, now]
@@ -255,9 +258,12 @@ class Worker:
         if senders and run.rate > 0:
             await self._send_loop(tally, run, senders)
         end = run.start_at + run.warmup + run.measure
+        members = [c.index for c in self.conns if c.index not in set(run.senders)]
         while True:
             now = time.monotonic()
             waiting = any(conn.pending for conn in senders)
+            if run.expect:  # a group run: wait for every member to get every message
+                waiting = waiting or any(tally.per_conn.get(i, 0) < run.expect for i in members)
             if now >= end + run.drain or (
                 now >= end and not waiting and now - tally.last_frame > 0.5
             ):
