@@ -185,7 +185,8 @@ async def oss_config(real_services: Services) -> AsyncIterator[OssConfig]:
             if not await client.bucket_exists(bucket):
                 continue
             async for obj in client.list_objects(bucket, recursive=True):
-                await client.remove_object(bucket, obj.object_name)
+                if obj.object_name:
+                    await client.remove_object(bucket, obj.object_name)
             await client.remove_bucket(bucket)
     finally:
         await client.close_session()  # type: ignore[no-untyped-call]

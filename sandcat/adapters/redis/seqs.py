@@ -1,0 +1,216 @@
+"""Sequence counters in Redis, backed by durable segment marks (decisions §2.12, §4).
+
+Keys per user (``sandcat-protocol.md`` §4.3 plus the pending sets):
+
+- ``seq:{uid}`` / ``send_seq:{uid}``: hash ``{cur_seq, max_seq}``, the receive / send counter;
+- ``pending:seq:{uid}`` / ``pending:send:{uid}``: ZSET of allocated seqs not yet in the inbox
+  (member and score are the seq).
+
+Segments: ``max_seq`` is never above the user's durable mark (``SegmentStore``). When an
+allocation does not fit below ``max_seq`` the script allocates nothing and names the counters
+that need a new segment; Python raises the durable mark, installs it as the new ``max_seq``
+and retries. A counter missing from Redis (new user, or Redis lost its data) is installed as
+``cur = max = old mark`` first, so every new seq is above every seq ever issued.
+
+Exposure: a counter's exposed value is ``min(pending) - 1``, or ``cur_seq`` when nothing is
+pending. A seq that was allocated but will never be stored (e.g. the publish failed) must be
+passed to ``mark_stored`` too, or the watermark stays below it. Redis must not evict keys
+(``maxmemory-policy noeviction``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from sandcat.adapters.redis.client import redis_errors
+from sandcat.ports import SegmentStore
+
+#: Segment kinds as ``SegmentStore`` names them.
+REC = "rec"
+SEND = "send"
+
+# KEYS: (hash, pending) per counter; ARGV: how many seqs each counter needs.
+# Reply {1, first seq of each counter} or {0, index, max_seq seen (-1: missing), ...}.
+_ALLOCATE = """
+local need = {0}
+for i = 1, #ARGV do
+  local state = redis.call('HMGET', KEYS[2 * i - 1], 'cur_seq', 'max_seq')
+  if not state[2] then
+    need[#need + 1] = i
+    need[#need + 1] = -1
+  elseif tonumber(state[1] or 0) + tonumber(ARGV[i]) > tonumber(state[2]) then
+    need[#need + 1] = i
+    need[#need + 1] = tonumber(state[2])
+  end
+end
+if #need > 1 then
+  return need
+end
+local out = {1}
+for i = 1, #ARGV do
+  local n = tonumber(ARGV[i])
+  local last = redis.call('HINCRBY', KEYS[2 * i - 1], 'cur_seq', n)
+  for seq = last - n + 1, last do
+    redis.call('ZADD', KEYS[2 * i], seq, seq)
+  end
+  out[#out + 1] = last - n + 1
+end
+return out
+"""
+
+# KEYS[1]: hash; ARGV: the new durable mark, the step. Only ever raises max_seq.
+_INSTALL = """
+local mark = tonumber(ARGV[1])
+local max = redis.call('HGET', KEYS[1], 'max_seq')
+if not max then
+  redis.call('HSET', KEYS[1], 'cur_seq', mark - tonumber(ARGV[2]), 'max_seq', mark)
+elseif tonumber(max) < mark then
+  redis.call('HSET', KEYS[1], 'max_seq', mark)
+end
+return 1
+"""
+
+# KEYS: (seq hash, seq pending, send hash, send pending) per user;
+# ARGV per user: n, n stored seqs, m, m stored send_seqs. Reply: exposed (seq, send_seq) per user.
+_MARK_STORED = """
+local function exposed(hash, pending)
+  local first = redis.call('ZRANGE', pending, 0, 0)
+  if first[1] then
+    return tonumber(first[1]) - 1
+  end
+  return tonumber(redis.call('HGET', hash, 'cur_seq') or 0)
+end
+local out = {}
+local a = 1
+for base = 0, #KEYS - 4, 4 do
+  for kind = 0, 1 do
+    local n = tonumber(ARGV[a])
+    for j = a + 1, a + n do
+      redis.call('ZREM', KEYS[base + 2 * kind + 2], ARGV[j])
+    end
+    a = a + n + 1
+  end
+  out[#out + 1] = exposed(KEYS[base + 1], KEYS[base + 2])
+  out[#out + 1] = exposed(KEYS[base + 3], KEYS[base + 4])
+end
+return out
+"""
+
+
+def _counter_keys(user_id: str, kind: str) -> tuple[str, str]:
+    if kind == SEND:
+        return f"send_seq:{user_id}", f"pending:send:{user_id}"
+    return f"seq:{user_id}", f"pending:seq:{user_id}"
+
+
+class RedisSeqAllocator:
+    """Implements ``SeqAllocator`` (one Lua call per allocation; ``step`` = ``redis.seq_step``)."""
+
+    def __init__(self, *, client: Redis, segments: SegmentStore, step: int) -> None:
+        if step < 1:
+            raise ValueError("the segment step must be positive")
+        self._redis = client
+        self._segments = segments
+        self._step = step
+        self._allocate = client.register_script(_ALLOCATE)
+        self._install = client.register_script(_INSTALL)
+        self._mark_stored = client.register_script(_MARK_STORED)
+        #: One segment raise at a time per counter in this process; others wait for it.
+        self._raising: dict[tuple[str, str], asyncio.Future[None]] = {}
+
+    async def allocate(self, sender: str | None, receivers: Sequence[str]) -> tuple[int, list[int]]:
+        counters: list[tuple[str, str]] = []
+        counts: list[int] = []
+        if sender is not None:
+            counters.append((sender, SEND))
+            counts.append(1)
+        position: dict[str, int] = {}
+        for receiver in receivers:
+            index = position.get(receiver)
+            if index is None:
+                position[receiver] = len(counters)
+                counters.append((receiver, REC))
+                counts.append(1)
+            else:
+                counts[index] += 1
+        if not counters:
+            return 0, []
+        keys = [key for user_id, kind in counters for key in _counter_keys(user_id, kind)]
+        while True:
+            with redis_errors("allocate"):
+                reply: list[int] = await self._allocate(keys=keys, args=counts)
+            if reply[0] == 1:
+                break
+            needs = reply[1:]
+            await self._new_segments(
+                [(*counters[needs[i] - 1], needs[i + 1]) for i in range(0, len(needs), 2)]
+            )
+        firsts = reply[1:]
+        next_seq = {user_id: firsts[i] for i, (user_id, kind) in enumerate(counters) if kind == REC}
+        seqs: list[int] = []
+        for receiver in receivers:
+            seqs.append(next_seq[receiver])
+            next_seq[receiver] += 1
+        return (firsts[0] if sender is not None else 0), seqs
+
+    async def _new_segments(self, needs: list[tuple[str, str, int]]) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for user_id, kind, seen in needs:
+                    group.create_task(self._new_segment(user_id, kind, seen))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+
+    async def _new_segment(self, user_id: str, kind: str, seen_max: int) -> None:
+        """Durably raise the mark, then let Redis use it, unless someone already did."""
+        counter = (user_id, kind)
+        running = self._raising.get(counter)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._raising[counter] = done
+        try:
+            hash_key = _counter_keys(user_id, kind)[0]
+            with redis_errors("new_segment"):
+                current = await self._redis.hget(hash_key, "max_seq")
+            if current is not None and int(current) > seen_max:
+                return
+            mark = await self._segments.raise_mark(user_id, kind, self._step)
+            with redis_errors("new_segment"):
+                await self._install(keys=[hash_key], args=[mark, self._step])
+        finally:
+            del self._raising[counter]
+            done.set_result(None)
+
+    async def mark_stored(
+        self, items: Sequence[tuple[str, int, int]]
+    ) -> dict[str, tuple[int, int]]:
+        stored: dict[str, tuple[list[int], list[int]]] = {}
+        for user_id, seq, send_seq in items:
+            seqs, send_seqs = stored.setdefault(user_id, ([], []))
+            if seq:
+                seqs.append(seq)
+            if send_seq:
+                send_seqs.append(send_seq)
+        return await self._run_mark_stored(stored)
+
+    async def exposed(self, user_id: str) -> tuple[int, int]:
+        return (await self._run_mark_stored({user_id: ([], [])}))[user_id]
+
+    async def _run_mark_stored(
+        self, stored: dict[str, tuple[list[int], list[int]]]
+    ) -> dict[str, tuple[int, int]]:
+        if not stored:
+            return {}
+        keys: list[str] = []
+        args: list[int] = []
+        for user_id, (seqs, send_seqs) in stored.items():
+            keys += (*_counter_keys(user_id, REC), *_counter_keys(user_id, SEND))
+            args += (len(seqs), *seqs, len(send_seqs), *send_seqs)
+        with redis_errors("mark_stored"):
+            reply: list[int] = await self._mark_stored(keys=keys, args=args)
+        return {user_id: (reply[2 * i], reply[2 * i + 1]) for i, user_id in enumerate(stored)}

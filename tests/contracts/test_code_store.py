@@ -1,0 +1,56 @@
+"""``CodeStore``: SQLite (embedded) and Redis hold e-mail codes alike."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from sandcat.adapters.embedded.sqlite import SqliteDatabase
+from sandcat.adapters.embedded.users import SqliteCodeStore
+from sandcat.adapters.redis.codes import RedisCodeStore
+from sandcat.ports import CodeStore
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest) -> CodeStore:
+    if request.param == "sqlite":
+        db: SqliteDatabase = request.getfixturevalue("sqlite_db")
+        return SqliteCodeStore(db)
+    client: Redis = request.getfixturevalue("redis_client")
+    return RedisCodeStore(client=client)
+
+
+async def test_a_code_is_read_back_until_deleted(store: CodeStore) -> None:
+    assert await store.get_code("a@example.com") is None
+    await store.put_code("a@example.com", "123456", 300)
+    assert await store.get_code("a@example.com") == "123456"
+    assert await store.get_code("a@example.com") == "123456"
+    await store.delete_code("a@example.com")
+    assert await store.get_code("a@example.com") is None
+    await store.delete_code("a@example.com")  # deleting twice is harmless
+
+
+async def test_codes_are_per_email(store: CodeStore) -> None:
+    await store.put_code("a@example.com", "111111", 300)
+    await store.put_code("b@example.com", "222222", 300)
+    await store.delete_code("a@example.com")
+    assert await store.get_code("a@example.com") is None
+    assert await store.get_code("b@example.com") == "222222"
+
+
+async def test_each_code_expires_after_its_own_ttl(store: CodeStore) -> None:
+    await store.put_code("short@example.com", "111111", 1)
+    await store.put_code("long@example.com", "222222", 60)
+    assert await store.get_code("short@example.com") == "111111"
+    await asyncio.sleep(1.1)
+    assert await store.get_code("short@example.com") is None
+    assert await store.get_code("long@example.com") == "222222"
+
+
+async def test_a_new_code_replaces_the_old_one_and_its_ttl(store: CodeStore) -> None:
+    await store.put_code("a@example.com", "111111", 1)
+    await store.put_code("a@example.com", "222222", 60)
+    await asyncio.sleep(1.1)
+    assert await store.get_code("a@example.com") == "222222"

@@ -1,0 +1,260 @@
+"""``SeqAllocator`` on real Redis with ``SegmentStore`` marks on real PostgreSQL.
+
+The sequences must be contiguous, come from one Lua call per allocation, never exceed the
+durable mark, survive the loss of Redis, and expose only what is stored (decisions §2.12, §4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from sandcat.adapters.postgres.segments import PostgresSegmentStore
+from sandcat.adapters.redis.client import connect
+from sandcat.adapters.redis.seqs import RedisSeqAllocator
+from sandcat.config import RedisConfig
+from sandcat.errors import DbError
+
+#: The table of ``migrations/postgres/0001_init.sql``, for a database made before it existed.
+_SEQUENCE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS sequence (user_id VARCHAR PRIMARY KEY, "
+    "rec_max_seq BIGINT NOT NULL DEFAULT 0, send_max_seq BIGINT NOT NULL DEFAULT 0)"
+)
+
+
+class SpySegments:
+    """The real store, recording each raise; ``fail_after`` raises make it unavailable."""
+
+    def __init__(self, real: PostgresSegmentStore, *, fail_after: int | None = None) -> None:
+        self.real = real
+        self.raises: list[tuple[str, str, int]] = []
+        self.fail_after = fail_after
+
+    async def raise_mark(self, user_id: str, kind: str, step: int) -> int:
+        if self.fail_after is not None and len(self.raises) >= self.fail_after:
+            raise DbError("the database is unavailable")
+        mark = await self.real.raise_mark(user_id, kind, step)
+        self.raises.append((user_id, kind, mark))
+        return mark
+
+    async def marks(self, user_id: str) -> tuple[int, int]:
+        return await self.real.marks(user_id)
+
+
+@pytest.fixture
+async def segments(pg_pool: asyncpg.Pool) -> AsyncIterator[SpySegments]:
+    await pg_pool.execute(_SEQUENCE_TABLE)
+    yield SpySegments(PostgresSegmentStore(pool=pg_pool))
+
+
+@pytest.fixture
+async def pooled_client(redis_client: Redis) -> AsyncIterator[Redis]:
+    """The production client (a bounded, blocking pool) on the test's emptied database,
+    for more concurrent calls than connections."""
+    kwargs = redis_client.connection_pool.connection_kwargs
+    config = RedisConfig(host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0))
+    client = connect(config=config, max_connections=8)
+    yield client
+    await client.aclose()
+
+
+async def _evalsha_calls(client: Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+# --- PostgresSegmentStore ---------------------------------------------------------------
+
+
+async def test_marks_rise_by_the_step_per_kind(segments: SpySegments) -> None:
+    store = segments.real
+    assert await store.marks("u1") == (0, 0)
+    assert await store.raise_mark("u1", "rec", 100) == 100
+    assert await store.raise_mark("u1", "rec", 100) == 200
+    assert await store.raise_mark("u1", "send", 7) == 7
+    assert await store.marks("u1") == (200, 7)
+    assert await store.marks("u2") == (0, 0)
+    with pytest.raises(ValueError, match="unknown segment kind"):
+        await store.raise_mark("u1", "other", 1)
+
+
+async def test_concurrent_raises_never_lose_one(segments: SpySegments) -> None:
+    marks = await asyncio.gather(*(segments.real.raise_mark("u1", "rec", 10) for _ in range(20)))
+    assert sorted(marks) == list(range(10, 201, 10))
+
+
+async def test_segment_store_errors_become_db_errors(pg_pool: asyncpg.Pool) -> None:
+    store = PostgresSegmentStore(pool=pg_pool)
+    await pg_pool.execute("DROP TABLE IF EXISTS sequence")
+    with pytest.raises(DbError):
+        await store.raise_mark("u1", "rec", 10)
+
+
+# --- RedisSeqAllocator ------------------------------------------------------------------
+
+
+async def test_seqs_are_contiguous_per_user_and_kind(
+    redis_client: Redis, segments: SpySegments
+) -> None:
+    seqs = RedisSeqAllocator(client=redis_client, segments=segments, step=4)
+    got = [await seqs.allocate("a", ["b"]) for _ in range(10)]
+    assert got == [(n, [n]) for n in range(1, 11)]
+    assert await seqs.allocate("b", ["a"]) == (1, [1])  # b's send and a's receive counters
+    assert await seqs.allocate(None, ["b"]) == (0, [11])
+    assert await seqs.allocate("a", []) == (11, [])
+    assert await seqs.allocate(None, []) == (0, [])
+
+
+async def test_one_lua_call_serves_a_sender_and_many_receivers(
+    redis_client: Redis, segments: SpySegments
+) -> None:
+    seqs = RedisSeqAllocator(client=redis_client, segments=segments, step=100)
+    members = [f"m{i}" for i in range(50)]
+    assert await seqs.allocate("a", members) == (1, [1] * 50)  # first use: segments raised
+    before = await _evalsha_calls(redis_client)
+    assert await seqs.allocate("a", members) == (2, [2] * 50)
+    assert await _evalsha_calls(redis_client) == before + 1
+    # a batch may name a receiver several times: it gets consecutive seqs, in order
+    assert await seqs.allocate(None, ["m0", "m1", "m0", "m0"]) == (0, [3, 3, 4, 5])
+
+
+async def test_no_seq_above_the_durable_mark_is_returned(
+    redis_client: Redis, segments: SpySegments
+) -> None:
+    seqs = RedisSeqAllocator(client=redis_client, segments=segments, step=3)
+    for expected in range(1, 11):
+        send_seq, (seq,) = await seqs.allocate("a", ["b"])
+        assert send_seq == seq == expected
+        rec_mark, _ = await segments.real.marks("b")
+        _, send_mark = await segments.real.marks("a")
+        assert seq <= rec_mark < seq + 3
+        assert send_seq <= send_mark < send_seq + 3
+    assert [mark for user, kind, mark in segments.raises if (user, kind) == ("b", "rec")] == [
+        3,
+        6,
+        9,
+        12,
+    ]
+
+
+async def test_a_batch_larger_than_a_segment_raises_the_mark_enough(
+    redis_client: Redis, segments: SpySegments
+) -> None:
+    seqs = RedisSeqAllocator(client=redis_client, segments=segments, step=3)
+    assert await seqs.allocate(None, ["b"] * 10) == (0, list(range(1, 11)))
+    assert await segments.real.marks("b") == (12, 0)
+
+
+async def test_no_seq_is_returned_while_the_mark_cannot_be_raised(
+    redis_client: Redis, segments: SpySegments
+) -> None:
+    segments.fail_after = 2  # a's send segment and b's receive segment, then PG is down
+    seqs = RedisSeqAllocator(client=redis_client, segments=segments, step=2)
+    assert [await seqs.allocate("a", ["b"]) for _ in range(2)] == [(1, [1]), (2, [2])]
+    with pytest.raises(DbError):
+        await seqs.allocate("a", ["b"])
+    with pytest.raises(DbError):
+        await seqs.allocate(None, ["b", "c"])
+    assert await seqs.allocate(None, []) == (0, [])
+    segments.fail_after = None
+    # nothing was consumed by the failed calls: the counters go on without a gap
+    assert await seqs.allocate("a", ["b", "c"]) == (3, [3, 1])
+
+
+async def test_after_losing_redis_new_seqs_are_above_every_issued_one(
+    redis_client: Redis, segments: SpySegments
+) -> None:
+    seqs = RedisSeqAllocator(client=redis_client, segments=segments, step=5)
+    issued = [await seqs.allocate("a", ["b", "c"]) for _ in range(7)]
+    assert issued[-1] == (7, [7, 7])
+    await redis_client.flushdb()
+    await redis_client.script_flush()  # the scripts are gone too: reloaded on NOSCRIPT
+    send_seq, (b_seq, c_seq) = await seqs.allocate("a", ["b", "c"])
+    # every counter restarts above its durable mark (10), never at or below 7
+    assert (send_seq, b_seq, c_seq) == (11, 11, 11)
+    assert await seqs.allocate("a", ["b"]) == (12, [12])
+    assert await segments.real.marks("b") == (15, 0)
+    # a fresh allocator (another process) after another loss agrees
+    await redis_client.flushdb()
+    other = RedisSeqAllocator(client=redis_client, segments=segments, step=5)
+    assert await other.allocate(None, ["b"]) == (0, [16])
+
+
+async def test_exposed_stops_below_the_lowest_unstored_seq(
+    redis_client: Redis, segments: SpySegments
+) -> None:
+    seqs = RedisSeqAllocator(client=redis_client, segments=segments, step=100)
+    assert await seqs.exposed("b") == (0, 0)
+    assert await seqs.mark_stored([]) == {}
+    for sender in ("x", "y", "z"):
+        await seqs.allocate(sender, ["b"])  # b: seqs 1, 2, 3
+    await seqs.allocate("b", ["x"])  # b: send_seq 1
+    assert await seqs.exposed("b") == (0, 0)
+    # stored out of order: 3 first (another partition), then 1, then 2
+    assert await seqs.mark_stored([("b", 3, 0), ("z", 0, 1)]) == {"b": (0, 0), "z": (0, 1)}
+    assert await seqs.mark_stored([("b", 1, 0)]) == {"b": (1, 0)}
+    assert await seqs.exposed("b") == (1, 0)
+    assert await seqs.mark_stored([("b", 2, 0), ("x", 1, 1), ("b", 0, 1)]) == {
+        "b": (3, 1),
+        "x": (1, 1),
+    }
+    # storing again (a retried batch) changes nothing
+    assert await seqs.mark_stored([("b", 2, 0)]) == {"b": (3, 1)}
+    await seqs.allocate(None, ["b"])  # seq 4 pending
+    assert await seqs.exposed("b") == (3, 1)
+    assert await seqs.mark_stored([("nobody", 5, 5)]) == {"nobody": (0, 0)}
+
+
+async def test_concurrent_allocations_get_unique_contiguous_seqs(
+    pooled_client: Redis, segments: SpySegments
+) -> None:
+    step = 7
+    seqs = RedisSeqAllocator(client=pooled_client, segments=segments, step=step)
+    users = [f"u{i}" for i in range(6)]
+    rng = random.Random(4)
+    calls = [(rng.choice(users), rng.sample(users, rng.randint(1, 4))) for _ in range(300)]
+    results = await asyncio.gather(*(seqs.allocate(s, r) for s, r in calls))
+    received: dict[str, list[int]] = {u: [] for u in users}
+    sent: dict[str, list[int]] = {u: [] for u in users}
+    for (sender, receivers), (send_seq, got) in zip(calls, results, strict=True):
+        sent[sender].append(send_seq)
+        for receiver, seq in zip(receivers, got, strict=True):
+            received[receiver].append(seq)
+    for user in users:
+        assert sorted(received[user]) == list(range(1, len(received[user]) + 1))
+        assert sorted(sent[user]) == list(range(1, len(sent[user]) + 1))
+        # one process raises each segment once: the marks are exactly what was used
+        rec_mark, send_mark = await segments.real.marks(user)
+        assert rec_mark == -(-len(received[user]) // step) * step
+        assert send_mark == -(-len(sent[user]) // step) * step
+
+
+async def test_two_allocators_share_the_counters(
+    pooled_client: Redis, segments: SpySegments
+) -> None:
+    first = RedisSeqAllocator(client=pooled_client, segments=segments, step=5)
+    second = RedisSeqAllocator(client=pooled_client, segments=segments, step=5)
+    pairs = itertools.cycle((first, second))
+    results = await asyncio.gather(*(next(pairs).allocate("a", ["b"]) for _ in range(100)))
+    assert sorted(send for send, _ in results) == list(range(1, 101))
+    assert sorted(seq for _, (seq,) in results) == list(range(1, 101))
+    rec_mark, _ = await segments.real.marks("b")
+    assert rec_mark >= 100
+
+
+async def test_redis_errors_become_db_errors(segments: SpySegments) -> None:
+    client = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    seqs = RedisSeqAllocator(client=client, segments=segments, step=5)
+    try:
+        with pytest.raises(DbError):
+            await seqs.allocate("a", ["b"])
+        with pytest.raises(DbError):
+            await seqs.exposed("a")
+    finally:
+        await client.aclose()
