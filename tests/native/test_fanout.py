@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from sandcat._native import fanout, shard
 from tests.native.golden import FanoutVector, read_fanout_vectors
 
-SETTINGS = settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 recipient_ids = st.text(min_size=1, max_size=12)
 gateway_ids = st.sampled_from(["gw-1", "gw-2", "gw-3", "gateway-ü"])
 cases = st.dictionaries(

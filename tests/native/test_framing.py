@@ -16,7 +16,9 @@ from tests.native.conftest import PY_FRAMING, Framing
 from tests.native.golden import read_msg_vectors
 
 VALID, MALFORMED = read_msg_vectors()
-SETTINGS = settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 i64 = st.integers(-(2**63), 2**63 - 1)
 i32 = st.integers(-(2**31), 2**31 - 1)

@@ -15,7 +15,9 @@ from sandcat._native import shard
 from tests.native.golden import ShardVector, read_shard_vectors
 
 VECTORS = read_shard_vectors()
-SETTINGS = settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 ids = st.lists(st.text(max_size=40), max_size=60)
 shard_counts = st.integers(1, shard.MAX_USER_SHARDS)
 partition_counts = st.integers(1, 2**31 - 1)
