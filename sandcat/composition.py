@@ -1,14 +1,18 @@
 """The composition root: builds adapters and services from the config, once.
 
 Services receive their collaborators as keyword arguments; nothing receives "the container".
+``build`` picks the adapters for the mode (embedded: SQLite and in-process; distributed:
+PostgreSQL, MongoDB, Kafka, Redis, S3) and the listeners and workers for the role.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -32,18 +36,29 @@ from sandcat.api.groups import GroupRoutes
 from sandcat.api.messages import MessageRoutes
 from sandcat.api.users import UserRoutes, WsAddress
 from sandcat.config import Config
-from sandcat.errors import ConfigError
+from sandcat.gateway.cluster import GatewayCluster
 from sandcat.gateway.connections import Registry
 from sandcat.gateway.server import Gateway
 from sandcat.ids import SystemClock
 from sandcat.jobs.scheduler import Scheduler
 from sandcat.log import get_logger
-from sandcat.ports import Mailer
+from sandcat.ports import (
+    CodeStore,
+    Counters,
+    FileStore,
+    FriendStore,
+    GatewayRegistry,
+    GroupStore,
+    InboxStore,
+    Mailer,
+    MembershipCache,
+    UserStore,
+)
 from sandcat.services.auth import PasswordService, TokenService, resolve_secret
 from sandcat.services.files import FileService
 from sandcat.services.friends import FriendService
 from sandcat.services.groups import GroupService
-from sandcat.services.messages import DeliveryService, MessageService
+from sandcat.services.messages import DeliveryService, MessageLogPort, MessageService
 from sandcat.services.notify import Notifier
 from sandcat.services.sync import SyncService
 from sandcat.services.users import UserService
@@ -61,6 +76,27 @@ class Apps:
     registry: Registry
     gateway_edge: Gateway | None
     ws_address: WsAddress
+    #: Called once the gateway listens, with its public ``ws_addr`` (distributed: registers).
+    on_listening: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Adapters:
+    """Everything the services need, for one mode."""
+
+    users: UserStore
+    codes: CodeStore
+    inbox: InboxStore
+    counters: Counters
+    log: MessageLogPort
+    friends: FriendStore
+    groups: GroupStore
+    membership: MembershipCache
+    files: FileStore
+    jwt_secret: str
+    pull_wait_seconds: float = 0.0
+    gateways: GatewayRegistry | None = None
+    cluster: GatewayCluster | None = None
 
 
 def db_path(config: Config) -> Path:
@@ -68,8 +104,11 @@ def db_path(config: Config) -> Path:
 
 
 def migrate(config: Config) -> list[str]:
-    if config.mode != "embedded":
-        raise ConfigError("mode distributed: the distributed adapters are not part of this build")
+    """Apply the migrations of the configured mode's database."""
+    if config.mode == "distributed":
+        from sandcat.distributed import migrate_distributed
+
+        return asyncio.run(migrate_distributed(config))
     return apply_migrations(str(db_path(config)))
 
 
@@ -81,6 +120,10 @@ def ws_public_addr(config: Config, port: int | None = None) -> str:
     return f"{ws.protocol}://{ws.host}:{ws.port if port is None else port}/ws"
 
 
+def gateway_id(config: Config) -> str:
+    return config.websocket.gateway_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
 def _mailer(config: Config) -> Mailer:
     return SmtpMailer(config.mail) if config.mail.server else LogMailer()
 
@@ -89,61 +132,83 @@ async def _health(_: web.Request) -> web.StreamResponse:
     return json_response({"status": "ok"})
 
 
+async def _embedded(
+    config: Config, stack: AsyncExitStack, registry: Registry, scheduler: Scheduler
+) -> Adapters:
+    data_dir = Path(config.embedded.data_dir)
+    await asyncio.to_thread(apply_migrations, str(db_path(config)))
+    db = SqliteDatabase(str(db_path(config)))
+    await db.open()
+    stack.push_async_callback(db.close)
+    inbox = SqliteInbox(db)
+    message_log = SqliteMessageLog(db)
+    message_log.add_listener(DeliveryService(delivery=registry).on_stored)
+    message_log.start()
+    stack.push_async_callback(message_log.stop)
+    scheduler.every(
+        3600,
+        "idempotency_purge",
+        lambda: inbox.purge_idempotency(SystemClock().now_ms() - 24 * 3600 * 1000),
+    )
+    return Adapters(
+        users=SqliteUserStore(db),
+        codes=SqliteCodeStore(db),
+        inbox=inbox,
+        counters=inbox,
+        log=message_log,
+        friends=SqliteFriendStore(db),
+        groups=SqliteGroupStore(db),
+        membership=InProcessMembershipCache(),
+        files=LocalFileStore(data_dir / "files"),
+        jwt_secret=await asyncio.to_thread(resolve_secret, config.server.jwt_secret, data_dir),
+    )
+
+
 @asynccontextmanager
 async def build(config: Config) -> AsyncIterator[Apps]:
     """Open every resource for ``config`` and yield the ready applications."""
-    if config.mode != "embedded":
-        raise ConfigError("mode distributed: the distributed adapters are not part of this build")
     async with AsyncExitStack() as stack:
-        data_dir = Path(config.embedded.data_dir)
-        await asyncio.to_thread(apply_migrations, str(db_path(config)))
-        db = SqliteDatabase(str(db_path(config)))
-        await db.open()
-        stack.push_async_callback(db.close)
-
         clock = SystemClock()
-        users_store = SqliteUserStore(db)
-        inbox = SqliteInbox(db)
-        message_log = SqliteMessageLog(db)
         registry = Registry()
-        files = FileService(
-            store=LocalFileStore(data_dir / "files"),
-            bucket=config.oss.bucket,
-            avatar_bucket=config.oss.avatar_bucket,
-        )
-        await files.ensure_default_avatars(ASSETS)
+        scheduler = Scheduler()
+        if config.mode == "distributed":
+            from sandcat.distributed import distributed_adapters
 
+            adapters = await distributed_adapters(config, stack, registry, scheduler)
+        else:
+            adapters = await _embedded(config, stack, registry, scheduler)
+        files = FileService(
+            store=adapters.files, bucket=config.oss.bucket, avatar_bucket=config.oss.avatar_bucket
+        )
         users = UserService(
-            users=users_store,
-            codes=SqliteCodeStore(db),
+            users=adapters.users,
+            codes=adapters.codes,
             mailer=_mailer(config),
             passwords=PasswordService(config.auth),
-            tokens=TokenService(config.server, resolve_secret(config.server.jwt_secret, data_dir)),
+            tokens=TokenService(config.server, adapters.jwt_secret),
             clock=clock,
             auth=config.auth,
             limits=config.limits,
         )
-        delivery = DeliveryService(delivery=registry)
-        message_log.add_listener(delivery.on_stored)
-        notifier = Notifier(log=message_log, clock=clock)
+        notifier = Notifier(log=adapters.log, clock=clock)
         friends = FriendService(
-            friends=SqliteFriendStore(db),
-            users=users_store,
+            friends=adapters.friends,
+            users=adapters.users,
             notifier=notifier,
             clock=clock,
             limits=config.limits,
         )
         groups = GroupService(
-            groups=SqliteGroupStore(db),
-            cache=InProcessMembershipCache(),
+            groups=adapters.groups,
+            cache=adapters.membership,
             notifier=notifier,
             clock=clock,
             limits=config.limits,
         )
         messages = MessageService(
-            log=message_log,
-            inbox=inbox,
-            users=users_store,
+            log=adapters.log,
+            inbox=adapters.inbox,
+            users=adapters.users,
             delivery=registry,
             clock=clock,
             limits=config.limits,
@@ -152,26 +217,22 @@ async def build(config: Config) -> AsyncIterator[Apps]:
             groups=groups,
         )
         sync = SyncService(
-            inbox=inbox, counters=inbox, max_messages=config.limits.pull_max_messages
-        )
-        message_log.start()
-        stack.push_async_callback(message_log.stop)
-
-        scheduler = Scheduler()
-        scheduler.every(
-            3600,
-            "idempotency_purge",
-            lambda: inbox.purge_idempotency(clock.now_ms() - 24 * 3600 * 1000),
+            inbox=adapters.inbox,
+            counters=adapters.counters,
+            max_messages=config.limits.pull_max_messages,
+            pull_wait_seconds=adapters.pull_wait_seconds,
         )
         scheduler.start()
         stack.push_async_callback(scheduler.stop)
 
         role = config.role
-        ws_address = WsAddress(ws_public_addr(config))
+        ws_address = WsAddress(ws_public_addr(config), gateways=adapters.gateways)
         api_app: web.Application | None = None
         gateway_app: web.Application | None = None
         gateway_edge: Gateway | None = None
+        on_listening: list[Callable[[str], Awaitable[None]]] = []
         if role in {"all", "api"}:
+            await files.ensure_default_avatars(ASSETS)
             api_app = web.Application(
                 middlewares=[error_middleware],
                 client_max_size=config.limits.upload_bytes + 1024 * 1024,
@@ -179,12 +240,10 @@ async def build(config: Config) -> AsyncIterator[Apps]:
             user_routes = UserRoutes(
                 users=users, config=config, ws_addr=ws_address, friends=friends
             )
+            body_limit = config.limits.http_body_bytes
             add_routes(api_app, user_routes.routes())
             add_routes(
-                api_app,
-                MessageRoutes(
-                    sync=sync, auth=user_routes, body_limit=config.limits.http_body_bytes
-                ).routes(),
+                api_app, MessageRoutes(sync=sync, auth=user_routes, body_limit=body_limit).routes()
             )
             add_routes(
                 api_app,
@@ -192,7 +251,6 @@ async def build(config: Config) -> AsyncIterator[Apps]:
                     files=files, auth=user_routes, upload_limit=config.limits.upload_bytes
                 ).routes(),
             )
-            body_limit = config.limits.http_body_bytes
             add_routes(
                 api_app,
                 FriendRoutes(friends=friends, auth=user_routes, body_limit=body_limit).routes(),
@@ -203,10 +261,20 @@ async def build(config: Config) -> AsyncIterator[Apps]:
             )
             api_app.router.add_get("/health", _health)
         if role in {"all", "gateway"}:
-            gateway_edge = Gateway(users=users, messages=messages, registry=registry, config=config)
+            gateway_edge = Gateway(
+                users=users,
+                messages=messages,
+                registry=registry,
+                config=config,
+                cluster=adapters.cluster,
+            )
             gateway_app = web.Application()
             gateway_app.add_routes(gateway_edge.routes())
             gateway_app.router.add_get("/health", _health)
+            if adapters.cluster is not None:
+                cluster = adapters.cluster
+                on_listening.append(cluster.start)
+                stack.push_async_callback(cluster.stop)
         log.info(
             "hot_paths", **{k.replace(" ", "_"): v for k, v in _native.implementations().items()}
         )
@@ -216,6 +284,7 @@ async def build(config: Config) -> AsyncIterator[Apps]:
             registry=registry,
             gateway_edge=gateway_edge,
             ws_address=ws_address,
+            on_listening=on_listening,
         )
         for conn in registry.all_connections():
             conn.close(1001, "server shutting down")

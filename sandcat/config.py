@@ -76,6 +76,7 @@ class WebsocketConfig:
     port: int = 50000
     public_addr: str = ""
     ping_interval_seconds: float = 30.0
+    gateway_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,7 @@ class DbConfig:
 class RedisConfig:
     host: str = "127.0.0.1"
     port: int = 6379
+    db: int = 0
     seq_step: int = 10000
 
 

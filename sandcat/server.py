@@ -54,6 +54,8 @@ async def running(config: Config) -> AsyncIterator[Running]:
                 await site.start()
                 ws_port = runner.addresses[0][1]
                 apps.ws_address.set(ws_public_addr(config, ws_port))
+                for hook in apps.on_listening:
+                    await hook(ws_public_addr(config, ws_port))
             log.info(
                 "server_started",
                 role=config.role,

@@ -126,11 +126,16 @@ class Topology:
         proc.kill()
         proc.wait()
 
-    def restart(self, name: str) -> None:
-        """Start a killed process again with the same role and settings."""
+    def restart(
+        self, name: str, extra_env: Mapping[str, str] | None = None, wait: bool = True
+    ) -> None:
+        """Start a killed process again with the same role and settings (plus
+        ``extra_env`` for this run only)."""
         role, extra = self.specs[name]
-        self._spawn(name, role, extra)
-        self.wait_ready()
+        self._spawn(name, role, {**extra, **(extra_env or {})})
+        self.specs[name] = (role, extra)
+        if wait:
+            self.wait_ready()
 
     def stop(self) -> None:
         for proc in self.procs.values():

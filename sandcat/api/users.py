@@ -16,7 +16,8 @@ from sandcat.api.common import (
 )
 from sandcat.config import Config
 from sandcat.domain import UserChanges
-from sandcat.errors import PathParsing, UnAuthorized
+from sandcat.errors import InternalServer, PathParsing, UnAuthorized
+from sandcat.ports import GatewayRegistry
 from sandcat.protocol.shapes import user_json, user_with_match_type_json
 from sandcat.services.auth import decode_b64_password
 from sandcat.services.messages import FriendGate
@@ -145,13 +146,20 @@ class UserRoutes:
 
 
 class WsAddress:
-    """Login's ``ws_addr``: the configured public address of the WebSocket endpoint."""
+    """Login's ``ws_addr``: the configured address of this process's WebSocket endpoint, or
+    (distributed mode) the live gateways' addresses in turn from the registry."""
 
-    def __init__(self, addr: str) -> None:
+    def __init__(self, addr: str, *, gateways: GatewayRegistry | None = None) -> None:
         self._addr = addr
+        self._gateways = gateways
 
     def set(self, addr: str) -> None:
         self._addr = addr
 
     async def __call__(self) -> str:
+        if self._gateways is not None:
+            addr = await self._gateways.next_ws_addr()
+            if addr is None:
+                raise InternalServer("no WebSocket gateway is available")
+            return addr
         return self._addr

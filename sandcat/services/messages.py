@@ -228,11 +228,11 @@ def plan_pushes(
     for receiver, seq in receiver_seqs:
         if exposed is None or seq <= exposed.get(receiver, (0, 0))[0]:
             pushes.append((receiver, msg.copy(seq=seq, send_seq=other), None))
-    if push_self and outbox and msg.send_id and send_seq:
-        if exposed is None or send_seq <= exposed.get(msg.send_id, (0, 0))[1]:
-            pushes.append((msg.send_id, msg.copy(seq=0, send_seq=send_seq), msg.platform))
-            ack = msg.copy(msg_type=MsgType.MSG_REC_RESP, seq=0, send_seq=send_seq, content=b"")
-            pushes.append((msg.send_id, ack, msg.platform))
+    echo = push_self and outbox and bool(msg.send_id) and send_seq > 0
+    if echo and (exposed is None or send_seq <= exposed.get(msg.send_id, (0, 0))[1]):
+        pushes.append((msg.send_id, msg.copy(seq=0, send_seq=send_seq), msg.platform))
+        ack = msg.copy(msg_type=MsgType.MSG_REC_RESP, seq=0, send_seq=send_seq, content=b"")
+        pushes.append((msg.send_id, ack, msg.platform))
     return pushes
 
 

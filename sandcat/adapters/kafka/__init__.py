@@ -1,0 +1,1 @@
+"""Kafka (aiokafka): the durable message queue between gateways/API and msg-servers."""

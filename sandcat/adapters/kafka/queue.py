@@ -1,0 +1,204 @@
+"""aiokafka producer and consumer for the message topic, its dead-letter topic and replay.
+
+- Producer: idempotent, ``acks=all``; records are keyed (receiver or group) and placed on
+  ``xxh3(key) mod partitions`` so order per conversation holds and placement is stable.
+- Consumer (msg-server): a consumer group reading batches, manual commit only after the
+  batch is durably stored. A batch that fails to store is retried with backoff, never
+  skipped; only a record that can never be stored (undecodable) goes to the dead-letter
+  topic, and ``sandcat dlq replay`` puts it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from sandcat import _native
+from sandcat.config import KafkaConfig
+from sandcat.domain_records import MessageRecord
+from sandcat.errors import DecodeError
+from sandcat.log import get_logger
+
+log = get_logger(__name__)
+
+StoreBatch = Callable[[Sequence[MessageRecord]], Awaitable[None]]
+
+
+def dlq_topic(config: KafkaConfig) -> str:
+    return f"{config.topic}-dlq"
+
+
+async def ensure_topics(config: KafkaConfig) -> None:
+    """Create the message topic (``kafka.partitions``) and its dead-letter topic if missing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=list(config.hosts))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=parts, replication_factor=1)
+            for name, parts in ((config.topic, config.partitions), (dlq_topic(config), 1))
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+
+
+class KafkaQueue:
+    """Implements the pipeline's ``MessageQueue``."""
+
+    def __init__(self, config: KafkaConfig) -> None:
+        self._config = config
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=list(config.hosts),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=1,
+            retry_backoff_ms=config.producer.retry_interval,
+            max_batch_size=256 * 1024,
+        )
+        self._partitions = config.partitions
+
+    async def start(self) -> None:
+        await self._producer.start()
+        parts = await self._producer.partitions_for(self._config.topic)
+        if parts:
+            self._partitions = len(parts)
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(self, key: str, value: bytes) -> Awaitable[None]:
+        partition = _native.partition_of(key, self._partitions)
+        acked: Awaitable[None] = await self._producer.send(
+            self._config.topic, value, key=key.encode(), partition=partition
+        )
+        return acked
+
+
+class KafkaConsumerLoop:
+    """The msg-server's consumer: batches in, ``store`` them, commit, repeat."""
+
+    def __init__(self, config: KafkaConfig, *, store: StoreBatch, max_backoff: float = 5.0) -> None:
+        self._config = config
+        self._store = store
+        self._max_backoff = max_backoff
+        self._consumer = AIOKafkaConsumer(
+            config.topic,
+            bootstrap_servers=list(config.hosts),
+            group_id=config.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=config.consumer.batch_size,
+        )
+        self._dlq = AIOKafkaProducer(
+            bootstrap_servers=list(config.hosts), acks="all", enable_idempotence=True
+        )
+        self.stored_batches = 0
+        self.dead_letters = 0
+
+    async def start(self) -> None:
+        await self._dlq.start()
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+        await self._dlq.stop()
+
+    async def run(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for partition, records in batches.items():
+                await self._handle(partition, records)
+
+    async def _handle(
+        self, partition: TopicPartition, raw: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        decoded: list[MessageRecord] = []
+        for item in raw:
+            try:
+                decoded.append(MessageRecord.decode(item.value or b""))
+            except DecodeError as exc:
+                await self._dead_letter(item, str(exc))
+        backoff = 0.1
+        while decoded:
+            try:
+                await self._store(decoded)
+                break
+            except (KafkaError, OSError, RuntimeError) as exc:
+                log.warning(
+                    "store_batch_retry",
+                    partition=partition.partition,
+                    size=len(decoded),
+                    error=type(exc).__name__,
+                    backoff=backoff,
+                )
+            except Exception as exc:  # adapters raise their own errors; keep retrying
+                log.exception(
+                    "store_batch_retry",
+                    partition=partition.partition,
+                    size=len(decoded),
+                    error=type(exc).__name__,
+                    backoff=backoff,
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(self._max_backoff, backoff * 2)
+        self.stored_batches += 1
+        if os.environ.get("SANDCAT_FAILPOINT") == "after_store_before_commit":
+            # Test failpoint: the crash window between durable storage and the commit.
+            log.error("failpoint", name="after_store_before_commit")
+            os._exit(75)
+        await self._consumer.commit({partition: raw[-1].offset + 1})
+
+    async def _dead_letter(self, item: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        self.dead_letters += 1
+        log.error("dead_letter", partition=item.partition, offset=item.offset, reason=reason)
+        await self._dlq.send_and_wait(
+            dlq_topic(self._config), item.value, key=item.key, headers=[("reason", reason.encode())]
+        )
+
+
+async def replay_dead_letters(config: KafkaConfig, *, limit: int = 0) -> int:
+    """Move the dead-letter topic's records back to the message topic; returns the count."""
+    consumer = AIOKafkaConsumer(
+        dlq_topic(config),
+        bootstrap_servers=list(config.hosts),
+        group_id=f"{config.group}-dlq",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=list(config.hosts), acks="all", enable_idempotence=True
+    )
+    await consumer.start()
+    await producer.start()
+    moved = 0
+    try:
+        while not limit or moved < limit:
+            batches = await consumer.getmany(timeout_ms=1000)
+            if not batches:
+                break
+            for partition, records in batches.items():
+                for item in records:
+                    key = (item.key or b"").decode()
+                    parts = await producer.partitions_for(config.topic)
+                    await producer.send_and_wait(
+                        config.topic,
+                        item.value,
+                        key=item.key,
+                        partition=_native.partition_of(key, len(parts or {0})),
+                    )
+                    moved += 1
+                await consumer.commit({partition: records[-1].offset + 1})
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return moved

@@ -1,0 +1,172 @@
+"""Distributed mode: PostgreSQL, MongoDB, Kafka, Redis and S3 behind the same ports.
+
+Part of the composition root (``composition.build`` calls it): opens the clients a role
+needs, builds the adapters, and starts the msg-server's consumer and scheduled jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+
+import asyncpg
+from pymongo import AsyncMongoClient
+
+from sandcat.adapters.kafka.queue import KafkaConsumerLoop, KafkaQueue, ensure_topics
+from sandcat.adapters.mongo.inbox import MongoInbox, mongo_url
+from sandcat.adapters.postgres.history import PostgresHistory
+from sandcat.adapters.postgres.idempotency import PostgresIdempotency
+from sandcat.adapters.postgres.migrate import apply_pg_migrations
+from sandcat.adapters.postgres.pool import open_pool, pg_dsn
+from sandcat.adapters.postgres.segments import PostgresSegmentStore
+from sandcat.adapters.postgres.social import PostgresFriendStore, PostgresGroupStore
+from sandcat.adapters.postgres.users import PostgresUserStore
+from sandcat.adapters.redis.client import connect as redis_connect
+from sandcat.adapters.redis.codes import RedisCodeStore
+from sandcat.adapters.redis.membership import RedisMembershipCache
+from sandcat.adapters.redis.presence import RedisGatewayRegistry, RedisPresence, RedisPushBus
+from sandcat.adapters.redis.seqs import RedisSeqAllocator
+from sandcat.adapters.s3.files import S3FileStore
+from sandcat.composition import Adapters, gateway_id
+from sandcat.config import Config
+from sandcat.gateway.cluster import GatewayCluster
+from sandcat.gateway.connections import Registry
+from sandcat.ids import SystemClock
+from sandcat.jobs.inbox_cleaner import clean_inbox
+from sandcat.jobs.partitions import archive_partitions, ensure_partitions
+from sandcat.jobs.scheduler import Scheduler
+from sandcat.log import get_logger
+from sandcat.services.pipeline import QueuedMessageLog
+from sandcat.services.push import RemotePushRouter
+from sandcat.services.storage import StorageService
+
+log = get_logger(__name__)
+
+#: Orphan uploads are deleted only after this grace period.
+ORPHAN_GRACE_SECONDS = 24 * 3600
+PULL_WAIT_SECONDS = 2.0
+
+
+async def migrate_distributed(config: Config) -> list[str]:
+    applied: list[str] = await apply_pg_migrations(pg_dsn(config.db.postgres))
+    await ensure_topics(config.kafka)
+    return applied
+
+
+def _referenced(pool: asyncpg.Pool) -> Callable[[str, str], Awaitable[bool]]:
+    async def referenced(bucket: str, key: str) -> bool:
+        """An upload is in use while a user's avatar or a stored message names it."""
+        row = await pool.fetchrow(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE avatar = $1) OR EXISTS (SELECT 1 FROM "
+            "messages WHERE position(convert_to($1, 'UTF8') IN content) > 0)",
+            key,
+        )
+        return bool(row and row[0])
+
+    return referenced
+
+
+async def distributed_adapters(
+    config: Config, stack: AsyncExitStack, registry: Registry, scheduler: Scheduler
+) -> Adapters:
+    role = config.role
+    clock = SystemClock()
+    pool = await open_pool(pg_dsn(config.db.postgres), max_size=config.db.postgres.max_connections)
+    stack.push_async_callback(pool.close)
+    redis = redis_connect(config=config.redis)
+    stack.push_async_callback(redis.aclose)
+    mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_url(config.db.mongodb))
+    stack.push_async_callback(mongo.close)
+    inbox = MongoInbox(
+        db=mongo[config.db.mongodb.database],
+        use_sharding=config.db.mongodb.use_sharding,
+        user_shards=config.db.mongodb.user_shards,
+    )
+    await inbox.start()
+    files = S3FileStore(config=config.oss)
+    await files.start()
+    stack.push_async_callback(files.close)
+    seqs = RedisSeqAllocator(
+        client=redis, segments=PostgresSegmentStore(pool=pool), step=config.redis.seq_step
+    )
+    queue = KafkaQueue(config.kafka)
+    await queue.start()
+    stack.push_async_callback(queue.stop)
+    message_log = QueuedMessageLog(
+        seqs=seqs, idempotency=PostgresIdempotency(pool=pool, clock=clock), queue=queue
+    )
+    message_log.start()
+    stack.push_async_callback(message_log.stop)
+    gateways = RedisGatewayRegistry(client=redis)
+    presence = RedisPresence(client=redis)
+    bus = RedisPushBus(client=redis)
+    cluster = None
+    if role in {"all", "gateway"}:
+        cluster = GatewayCluster(
+            gateway_id=gateway_id(config),
+            presence=presence,
+            registry=gateways,
+            bus=bus,
+            local=registry,
+        )
+    if role in {"all", "msg-server"}:
+        storage = StorageService(
+            inbox=inbox,
+            history=PostgresHistory(pool=pool),
+            seqs=seqs,
+            router=RemotePushRouter(presence=presence, bus=bus),
+        )
+        consumer = KafkaConsumerLoop(config.kafka, store=storage.store_batch)
+        await consumer.start()
+        task = asyncio.get_running_loop().create_task(consumer.run(), name="kafka-consumer")
+
+        async def stop_consumer() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await consumer.stop()
+
+        stack.push_async_callback(stop_consumer)
+        pg = config.db.postgres
+        scheduler.every(
+            3600,
+            "history_partitions",
+            lambda: ensure_partitions(pool, clock.now_ms(), months_ahead=2),
+        )
+        scheduler.every(
+            24 * 3600,
+            "history_archive",
+            lambda: archive_partitions(
+                pool, clock.now_ms(), pg.history_retention_months, pg.history_archive
+            ),
+        )
+        scheduler.every(
+            24 * 3600,
+            "inbox_clean",
+            lambda: clean_inbox(inbox, config.db.mongodb.clean, clock.now_ms()),
+        )
+        scheduler.every(
+            3600, "idempotency_purge", PostgresIdempotency(pool=pool, clock=clock).purge
+        )
+        scheduler.every(
+            24 * 3600,
+            "orphan_files",
+            lambda: files.clean_orphans(_referenced(pool), ORPHAN_GRACE_SECONDS),
+        )
+    return Adapters(
+        users=PostgresUserStore(pool=pool),
+        codes=RedisCodeStore(client=redis),
+        inbox=inbox,
+        counters=seqs,
+        log=message_log,
+        friends=PostgresFriendStore(pool=pool),
+        groups=PostgresGroupStore(pool=pool),
+        membership=RedisMembershipCache(client=redis),
+        files=files,
+        jwt_secret=config.server.jwt_secret,
+        pull_wait_seconds=PULL_WAIT_SECONDS,
+        gateways=gateways,
+        cluster=cluster,
+    )
