@@ -107,6 +107,18 @@ def _cmd_users_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dlq_replay(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config.mode != "distributed":
+        print("sandcat: the dead-letter topic exists in distributed mode only", file=sys.stderr)
+        return 2
+    from sandcat.adapters.kafka.queue import replay_dead_letters
+
+    moved = asyncio.run(replay_dead_letters(config.kafka, limit=args.limit))
+    print(f"replayed {moved} record(s) from {config.kafka.topic}-dlq to {config.kafka.topic}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sandcat", description="Sandcat: a wire-compatible Python sandcat IM server."
@@ -149,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--format", choices=("json", "csv"), default="json")
     seed.add_argument("-o", "--output", default=None, help="file to write (default: stdout)")
     seed.set_defaults(func=_cmd_users_seed)
+
+    dlq = sub.add_parser("dlq", help="the Kafka dead-letter topic (distributed mode)")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    replay = dlq_sub.add_parser("replay", help="put dead-lettered records back on the topic")
+    _config_arg(replay)
+    replay.add_argument("--limit", type=int, default=0, help="at most this many (0: all)")
+    replay.set_defaults(func=_cmd_dlq_replay)
     return parser
 
 
