@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from sandcat.adapters.postgres.segments import PostgresSegmentStore
 from sandcat.adapters.redis.client import connect
@@ -249,7 +251,7 @@ async def test_two_allocators_share_the_counters(
 
 
 async def test_redis_errors_become_db_errors(segments: SpySegments) -> None:
-    client = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    client = Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
     seqs = RedisSeqAllocator(client=client, segments=segments, step=5)
     try:
         with pytest.raises(DbError):

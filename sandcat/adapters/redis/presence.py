@@ -17,11 +17,15 @@ Keys:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import asyncio
+import math
+from collections.abc import AsyncGenerator, Mapping, Sequence
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 from sandcat.adapters.redis.client import redis_errors, text
+from sandcat.errors import DbError
 
 GATEWAYS = "gateways"
 GATEWAY_ADDRS = "gateway_addrs"
@@ -143,10 +147,6 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def _raw(value: bytes | str) -> bytes:
-    return value.encode() if isinstance(value, str) else value
-
-
 def _presence_key(user_id: str) -> str:
     return f"presence:{user_id}"
 
@@ -236,18 +236,25 @@ class RedisPresence:
 
 
 class RedisPushBus:
-    """Implements ``PushBus`` with one LIST per gateway (see the module docstring)."""
+    """Implements ``PushBus`` with one LIST per gateway (see the module docstring).
+
+    A listener holds a connection of its own and pops with ``BLPOP`` for ``block_seconds``
+    at a time; a reply that takes ``read_grace_seconds`` longer means a dead connection and
+    ends the iteration with ``DbError`` (the caller subscribes again).
+    """
 
     def __init__(
         self,
         *,
         client: Redis,
         backlog_ttl_seconds: float = 60.0,
-        block_seconds: float = 5.0,
+        block_seconds: float = 2.0,
+        read_grace_seconds: float = 5.0,
     ) -> None:
         self._redis = client
         self._backlog_ttl_ms = _ms(backlog_ttl_seconds)
         self._block = block_seconds
+        self._deadline = block_seconds + read_grace_seconds
 
     async def publish(self, batches: Mapping[str, bytes]) -> None:
         if not batches:
@@ -259,14 +266,30 @@ class RedisPushBus:
                     pipe.pexpire(_push_key(gateway_id), self._backlog_ttl_ms)
                 await pipe.execute()
 
-    async def subscribe(self, gateway_id: str) -> AsyncIterator[bytes]:
+    async def subscribe(self, gateway_id: str) -> AsyncGenerator[bytes, None]:
         key = _push_key(gateway_id)
-        while True:
+        pool = self._redis.connection_pool
+        with redis_errors("push_subscribe"):
+            conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            while True:
+                for batch in await self._pop(conn, key):
+                    yield batch
+        finally:
+            await pool.release(conn)
+
+    async def _pop(self, conn: AbstractConnection, key: str) -> list[bytes]:
+        """The next batches (up to ``DRAIN``), or none after ``block_seconds``."""
+        try:
             with redis_errors("push_subscribe"):
-                popped = await self._redis.blpop([key], timeout=self._block)
-                if popped is None:
-                    continue
-                more = await self._redis.lpop(key, DRAIN)
-            yield _raw(popped[1])
-            for batch in more if isinstance(more, list) else ():
-                yield _raw(batch)
+                async with asyncio.timeout(self._deadline):
+                    # the client's own read timeout must not cut a blocking pop short
+                    await conn.send_command("BLPOP", key, self._block)
+                    popped: list[bytes] | None = await conn.read_response(timeout=math.inf)
+                    if popped is None:
+                        return []
+                    await conn.send_command("LPOP", key, DRAIN - 1)
+                    more: list[bytes] | None = await conn.read_response(timeout=math.inf)
+        except TimeoutError as exc:  # read_response dropped the connection on cancellation
+            raise DbError("the cache is unavailable") from exc
+        return [popped[1], *(more or ())]
