@@ -174,6 +174,7 @@ async def traffic(
     group_id: str = "",
     to: str = "",
     count: int = 0,
+    members: int = 0,
     timing: Timing | None = None,
 ) -> tuple[list[dict[str, Any]], ServerWatch, Timing]:
     """One open-loop run at ``rate`` msgs/s spread over ``senders``; raw worker results."""
@@ -198,6 +199,7 @@ async def traffic(
             group_id=group_id,
             count=round(count * len(mine) / len(senders)) if count else 0,
             expect=count if kind == "group" else 0,
+            members=members,
         )
         for mine in per_worker
     ]
@@ -366,6 +368,7 @@ async def group_fanout(
                         kind="group",
                         group_id=group_id,
                         count=count,
+                        members=size,
                         timing=timing,
                     )
                     after = procstat.snapshot(ctx.target.pids)

@@ -52,6 +52,7 @@ class TrafficRun:
     group_id: str = ""
     count: int = 0
     expect: int = 0  # group runs: messages every member should receive
+    members: int = 0  # group runs: the members are the users with index < members
     payload_bytes: int = 32
 
 
@@ -258,7 +259,9 @@ class Worker:
         if senders and run.rate > 0:
             await self._send_loop(tally, run, senders)
         end = run.start_at + run.warmup + run.measure
-        members = [c.index for c in self.conns if c.index not in set(run.senders)]
+        members = [
+            c.index for c in self.conns if c.index < run.members and c.index not in run.senders
+        ]
         while True:
             now = time.monotonic()
             waiting = any(conn.pending for conn in senders)
