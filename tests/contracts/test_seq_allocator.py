@@ -260,3 +260,17 @@ async def test_redis_errors_become_db_errors(segments: SpySegments) -> None:
             await seqs.exposed("a")
     finally:
         await client.aclose()
+
+
+async def test_a_large_group_is_served_and_stored_in_one_call_each(
+    redis_client: Redis, segments: SpySegments
+) -> None:
+    seqs = RedisSeqAllocator(client=redis_client, segments=segments, step=1000)
+    members = [f"m{i}" for i in range(3000)]
+    assert await seqs.allocate("a", members) == (1, [1] * 3000)  # 3001 new segments
+    assert await seqs.allocate("a", members) == (2, [2] * 3000)
+    stored = [(m, seq, 0) for m in members for seq in (1, 2)] + [("a", 0, 1), ("a", 0, 2)]
+    before = await _evalsha_calls(redis_client)
+    exposed = await seqs.mark_stored(stored)
+    assert await _evalsha_calls(redis_client) == before + 1
+    assert exposed == {**{m: (2, 0) for m in members}, "a": (0, 2)}

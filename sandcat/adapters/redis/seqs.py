@@ -15,7 +15,8 @@ and retries. A counter missing from Redis (new user, or Redis lost its data) is 
 Exposure: a counter's exposed value is ``min(pending) - 1``, or ``cur_seq`` when nothing is
 pending. A seq that was allocated but will never be stored (e.g. the publish failed) must be
 passed to ``mark_stored`` too, or the watermark stays below it. Redis must not evict keys
-(``maxmemory-policy noeviction``).
+(``maxmemory-policy noeviction``). Losing Redis loses the pending sets with the counters:
+seqs allocated before the loss and stored after it are not held back.
 """
 
 from __future__ import annotations
@@ -61,14 +62,18 @@ end
 return out
 """
 
-# KEYS[1]: hash; ARGV: the new durable mark, the step. Only ever raises max_seq.
+# KEYS: hashes; ARGV: the step, then each hash's new durable mark. Only ever raises max_seq;
+# a missing hash (new user, lost Redis) starts at its previous mark.
 _INSTALL = """
-local mark = tonumber(ARGV[1])
-local max = redis.call('HGET', KEYS[1], 'max_seq')
-if not max then
-  redis.call('HSET', KEYS[1], 'cur_seq', mark - tonumber(ARGV[2]), 'max_seq', mark)
-elseif tonumber(max) < mark then
-  redis.call('HSET', KEYS[1], 'max_seq', mark)
+local step = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local mark = tonumber(ARGV[i + 1])
+  local max = redis.call('HGET', key, 'max_seq')
+  if not max then
+    redis.call('HSET', key, 'cur_seq', mark - step, 'max_seq', mark)
+  elseif tonumber(max) < mark then
+    redis.call('HSET', key, 'max_seq', mark)
+  end
 end
 return 1
 """
@@ -157,34 +162,59 @@ class RedisSeqAllocator:
         return (firsts[0] if sender is not None else 0), seqs
 
     async def _new_segments(self, needs: list[tuple[str, str, int]]) -> None:
+        """Get the counters ``(user, kind, max_seq seen)`` new segments.
+
+        In this process one raise at a time per counter: a counter already being raised
+        is waited for, not raised again.
+        """
+        loop = asyncio.get_running_loop()
+        mine: list[tuple[str, str, int]] = []
+        others: list[asyncio.Future[None]] = []
+        for user_id, kind, seen in needs:
+            running = self._raising.get((user_id, kind))
+            if running is None:
+                self._raising[(user_id, kind)] = loop.create_future()
+                mine.append((user_id, kind, seen))
+            else:
+                others.append(running)
+        try:
+            if mine:
+                await self._raise_marks(mine)
+        finally:
+            for user_id, kind, _ in mine:
+                self._raising.pop((user_id, kind)).set_result(None)
+        for running in others:
+            await asyncio.shield(running)
+
+    async def _raise_marks(self, needs: list[tuple[str, str, int]]) -> None:
+        """Durably raise the marks, then let Redis use them; skip a counter whose
+        ``max_seq`` moved since the allocation saw it (another process raised it)."""
+        hashes = [_counter_keys(user_id, kind)[0] for user_id, kind, _ in needs]
+        with redis_errors("new_segment"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in hashes:
+                    pipe.hget(key, "max_seq")
+                current: list[bytes | None] = await pipe.execute()
+        todo = [
+            (user_id, kind, key)
+            for (user_id, kind, seen), key, now in zip(needs, hashes, current, strict=True)
+            if now is None or int(now) <= seen
+        ]
+        if not todo:
+            return
         try:
             async with asyncio.TaskGroup() as group:
-                for user_id, kind, seen in needs:
-                    group.create_task(self._new_segment(user_id, kind, seen))
+                raises = [
+                    group.create_task(self._segments.raise_mark(user_id, kind, self._step))
+                    for user_id, kind, _ in todo
+                ]
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None
-
-    async def _new_segment(self, user_id: str, kind: str, seen_max: int) -> None:
-        """Durably raise the mark, then let Redis use it, unless someone already did."""
-        counter = (user_id, kind)
-        running = self._raising.get(counter)
-        if running is not None:
-            await asyncio.shield(running)
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._raising[counter] = done
-        try:
-            hash_key = _counter_keys(user_id, kind)[0]
-            with redis_errors("new_segment"):
-                current = await self._redis.hget(hash_key, "max_seq")
-            if current is not None and int(current) > seen_max:
-                return
-            mark = await self._segments.raise_mark(user_id, kind, self._step)
-            with redis_errors("new_segment"):
-                await self._install(keys=[hash_key], args=[mark, self._step])
-        finally:
-            del self._raising[counter]
-            done.set_result(None)
+        with redis_errors("new_segment"):
+            await self._install(
+                keys=[key for _, _, key in todo],
+                args=[self._step, *(task.result() for task in raises)],
+            )
 
     async def mark_stored(
         self, items: Sequence[tuple[str, int, int]]
