@@ -7,6 +7,14 @@ echo "== ruff"
 $BIN/ruff check sandcat tests benchmarks scripts setup.py
 echo "== mypy"
 $BIN/mypy
+echo "== services (PostgreSQL, Redis, Kafka, FerretDB, S3: installed and cached on first use)"
+RUN_DIR="$(mktemp -d /tmp/sandcat-test-services.XXXXXX)"
+trap '$BIN/python scripts/services.py stop --run-dir "$RUN_DIR" || true' EXIT
+$BIN/python scripts/services.py start --run-dir "$RUN_DIR"
+set -a
+# shellcheck disable=SC1091
+source "$RUN_DIR/services.env"
+set +a
 echo "== pytest"
 $BIN/pytest -q -p no:cacheprovider tests
 echo "== pytest, pure-Python twins (SANDCAT_NO_EXTENSIONS=1)"
