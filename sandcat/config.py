@@ -169,6 +169,7 @@ class KafkaProducerConfig:
 @dataclass(frozen=True, slots=True)
 class KafkaConsumerConfig:
     batch_size: int = 500
+    abandon_after_seconds: int = 600
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from sandcat.jobs.inbox_cleaner import clean_inbox
 from sandcat.jobs.partitions import archive_partitions, ensure_partitions
 from sandcat.jobs.scheduler import Scheduler
 from sandcat.log import get_logger
+from sandcat.services.files import DEFAULT_AVATARS
 from sandcat.services.pipeline import QueuedMessageLog
 from sandcat.services.push import RemotePushRouter
 from sandcat.services.storage import StorageService
@@ -57,7 +58,10 @@ async def migrate_distributed(config: Config) -> list[str]:
 
 def _referenced(pool: asyncpg.Pool) -> Callable[[str, str], Awaitable[bool]]:
     async def referenced(bucket: str, key: str) -> bool:
-        """An upload is in use while a user's avatar or a stored message names it."""
+        """An upload is in use while it is a default avatar, a user's avatar or named by a
+        stored message (a scan of the history: the job runs daily, off the hot path)."""
+        if key in DEFAULT_AVATARS:
+            return True
         row = await pool.fetchrow(
             "SELECT EXISTS (SELECT 1 FROM users WHERE avatar = $1) OR EXISTS (SELECT 1 FROM "
             "messages WHERE position(convert_to($1, 'UTF8') IN content) > 0)",
@@ -150,6 +154,14 @@ async def distributed_adapters(
         scheduler.every(
             3600, "idempotency_purge", PostgresIdempotency(pool=pool, clock=clock).purge
         )
+        abandon_ms = config.kafka.consumer.abandon_after_seconds * 1000
+
+        async def release_abandoned() -> int:
+            """Seqs allocated by a process that died before publishing: release them once
+            the consumer has caught up (a record still in Kafka would be stored first)."""
+            return await seqs.release_stale(abandon_ms) if consumer.idle else 0
+
+        scheduler.every(60, "release_abandoned_seqs", release_abandoned)
         scheduler.every(
             24 * 3600,
             "orphan_files",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import secrets
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -244,8 +245,11 @@ async def test_two_allocators_share_the_counters(
     second = RedisSeqAllocator(client=pooled_client, segments=segments, step=5)
     pairs = itertools.cycle((first, second))
     results = await asyncio.gather(*(next(pairs).allocate("a", ["b"]) for _ in range(100)))
-    assert sorted(send for send, _ in results) == list(range(1, 101))
-    assert sorted(seq for _, (seq,) in results) == list(range(1, 101))
+    # Two processes may raise a new user's first mark at once: at most that one segment
+    # is skipped (a gap, allowed); after it the seqs are unique and contiguous.
+    for issued in (sorted(send for send, _ in results), sorted(seq for _, (seq,) in results)):
+        assert 1 <= issued[0] <= 1 + 5
+        assert issued == list(range(issued[0], issued[0] + 100))
     rec_mark, _ = await segments.real.marks("b")
     assert rec_mark >= 100
 
@@ -274,3 +278,18 @@ async def test_a_large_group_is_served_and_stored_in_one_call_each(
     exposed = await seqs.mark_stored(stored)
     assert await _evalsha_calls(redis_client) == before + 1
     assert exposed == {**{m: (2, 0) for m in members}, "a": (0, 2)}
+
+
+async def test_abandoned_allocations_are_released(
+    redis_client: Redis, segments: SpySegments
+) -> None:
+    """A process that dies between allocating and publishing must not stall the watermark."""
+    seqs = RedisSeqAllocator(client=redis_client, segments=segments, step=100)
+    user = f"abandon-{secrets.token_hex(4)}"
+    _, (first,) = await seqs.allocate(None, [user])
+    _, (second,) = await seqs.allocate(None, [user])
+    await seqs.mark_stored([(user, second, 0)])
+    assert await seqs.exposed(user) == (first - 1, 0)  # the abandoned one holds it back
+    assert await seqs.release_stale(60_000) == 0  # too young to be abandoned
+    assert await seqs.release_stale(0) >= 1
+    assert await seqs.exposed(user) == (second, 0)

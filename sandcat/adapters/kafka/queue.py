@@ -104,6 +104,8 @@ class KafkaConsumerLoop:
         )
         self.stored_batches = 0
         self.dead_letters = 0
+        #: True while the last poll found nothing new: the consumer has caught up.
+        self.idle = False
 
     async def start(self) -> None:
         await self._dlq.start()
@@ -116,6 +118,7 @@ class KafkaConsumerLoop:
     async def run(self) -> None:
         while True:
             batches = await self._consumer.getmany(timeout_ms=200)
+            self.idle = not batches
             for partition, records in batches.items():
                 await self._handle(partition, records)
 

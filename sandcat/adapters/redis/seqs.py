@@ -33,9 +33,11 @@ from sandcat.ports import SegmentStore
 REC = "rec"
 SEND = "send"
 
-# KEYS: (hash, pending) per counter; ARGV: how many seqs each counter needs.
+# KEYS: (hash, pending) per counter, then the global "pending since" ZSET;
+# ARGV: how many seqs each counter needs.
 # Reply {1, first seq of each counter} or {0, index, max_seq seen (-1: missing), ...}.
 _ALLOCATE = """
+local since = KEYS[#KEYS]
 local need = {0}
 for i = 1, #ARGV do
   local state = redis.call('HMGET', KEYS[2 * i - 1], 'cur_seq', 'max_seq')
@@ -50,12 +52,15 @@ end
 if #need > 1 then
   return need
 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {1}
 for i = 1, #ARGV do
   local n = tonumber(ARGV[i])
   local last = redis.call('HINCRBY', KEYS[2 * i - 1], 'cur_seq', n)
   for seq = last - n + 1, last do
     redis.call('ZADD', KEYS[2 * i], seq, seq)
+    redis.call('ZADD', since, now, KEYS[2 * i] .. '|' .. seq)
   end
   out[#out + 1] = last - n + 1
 end
@@ -78,9 +83,11 @@ end
 return 1
 """
 
-# KEYS: (seq hash, seq pending, send hash, send pending) per user;
-# ARGV per user: n, n stored seqs, m, m stored send_seqs. Reply: exposed (seq, send_seq) per user.
+# KEYS: (seq hash, seq pending, send hash, send pending) per user, then the "pending since"
+# ZSET; ARGV per user: n, n stored seqs, m, m stored send_seqs.
+# Reply: exposed (seq, send_seq) per user.
 _MARK_STORED = """
+local since = KEYS[#KEYS]
 local function exposed(hash, pending)
   local first = redis.call('ZRANGE', pending, 0, 0)
   if first[1] then
@@ -90,11 +97,12 @@ local function exposed(hash, pending)
 end
 local out = {}
 local a = 1
-for base = 0, #KEYS - 4, 4 do
+for base = 0, #KEYS - 5, 4 do
   for kind = 0, 1 do
     local n = tonumber(ARGV[a])
     for j = a + 1, a + n do
       redis.call('ZREM', KEYS[base + 2 * kind + 2], ARGV[j])
+      redis.call('ZREM', since, KEYS[base + 2 * kind + 2] .. '|' .. ARGV[j])
     end
     a = a + n + 1
   end
@@ -103,6 +111,22 @@ for base = 0, #KEYS - 4, 4 do
 end
 return out
 """
+
+
+# KEYS: the "pending since" ZSET; ARGV: cutoff (ms), limit. Releases (as if stored) the
+# pending seqs allocated before the cutoff; returns how many.
+_RELEASE_STALE = """
+local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(stale) do
+  local bar = string.find(member, '|', 1, true)
+  redis.call('ZREM', string.sub(member, 1, bar - 1), string.sub(member, bar + 1))
+  redis.call('ZREM', KEYS[1], member)
+end
+return #stale
+"""
+
+#: Every pending seq with its allocation time, for releasing abandoned allocations.
+PENDING_SINCE = "pending:since"
 
 
 def _counter_keys(user_id: str, kind: str) -> tuple[str, str]:
@@ -123,6 +147,7 @@ class RedisSeqAllocator:
         self._allocate = client.register_script(_ALLOCATE)
         self._install = client.register_script(_INSTALL)
         self._mark_stored = client.register_script(_MARK_STORED)
+        self._release_stale = client.register_script(_RELEASE_STALE)
         #: One segment raise at a time per counter in this process; others wait for it.
         self._raising: dict[tuple[str, str], asyncio.Future[None]] = {}
 
@@ -144,6 +169,7 @@ class RedisSeqAllocator:
         if not counters:
             return 0, []
         keys = [key for user_id, kind in counters for key in _counter_keys(user_id, kind)]
+        keys.append(PENDING_SINCE)
         while True:
             with redis_errors("allocate"):
                 reply: list[int] = await self._allocate(keys=keys, args=counts)
@@ -241,6 +267,17 @@ class RedisSeqAllocator:
         for user_id, (seqs, send_seqs) in stored.items():
             keys += (*_counter_keys(user_id, REC), *_counter_keys(user_id, SEND))
             args += (len(seqs), *seqs, len(send_seqs), *send_seqs)
+        keys.append(PENDING_SINCE)
         with redis_errors("mark_stored"):
             reply: list[int] = await self._mark_stored(keys=keys, args=args)
         return {user_id: (reply[2 * i], reply[2 * i + 1]) for i, user_id in enumerate(stored)}
+
+    async def release_stale(self, older_than_ms: int, limit: int = 10_000) -> int:
+        """Release seqs allocated more than ``older_than_ms`` ago and never stored (their
+        accepting process died between allocating and publishing): the watermark moves
+        past them, leaving a gap the client pulls over, instead of stalling forever."""
+        with redis_errors("release_stale"):
+            now_s, now_us = await self._redis.time()
+            cutoff = now_s * 1000 + now_us // 1000 - older_than_ms
+            released: int = await self._release_stale(keys=[PENDING_SINCE], args=[cutoff, limit])
+        return released
