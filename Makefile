@@ -85,4 +85,4 @@ bench: install
 	SANDCAT_NO_EXTENSIONS=1 $(BIN)/python -m benchmarks.load suite --no-extensions \
 		--label pure --out $(BENCH_OUT) $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.load report $(BENCH_OUT)/native.json $(BENCH_OUT)/pure.json \
-		--command "make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')"
+		--run-command "make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')"

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("results", nargs="+", help="results JSON files (label taken from each)")
     rep.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     rep.add_argument("--plots", default=str(ROOT / "docs" / "plots"))
-    rep.add_argument("--command", default="make bench")
+    rep.add_argument("--run-command", default="make bench", help="the command to quote")
     return parser
 
 
@@ -367,7 +367,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         results[path.stem] = json.loads(path.read_text(encoding="utf-8"))
     report.plots(results, Path(args.plots))
     report.write_doc(
-        Path(args.doc), results, command=args.command, notes=report.goal_notes(results)
+        Path(args.doc), results, command=args.run_command, notes=report.goal_notes(results)
     )
     print(f"wrote {args.doc} and plots in {args.plots}", file=sys.stderr)
     return 0
