@@ -44,6 +44,9 @@ SEQ_INDEX_COLLECTION = "seq_months"
 RECEIVED, SENT = 0, 1
 DAY_MS = 86_400_000
 _DUPLICATE_KEY = 11000
+#: Upserts per ``update`` command: FerretDB v1.24 (SQLite) hangs on one command with about a
+#: hundred upserts of existing documents, so the index updates go in small commands.
+_UPSERTS_PER_COMMAND = 16
 _SHARDED_NAME = re.compile(r"^msg_box_(\d{6})_(\d+)$")
 #: Bounds of each box's seqs in one month, as stored under ``seq_months.m.<YYYYMM>``.
 _LOW, _HIGH = ("rlo", "slo"), ("rhi", "shi")
@@ -209,7 +212,10 @@ class MongoInbox:
                         lows[f"m.{month}.{_LOW[box]}"] = entry[box]
                         highs[f"m.{month}.{_HIGH[box]}"] = entry[2 + box]
             updates.append(UpdateOne({"_id": owner}, {"$min": lows, "$max": highs}, upsert=True))
-        await self._index.bulk_write(updates, ordered=False)
+        for first in range(0, len(updates), _UPSERTS_PER_COMMAND):
+            await self._index.bulk_write(
+                updates[first : first + _UPSERTS_PER_COMMAND], ordered=False
+            )
 
     # --- reads and per-user changes ------------------------------------------------------
 

@@ -1,0 +1,187 @@
+"""History in PostgreSQL with fake time: the default partition catches everything, monthly
+partitions are created ahead and archived past retention, and inserts never fail.
+Also the schema migrations and the idempotency keys kept beside the history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from sandcat.adapters.postgres.history import PostgresHistory
+from sandcat.adapters.postgres.idempotency import PostgresIdempotency
+from sandcat.adapters.postgres.migrate import apply_pg_migrations
+from sandcat.domain import Ack
+from sandcat.jobs.partitions import archive_partitions, ensure_partitions
+from sandcat.protocol.msg import Msg
+from tests.contracts.conftest import OpenPg, with_database
+from tests.services import Services
+
+
+def ms(year: int, month: int, day: int = 1) -> int:
+    return int(dt.datetime(year, month, day, tzinfo=dt.UTC).timestamp() * 1000)
+
+
+def message(n: int, t: int) -> Msg:
+    return Msg(
+        send_id="alice",
+        receiver_id="bob",
+        local_id=f"l{n}",
+        server_id=f"s{n}",
+        send_time=t,
+        msg_type=0,
+        content_type=1,
+        content=bytes([n % 256]),
+        platform=1,
+    )
+
+
+@pytest.fixture
+async def pool(open_pg: OpenPg) -> AsyncIterator[asyncpg.Pool]:
+    async with open_pg() as p:
+        yield p
+
+
+async def where(pool: asyncpg.Pool) -> dict[str, list[str]]:
+    """server_id of each row, by the partition that holds it."""
+    rows = await pool.fetch(
+        "SELECT tableoid::regclass::text AS part, server_id FROM messages ORDER BY server_id"
+    )
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        out.setdefault(row["part"], []).append(row["server_id"])
+    return out
+
+
+async def partitions(pool: asyncpg.Pool) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'messages'::regclass ORDER BY 1"
+    )
+    return [row[0] for row in rows]
+
+
+async def test_migrations_apply_once(real_services: Services, pool: asyncpg.Pool) -> None:
+    dsn = with_database(real_services.pg_dsn, await pool.fetchval("SELECT current_database()"))
+    assert await apply_pg_migrations(dsn) == []
+    versions = await pool.fetch("SELECT version FROM schema_migrations")
+    assert [row[0] for row in versions] == ["0001_init.sql"]
+
+
+async def test_the_default_partition_catches_every_time(pool: asyncpg.Pool) -> None:
+    history = PostgresHistory(pool=pool)
+    await history.append([message(1, 0), message(2, ms(2024, 5, 3)), message(3, ms(2099, 1))])
+    assert await partitions(pool) == ["messages_default"]
+    assert await where(pool) == {"messages_default": ["s1", "s2", "s3"]}
+
+
+async def test_append_is_idempotent_and_batched(pool: asyncpg.Pool) -> None:
+    history = PostgresHistory(pool=pool)
+    batch = [message(n, ms(2024, 5, 3) + n) for n in range(50)]
+    await history.append(batch)
+    await history.append([*batch[:10], message(99, ms(2024, 5, 4))])
+    await history.append([])
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 51
+    row = await pool.fetchrow("SELECT * FROM messages WHERE server_id = 's7'")
+    assert dict(row) == {
+        "send_id": "alice",
+        "receiver_id": "bob",
+        "local_id": "l7",
+        "server_id": "s7",
+        "send_time": ms(2024, 5, 3) + 7,
+        "msg_type": 0,
+        "content_type": 1,
+        "content": b"\x07",
+        "platform": 1,
+        "group_id": "",
+    }
+
+
+async def test_ensure_creates_months_ahead_and_moves_rows_out_of_default(
+    pool: asyncpg.Pool,
+) -> None:
+    history = PostgresHistory(pool=pool)
+    await history.append(
+        [message(1, ms(2024, 5, 20)), message(2, ms(2024, 7, 31)), message(3, ms(2024, 8, 1))]
+    )
+    created = await ensure_partitions(pool, ms(2024, 5, 15), 2)
+    assert created == ["messages_202405", "messages_202406", "messages_202407"]
+    assert await ensure_partitions(pool, ms(2024, 5, 31), 2) == []
+    assert await where(pool) == {
+        "messages_202405": ["s1"],
+        "messages_202407": ["s2"],
+        "messages_default": ["s3"],
+    }
+    await history.append([message(4, ms(2024, 6, 1)), message(5, ms(2024, 7, 1) - 1)])
+    assert (await where(pool))["messages_202406"] == ["s4", "s5"]
+    assert await ensure_partitions(pool, ms(2024, 6, 2), 2) == ["messages_202408"]
+    assert (await where(pool))["messages_202408"] == ["s3"]
+
+
+@pytest.mark.parametrize("mode", ["drop", "move"])
+async def test_archive_detaches_months_past_retention(pool: asyncpg.Pool, mode: str) -> None:
+    history = PostgresHistory(pool=pool)
+    await ensure_partitions(pool, ms(2023, 1, 10), 4)  # 2023-01 .. 2023-05
+    await history.append([message(m, ms(2023, m, 2)) for m in range(1, 6)])
+    handled = await archive_partitions(pool, ms(2024, 3, 15), 12, mode)
+    # keep 2023-03 (twelve months before 2024-03) and later
+    assert handled == ["messages_202301", "messages_202302"]
+    assert await partitions(pool) == [
+        "messages_202303",
+        "messages_202304",
+        "messages_202305",
+        "messages_default",
+    ]
+    assert [r[0] for r in await pool.fetch("SELECT server_id FROM messages ORDER BY 1")] == [
+        "s3",
+        "s4",
+        "s5",
+    ]
+    archived = await pool.fetch(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'archive' ORDER BY 1"
+    )
+    if mode == "move":
+        assert [r[0] for r in archived] == ["messages_202301", "messages_202302"]
+        assert await pool.fetchval("SELECT server_id FROM archive.messages_202302") == "s2"
+    else:
+        assert archived == []
+        assert await pool.fetchval("SELECT to_regclass('public.messages_202301')") is None
+    assert await archive_partitions(pool, ms(2024, 3, 15), 12, mode) == []
+    await history.append([message(9, ms(2023, 1, 5))])  # an archived month: still accepted
+    assert (await where(pool))["messages_default"] == ["s9"]
+
+
+async def test_archive_refuses_bad_settings(pool: asyncpg.Pool) -> None:
+    with pytest.raises(ValueError, match="drop or move"):
+        await archive_partitions(pool, ms(2024, 1), 12, "delete")
+    with pytest.raises(ValueError, match="at least one month"):
+        await archive_partitions(pool, ms(2024, 1), 0, "drop")
+
+
+class FakeClock:
+    def __init__(self, now: int) -> None:
+        self.now_value = now
+
+    def now_ms(self) -> int:
+        return self.now_value
+
+    def now(self) -> float:
+        return self.now_value / 1000
+
+
+async def test_idempotency_keys_last_24_hours(pool: asyncpg.Pool) -> None:
+    clock = FakeClock(ms(2024, 5, 1))
+    store = PostgresIdempotency(pool=pool, clock=clock)
+    assert await store.get_ack("alice", "l1") is None
+    await store.put_ack("alice", "l1", Ack("srv1", 123, 7))
+    assert await store.get_ack("alice", "l1") == Ack("srv1", 123, 7)
+    assert await store.get_ack("bob", "l1") is None
+    clock.now_value += 24 * 3600 * 1000 - 1
+    assert await store.get_ack("alice", "l1") == Ack("srv1", 123, 7)
+    await store.put_ack("alice", "l2", Ack("srv2", 456, 8))
+    clock.now_value += 1
+    assert await store.get_ack("alice", "l1") is None
+    assert await store.purge() == 1
+    assert await store.get_ack("alice", "l2") == Ack("srv2", 456, 8)
