@@ -58,8 +58,14 @@ from sandcat.services.auth import PasswordService, TokenService, resolve_secret
 from sandcat.services.files import FileService
 from sandcat.services.friends import FriendService
 from sandcat.services.groups import GroupService
-from sandcat.services.messages import DeliveryService, MessageLogPort, MessageService
+from sandcat.services.messages import (
+    DeliveryService,
+    MessageLogPort,
+    MessageService,
+    PushRouter,
+)
 from sandcat.services.notify import Notifier
+from sandcat.services.push import LocalPushRouter
 from sandcat.services.sync import SyncService
 from sandcat.services.users import UserService
 
@@ -97,6 +103,8 @@ class Adapters:
     pull_wait_seconds: float = 0.0
     gateways: GatewayRegistry | None = None
     cluster: GatewayCluster | None = None
+    #: How relayed (unstored) messages such as call signalling reach other processes.
+    relay: PushRouter | None = None
 
 
 def db_path(config: Config) -> Path:
@@ -209,7 +217,7 @@ async def build(config: Config) -> AsyncIterator[Apps]:
             log=adapters.log,
             inbox=adapters.inbox,
             users=adapters.users,
-            delivery=registry,
+            relay=adapters.relay or LocalPushRouter(delivery=registry),
             clock=clock,
             limits=config.limits,
             allow_strangers=config.server.allow_stranger_messages,

@@ -181,4 +181,5 @@ async def distributed_adapters(
         pull_wait_seconds=PULL_WAIT_SECONDS,
         gateways=gateways,
         cluster=cluster,
+        relay=RemotePushRouter(presence=presence, bus=bus),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -12,10 +13,12 @@ import aiohttp
 import pytest
 
 from sandcat.config import Config, load_config
+from sandcat.ids import nanoid
 from sandcat.log import TextFormatter
 from sandcat.server import Running, running
 from tests.client import Api, CodeBook
-from tests.services import provide
+from tests.cluster import Cluster, LogCodes, start_cluster
+from tests.services import Services, provide
 
 #: Cheap argon2 and generous limits: each limit has its own test that lowers it.
 TEST_OVERRIDES: dict[str, Any] = {
@@ -88,9 +91,25 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
+#: ``distributed`` runs the protocol-only e2e tests against the distributed topology.
+E2E_TARGET = os.environ.get("SANDCAT_E2E_TARGET", "embedded")
+
+
 @pytest.fixture
-def api(server: Running, session: aiohttp.ClientSession, codes: CodeBook) -> Api:
+def api(request: pytest.FixtureRequest, session: aiohttp.ClientSession, codes: CodeBook) -> Api:
+    """A protocol-only client of a fresh embedded server, or (``SANDCAT_E2E_TARGET=
+    distributed``) of the shared distributed topology, with e-mails unique to the test."""
+    if E2E_TARGET == "distributed":
+        cluster: Cluster = request.getfixturevalue("cluster")
+        return Api(session, cluster.api_base, LogCodes(cluster.log), tag=nanoid(8).lower())
+    server: Running = request.getfixturevalue("server")
     return Api(session, f"http://127.0.0.1:{server.api_port}", codes)
+
+
+@pytest.fixture(scope="session")
+def cluster(real_services: Services, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """api + two gateways + msg-server as processes on the real services (one per session)."""
+    yield from start_cluster(real_services, tmp_path_factory)
 
 
 @pytest.fixture(autouse=True)

@@ -62,9 +62,14 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
     """The JSON object body, at most ``limit`` bytes (413), well-formed (400 ``BodyParsing``)."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the JSON body is larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"the JSON body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(65536):  # read() returns what is buffered
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the JSON body is larger than {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Protocol
 
 from sandcat.config import LimitsConfig
@@ -25,6 +26,9 @@ RELAY_ONLY = frozenset({14, 16, 19, 21, 22})
 CALL_TYPES = frozenset(range(14, 23))
 
 
+Push = tuple[str, Msg, int | None]  # (user, copy, platform to exclude)
+
+
 class MessageRefused(SandcatError):
     """A client message that is answered with an error ack; the connection stays open."""
 
@@ -35,6 +39,11 @@ class MessageRefused(SandcatError):
 class MessageLogPort(Protocol):
     def submit(self, submission: Submission) -> asyncio.Future[Stored]:
         """Queue in call order; the future resolves once the submission is durable."""
+
+
+class PushRouter(Protocol):
+    async def route(self, pushes: Sequence[Push]) -> None:
+        """Send each copy to the connections of its user, wherever they are (best effort)."""
 
 
 class FriendGate(Protocol):
@@ -84,7 +93,7 @@ class MessageService:
         log: MessageLogPort,
         inbox: InboxStore,
         users: UserStore,
-        delivery: Delivery,
+        relay: PushRouter,
         clock: Clock,
         limits: LimitsConfig,
         allow_strangers: bool,
@@ -94,7 +103,7 @@ class MessageService:
         self._log = log
         self._inbox = inbox
         self._users = users
-        self._delivery = delivery
+        self._relay = relay
         self._clock = clock
         self._limits = limits
         self._allow_strangers = allow_strangers
@@ -171,7 +180,7 @@ class MessageService:
             return self._submit(msg, submission)
         if kind in RELAY_ONLY:
             await self._check_peer(user_id, msg.receiver_id)
-            self._delivery.deliver(msg.receiver_id, msg)
+            await self._relay.route([(msg.receiver_id, msg, None)])
             return _done(msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b""))
         if kind == MsgType.READ:
             try:
@@ -200,9 +209,6 @@ class MessageService:
 
         stored.add_done_callback(done)
         return acked
-
-
-Push = tuple[str, Msg, int | None]  # (user, copy, platform to exclude)
 
 
 def plan_pushes(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from sandcat import _native
 from sandcat.log import get_logger
-from sandcat.ports import Presence, PushBus
+from sandcat.ports import Delivery, Presence, PushBus
 from sandcat.protocol.bincode import Reader, Writer
 from sandcat.services.messages import Push
 
@@ -37,6 +37,17 @@ def decode_batch(data: bytes) -> list[PushEntry]:
     entries = [(r.string(), r.i32(), r.raw()) for _ in range(r.count(20))]
     r.finish()
     return entries
+
+
+class LocalPushRouter:
+    """Implements ``PushRouter`` in one process: straight to the local connections."""
+
+    def __init__(self, *, delivery: Delivery) -> None:
+        self._delivery = delivery
+
+    async def route(self, pushes: Sequence[Push]) -> None:
+        for user_id, msg, exclude in pushes:
+            self._delivery.deliver(user_id, msg, exclude_platform=exclude)
 
 
 class RemotePushRouter:

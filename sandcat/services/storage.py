@@ -8,17 +8,11 @@ nothing twice (I2) and loses nothing (I1).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 from sandcat.domain_records import MessageRecord
 from sandcat.ports import HistoryStore, InboxWriter, SeqAllocator
 from sandcat.protocol.msg import Msg
-from sandcat.services.messages import Push, plan_pushes
-
-
-class PushRouter(Protocol):
-    async def route(self, pushes: Sequence[Push]) -> None:
-        """Send each copy to the gateways holding the user's connections (best effort)."""
+from sandcat.services.messages import Push, PushRouter, plan_pushes
 
 
 def inbox_copies(record: MessageRecord) -> list[tuple[str, int, Msg]]:

@@ -287,6 +287,7 @@ async def test_sender_other_platform_gets_group_copy(
     await mobile.close()
 
 
+@pytest.mark.embedded_only
 async def test_group_limits(
     start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
 ) -> None:
@@ -328,6 +329,7 @@ async def test_group_limits(
         assert err["details"] == "a group has at most 3 members"
 
 
+@pytest.mark.embedded_only
 async def test_fan_out_costs_one_write_whatever_the_size(
     start_server: StartServer,
     session: aiohttp.ClientSession,

@@ -6,6 +6,7 @@ import asyncio
 import base64
 
 import aiohttp
+import pytest
 
 from sandcat.gateway.connections import Connection
 from sandcat.server import Running
@@ -215,3 +216,15 @@ async def test_messages_per_second(
         assert [ack["content_type"] == 9 for ack in acks] == [False] * 3 + [True] * 2
         assert b"rate limited" in acks[3]["content"]
         await a.close()
+
+
+@pytest.mark.embedded_only
+async def test_large_json_bodies_are_read_whole(
+    start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """A body larger than one network read (here ~600 KB) must arrive whole."""
+    async with start_server(limits__http_body_bytes=1 << 20) as srv:
+        api = _api(srv.api_port, session, codes)
+        alice = await api.new_user("alice", "alice@example.com")
+        big = {"user_id": alice.id, "msg_id": list(range(10_000)), "pad": "x" * 500_000}
+        await api.call("DELETE", "/message", token=alice.token, json=big)

@@ -1,0 +1,131 @@
+"""A distributed Sandcat topology (api + two gateways + msg-server as real processes) on the
+real backing services, shared by the tests that need one."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.client import CodeBook
+from tests.services import Services
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        f"sandcat_{name}", ROOT / "scripts" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+topology_mod = _load("topology")
+
+
+class LogCodes(CodeBook):
+    """Verification codes read from the api process's log file."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    async def wait(self, email: str, timeout: float = 10.0) -> str:
+        async with asyncio.timeout(timeout):
+            while True:
+                for line in self.path.read_text(errors="replace").splitlines():
+                    self.feed(line)
+                if email in self.codes:
+                    return self.codes.pop(email)
+                await asyncio.sleep(0.05)
+
+
+async def _create_database(dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+class Cluster:
+    def __init__(self, topology: Any, log: Path) -> None:
+        self.topology = topology
+        self.log = log
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.topology.api_port}"
+
+
+def start_cluster(
+    real_services: Services, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    run = secrets.token_hex(4)
+    env = topology_mod.service_overrides(
+        {
+            "SANDCAT_TEST_PG_DSN": real_services.pg_dsn,
+            "SANDCAT_TEST_REDIS_URL": real_services.redis_url,
+            "SANDCAT_TEST_KAFKA": real_services.kafka,
+            "SANDCAT_TEST_MONGO_URL": real_services.mongo_url,
+            "SANDCAT_TEST_S3_ENDPOINT": real_services.s3_endpoint,
+            "SANDCAT_TEST_S3_ACCESS_KEY": real_services.s3_access_key,
+            "SANDCAT_TEST_S3_SECRET_KEY": real_services.s3_secret_key,
+            "SANDCAT_TEST_S3_REGION": real_services.s3_region,
+        }
+    )
+    database = f"sandcat_e2e_{run}"
+    asyncio.run(_create_database(real_services.pg_dsn, database))
+    env.update(
+        {
+            "SANDCAT__DB__POSTGRES__DATABASE": database,
+            "SANDCAT__DB__MONGODB__DATABASE": database,
+            "SANDCAT__DB__MONGODB__USE_SHARDING": "true",
+            "SANDCAT__KAFKA__TOPIC": f"chat-{run}",
+            "SANDCAT__KAFKA__GROUP": f"group-{run}",
+            "SANDCAT__KAFKA__PARTITIONS": "4",
+            "SANDCAT__REDIS__DB": "3",
+            "SANDCAT__OSS__BUCKET": f"files-{run}",
+            "SANDCAT__OSS__AVATAR_BUCKET": f"avatars-{run}",
+            "SANDCAT__SERVER__JWT_SECRET": secrets.token_urlsafe(40),
+            "SANDCAT__AUTH__ARGON2_TIME_COST": "1",
+            "SANDCAT__AUTH__ARGON2_MEMORY_COST": "1024",
+            "SANDCAT__AUTH__ARGON2_PARALLELISM": "1",
+            "SANDCAT__LIMITS__LOGIN_PER_MINUTE_PER_IP": "100000",
+            "SANDCAT__LIMITS__CODE_SENDS_PER_MINUTE_PER_IP": "100000",
+            "SANDCAT__LIMITS__MESSAGES_PER_SECOND": "100000",
+            "SANDCAT__LIMITS__MESSAGES_BURST": "100000",
+        }
+    )
+    log = tmp_path_factory.mktemp("cluster") / "cluster.log"
+    with log.open("ab") as sink:
+        topology = topology_mod.Topology(
+            base_env=env,
+            api_port=topology_mod.free_port(),
+            ws_ports=[topology_mod.free_port(), topology_mod.free_port()],
+            stderr=sink,
+        )
+        topology.migrate()
+        try:
+            topology.start()
+            yield Cluster(topology, log)
+        finally:
+            topology.stop()
+    # Flush Redis DB 3 so a later topology does not see this one's gateways.
+    import redis as redis_sync
+
+    client = redis_sync.Redis.from_url(real_services.redis_url, db=3)
+    client.flushdb()
+    client.close()
