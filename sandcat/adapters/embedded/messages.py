@@ -27,12 +27,83 @@ OnStored = Callable[[Submission, Stored], None]
 _INBOX_INSERT = (
     "INSERT INTO inbox (owner_id, box, seq, other_seq, send_id, receiver_id, local_id, server_id, "
     "create_time, send_time, msg_type, content_type, content, is_read, group_id, related_msg_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
+    "VALUES "
 )
+_INBOX_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
 _HISTORY_INSERT = (
     "INSERT OR IGNORE INTO history (send_id, receiver_id, local_id, server_id, send_time, "
-    "msg_type, content_type, content, platform, group_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "msg_type, content_type, content, platform, group_id) VALUES "
 )
+_HISTORY_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_IDEMPOTENCY_INSERT = (
+    "INSERT OR REPLACE INTO idempotency "
+    "(send_id, local_id, server_id, send_time, send_seq, created_at) VALUES "
+)
+_IDEMPOTENCY_ROW = "(?, ?, ?, ?, ?, ?)"
+_SEQUENCE_UPSERT = "INSERT INTO sequence (user_id, rec_max_seq, send_max_seq) VALUES "
+_SEQUENCE_ROW = "(?, ?, ?)"
+_SEQUENCE_CONFLICT = (
+    " ON CONFLICT(user_id) DO UPDATE SET rec_max_seq = excluded.rec_max_seq, "
+    "send_max_seq = excluded.send_max_seq"
+)
+#: A (send_id, local_id) list joined to the primary key (CROSS JOIN keeps that order).
+_IDEMPOTENCY_LOOKUP = (
+    "SELECT i.send_id, i.local_id, i.server_id, i.send_time, i.send_seq FROM (VALUES {keys}) "
+    "AS k CROSS JOIN idempotency AS i ON i.send_id = k.column1 AND i.local_id = k.column2 "
+    "WHERE i.created_at > ?"
+)
+#: Most rows in one statement (a power of two); SQLite's bound-parameter limit also caps it.
+_MAX_CHUNK_ROWS = 256
+
+
+def _chunks(conn: sqlite3.Connection, count: int, width: int) -> list[tuple[int, int]]:
+    """Split ``count`` rows into ``(start, size)`` chunks whose sizes are powers of two.
+
+    Every sqlite3 call releases the GIL and must win it back from the event loop thread,
+    which under load holds it for up to a switch interval: a batch therefore goes in a few
+    multi-row statements, not one call per row. Power-of-two sizes keep the statement cache
+    small (a handful of distinct SQL texts per table).
+    """
+    limit = min(_MAX_CHUNK_ROWS, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+    size = 1 << (limit.bit_length() - 1)
+    chunks: list[tuple[int, int]] = []
+    start = 0
+    while start < count:
+        while size > count - start:
+            size >>= 1
+        chunks.append((start, size))
+        start += size
+    return chunks
+
+
+def _insert_many(
+    conn: sqlite3.Connection,
+    head: str,
+    row: str,
+    rows: Sequence[tuple[Any, ...]],
+    tail: str = "",
+) -> None:
+    if not rows:
+        return
+    for start, size in _chunks(conn, len(rows), len(rows[0])):
+        conn.execute(
+            head + ", ".join([row] * size) + tail,
+            [value for values in rows[start : start + size] for value in values],
+        )
+
+
+def _idempotent_acks(
+    conn: sqlite3.Connection, keys: Sequence[tuple[str, str]], since_ms: int
+) -> dict[tuple[str, str], Ack]:
+    """The remembered acks of ``keys`` created after ``since_ms``, in as few queries as fit."""
+    found: dict[tuple[str, str], Ack] = {}
+    for start, size in _chunks(conn, len(keys), 2):
+        sql = _IDEMPOTENCY_LOOKUP.format(keys=", ".join(["(?, ?)"] * size))
+        params: list[Any] = [part for key in keys[start : start + size] for part in key]
+        params.append(since_ms)
+        for send_id, local_id, server_id, send_time, send_seq in conn.execute(sql, params):
+            found[(send_id, local_id)] = Ack(server_id, send_time, send_seq)
+    return found
 
 
 class _Counters:
@@ -60,11 +131,12 @@ class _Counters:
         return entry
 
     def flush(self, conn: sqlite3.Connection) -> None:
-        conn.executemany(
-            "INSERT INTO sequence (user_id, rec_max_seq, send_max_seq) VALUES (?, ?, ?) "
-            "ON CONFLICT(user_id) DO UPDATE SET rec_max_seq = excluded.rec_max_seq, "
-            "send_max_seq = excluded.send_max_seq",
+        _insert_many(
+            conn,
+            _SEQUENCE_UPSERT,
+            _SEQUENCE_ROW,
             [(uid, rec, snd) for uid, (rec, snd) in self.dirty.items()],
+            _SEQUENCE_CONFLICT,
         )
 
     def commit(self) -> None:
@@ -82,18 +154,20 @@ def _write_one(
     counters: _Counters,
     sub: Submission,
     now_ms: int,
-    inbox_rows: list[tuple[Any, ...]],
-    history_rows: list[tuple[Any, ...]],
+    acks: dict[tuple[str, str], Ack],
+    rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]],
 ) -> Stored:
+    """Allocate the seqs of one submission and add its rows to ``rows``.
+
+    ``acks`` holds the remembered acks of the batch's idempotency keys, and gains this
+    submission's, so a resend later in the same batch is a duplicate too.
+    """
     msg = sub.msg
     if sub.idem_key is not None:
-        row = conn.execute(
-            "SELECT server_id, send_time, send_seq FROM idempotency "
-            "WHERE send_id = ? AND local_id = ? AND created_at > ?",
-            (sub.idem_key[0], sub.idem_key[1], now_ms - IDEMPOTENCY_TTL_MS),
-        ).fetchone()
-        if row is not None:
-            return Stored(Ack(row[0], row[1], row[2]), duplicate=True)
+        remembered = acks.get(sub.idem_key)
+        if remembered is not None:
+            return Stored(remembered, duplicate=True)
+    inbox_rows, history_rows, idempotency_rows = rows
     send_seq = 0
     if sub.outbox:
         sender = counters.get(conn, msg.send_id)
@@ -163,11 +237,9 @@ def _write_one(
         )
     ack = Ack(msg.server_id, msg.send_time, send_seq)
     if sub.idem_key is not None:
-        conn.execute(
-            "INSERT OR REPLACE INTO idempotency "
-            "(send_id, local_id, server_id, send_time, send_seq, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (sub.idem_key[0], sub.idem_key[1], ack.server_id, ack.send_time, ack.send_seq, now_ms),
+        acks[sub.idem_key] = ack
+        idempotency_rows.append(
+            (sub.idem_key[0], sub.idem_key[1], ack.server_id, ack.send_time, ack.send_seq, now_ms)
         )
     return Stored(ack, duplicate=False, receiver_seqs=receiver_seqs)
 
@@ -245,14 +317,18 @@ class SqliteMessageLog:
 
     def _write_batch(self, conn: sqlite3.Connection, subs: list[Submission]) -> list[Stored]:
         now_ms = int(time.time() * 1000)
-        inbox_rows: list[tuple[Any, ...]] = []
-        history_rows: list[tuple[Any, ...]] = []
-        results = [
-            _write_one(conn, self._counters, sub, now_ms, inbox_rows, history_rows) for sub in subs
-        ]
-        conn.executemany(_INBOX_INSERT, inbox_rows)
-        if history_rows:
-            conn.executemany(_HISTORY_INSERT, history_rows)
+        keys = list(dict.fromkeys(sub.idem_key for sub in subs if sub.idem_key is not None))
+        acks = _idempotent_acks(conn, keys, now_ms - IDEMPOTENCY_TTL_MS)
+        rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]] = (
+            [],
+            [],
+            [],
+        )
+        results = [_write_one(conn, self._counters, sub, now_ms, acks, rows) for sub in subs]
+        inbox_rows, history_rows, idempotency_rows = rows
+        _insert_many(conn, _INBOX_INSERT, _INBOX_ROW, inbox_rows)
+        _insert_many(conn, _HISTORY_INSERT, _HISTORY_ROW, history_rows)
+        _insert_many(conn, _IDEMPOTENCY_INSERT, _IDEMPOTENCY_ROW, idempotency_rows)
         self._counters.flush(conn)
         return results
 
