@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,7 +162,12 @@ class Socket:
         cls, session: aiohttp.ClientSession, user: User, platform: int = 0, token: str | None = None
     ) -> Socket:
         url = f"{user.ws_addr}/{user.id}/conn/{user.id}/{platform}/{token or user.token}"
-        return cls(await session.ws_connect(url, autoping=True, max_msg_size=0))
+        sock = cls(await session.ws_connect(url, autoping=True, max_msg_size=0))
+        if token is None and os.environ.get("SANDCAT_E2E_TARGET") == "distributed":
+            # Across processes, presence is written just after the handshake: wait for it,
+            # as a long-connected web client would have, before expecting pushes.
+            await sock.ready(user)
+        return sock
 
     async def send(self, **fields: Any) -> None:
         await self.ws.send_bytes(wire.encode(wire.msg(**fields)))
@@ -179,6 +185,12 @@ class Socket:
             }:
                 raise ConnectionError(f"closed: {frame.type} {frame.data} {frame.extra}")
 
+    async def ready(self, user: User) -> None:
+        """Round-trip an empty Read: once it is acked the server has registered this
+        connection everywhere (presence included), so unstored relays can reach it."""
+        await self.send(msg_type=23, content=wire.read_payload([], user.id))
+        await self.recv_until(lambda m: m["msg_type"] == 24 and m["local_id"] == "")
+
     async def recv_until(
         self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0
     ) -> dict[str, Any]:
@@ -189,16 +201,18 @@ class Socket:
                     return frame
 
     async def expect_close(self, timeout: float = 5.0) -> int | None:
+        """The close code the server sent, as a browser's ``CloseEvent.code`` reports it
+        (the code in the close frame, even if the server drops TCP before our reply)."""
         async with asyncio.timeout(timeout):
             while True:
                 frame = await self.ws.receive()
+                if frame.type == aiohttp.WSMsgType.CLOSE:
+                    return int(frame.data)
                 if frame.type in {
-                    aiohttp.WSMsgType.CLOSE,
                     aiohttp.WSMsgType.CLOSED,
                     aiohttp.WSMsgType.CLOSING,
+                    aiohttp.WSMsgType.ERROR,
                 }:
-                    return self.ws.close_code
-                if frame.type == aiohttp.WSMsgType.ERROR:
                     return self.ws.close_code
 
     async def close(self) -> None:

@@ -71,6 +71,8 @@ class GatewayCluster:
             await self._bus.publish({previous: control})
 
     async def disconnected(self, conn: Connection) -> None:
+        if self._local.holds(conn.user_id, conn.platform):
+            return  # knocked off by a newer connection here: presence stays ours
         await self._presence.disconnect(conn.user_id, conn.platform, self.gateway_id)
 
     async def _beat(self) -> None:

@@ -184,6 +184,9 @@ class Registry:
                 sent += 1
         return sent
 
+    def holds(self, user_id: str, platform: int) -> bool:
+        return platform in (self._users.get(user_id) or {})
+
     def knock_off(self, user_id: str, platform: int) -> None:
         """Close the user's connection on ``platform`` (it connected again elsewhere)."""
         conn = (self._users.get(user_id) or {}).get(platform)

@@ -144,6 +144,7 @@ class Gateway:
             if not bucket.take():
                 await pending.put((msg, _ready(error_ack(msg, "rate limited: slow down"))))
                 continue
+            msg.platform = conn.platform  # the connection's platform, whatever the frame says
             try:
                 await pending.put((msg, await self._messages.accept(conn.user_id, msg)))
             except MessageRefused as exc:

@@ -176,9 +176,14 @@ async def test_knock_off_and_bad_tokens(api: Api, session: aiohttp.ClientSession
     first = await Socket.connect(session, alice, platform=1)
     second = await Socket.connect(session, alice, platform=1)
     assert await first.expect_close() == 4001
-    # The new connection survives the knock-off and works.
+    # The new connection survives the knock-off and works, both ways.
     await second.send(receiver_id=bob.id, local_id="k", msg_type=0, content=b"still here")
     assert (await second.recv_until(lambda m: m["msg_type"] == 24))["send_seq"] == 1
+    b = await Socket.connect(session, bob)
+    await b.send(receiver_id=alice.id, local_id="back", msg_type=0, content=b"to the new one")
+    got = await second.recv_until(lambda m: m["msg_type"] == 0)
+    assert got["content"] == b"to the new one"
+    await b.close()
 
     garbage = await Socket.connect(session, alice, token="not-a-token")
     assert await garbage.expect_close() == 4002

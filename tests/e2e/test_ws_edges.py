@@ -75,6 +75,8 @@ async def test_call_signalling_is_relayed_without_seqs(
     alice, bob = await _pair(api)
     a = await Socket.connect(session, alice)
     b = await Socket.connect(session, bob)
+    await a.ready(alice)  # relayed signalling is best effort: only to registered sockets
+    await b.ready(bob)
     await a.send(receiver_id=bob.id, local_id="call-1", msg_type=14, content_type=7)
     invite = await b.recv_until(lambda m: m["msg_type"] == 14)
     assert invite["seq"] == 0 and invite["local_id"] == "call-1" and invite["content_type"] == 7
