@@ -158,3 +158,24 @@ async def test_gateway_restart_clients_converge(
     assert [received[seq] for seq in range(2, top + 1)] == expected
     await a.close()
     await b.close()
+
+
+async def test_knock_off_across_gateways(dapi: Api, session: aiohttp.ClientSession) -> None:
+    """The same user and platform on another gateway closes the old socket with 4001."""
+    alice, bob = await _users_on_two_gateways(dapi, secrets.token_hex(3))
+    await befriend(dapi, alice, bob)
+    first = await Socket.connect(session, alice, platform=1)
+    await first.ready(alice)
+    other = alice.ws_addr
+    while alice.ws_addr == other:  # log in again until the round robin picks the other gateway
+        await dapi.login(alice)
+    second = await Socket.connect(session, alice, platform=1)
+    await second.ready(alice)
+    assert await first.expect_close(timeout=10) == 4001
+    b = await Socket.connect(session, bob)
+    await b.ready(bob)
+    await b.send(receiver_id=alice.id, local_id="k", content=b"to the survivor")
+    got = await second.recv_until(lambda m: m["msg_type"] == 0, timeout=15)
+    assert got["content"] == b"to the survivor"
+    await second.close()
+    await b.close()
