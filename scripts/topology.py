@@ -73,14 +73,23 @@ class Topology:
     ws_ports: list[int]
     sandcat: Sequence[str] = (sys.executable, "-m", "sandcat")
     stderr: IO[bytes] | int | None = None
+    #: ``--config`` for every process (environment overrides still win).
+    config: str | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     specs: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     def _env(self, role: str, extra: Mapping[str, str]) -> dict[str, str]:
         return {**os.environ, **self.base_env, "SANDCAT_LOG_PREFIX": role, **extra}
 
+    def _config_args(self) -> list[str]:
+        return ["--config", self.config] if self.config else []
+
     def migrate(self) -> None:
-        subprocess.run([*self.sandcat, "migrate"], env=self._env("migrate", {}), check=True)
+        subprocess.run(
+            [*self.sandcat, "migrate", *self._config_args()],
+            env=self._env("migrate", {}),
+            check=True,
+        )
 
     def start(self) -> None:
         self._spawn("api", "api", {"SANDCAT__SERVER__PORT": str(self.api_port)})
@@ -99,7 +108,7 @@ class Topology:
     def _spawn(self, name: str, role: str, extra: Mapping[str, str]) -> None:
         self.specs[name] = (role, dict(extra))
         self.procs[name] = subprocess.Popen(
-            [*self.sandcat, "serve", "--role", role],
+            [*self.sandcat, "serve", "--role", role, *self._config_args()],
             env=self._env(name, extra),
             stderr=self.stderr,
         )

@@ -64,4 +64,7 @@ class StorageService:
                 )
             )
         if pushes:
+            # A batch holds records in publish order, which is not each user's seq order when
+            # several processes allocate for the same user: push every user's copies in order.
+            pushes.sort(key=lambda push: (push[0], push[1].seq, push[1].send_seq))
             await self._router.route(pushes)

@@ -269,3 +269,13 @@ def test_record_keys() -> None:
     assert record_key(group) == "g"
     with pytest.raises(DecodeError):
         MessageRecord.decode(b"{}")
+
+
+async def test_storage_pushes_each_users_copies_in_seq_order() -> None:
+    """Two gateways allocated b's seqs 1 and 2 but published them the other way round."""
+    seqs, router = FakeSeqs(), FakeRouter()
+    _, (s1,) = await seqs.allocate("a", ["b"])
+    _, (s2,) = await seqs.allocate("c", ["b"])
+    service = StorageService(inbox=FakeInbox(), history=FakeHistory(), seqs=seqs, router=router)
+    await service.store_batch([record("c", [("b", s2)], 1), record("a", [("b", s1)], 1)])
+    assert [m.seq for u, m, _ in router.pushes if u == "b"] == [1, 2]

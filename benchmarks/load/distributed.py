@@ -1,0 +1,89 @@
+"""The load generator against a distributed topology it starts itself.
+
+``python -m benchmarks.load.distributed --out DIR [run options]`` provisions PostgreSQL,
+Redis, Kafka, FerretDB and S3 locally (``scripts/services.py``), starts the api, two
+gateways and a msg-server (``scripts/topology.py``) with the benchmark config, runs
+``python -m benchmarks.load run`` against the api's URL (users registered through the
+public API with codes from the api's log; every role's PID watched for CPU), and stops
+everything. Results land in ``DIR/distributed.json`` for ``report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+from benchmarks.load import cli
+from benchmarks.load.launch import CONFIG
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        f"sandcat_{name}", ROOT / "scripts" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.load.distributed", description=__doc__
+    )
+    parser.add_argument("--out", required=True, help="results folder")
+    parser.add_argument("--register", type=int, default=200, help="users to register")
+    args, run_args = parser.parse_known_args(argv)
+    services, topology_mod = _script("services"), _script("topology")
+    run_dir = Path(tempfile.mkdtemp(prefix="sandcat-bench-dist-"))
+    services.start_services(None, run_dir)
+    log = run_dir / "topology.log"
+    try:
+        env = topology_mod.service_overrides(topology_mod.read_env_file(run_dir / "services.env"))
+        env["SANDCAT__SERVER__JWT_SECRET"] = secrets.token_urlsafe(48)
+        env["SANDCAT__LOG__LEVEL"] = "info"  # the api logs registration codes at warn anyway
+        with log.open("ab") as sink:
+            topology = topology_mod.Topology(
+                base_env=env,
+                api_port=topology_mod.free_port(),
+                ws_ports=[topology_mod.free_port(), topology_mod.free_port()],
+                stderr=sink,
+                config=str(CONFIG),
+            )
+            topology.migrate()
+            topology.start()
+            try:
+                pids = [str(proc.pid) for proc in topology.procs.values()]
+                return cli.main(
+                    [
+                        "run",
+                        "--api",
+                        f"http://127.0.0.1:{topology.api_port}",
+                        *[arg for pid in pids for arg in ("--pid", pid)],
+                        "--register",
+                        str(args.register),
+                        "--code-source",
+                        f"log:{log}",
+                        "--label",
+                        "distributed",
+                        "--out",
+                        args.out,
+                        *run_args,
+                    ]
+                )
+            finally:
+                topology.stop()
+    finally:
+        services.stop_services(run_dir)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
