@@ -119,18 +119,21 @@ class KafkaConsumerLoop:
         while True:
             batches = await self._consumer.getmany(timeout_ms=200)
             self.idle = not batches
-            for partition, records in batches.items():
-                await self._handle(partition, records)
+            if batches:
+                await self._handle(batches)
 
     async def _handle(
-        self, partition: TopicPartition, raw: list[ConsumerRecord[bytes, bytes]]
+        self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
+        """Store every partition's records of one poll as one batch (one inbox write, one
+        history write, one seq release, one routing), then commit all their offsets."""
         decoded: list[MessageRecord] = []
-        for item in raw:
-            try:
-                decoded.append(MessageRecord.decode(item.value or b""))
-            except DecodeError as exc:
-                await self._dead_letter(item, str(exc))
+        for records in batches.values():  # each partition's records stay in their order
+            for item in records:
+                try:
+                    decoded.append(MessageRecord.decode(item.value or b""))
+                except DecodeError as exc:
+                    await self._dead_letter(item, str(exc))
         backoff = 0.1
         while decoded:
             try:
@@ -139,7 +142,6 @@ class KafkaConsumerLoop:
             except (KafkaError, OSError, RuntimeError) as exc:
                 log.warning(
                     "store_batch_retry",
-                    partition=partition.partition,
                     size=len(decoded),
                     error=type(exc).__name__,
                     backoff=backoff,
@@ -147,7 +149,6 @@ class KafkaConsumerLoop:
             except Exception as exc:  # adapters raise their own errors; keep retrying
                 log.exception(
                     "store_batch_retry",
-                    partition=partition.partition,
                     size=len(decoded),
                     error=type(exc).__name__,
                     backoff=backoff,
@@ -159,7 +160,9 @@ class KafkaConsumerLoop:
             # Test failpoint: the crash window between durable storage and the commit.
             log.error("failpoint", name="after_store_before_commit")
             os._exit(75)
-        await self._consumer.commit({partition: raw[-1].offset + 1})
+        await self._consumer.commit(
+            {partition: records[-1].offset + 1 for partition, records in batches.items()}
+        )
 
     async def _dead_letter(self, item: ConsumerRecord[bytes, bytes], reason: str) -> None:
         self.dead_letters += 1
