@@ -7,6 +7,7 @@ nothing twice (I2) and loses nothing (I1).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from sandcat.domain_records import MessageRecord
@@ -28,6 +29,18 @@ def inbox_copies(record: MessageRecord) -> list[tuple[str, int, Msg]]:
     return copies
 
 
+#: Pushes held above a watermark, at most this many and this long (then the client pulls).
+MAX_HELD = 100_000
+HOLD_SECONDS = 30.0
+
+
+def _position(push: Push) -> tuple[int, int]:
+    """Which counter a copy exposes: (0, receive seq), or (1, send seq) for the sender's
+    own copies (echo and ack, whose ``seq`` is 0)."""
+    msg = push[1]
+    return (0, msg.seq) if msg.seq else (1, msg.send_seq)
+
+
 class StorageService:
     def __init__(
         self, *, inbox: InboxWriter, history: HistoryStore, seqs: SeqAllocator, router: PushRouter
@@ -36,6 +49,9 @@ class StorageService:
         self._history = history
         self._seqs = seqs
         self._router = router
+        #: user -> pushes above their watermark, released when it moves past them.
+        self._held: dict[str, list[tuple[float, Push]]] = {}
+        self._held_count = 0
 
     async def store_batch(self, records: Sequence[MessageRecord]) -> None:
         """Durably store every record, release their seqs, then push (best effort)."""
@@ -51,20 +67,50 @@ class StorageService:
             if record.msg.send_seq:
                 triples.append((record.msg.send_id, 0, record.msg.send_seq))
         exposed = await self._seqs.mark_stored(triples) if triples else {}
-        pushes: list[Push] = []
+        planned: list[Push] = []
         for record in records:
-            pushes.extend(
+            planned.extend(
                 plan_pushes(
                     record.msg,
                     record.receivers,
                     record.msg.send_seq,
                     outbox=record.outbox,
                     push_self=record.push_self,
-                    exposed=exposed,
                 )
             )
+        pushes = self._release(planned, exposed)
         if pushes:
-            # A batch holds records in publish order, which is not each user's seq order when
-            # several processes allocate for the same user: push every user's copies in order.
-            pushes.sort(key=lambda push: (push[0], push[1].seq, push[1].send_seq))
             await self._router.route(pushes)
+
+    def _release(self, planned: list[Push], exposed: dict[str, tuple[int, int]]) -> list[Push]:
+        """The pushes at or below their user's watermark (exposure rule), each user's in seq
+        order; the others are held until a later batch moves the watermark past them."""
+        now = time.monotonic()
+        for push in planned:
+            self._held.setdefault(push[0], []).append((now, push))
+            self._held_count += 1
+        ready: list[Push] = []
+        for user_id in {push[0] for push in planned} | (exposed.keys() & self._held.keys()):
+            held = self._held.get(user_id)
+            if not held:
+                continue
+            marks = exposed.get(user_id)
+            keep: list[tuple[float, Push]] = []
+            for since, push in held:
+                kind, seq = _position(push)
+                if marks is not None and seq <= marks[kind]:
+                    ready.append(push)
+                elif now - since < HOLD_SECONDS:
+                    keep.append((since, push))
+            self._held_count -= len(held) - len(keep)
+            if keep:
+                self._held[user_id] = keep
+            else:
+                del self._held[user_id]
+        if self._held_count > MAX_HELD:  # bounded: beyond it the clients' gap pulls take over
+            self._held.clear()
+            self._held_count = 0
+        # A batch holds records in publish order, which is not each user's seq order when
+        # several processes allocate for the same user: push every user's copies in order.
+        ready.sort(key=lambda push: (push[0], *_position(push)))
+        return ready

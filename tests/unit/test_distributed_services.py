@@ -198,7 +198,7 @@ def test_inbox_copies_one_per_owner() -> None:
     ]
 
 
-async def test_storage_withholds_pushes_above_the_watermark() -> None:
+async def test_storage_holds_pushes_above_the_watermark_until_it_moves() -> None:
     seqs, inbox, history, router = FakeSeqs(), FakeInbox(), FakeHistory(), FakeRouter()
     _, (s1,) = await seqs.allocate("a", ["b"])
     _, (s2,) = await seqs.allocate("a", ["b"])
@@ -208,7 +208,8 @@ async def test_storage_withholds_pushes_above_the_watermark() -> None:
     assert [(u, m.seq) for u, m, _ in router.pushes if u == "b"] == []
     assert await seqs.exposed("b") == (0, 0)
     await service.store_batch([record("a", [("b", s1)], 1)])
-    assert [(u, m.seq) for u, m, _ in router.pushes if u == "b"] == [("b", 1)]
+    # The hole is filled: both go out now, in seq order.
+    assert [(u, m.seq) for u, m, _ in router.pushes if u == "b"] == [("b", 1), ("b", 2)]
     assert await seqs.exposed("b") == (2, 0)
     assert len(inbox.copies) == 4 and len(history.rows) == 2
 
