@@ -79,10 +79,15 @@ clean:
 # compiled extensions; then docs/benchmarks.md and docs/plots/*.png are regenerated.
 .PHONY: bench
 BENCH_OUT := benchmarks/results/latest
+# The distributed topology (services + api, two gateways, msg-server) for one-to-one and HTTP.
+BENCH_DIST_ARGS ?= --register 200 --scenarios one-to-one,http --users 200 --senders 50 \
+	--repeats 2 --no-progress
 bench: install
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.load suite --label native --out $(BENCH_OUT) $(BENCH_ARGS)
 	SANDCAT_NO_EXTENSIONS=1 $(BIN)/python -m benchmarks.load suite --no-extensions \
 		--label pure --out $(BENCH_OUT) $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.load.distributed --out $(BENCH_OUT) $(BENCH_DIST_ARGS)
 	$(BIN)/python -m benchmarks.load report $(BENCH_OUT)/native.json $(BENCH_OUT)/pure.json \
+		$(BENCH_OUT)/distributed.json \
 		--run-command "make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')"

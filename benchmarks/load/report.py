@@ -356,10 +356,12 @@ def goal_notes(results: dict[str, dict[str, Any]]) -> list[str]:
         if one:
             top = float(one["max_delivered_per_s"])
             p99 = _median(one["at_75pct"], "e2e_latency", "p99_ms")["median"]
-            verdict = "meets" if top >= 15000 and p99 <= 50 else "falls short of"
+            # The distributed, durable topology has its own goal (issue: ≥ 3k/s, p99 ≤ 100 ms).
+            rate, bound = (3000, 100) if label == "distributed" else (15000, 50)
+            verdict = "meets" if top >= rate and p99 <= bound else "falls short of"
             notes.append(
                 f"{label}: one-to-one max {top:,.0f} delivered msgs/s, p99 {p99:,.1f} ms at 75 % "
-                f"of max: {verdict} the goal (≥ 15,000/s, p99 ≤ 50 ms)."
+                f"of max: {verdict} the goal (≥ {rate:,}/s, p99 ≤ {bound} ms)."
             )
         for size, rows in (res.get("group_fanout") or {}).items():
             per_core = _median([r for r in rows if r["mode"] == "burst"], "deliveries_per_core_s")
