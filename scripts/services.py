@@ -6,6 +6,8 @@ dependency is installed.  Everything that is downloaded or built is cached under
 ``~/.cache/sandcat`` (override with ``SANDCAT_CACHE``), never in the repository.
 
 Services (NAMES): postgres redis kafka mongo s3 (default: all of them).
+``SANDCAT_MONGO_HANDLER=pg`` runs FerretDB on its PostgreSQL handler (a database on this
+run's ``postgres`` service) instead of the default ``sqlite``.
 
     python scripts/services.py install [NAMES...]
     python scripts/services.py start [NAMES...] --run-dir DIR [--port NAME=PORT ...]
@@ -69,6 +71,10 @@ LOG4J_VERSION = "2.25.3"
 KAFKA_HEAP = "-Xmx512m"
 
 FERRETDB_VERSION = "v1.24.2"
+#: FerretDB's backend: ``sqlite`` (default, its own files) or ``pg`` (a database on the
+#: ``postgres`` service of the same run, which must be started too); env SANDCAT_MONGO_HANDLER.
+FERRETDB_HANDLERS = ("sqlite", "pg")
+FERRETDB_PG_DB = "ferretdb"
 VERSITYGW_VERSION = "v1.8.0"
 MOTO_SPEC = "moto[server]>=5,<6"
 
@@ -1151,6 +1157,48 @@ def _ferretdb_bin() -> Path:
     return cache_dir() / "bin" / f"ferretdb-{FERRETDB_VERSION}-{digest.hexdigest()[:10]}"
 
 
+def _ferretdb_handler() -> str:
+    handler = os.environ.get("SANDCAT_MONGO_HANDLER", "").strip().lower() or "sqlite"
+    if handler == "postgresql":
+        handler = "pg"
+    if handler not in FERRETDB_HANDLERS:
+        raise ServiceError(
+            "mongo",
+            f"SANDCAT_MONGO_HANDLER={handler!r}: choose from {' '.join(FERRETDB_HANDLERS)}",
+        )
+    return handler
+
+
+def _ferretdb_pg_database(run_dir: Path) -> str:
+    """Create FerretDB's database on this run's PostgreSQL and return its URL."""
+    pg = _load_state(run_dir)["services"].get("postgres")
+    pid = _read_pidfile(run_dir / "postgres.pid")
+    if not pg or pid is None or not _pid_is_ours(*pid):
+        raise ServiceError(
+            "mongo",
+            "SANDCAT_MONGO_HANDLER=pg needs the postgres service of the same run "
+            "(start postgres together with mongo)",
+        )
+    env = dict(os.environ, PGPASSWORD=str(pg["password"]), PGCONNECT_TIMEOUT="3")
+    psql = [str(Path(pg["bindir"]) / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    psql += ["-h", HOST, "-p", str(pg["port"]), "-U", str(pg["user"]), "-d", "postgres"]
+    _run(
+        [*psql, "-c", f"DROP DATABASE IF EXISTS {FERRETDB_PG_DB}"],
+        service="mongo",
+        env=env,
+        timeout=60,
+        what="DROP DATABASE ferretdb",
+    )
+    _run(
+        [*psql, "-c", f"CREATE DATABASE {FERRETDB_PG_DB}"],
+        service="mongo",
+        env=env,
+        timeout=60,
+        what="CREATE DATABASE ferretdb",
+    )
+    return f"postgres://{pg['user']}:{pg['password']}@{HOST}:{pg['port']}/{FERRETDB_PG_DB}"
+
+
 class Mongo(Service):
     name = "mongo"
 
@@ -1167,7 +1215,10 @@ class Mongo(Service):
         target = _ferretdb_bin()
         target.parent.mkdir(parents=True, exist_ok=True)
         log = cache_dir() / "ferretdb-build.log"
-        say(f"mongo: go build FerretDB {FERRETDB_VERSION} (embedded, SQLite handler), log {log}")
+        say(
+            f"mongo: go build FerretDB {FERRETDB_VERSION} (embedded; sqlite and pg handlers), "
+            f"log {log}"
+        )
         tmp = target.with_name(target.name + ".tmp")
         _run(
             [_go(), "build", "-trimpath", "-o", str(tmp), "."],
@@ -1187,15 +1238,14 @@ class Mongo(Service):
         data = run_dir / "mongo"
         data.mkdir(exist_ok=True)
         binary = _ferretdb_bin()
+        handler = _ferretdb_handler()
         # The embedded build keeps its state in memory (telemetry disabled) and opens no debug
         # listener, so it needs neither --state-dir nor --debug-addr.
-        argv = [
-            str(binary),
-            f"--listen-addr={HOST}:{port}",
-            "--handler=sqlite",
-            f"--sqlite-url=file:{data}/",
-            "--log-level=warn",
-        ]
+        argv = [str(binary), f"--listen-addr={HOST}:{port}", "--log-level=warn"]
+        if handler == "pg":
+            argv += ["--handler=pg", f"--postgresql-url={_ferretdb_pg_database(run_dir)}"]
+        else:
+            argv += ["--handler=sqlite", f"--sqlite-url=file:{data}/"]
         proc = _spawn(self.name, argv, run_dir, cwd=data)
         log = run_dir / "mongo.log"
         _wait_until(
@@ -1211,9 +1261,10 @@ class Mongo(Service):
             "host": HOST,
             "port": port,
             "url": f"mongodb://{HOST}:{port}/",
-            "version": version,
+            "version": f"{version}, {handler} handler",
+            "handler": handler,
             "mongodb_compat_version": build.get("version"),
-            "implementation": "FerretDB (sqlite handler)",
+            "implementation": f"FerretDB ({handler} handler)",
             "data_dir": str(data),
         }
         return proc, info

@@ -8,8 +8,11 @@ Each one-to-one message is stored as two copies (the receiver's and the sender's
 distributed message server does. Both sides get the same messages in the same order, then
 the same pulls (each user's most recent gap, both boxes, as a client's start-up sync asks);
 every pull's result is checked against the expected count. Bounded: the pull phase of each
-side stops after ``--pull-seconds`` (at least ``--min-pulls`` pulls), and the whole run after
-``--max-seconds``. Not part of ``make test``.
+side stops after ``--pull-seconds`` (at least ``--min-pulls`` pulls), and the run stops with
+an error once it has taken ``--max-seconds`` (0: no limit). Not part of ``make test``.
+
+The report names the machine (``lscpu`` model, cores, kernel) and ``--server`` (e.g.
+"FerretDB v1.24.2, pg handler"; the server's own ``buildInfo`` version otherwise).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -105,10 +109,16 @@ async def run_side(
     inbox = MongoInbox(db=client[name], use_sharding=sharding, user_shards=args.shards)
     await inbox.start()
     queue = list(reversed(work))
+    step = max(1, len(work) // 10)
 
     async def writer() -> None:
         while queue:
+            if args.deadline is not None and time.monotonic() > args.deadline:
+                raise SystemExit(f"stopped: --max-seconds {args.max_seconds} reached while writing")
             await inbox.insert_copies(queue.pop())
+            if queue and len(queue) % step == 0:
+                done = 1 - len(queue) / len(work)
+                print(f"    {done:4.0%} in {time.perf_counter() - started:.0f}s", flush=True)
 
     started = time.perf_counter()
     await asyncio.gather(*(writer() for _ in range(args.concurrency)))
@@ -149,11 +159,13 @@ async def run_side(
 async def main(args: argparse.Namespace) -> None:
     messages = plan(args.messages, args.users, args.months, args.seed)
     work, seqs, send_seqs = batches(messages, args.users, args.batch)
+    args.deadline = time.monotonic() + args.max_seconds if args.max_seconds else None
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(args.mongo_url)
     try:
         build = await client.server_info()
+        server = args.server or f"MongoDB-wire server, version {build.get('version')}"
         print(
-            f"server {build.get('version')} ({build.get('ferretdbVersion', 'MongoDB')}), "
+            f"{server}, "
             f"{args.messages} messages, {args.users} users, {args.months} months, "
             f"{args.shards} shards",
             flush=True,
@@ -167,7 +179,8 @@ async def main(args: argparse.Namespace) -> None:
     off, on = sides
     report = {
         "command": " ".join(["python", "-m", "benchmarks.sharding", *sys.argv[1:]]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "machine": machine(),
+        "server": server,
         "messages": args.messages,
         "users": args.users,
         "months": args.months,
@@ -177,6 +190,20 @@ async def main(args: argparse.Namespace) -> None:
         "pull_ratio": round(on.pulls_per_second / off.pulls_per_second, 2),
     }
     print(json.dumps(report, indent=2))
+
+
+def machine() -> str:
+    """CPU model, cores and kernel, for the report."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -192,6 +219,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pull-seconds", type=float, default=30.0)
     parser.add_argument("--min-pulls", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--max-seconds", type=float, default=0.0, help="0: no limit")
+    parser.add_argument("--server", default=os.environ.get("SANDCAT_BENCH_SERVER"))
     args = parser.parse_args(argv)
     if not args.mongo_url:
         parser.error("--mongo-url (or SANDCAT_TEST_MONGO_URL) is required")

@@ -1,11 +1,15 @@
 """The MongoDB inbox's own behaviour: idempotent writes, collection naming and routing under
-hybrid sharding (proved by listening to the commands sent), indexes and the cleaner."""
+hybrid sharding (proved by listening to the commands sent), the month index written only
+when it changes, late copies across a month's end, indexes and the cleaner."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from typing import Any
 
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.monitoring import (
     CommandFailedEvent,
     CommandListener,
@@ -23,6 +27,7 @@ from tests.contracts.conftest import OpenMongo
 SHARDS = 4
 DAY = 86_400_000
 APR_20 = int(dt.datetime(2024, 4, 20, tzinfo=dt.UTC).timestamp() * 1000)
+APR_END = int(dt.datetime(2024, 5, 1, tzinfo=dt.UTC).timestamp() * 1000)
 MAY_10 = int(dt.datetime(2024, 5, 10, tzinfo=dt.UTC).timestamp() * 1000)
 JUN_10 = int(dt.datetime(2024, 6, 10, tzinfo=dt.UTC).timestamp() * 1000)
 
@@ -45,6 +50,18 @@ class Commands(CommandListener):
 
     def collections(self, command: str) -> set[str]:
         return {name for cmd, name in self.seen if cmd == command}
+
+    def index_writes(self) -> int:
+        return sum(1 for cmd, name in self.seen if cmd == "insert" and name == SEQ_INDEX_COLLECTION)
+
+    def index_updates(self) -> int:
+        return sum(1 for cmd, name in self.seen if cmd == "update" and name == SEQ_INDEX_COLLECTION)
+
+
+async def marks(db: AsyncDatabase[dict[str, Any]], owner: str) -> set[tuple[int, int, int]]:
+    """(box, month, seq) of every mark of ``owner`` in the month index."""
+    docs = await db[SEQ_INDEX_COLLECTION].find({"o": owner}).to_list()
+    return {(d["b"], d["m"], d["s"]) for d in docs}
 
 
 def two_users_in_different_shards() -> tuple[str, str]:
@@ -144,7 +161,7 @@ async def test_sharded_copies_land_in_month_and_shard_collections(open_mongo: Op
         ((0, 2), (0, 0), ("2024-04",)),
         ((0, 0), (1, 2), ("2024-06",)),  # send_seq 2 only
         ((3, 4), (0, 1), ("2024-04", "2024-05")),
-        ((9, 20), (2, 20), ()),  # nothing stored there: no inbox collection is read
+        ((9, 20), (2, 20), ("2024-06",)),  # above every stored seq: only the newest month
     ],
 )
 async def test_a_pull_reads_only_the_collections_that_hold_the_range(
@@ -167,6 +184,122 @@ async def test_a_pull_reads_only_the_collections_that_hold_the_range(
         assert [m.send_seq for m in pulled if not m.seq] == list(
             range(sent_rng[0] + 1, min(sent_rng[1], 2) + 1)
         )
+
+
+async def test_the_month_index_is_written_only_when_an_owner_enters_a_month(
+    open_mongo: OpenMongo,
+) -> None:
+    alice, bob = two_users_in_different_shards()
+    listener = Commands()
+    async with open_mongo(listeners=[listener]) as db:
+        inbox = MongoInbox(db=db, use_sharding=True, user_shards=SHARDS)
+        await inbox.insert_copies([received(alice, 1, APR_20), sent(alice, 1, APR_20)])
+        assert listener.index_writes() == 1  # one insert for both boxes of a new owner
+        listener.seen.clear()
+        for seq in range(2, 6):  # the rest of April: no index write at all
+            await inbox.insert_copies(
+                [received(alice, seq, APR_20 + seq), sent(alice, seq, APR_20)]
+            )
+        assert listener.index_writes() == 0
+        assert listener.collections("insert") == {inbox_collection(alice, APR_20, SHARDS)}
+        await inbox.insert_copies([received(alice, 6, MAY_10), received(bob, 1, MAY_10)])
+        assert listener.index_writes() == 1  # alice enters May, bob is new: one command
+        assert await marks(db, alice) == {(0, 202404, 1), (1, 202404, 1), (0, 202405, 6)}
+        listener.seen.clear()
+        await inbox.insert_copies([received(alice, 7, MAY_10 + 1), received(bob, 2, MAY_10 + 1)])
+        assert listener.index_writes() == 0
+        # another process (cold cache) writes the index once per owner, then stops
+        other = MongoInbox(db=db, use_sharding=True, user_shards=SHARDS)
+        await other.insert_copies([received(alice, 8, MAY_10 + 2)])
+        await other.insert_copies([received(alice, 9, MAY_10 + 3)])
+        assert listener.index_writes() == 1
+        assert listener.index_updates() == 0  # marks are only ever inserted
+        assert await marks(db, alice) == {
+            (0, 202404, 1),
+            (1, 202404, 1),
+            (0, 202405, 6),
+            (0, 202405, 8),  # harmless: May's first stays 6
+        }
+        pulled = await other.pull(alice, 0, 100, 0, 100, 0)
+        assert [m.seq for m in pulled if m.seq] == list(range(1, 10))
+        assert [m.send_seq for m in pulled if not m.seq] == list(range(1, 6))
+
+
+async def test_owners_the_bounded_cache_forgot_are_marked_again(open_mongo: OpenMongo) -> None:
+    listener = Commands()
+    owners = [f"u{i}" for i in range(40)]
+    async with open_mongo(listeners=[listener]) as db:
+        inbox = MongoInbox(db=db, use_sharding=True, user_shards=SHARDS, index_cache_size=10)
+        await inbox.insert_copies([received(o, 1, APR_20) for o in owners])
+        assert listener.index_writes() == 1
+        assert await db[SEQ_INDEX_COLLECTION].count_documents({}) == 40
+        listener.seen.clear()
+        await inbox.insert_copies([received(o, 2, APR_20 + 1) for o in owners])
+        assert listener.index_writes() == 1  # only 10 owners are still cached: 30 marks
+        assert await db[SEQ_INDEX_COLLECTION].count_documents({}) == 70
+        listener.seen.clear()
+        # the last ten marked (least recently used out first)
+        await inbox.insert_copies([received(o, 3, APR_20 + 2) for o in owners[20:30]])
+        assert listener.index_writes() == 0
+        for n, owner in enumerate(owners):
+            want = [1, 2, 3] if 20 <= n < 30 else [1, 2]
+            assert [m.seq for m in await inbox.pull(owner, 0, 9, 0, 0, 0)] == want
+
+
+async def test_a_late_copy_of_the_previous_month_is_still_pulled(open_mongo: OpenMongo) -> None:
+    """seq 3 is sent in May by one server; seq 4 was stamped a moment before May by another,
+    so it belongs to April although its seq is higher than May's first."""
+    alice, _ = two_users_in_different_shards()
+    listener = Commands()
+    async with open_mongo(listeners=[listener]) as db:
+        first = MongoInbox(db=db, use_sharding=True, user_shards=SHARDS)
+        second = MongoInbox(db=db, use_sharding=True, user_shards=SHARDS)
+        await first.insert_copies([received(alice, s, APR_20 + s) for s in (1, 2)])
+        await second.insert_copies([received(alice, 2, APR_20 + 2)])  # learns April
+        await first.insert_copies([received(alice, 3, APR_END + 5)])  # May's first
+        # another process, still believing April is the newest, relies on the late window
+        await second.insert_copies([received(alice, 4, APR_END - 1)])
+        assert await marks(db, alice) == {(0, 202404, s) for s in (1, 2, 4)} | {(0, 202405, 3)}
+        # the same process knows May is newer: an older month's copy always widens April
+        await first.insert_copies([received(alice, 5, APR_END - 7_200_000)])
+        await first.insert_copies([received(alice, s, MAY_10 + s) for s in (6, 7)])
+        april = inbox_collection(alice, APR_20, SHARDS)
+        may = inbox_collection(alice, MAY_10, SHARDS)
+        for reader in (first, second, MongoInbox(db=db, use_sharding=True, user_shards=SHARDS)):
+            listener.seen.clear()
+            got = [m.seq for m in await reader.pull(alice, 2, 5, 0, 0, 0)]
+            assert got == [5, 4, 3]  # send_time order
+            assert listener.collections("find") == {april, may, SEQ_INDEX_COLLECTION}
+            listener.seen.clear()
+            got = [m.seq for m in await reader.pull(alice, 5, 7, 0, 0, 0)]
+            assert got == [6, 7]
+            assert listener.collections("find") == {may, SEQ_INDEX_COLLECTION}
+
+
+async def test_concurrent_writers_keep_every_copy_reachable(open_mongo: OpenMongo) -> None:
+    alice, bob = two_users_in_different_shards()
+    async with open_mongo() as db:
+        inboxes = [MongoInbox(db=db, use_sharding=True, user_shards=SHARDS) for _ in range(3)]
+        times = [APR_20, MAY_10, JUN_10]
+        copies = [
+            received(user, seq, times[(seq - 1) // 10] + seq)
+            for user in (alice, bob)
+            for seq in range(1, 31)
+        ]
+        # every writer gets every third batch, in no particular order of months
+        batches = [copies[i : i + 4] for i in range(0, len(copies), 4)]
+        await asyncio.gather(
+            *(
+                asyncio.gather(
+                    *(inboxes[n % 3].insert_copies(b) for n, b in enumerate(batches) if n % 3 == k)
+                )
+                for k in range(3)
+            )
+        )
+        for user in (alice, bob):
+            for low in range(0, 30, 7):
+                got = [m.seq for m in await inboxes[0].pull(user, low, low + 9, 0, 0, 0)]
+                assert got == list(range(low + 1, min(low + 9, 30) + 1))
 
 
 async def test_deletes_and_read_marks_route_the_same_way(open_mongo: OpenMongo) -> None:
@@ -224,12 +357,10 @@ async def test_cleaner_drops_expired_month_collections(open_mongo: OpenMongo) ->
         assert inbox_collection(alice, MAY_10, SHARDS) in names  # emptied, month not over
         assert [m.seq for m in await inbox.pull(alice, 0, 100, 0, 100, 0) if m.seq] == [7, 8, 9]
         assert [m.seq for m in await inbox.pull(bob, 0, 100, 0, 0, 0)] == [20, 7, 8, 9]
-        index = await db[SEQ_INDEX_COLLECTION].find_one({"_id": alice})
-        assert index is not None and "202404" in index["m"]  # bob's April collection remains
+        assert 202404 in {m for _, m, _ in await marks(db, alice)}  # bob's April remains
         later = await inbox.clean_inbox(JUN_10 + 2 * DAY, 30, frozenset())
         assert later.dropped == [inbox_collection(bob, APR_20, SHARDS)]
-        index = await db[SEQ_INDEX_COLLECTION].find_one({"_id": alice})
-        assert index is not None and sorted(index["m"]) == ["202405", "202406"]
+        assert {m for _, m, _ in await marks(db, alice)} == {202405, 202406}
 
 
 def test_except_types_take_the_originals_names() -> None:

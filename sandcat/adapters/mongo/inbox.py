@@ -7,10 +7,26 @@ box 1); ``(owner_id, box, box_seq)`` is unique, so re-inserting a copy is a no-o
 - ``use_sharding: false``: every copy lives in ``single_msg_box``, as in the original.
 - ``use_sharding: true`` (decisions §3): a copy lives in the collection of the UTC month of
   its ``send_time`` and the owner's shard (``sandcat._native.inbox_collection``). The
-  ``seq_months`` collection keeps, per owner, the lowest and highest seq of each box in each
-  month (one document per owner, ``_id`` = owner id, raised with ``$min``/``$max`` before the
-  copies are written), so a pull, a delete or a read-mark reads one document by ``_id`` and
-  then queries only the month collections whose seq ranges meet the request.
+  ``seq_months`` collection holds small insert-only *marks* ``{o: owner, b: box, m: YYYYMM,
+  s: seq}`` (``_id`` made of the four, so writing a mark twice is a no-op). Seqs grow with
+  time, so the lowest mark of a month is its first seq and a month's seqs run up to the next
+  month's first (the newest month is open-ended): the index changes only when an owner
+  enters a new month. A per-process cache of each owner's latest marked month (bounded,
+  least recently used first out) lets a batch skip the index for every owner whose copies
+  stay in that month.
+
+  Seq order and ``send_time`` order can disagree a little: ``send_time`` is stamped when a
+  message is accepted and the seq allocated just after, on several servers. So a copy sent in
+  the last ``late_window_ms`` of its month, or written into a month older than the owner's
+  cached latest one, also leaves a mark of its seq: a month's range is ``[lowest mark,
+  max(next month's first - 1, highest mark)]``.
+
+  Marks are only ever inserted (no update, no upsert), so concurrent writers in any number
+  of processes can only add information, and they are written before the copies, so the
+  index never misses a stored copy. (Inserts are also the only writes that FerretDB v1 does
+  in constant time: its ``update`` by ``_id`` reads the whole collection on both its SQLite
+  and PostgreSQL handlers.) A pull, a delete or a read-mark reads the owner's marks (indexed
+  by owner) and then queries only the month collections whose seq ranges meet the request.
 
 Only plain ``find``/``insert``/``update``/``delete`` commands and indexes are used: FerretDB
 v1 has no transactions and a partial aggregation pipeline.
@@ -20,13 +36,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -44,12 +60,12 @@ SEQ_INDEX_COLLECTION = "seq_months"
 RECEIVED, SENT = 0, 1
 DAY_MS = 86_400_000
 _DUPLICATE_KEY = 11000
-#: Upserts per ``update`` command: FerretDB v1.24 (SQLite) hangs on one command with about a
-#: hundred upserts of existing documents, so the index updates go in small commands.
-_UPSERTS_PER_COMMAND = 16
 _SHARDED_NAME = re.compile(r"^msg_box_(\d{6})_(\d+)$")
-#: Bounds of each box's seqs in one month, as stored under ``seq_months.m.<YYYYMM>``.
-_LOW, _HIGH = ("rlo", "slo"), ("rhi", "shi")
+#: How far apart ``send_time`` order and seq order may be: copies sent in the last hour of a
+#: month record their seq as the month's late bound.
+LATE_WINDOW_MS = 3_600_000
+#: Owners (per box) whose latest indexed month one process remembers.
+INDEX_CACHE_SIZE = 200_000
 _ORDER = [("send_time", ASCENDING), ("box_seq", ASCENDING), ("box", ASCENDING)]
 
 Document = dict[str, Any]
@@ -125,10 +141,33 @@ def _next_month(month: int) -> int:
     return month + 1 if month % 100 < 12 else (month // 100 + 1) * 100 + 1
 
 
-def _overlaps(bounds: Document, box: int, low: int, high: int) -> bool:
-    """Whether the month's seqs of ``box`` can meet the range ``(low, high]``."""
-    lowest, highest = bounds.get(_LOW[box]), bounds.get(_HIGH[box])
-    return lowest is not None and highest is not None and highest > low and lowest <= high
+def _mark(owner: str, box: int, month: int, seq: int) -> Document:
+    return {"_id": f"{owner}|{box}|{month}|{seq}", "o": owner, "b": box, "m": month, "s": seq}
+
+
+def _month_ranges(marks: dict[int, tuple[int, int]]) -> list[tuple[int, int, int | None]]:
+    """``(month, first, last)`` of every month of one box, oldest first, from each month's
+    (lowest, highest) mark; ``last`` is None for the newest month (open-ended)."""
+    months = sorted(marks)
+    out: list[tuple[int, int, int | None]] = []
+    for n, month in enumerate(months):
+        first, highest = marks[month]
+        last = None if n + 1 == len(months) else max(marks[months[n + 1]][0] - 1, highest)
+        out.append((month, first, last))
+    return out
+
+
+async def _insert_ignoring_duplicates(
+    collection: AsyncCollection[Document], docs: list[Document]
+) -> None:
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if exc.details.get("writeConcernErrors") or any(
+            error.get("code") != _DUPLICATE_KEY for error in errors
+        ):
+            raise
 
 
 class MongoInbox:
@@ -136,13 +175,24 @@ class MongoInbox:
     ``delete_received``, ``mark_read``); the exposed seqs come from the seq allocator."""
 
     def __init__(
-        self, *, db: AsyncDatabase[Document], use_sharding: bool = False, user_shards: int = 10
+        self,
+        *,
+        db: AsyncDatabase[Document],
+        use_sharding: bool = False,
+        user_shards: int = 10,
+        late_window_ms: int = LATE_WINDOW_MS,
+        index_cache_size: int = INDEX_CACHE_SIZE,
     ) -> None:
         self._db = db
         self._sharded = use_sharding
         self._shards = user_shards
+        self._late_window = late_window_ms
         self._index = db[SEQ_INDEX_COLLECTION]
         self._ready: set[str] = set()
+        self._index_ready = False
+        #: (owner, box) -> (latest month, a seq >= that month's lowest stored mark)
+        self._latest: OrderedDict[tuple[str, int], tuple[int, int]] = OrderedDict()
+        self._cache_size = index_cache_size
 
     @mongo_errors
     async def start(self) -> None:
@@ -150,9 +200,15 @@ class MongoInbox:
         if not self._sharded:
             await self._ensure(SINGLE_COLLECTION)
             return
+        await self._ensure_index()
         for name in await self._db.list_collection_names():
             if _SHARDED_NAME.match(name):
                 await self._ensure(name)
+
+    async def _ensure_index(self) -> None:
+        if not self._index_ready:
+            await self._index.create_index([("o", ASCENDING)], name="owner")
+            self._index_ready = True
 
     async def _ensure(self, name: str) -> AsyncCollection[Document]:
         collection = self._db[name]
@@ -176,52 +232,64 @@ class MongoInbox:
         if not self._sharded:
             by_collection[SINGLE_COLLECTION] = [_document(o, b, m) for o, b, m in copies]
         else:
-            # Per owner: {month: [low, high] per box}, raised in seq_months before the copies
-            # land, so the index never misses a stored copy.
-            bounds: dict[str, dict[int, list[int | None]]] = defaultdict(dict)
             for owner, box, msg in copies:
                 month = month_of(msg.send_time)
-                key = msg.send_seq if box else msg.seq
                 by_collection[collection_name(month, shard_of(owner, self._shards))].append(
                     _document(owner, box, msg)
                 )
-                entry = bounds[owner].setdefault(month, [None, None, None, None])
-                low, high = entry[box], entry[2 + box]
-                entry[box] = key if low is None else min(low, key)
-                entry[2 + box] = key if high is None else max(high, key)
-            await self._raise_bounds(bounds)
+            await self._write_index(copies)
         for name, docs in by_collection.items():
-            collection = await self._ensure(name)
-            try:
-                await collection.insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if exc.details.get("writeConcernErrors") or any(
-                    error.get("code") != _DUPLICATE_KEY for error in errors
-                ):
-                    raise
+            await _insert_ignoring_duplicates(await self._ensure(name), docs)
 
-    async def _raise_bounds(self, bounds: dict[str, dict[int, list[int | None]]]) -> None:
-        updates: list[UpdateOne] = []
-        for owner, months in bounds.items():
-            lows: Document = {}
-            highs: Document = {}
-            for month, entry in months.items():
-                for box in (RECEIVED, SENT):
-                    if entry[box] is not None:
-                        lows[f"m.{month}.{_LOW[box]}"] = entry[box]
-                        highs[f"m.{month}.{_HIGH[box]}"] = entry[2 + box]
-            updates.append(UpdateOne({"_id": owner}, {"$min": lows, "$max": highs}, upsert=True))
-        for first in range(0, len(updates), _UPSERTS_PER_COMMAND):
-            await self._index.bulk_write(
-                updates[first : first + _UPSERTS_PER_COMMAND], ordered=False
-            )
+    async def _write_index(self, copies: Sequence[tuple[str, int, Msg]]) -> None:
+        """Add the marks ``copies`` need to ``seq_months`` before they are stored, leaving
+        out what the cache proves is already there."""
+        lows: dict[tuple[str, int, int], int] = {}
+        highs: dict[tuple[str, int, int], int] = {}
+        learned: dict[tuple[str, int], tuple[int, int]] = {}
+        for owner, box, msg in copies:
+            month = month_of(msg.send_time)
+            seq = msg.send_seq if box else msg.seq
+            key = (owner, box, month)
+            known = learned.get((owner, box)) or self._latest.get((owner, box))
+            if (owner, box) in self._latest:
+                self._latest.move_to_end((owner, box))
+            if known is None or known[0] != month or seq < known[1]:
+                lows[key] = min(seq, lows.get(key, seq))
+                if known is not None and month < known[0]:
+                    highs[key] = max(seq, highs.get(key, seq))  # a late copy of an older month
+                else:
+                    learned[(owner, box)] = (month, seq)
+            if _month_start_ms(_next_month(month)) - msg.send_time <= self._late_window:
+                highs[key] = max(seq, highs.get(key, seq))
+        marks = {
+            doc["_id"]: doc
+            for bound in (lows, highs)
+            for (owner, box, month), seq in bound.items()
+            for doc in [_mark(owner, box, month, seq)]
+        }
+        if marks:
+            await self._ensure_index()
+            await _insert_ignoring_duplicates(self._index, list(marks.values()))
+        for slot, (month, seq) in learned.items():  # only once the index holds them
+            known = self._latest.get(slot)
+            if known is None or month > known[0] or (month == known[0] and seq < known[1]):
+                self._latest[slot] = (month, seq)
+            self._latest.move_to_end(slot)
+        while len(self._latest) > self._cache_size:
+            self._latest.popitem(last=False)
 
     # --- reads and per-user changes ------------------------------------------------------
 
-    async def _months(self, user_id: str) -> dict[int, Document]:
-        doc = await self._index.find_one({"_id": user_id})
-        return {int(month): b for month, b in (doc or {}).get("m", {}).items()}
+    async def _marks(self, user_id: str) -> dict[int, dict[int, tuple[int, int]]]:
+        """Per box, per month: the lowest and highest mark of ``user_id``."""
+        out: dict[int, dict[int, tuple[int, int]]] = {RECEIVED: {}, SENT: {}}
+        cursor = self._index.find({"o": user_id}, {"_id": False, "b": True, "m": True, "s": True})
+        for doc in await cursor.to_list():
+            box, month, seq = doc["b"], doc["m"], doc["s"]
+            low, high = out[box].get(month, (seq, seq))
+            out[box][month] = (min(low, seq), max(high, seq))
+        return out
 
     async def _routes(
         self, user_id: str, ranges: Sequence[tuple[int, int, int]]
@@ -234,12 +302,13 @@ class MongoInbox:
         if not self._sharded:
             return [(SINGLE_COLLECTION, list(ranges))]
         shard = shard_of(user_id, self._shards)
-        routes: list[tuple[str, list[tuple[int, int, int]]]] = []
-        for month, bounds in sorted((await self._months(user_id)).items()):
-            meets = [r for r in ranges if _overlaps(bounds, *r)]
-            if meets:
-                routes.append((collection_name(month, shard), meets))
-        return routes
+        marks = await self._marks(user_id)
+        meets: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        for box, low, high in ranges:
+            for month, first, last in _month_ranges(marks[box]):
+                if first <= high and (last is None or last > low):
+                    meets[month].append((box, low, high))
+        return [(collection_name(month, shard), meets[month]) for month in sorted(meets)]
 
     @mongo_errors
     async def pull(
@@ -330,8 +399,8 @@ class MongoInbox:
                 report.dropped.append(name)
                 left -= 1
             if left == 0:
-                await self._index.update_many(
-                    {f"m.{month}": {"$exists": True}}, {"$unset": {f"m.{month}": ""}}
-                )
+                await self._index.delete_many({"m": month})
+                for key in [k for k, (m, _) in self._latest.items() if m == month]:
+                    del self._latest[key]
         log.info("inbox_cleaned", deleted=report.deleted, dropped=len(report.dropped))
         return report
