@@ -27,6 +27,10 @@ from sandcat.services.notify import Notifier
 OWNER, ADMIN = 0, 1
 
 
+#: Members carried in a GroupInvitation notification (the HTTP response carries them all).
+INVITATION_MEMBERS = 100
+
+
 class GroupService:
     def __init__(
         self,
@@ -93,12 +97,17 @@ class GroupService:
         )
         members = await self._groups.create_group(info, ids)
         invitation = GroupInvitation(info=info, members=members)
+        # Every member stores its own copy of the notification: carrying all members to all
+        # of them is quadratic (10,000 members: ~10 GB). Beyond INVITATION_MEMBERS the
+        # notification carries the first ones; clients load the rest with
+        # GET /group/member/{user_id}/{group_id}, as the web client does after an invitation.
+        pushed = GroupInvitation(info=info, members=members[:INVITATION_MEMBERS])
         await self._notifier.group_event(
             MsgType.GROUP_INVITATION,
             actor=user_id,
             group_id=info.id,
             receivers=[m.user_id for m in members if m.user_id != user_id],
-            content=invitation.encode(),
+            content=pushed.encode(),
         )
         return invitation
 

@@ -388,3 +388,29 @@ async def test_fan_out_costs_one_write_whatever_the_size(
         # and the sender's outbox copy.
         assert rows == [(0, 999, 999, 3, 4), (1, 1, 1, 4, 4)]
         await sock.close()
+
+
+@pytest.mark.embedded_only
+async def test_big_group_invitation_carries_a_bounded_member_list(
+    start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook, tmp_path: Path
+) -> None:
+    """Creating a 300-member group: the response lists everyone, each member's stored
+    notification carries the first 100 (not 300 times 300 entries)."""
+    async with start_server() as srv:
+        api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
+        (owner,) = await _users(api, "owner")
+        ids = [f"member-{i:04d}-xxxxxxxxx" for i in range(299)]
+        with sqlite3.connect(tmp_path / "data" / "sandcat.db") as conn:
+            conn.executemany(
+                "INSERT INTO users (id, name, account, password, salt, avatar, create_time, "
+                "update_time) VALUES (?, ?, ?, '', '', 'avatar1.png', 1, 1)",
+                [(uid, uid[:11], uid) for uid in ids],
+            )
+        made = await _create(api, owner, ids, name="crowd")
+        assert len(made["members"]) == 300
+        with sqlite3.connect(tmp_path / "data" / "sandcat.db") as conn:
+            (content,) = conn.execute(
+                "SELECT content FROM inbox WHERE owner_id = ? AND msg_type = 2", (ids[0],)
+            ).fetchone()
+        invitation = wire.decode_group_invitation(bytes(content))
+        assert len(invitation["members"]) == 100 and invitation["info"]["name"] == "crowd"
