@@ -338,6 +338,8 @@ def write_doc(
         "",
         *[f"- {note}" for note in notes],
         "",
+        "Analysis of the gaps: [`performance.md`](performance.md).",
+        "",
     ]
     warnings = [w for res in results.values() for w in res.get("warnings", [])]
     if warnings:
