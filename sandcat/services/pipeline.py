@@ -10,7 +10,6 @@ broker's acks and only then resolves the acks. Storage and pushes happen in a ms
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Awaitable
 from typing import Protocol
 
@@ -18,6 +17,7 @@ from sandcat.domain import Ack, Stored, Submission
 from sandcat.domain_records import MessageRecord
 from sandcat.log import get_logger
 from sandcat.ports import IdempotencyStore, SeqAllocator
+from sandcat.services.batching import BatchingWorker
 
 log = get_logger(__name__)
 
@@ -35,7 +35,7 @@ def record_key(submission: Submission) -> str:
     return submission.receivers[0] if submission.receivers else msg.send_id
 
 
-class QueuedMessageLog:
+class QueuedMessageLog(BatchingWorker):
     def __init__(
         self,
         *,
@@ -44,45 +44,19 @@ class QueuedMessageLog:
         queue: MessageQueue,
         max_batch: int = 256,
     ) -> None:
+        super().__init__(max_batch=max_batch, name="queued-log")
         self._seqs = seqs
         self._idem = idempotency
         self._queue = queue
-        self._max_batch = max_batch
-        self._pending: deque[tuple[Submission, asyncio.Future[Stored]]] = deque()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="queued-log")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            if self._pending:
-                await asyncio.gather(*(f for _, f in list(self._pending)), return_exceptions=True)
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    def submit(self, submission: Submission) -> asyncio.Future[Stored]:
-        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self._pending.append((submission, future))
-        self._wakeup.set()
-        return future
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._pending:
-                size = min(self._max_batch, len(self._pending))
-                batch = [self._pending.popleft() for _ in range(size)]
-                try:
-                    await self._process(batch)
-                except Exception as exc:  # the adapters raise; every waiter learns of it
-                    log.exception("publish_batch_failed", size=len(batch))
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+    async def process(self, batch: list[tuple[Submission, asyncio.Future[Stored]]]) -> None:
+        try:
+            await self._process(batch)
+        except Exception as exc:  # the adapters raise; every waiter learns of it
+            log.exception("publish_batch_failed", size=len(batch))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
 
     async def _process(self, batch: list[tuple[Submission, asyncio.Future[Stored]]]) -> None:
         known = await asyncio.gather(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.domain import Ack, Stored, Submission
 from sandcat.log import get_logger
 from sandcat.protocol.msg import Msg
+from sandcat.services.batching import BatchingWorker
 
 log = get_logger(__name__)
 
@@ -244,48 +244,20 @@ def _write_one(
     return Stored(ack, duplicate=False, receiver_seqs=receiver_seqs)
 
 
-class SqliteMessageLog:
+class SqliteMessageLog(BatchingWorker):
     """Implements ``MessageLog``: FIFO submissions, batched into one transaction each."""
 
     def __init__(self, db: SqliteDatabase, *, max_batch: int = 1024) -> None:
+        super().__init__(max_batch=max_batch, name="sqlite-writer")
         self._db = db
-        self._max_batch = max_batch
-        self._queue: deque[tuple[Submission, asyncio.Future[Stored]]] = deque()
-        self._wakeup = asyncio.Event()
         self._counters = _Counters()
         self._listeners: list[OnStored] = []
-        self._task: asyncio.Task[None] | None = None
 
     def add_listener(self, listener: OnStored) -> None:
         self._listeners.append(listener)
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="sqlite-writer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            if self._queue:  # let what was accepted land before stopping
-                await asyncio.gather(*(fut for _, fut in list(self._queue)), return_exceptions=True)
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    def submit(self, submission: Submission) -> asyncio.Future[Stored]:
-        """Queue a submission; the future resolves once it is durable (FIFO order)."""
-        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self._queue.append((submission, future))
-        self._wakeup.set()
-        return future
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                batch = [
-                    self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))
-                ]
-                await self._store(batch)
+    async def process(self, batch: list[tuple[Submission, asyncio.Future[Stored]]]) -> None:
+        await self._store(batch)
 
     async def _store(self, batch: list[tuple[Submission, asyncio.Future[Stored]]]) -> None:
         subs = [sub for sub, _ in batch]
