@@ -14,30 +14,19 @@ from typing import Any
 import orjson
 
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
+from sandcat.adapters.social_sql import (
+    FRIEND_SELECT,
+    GROUP_COLUMNS,
+    MEMBER,
+    MEMBER_SELECT,
+    OWNER,
+    PENDING,
+    REQUEST_SELECT,
+)
 from sandcat.ports import FriendRequest
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
 
-#: Enum values as stored (FriendshipStatus, GroupMemberRole).
-PENDING = 0
-OWNER, MEMBER = 0, 2
-
-_FRIEND_SELECT = (
-    "SELECT f.fs_id, f.friend_id, u.account, u.name, u.avatar, u.gender, u.age, u.region, "
-    "f.status, f.remark, u.email, f.source, u.signature, f.create_time, f.update_time "
-    "FROM friends f JOIN users u ON u.id = f.friend_id "
-)
-#: The requester's remark and e-mail are not the target's business: both are null.
-_REQUEST_SELECT = (
-    "SELECT f.id, f.user_id, u.name, u.avatar, u.gender, u.age, u.region, f.status, "
-    "f.apply_msg, f.source, f.create_time, u.account, NULL, NULL "
-    "FROM friendships f JOIN users u ON u.id = f.user_id "
-)
-_GROUP_COLUMNS = "id, owner, name, avatar, description, announcement, create_time, update_time"
-_MEMBER_SELECT = (
-    "SELECT u.age, m.group_id, m.user_id, u.name, u.avatar, m.joined_at, u.region, u.gender, "
-    "m.group_remark, u.signature, m.role "
-    "FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? "
-)
+_MEMBER_SELECT = MEMBER_SELECT + "? "
 _MEMBER_ORDER = "ORDER BY m.joined_at, m.role, m.user_id"
 #: One parameter holding a JSON array of ids.
 _IDS = "(SELECT value FROM json_each(?))"
@@ -65,7 +54,7 @@ def _member(row: tuple[Any, ...]) -> GroupMember:
 
 def _select_friend(conn: sqlite3.Connection, user_id: str, friend_id: str) -> Friend:
     row = conn.execute(
-        _FRIEND_SELECT + "WHERE f.user_id = ? AND f.friend_id = ?", (user_id, friend_id)
+        FRIEND_SELECT + "WHERE f.user_id = ? AND f.friend_id = ?", (user_id, friend_id)
     ).fetchone()
     return _friend(row)
 
@@ -195,7 +184,7 @@ class SqliteFriendStore:
     async def friends_since(self, user_id: str, since_ms: int) -> list[Friend]:
         def run(conn: sqlite3.Connection) -> list[Friend]:
             rows = conn.execute(
-                _FRIEND_SELECT + "WHERE f.user_id = ? AND f.update_time > ? AND u.is_delete = 0 "
+                FRIEND_SELECT + "WHERE f.user_id = ? AND f.update_time > ? AND u.is_delete = 0 "
                 "ORDER BY f.update_time",
                 (user_id, since_ms),
             )
@@ -206,7 +195,7 @@ class SqliteFriendStore:
     async def requests_to(
         self, user_id: str, *, since_ms: int, pending_only: bool
     ) -> list[FriendshipWithUser]:
-        sql = _REQUEST_SELECT + "WHERE f.friend_id = ? AND f.update_time > ? AND u.is_delete = 0 "
+        sql = REQUEST_SELECT + "WHERE f.friend_id = ? AND f.update_time > ? AND u.is_delete = 0 "
         if pending_only:
             sql += f"AND f.status = {PENDING} "
         sql += "ORDER BY f.update_time"
@@ -226,7 +215,7 @@ class SqliteGroupStore:
     async def create_group(self, info: GroupInfo, member_ids: Sequence[str]) -> list[GroupMember]:
         def run(conn: sqlite3.Connection) -> list[GroupMember]:
             conn.execute(
-                f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO groups ({GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     info.id,
                     info.owner,
@@ -254,7 +243,7 @@ class SqliteGroupStore:
     async def get_group(self, group_id: str) -> GroupInfo | None:
         def run(conn: sqlite3.Connection) -> GroupInfo | None:
             row = conn.execute(
-                f"SELECT {_GROUP_COLUMNS} FROM groups WHERE id = ?", (group_id,)
+                f"SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?", (group_id,)
             ).fetchone()
             return _group(row) if row else None
 
@@ -337,7 +326,7 @@ class SqliteGroupStore:
                 "avatar = COALESCE(NULLIF(?, ''), avatar), "
                 "description = COALESCE(NULLIF(?, ''), description), "
                 "announcement = COALESCE(NULLIF(?, ''), announcement), update_time = ? "
-                f"WHERE id = ? RETURNING {_GROUP_COLUMNS}",
+                f"WHERE id = ? RETURNING {GROUP_COLUMNS}",
                 (name, avatar, description, announcement, now_ms, group_id),
             ).fetchone()
             return _group(row) if row else None

@@ -13,30 +13,22 @@ from typing import Any
 import asyncpg
 
 from sandcat.adapters.postgres.errors import pg_errors
+from sandcat.adapters.social_sql import (
+    ACCEPTED,
+    DELETED,
+    FRIEND_SELECT,
+    GROUP_COLUMNS,
+    MEMBER,
+    MEMBER_SELECT,
+    OWNER,
+    PENDING,
+    REJECTED,
+    REQUEST_SELECT,
+)
 from sandcat.ports import FriendRequest
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
 
-#: Enum values as stored (FriendshipStatus, GroupMemberRole).
-PENDING, ACCEPTED, REJECTED, DELETED = 0, 1, 2, 4
-OWNER, MEMBER = 0, 2
-
-_FRIEND_SELECT = (
-    "SELECT f.fs_id, f.friend_id, u.account, u.name, u.avatar, u.gender, u.age, u.region, "
-    "f.status, f.remark, u.email, f.source, u.signature, f.create_time, f.update_time "
-    "FROM friends f JOIN users u ON u.id = f.friend_id "
-)
-#: The requester's remark and e-mail are not the target's business: both are null.
-_REQUEST_SELECT = (
-    "SELECT f.id, f.user_id, u.name, u.avatar, u.gender, u.age, u.region, f.status, "
-    "f.apply_msg, f.source, f.create_time, u.account, NULL, NULL "
-    "FROM friendships f JOIN users u ON u.id = f.user_id "
-)
-_GROUP_COLUMNS = "id, owner, name, avatar, description, announcement, create_time, update_time"
-_MEMBER_SELECT = (
-    "SELECT u.age, m.group_id, m.user_id, u.name, u.avatar, m.joined_at, u.region, u.gender, "
-    "m.group_remark, u.signature, m.role "
-    "FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 "
-)
+_MEMBER_SELECT = MEMBER_SELECT + "$1 "
 _MEMBER_ORDER = 'ORDER BY m.joined_at, m.role, m.user_id COLLATE "C"'
 
 
@@ -125,7 +117,7 @@ class PostgresFriendStore:
                     (accepter, requester, fs_id, resp_remark, source, now_ms),
                 ],
             )
-            select = _FRIEND_SELECT + "WHERE f.user_id = $1 AND f.friend_id = $2"
+            select = FRIEND_SELECT + "WHERE f.user_id = $1 AND f.friend_id = $2"
             return (
                 _friend(await conn.fetchrow(select, accepter, requester)),
                 _friend(await conn.fetchrow(select, requester, accepter)),
@@ -187,7 +179,7 @@ class PostgresFriendStore:
     @pg_errors
     async def friends_since(self, user_id: str, since_ms: int) -> list[Friend]:
         rows = await self._pool.fetch(
-            _FRIEND_SELECT + "WHERE f.user_id = $1 AND f.update_time > $2 AND NOT u.is_delete "
+            FRIEND_SELECT + "WHERE f.user_id = $1 AND f.update_time > $2 AND NOT u.is_delete "
             "ORDER BY f.update_time",
             user_id,
             since_ms,
@@ -198,7 +190,7 @@ class PostgresFriendStore:
     async def requests_to(
         self, user_id: str, *, since_ms: int, pending_only: bool
     ) -> list[FriendshipWithUser]:
-        sql = _REQUEST_SELECT + "WHERE f.friend_id = $1 AND f.update_time > $2 AND NOT u.is_delete "
+        sql = REQUEST_SELECT + "WHERE f.friend_id = $1 AND f.update_time > $2 AND NOT u.is_delete "
         if pending_only:
             sql += f"AND f.status = {PENDING} "
         sql += "ORDER BY f.update_time"
@@ -216,7 +208,7 @@ class PostgresGroupStore:
     async def create_group(self, info: GroupInfo, member_ids: Sequence[str]) -> list[GroupMember]:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                f"INSERT INTO groups ({GROUP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 info.id,
                 info.owner,
                 info.name,
@@ -241,7 +233,7 @@ class PostgresGroupStore:
     @pg_errors
     async def get_group(self, group_id: str) -> GroupInfo | None:
         row = await self._pool.fetchrow(
-            f"SELECT {_GROUP_COLUMNS} FROM groups WHERE id = $1", group_id
+            f"SELECT {GROUP_COLUMNS} FROM groups WHERE id = $1", group_id
         )
         return _group(row) if row else None
 
@@ -316,7 +308,7 @@ class PostgresGroupStore:
             "avatar = COALESCE(NULLIF($2, ''), avatar), "
             "description = COALESCE(NULLIF($3, ''), description), "
             "announcement = COALESCE(NULLIF($4, ''), announcement), update_time = $5 "
-            f"WHERE id = $6 RETURNING {_GROUP_COLUMNS}",
+            f"WHERE id = $6 RETURNING {GROUP_COLUMNS}",
             name,
             avatar,
             description,
