@@ -150,7 +150,7 @@ async def _embedded(
     stack.push_async_callback(db.close)
     inbox = SqliteInbox(db)
     message_log = SqliteMessageLog(db)
-    message_log.add_listener(DeliveryService(delivery=registry).on_stored)
+    message_log.add_listener(DeliveryService(delivery=registry, frames=registry).on_stored)
     message_log.start()
     stack.push_async_callback(message_log.stop)
     scheduler.every(

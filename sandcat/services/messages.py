@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
+from sandcat import _native
 from sandcat.config import LimitsConfig
 from sandcat.domain import Stored, Submission
 from sandcat.errors import DecodeError, SandcatError
@@ -39,6 +40,11 @@ class MessageRefused(SandcatError):
 class MessageLogPort(Protocol):
     def submit(self, submission: Submission) -> asyncio.Future[Stored]:
         """Queue in call order; the future resolves once the submission is durable."""
+
+
+class FrameDelivery(Protocol):
+    def deliver_frame(self, user_id: str, frame: bytes, exclude_platform: int | None) -> int:
+        """Queue an already encoded frame on the user's connections; returns how many."""
 
 
 class PushRouter(Protocol):
@@ -245,13 +251,24 @@ def plan_pushes(
 class DeliveryService:
     """Pushes a durable message to its recipients and to the sender's other devices."""
 
-    def __init__(self, *, delivery: Delivery) -> None:
+    def __init__(self, *, delivery: Delivery, frames: FrameDelivery) -> None:
         self._delivery = delivery
+        self._frames = frames
 
     def on_stored(self, submission: Submission, stored: Stored) -> None:
+        msg = submission.msg
+        if msg.group_id and len(stored.receiver_seqs) > 1 and msg.msg_type not in NEVER_PUSHED:
+            # Group fan-out: encode the copy once, with each member's seq patched in.
+            template = msg.copy(send_seq=0)
+            frames = _native.encode_fanout(template, [seq for _, seq in stored.receiver_seqs])
+            for (receiver, _), frame in zip(stored.receiver_seqs, frames, strict=True):
+                self._frames.deliver_frame(receiver, frame, None)
+            receivers: list[tuple[str, int]] = []
+        else:
+            receivers = stored.receiver_seqs
         for user_id, copy, exclude in plan_pushes(
-            submission.msg,
-            stored.receiver_seqs,
+            msg,
+            receivers,
             stored.ack.send_seq,
             outbox=submission.outbox,
             push_self=submission.push_self,
