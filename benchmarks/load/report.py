@@ -13,7 +13,11 @@ from typing import Any
 
 from benchmarks.load.stats import spread
 
-MICRO_HEADING = "## Micro-benchmarks (native vs pure)"
+#: Sections written by other benchmarks (micro, sharding), kept verbatim on regeneration.
+KEPT_HEADINGS = (
+    "## Micro-benchmarks (native vs pure)",
+    "## Hybrid-sharded inbox (use_sharding false vs true)",
+)
 GOALS = (
     "one-to-one, embedded: ≥ 15k delivered msgs/s, p99 ≤ 50 ms at 75 % of max; "
     "group fan-out: ≥ 100k deliveries per server core-second; "
@@ -276,25 +280,27 @@ def plots(results: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
     return written
 
 
-def _micro_section(existing: str) -> str:
-    """The other engineers' micro-benchmark section, kept verbatim."""
-    if MICRO_HEADING not in existing:
-        return ""
-    rest = existing.split(MICRO_HEADING, 1)[1]
-    lines = rest.split("\n")
-    body = [lines[0]]
-    for line in lines[1:]:
-        if line.startswith("## "):
-            break
-        body.append(line)
-    return MICRO_HEADING + "\n".join(body).rstrip() + "\n"
+def _kept_sections(existing: str) -> str:
+    """The sections other benchmarks write (``KEPT_HEADINGS``), kept verbatim."""
+    kept: list[str] = []
+    for heading in KEPT_HEADINGS:
+        if heading not in existing:
+            continue
+        lines = existing.split(heading, 1)[1].split("\n")
+        body = [lines[0]]
+        for line in lines[1:]:
+            if line.startswith("## "):
+                break
+            body.append(line)
+        kept.append(heading + "\n".join(body).rstrip() + "\n")
+    return "\n".join(kept)
 
 
 def write_doc(
     doc: Path, results: dict[str, dict[str, Any]], *, command: str, notes: list[str]
 ) -> None:
-    """Regenerate docs/benchmarks.md from ``results``, keeping the micro-benchmark section."""
-    micro = _micro_section(doc.read_text(encoding="utf-8")) if doc.exists() else ""
+    """Regenerate docs/benchmarks.md from ``results``, keeping the other benchmarks' sections."""
+    micro = _kept_sections(doc.read_text(encoding="utf-8")) if doc.exists() else ""
     first = next(iter(results.values()))
     meta = first["meta"]
     machine = meta["machine"]
