@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
 import secrets
 import sys
 import tempfile
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             topology.start()
             try:
                 pids = [str(proc.pid) for proc in topology.procs.values()]
-                return cli.main(
+                code = cli.main(
                     [
                         "run",
                         "--api",
@@ -83,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
                 topology.stop()
     finally:
         services.stop_services(run_dir)
+    # A run by URL cannot tell which build served it; this one started the processes itself.
+    results = Path(args.out) / "distributed.json"
+    if results.exists():
+        data = json.loads(results.read_text(encoding="utf-8"))
+        data["meta"]["native"] = "off" if os.environ.get("SANDCAT_NO_EXTENSIONS") else "on"
+        results.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return code
 
 
 if __name__ == "__main__":
