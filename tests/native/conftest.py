@@ -30,12 +30,17 @@ class Framing:
 
 
 def _compiled(name: str) -> ModuleType | None:
+    """The compiled twin, or None in the deliberate pure pass (``SANDCAT_NO_EXTENSIONS=1``).
+
+    Otherwise a missing build is an error, not a silently shorter parametrisation:
+    ``make test`` builds both extensions before it runs the suite.
+    """
     if _native.NO_EXTENSIONS:
         return None
     try:
         return importlib.import_module(name)
-    except ImportError:
-        return None
+    except ImportError as exc:
+        raise RuntimeError(f"{name} is not built: run `make install` (or `make native`)") from exc
 
 
 def _framing(name: str, module: Any) -> Framing:
