@@ -6,13 +6,9 @@ import sqlite3
 import time
 
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
+from sandcat.adapters.user_sql import EMAIL_TAKEN, USER_COLUMNS, user_values
 from sandcat.domain import UserChanges, UserRecord
 from sandcat.errors import BadRequest
-
-_USER_COLUMNS = (
-    "id, name, account, password, salt, avatar, gender, age, phone, email, address, region, "
-    "birthday, signature, create_time, update_time, is_delete"
-)
 
 
 def _row_to_user(row: tuple[object, ...]) -> UserRecord:
@@ -31,29 +27,11 @@ class SqliteUserStore:
                 user.email
                 and conn.execute("SELECT 1 FROM users WHERE email = ?", (user.email,)).fetchone()
             ):
-                raise BadRequest("this e-mail address is already registered")
+                raise BadRequest(EMAIL_TAKEN)
             conn.execute(
-                f"INSERT INTO users ({_USER_COLUMNS}) VALUES "
+                f"INSERT INTO users ({USER_COLUMNS}) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    user.id,
-                    user.name,
-                    user.account,
-                    user.password,
-                    user.salt,
-                    user.avatar,
-                    user.gender,
-                    user.age,
-                    user.phone,
-                    user.email,
-                    user.address,
-                    user.region,
-                    user.birthday,
-                    user.signature,
-                    user.create_time,
-                    user.update_time,
-                    int(user.is_delete),
-                ),
+                user_values(user),
             )
             conn.execute("INSERT OR IGNORE INTO sequence (user_id) VALUES (?)", (user.id,))
 
@@ -62,7 +40,7 @@ class SqliteUserStore:
     async def get_user(self, user_id: str) -> UserRecord | None:
         def run(conn: sqlite3.Connection) -> UserRecord | None:
             row = conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE id = ? AND is_delete = 0", (user_id,)
+                f"SELECT {USER_COLUMNS} FROM users WHERE id = ? AND is_delete = 0", (user_id,)
             ).fetchone()
             return _row_to_user(row) if row else None
 
@@ -71,7 +49,7 @@ class SqliteUserStore:
     async def find_login(self, login: str) -> UserRecord | None:
         def run(conn: sqlite3.Connection) -> UserRecord | None:
             row = conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE is_delete = 0 AND "
+                f"SELECT {USER_COLUMNS} FROM users WHERE is_delete = 0 AND "
                 "(account = ?1 OR email = ?1 OR phone = ?1) "
                 "ORDER BY account = ?1 DESC, email = ?1 DESC LIMIT 1",
                 (login,),
@@ -98,7 +76,7 @@ class SqliteUserStore:
                     "SELECT 1 FROM users WHERE email = ? AND id <> ?", (changes.email, user_id)
                 ).fetchone()
             ):
-                raise BadRequest("this e-mail address is already registered")
+                raise BadRequest(EMAIL_TAKEN)
             conn.execute(
                 "UPDATE users SET "
                 "name = COALESCE(NULLIF(?, ''), name), avatar = COALESCE(NULLIF(?, ''), avatar), "
@@ -124,7 +102,7 @@ class SqliteUserStore:
                 ),
             )
             row = conn.execute(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE id = ? AND is_delete = 0", (user_id,)
+                f"SELECT {USER_COLUMNS} FROM users WHERE id = ? AND is_delete = 0", (user_id,)
             ).fetchone()
             return _row_to_user(row) if row else None
 
@@ -143,7 +121,7 @@ class SqliteUserStore:
         def run(conn: sqlite3.Connection) -> tuple[UserRecord, str] | None:
             for column in ("email", "phone", "account"):
                 row = conn.execute(
-                    f"SELECT {_USER_COLUMNS} FROM users "
+                    f"SELECT {USER_COLUMNS} FROM users "
                     f"WHERE {column} = ? AND id <> ? AND is_delete = 0 LIMIT 1",
                     (pattern, exclude_id),
                 ).fetchone()

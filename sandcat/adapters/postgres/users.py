@@ -7,14 +7,9 @@ from typing import Any
 import asyncpg
 
 from sandcat.adapters.postgres.errors import pg_errors
+from sandcat.adapters.user_sql import EMAIL_TAKEN, USER_COLUMNS, user_values
 from sandcat.domain import UserChanges, UserRecord
 from sandcat.errors import BadRequest
-
-_USER_COLUMNS = (
-    "id, name, account, password, salt, avatar, gender, age, phone, email, address, region, "
-    "birthday, signature, create_time, update_time, is_delete"
-)
-_EMAIL_TAKEN = "this e-mail address is already registered"
 
 
 def _user(row: Any) -> UserRecord:
@@ -33,32 +28,16 @@ class PostgresUserStore:
             if user.email and await conn.fetchval(
                 "SELECT 1 FROM users WHERE email = $1", user.email
             ):
-                raise BadRequest(_EMAIL_TAKEN)
+                raise BadRequest(EMAIL_TAKEN)
             try:
                 await conn.execute(
-                    f"INSERT INTO users ({_USER_COLUMNS}) VALUES "
+                    f"INSERT INTO users ({USER_COLUMNS}) VALUES "
                     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-                    user.id,
-                    user.name,
-                    user.account,
-                    user.password,
-                    user.salt,
-                    user.avatar,
-                    user.gender,
-                    user.age,
-                    user.phone,
-                    user.email,
-                    user.address,
-                    user.region,
-                    user.birthday,
-                    user.signature,
-                    user.create_time,
-                    user.update_time,
-                    user.is_delete,
+                    *user_values(user),
                 )
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name == "users_email":  # a concurrent registration won
-                    raise BadRequest(_EMAIL_TAKEN) from exc
+                    raise BadRequest(EMAIL_TAKEN) from exc
                 raise
             await conn.execute(
                 "INSERT INTO sequence (user_id) VALUES ($1) ON CONFLICT DO NOTHING", user.id
@@ -67,14 +46,14 @@ class PostgresUserStore:
     @pg_errors
     async def get_user(self, user_id: str) -> UserRecord | None:
         row = await self._pool.fetchrow(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1 AND NOT is_delete", user_id
+            f"SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND NOT is_delete", user_id
         )
         return _user(row) if row else None
 
     @pg_errors
     async def find_login(self, login: str) -> UserRecord | None:
         row = await self._pool.fetchrow(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE NOT is_delete AND "
+            f"SELECT {USER_COLUMNS} FROM users WHERE NOT is_delete AND "
             "(account = $1 OR email = $1 OR phone = $1) "
             "ORDER BY account = $1 DESC, email IS NOT DISTINCT FROM $1 DESC LIMIT 1",
             login,
@@ -93,7 +72,7 @@ class PostgresUserStore:
             if changes.email and await conn.fetchval(
                 "SELECT 1 FROM users WHERE email = $1 AND id <> $2", changes.email, user_id
             ):
-                raise BadRequest(_EMAIL_TAKEN)
+                raise BadRequest(EMAIL_TAKEN)
             try:
                 row = await conn.fetchrow(
                     "UPDATE users SET "
@@ -106,7 +85,7 @@ class PostgresUserStore:
                     "region = COALESCE(NULLIF($7, ''), region), "
                     "birthday = COALESCE(NULLIF($8::BIGINT, 0), birthday), "
                     "signature = COALESCE(NULLIF($9, ''), signature), update_time = $10 "
-                    f"WHERE id = $11 AND NOT is_delete RETURNING {_USER_COLUMNS}",
+                    f"WHERE id = $11 AND NOT is_delete RETURNING {USER_COLUMNS}",
                     changes.name,
                     changes.avatar,
                     changes.gender,
@@ -121,7 +100,7 @@ class PostgresUserStore:
                 )
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name == "users_email":
-                    raise BadRequest(_EMAIL_TAKEN) from exc
+                    raise BadRequest(EMAIL_TAKEN) from exc
                 raise
         return _user(row) if row else None
 
@@ -140,7 +119,7 @@ class PostgresUserStore:
         async with self._pool.acquire() as conn:
             for column in ("email", "phone", "account"):
                 row = await conn.fetchrow(
-                    f"SELECT {_USER_COLUMNS} FROM users "
+                    f"SELECT {USER_COLUMNS} FROM users "
                     f"WHERE {column} = $1 AND id <> $2 AND NOT is_delete LIMIT 1",
                     pattern,
                     exclude_id,
