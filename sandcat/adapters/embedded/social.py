@@ -9,7 +9,6 @@ from __future__ import annotations
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
 
@@ -36,27 +35,11 @@ def _ids(values: Sequence[str]) -> str:
     return orjson.dumps(list(values)).decode()
 
 
-def _friend(row: tuple[Any, ...]) -> Friend:
-    return Friend(*row)
-
-
-def _request_with_user(row: tuple[Any, ...]) -> FriendshipWithUser:
-    return FriendshipWithUser(*row)
-
-
-def _group(row: tuple[Any, ...]) -> GroupInfo:
-    return GroupInfo(*row)
-
-
-def _member(row: tuple[Any, ...]) -> GroupMember:
-    return GroupMember(*row)
-
-
 def _select_friend(conn: sqlite3.Connection, user_id: str, friend_id: str) -> Friend:
     row = conn.execute(
         FRIEND_SELECT + "WHERE f.user_id = ? AND f.friend_id = ?", (user_id, friend_id)
     ).fetchone()
-    return _friend(row)
+    return Friend(*row)
 
 
 class SqliteFriendStore:
@@ -188,7 +171,7 @@ class SqliteFriendStore:
                 "ORDER BY f.update_time",
                 (user_id, since_ms),
             )
-            return [_friend(row) for row in rows]
+            return [Friend(*row) for row in rows]
 
         return await self._db.read(run)
 
@@ -201,7 +184,7 @@ class SqliteFriendStore:
         sql += "ORDER BY f.update_time"
 
         def run(conn: sqlite3.Connection) -> list[FriendshipWithUser]:
-            return [_request_with_user(row) for row in conn.execute(sql, (user_id, since_ms))]
+            return [FriendshipWithUser(*row) for row in conn.execute(sql, (user_id, since_ms))]
 
         return await self._db.read(run)
 
@@ -235,7 +218,8 @@ class SqliteGroupStore:
                 (info.id, info.owner, info.create_time, _ids(member_ids)),
             )
             return [
-                _member(row) for row in conn.execute(_MEMBER_SELECT + _MEMBER_ORDER, (info.id,))
+                GroupMember(*row)
+                for row in conn.execute(_MEMBER_SELECT + _MEMBER_ORDER, (info.id,))
             ]
 
         return await self._db.write(run)
@@ -245,7 +229,7 @@ class SqliteGroupStore:
             row = conn.execute(
                 f"SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?", (group_id,)
             ).fetchone()
-            return _group(row) if row else None
+            return GroupInfo(*row) if row else None
 
         return await self._db.read(run)
 
@@ -279,7 +263,7 @@ class SqliteGroupStore:
                     _MEMBER_SELECT + f"AND m.user_id IN {_IDS} " + _MEMBER_ORDER,
                     (group_id, _ids(user_ids)),
                 )
-            return [_member(row) for row in rows]
+            return [GroupMember(*row) for row in rows]
 
         return await self._db.read(run)
 
@@ -329,7 +313,7 @@ class SqliteGroupStore:
                 f"WHERE id = ? RETURNING {GROUP_COLUMNS}",
                 (name, avatar, description, announcement, now_ms, group_id),
             ).fetchone()
-            return _group(row) if row else None
+            return GroupInfo(*row) if row else None
 
         return await self._db.write(run)
 

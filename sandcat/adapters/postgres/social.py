@@ -8,7 +8,6 @@ as SQLite does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import asyncpg
 
@@ -30,18 +29,6 @@ from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, Gro
 
 _MEMBER_SELECT = MEMBER_SELECT + "$1 "
 _MEMBER_ORDER = 'ORDER BY m.joined_at, m.role, m.user_id COLLATE "C"'
-
-
-def _friend(row: Any) -> Friend:
-    return Friend(*row)
-
-
-def _group(row: Any) -> GroupInfo:
-    return GroupInfo(*row)
-
-
-def _member(row: Any) -> GroupMember:
-    return GroupMember(*row)
 
 
 class PostgresFriendStore:
@@ -119,8 +106,8 @@ class PostgresFriendStore:
             )
             select = FRIEND_SELECT + "WHERE f.user_id = $1 AND f.friend_id = $2"
             return (
-                _friend(await conn.fetchrow(select, accepter, requester)),
-                _friend(await conn.fetchrow(select, requester, accepter)),
+                Friend(*await conn.fetchrow(select, accepter, requester)),
+                Friend(*await conn.fetchrow(select, requester, accepter)),
             )
 
     @pg_errors
@@ -184,7 +171,7 @@ class PostgresFriendStore:
             user_id,
             since_ms,
         )
-        return [_friend(row) for row in rows]
+        return [Friend(*row) for row in rows]
 
     @pg_errors
     async def requests_to(
@@ -228,14 +215,14 @@ class PostgresGroupStore:
                 list(member_ids),
             )
             rows = await conn.fetch(_MEMBER_SELECT + _MEMBER_ORDER, info.id)
-        return [_member(row) for row in rows]
+        return [GroupMember(*row) for row in rows]
 
     @pg_errors
     async def get_group(self, group_id: str) -> GroupInfo | None:
         row = await self._pool.fetchrow(
             f"SELECT {GROUP_COLUMNS} FROM groups WHERE id = $1", group_id
         )
-        return _group(row) if row else None
+        return GroupInfo(*row) if row else None
 
     @pg_errors
     async def member_roles(self, group_id: str) -> dict[str, int]:
@@ -265,7 +252,7 @@ class PostgresGroupStore:
                 group_id,
                 list(user_ids),
             )
-        return [_member(row) for row in rows]
+        return [GroupMember(*row) for row in rows]
 
     @pg_errors
     async def add_members(self, group_id: str, user_ids: Sequence[str], now_ms: int) -> list[str]:
@@ -316,7 +303,7 @@ class PostgresGroupStore:
             now_ms,
             group_id,
         )
-        return _group(row) if row else None
+        return GroupInfo(*row) if row else None
 
     @pg_errors
     async def delete_group(self, group_id: str) -> None:
