@@ -79,14 +79,7 @@ class Counters(Protocol):
 class Delivery(Protocol):
     """Best-effort push of durable messages to connected users (sync is the source of truth)."""
 
-    def deliver(
-        self,
-        user_id: str,
-        msg: Msg,
-        *,
-        exclude_platform: int | None = None,
-        only_platform: int | None = None,
-    ) -> None: ...
+    def deliver(self, user_id: str, msg: Msg, *, exclude_platform: int | None = None) -> None: ...
 
 
 class FileStore(Protocol):

@@ -152,28 +152,13 @@ class Registry:
     def all_connections(self) -> list[Connection]:
         return [conn for platforms in self._users.values() for conn in platforms.values()]
 
-    def deliver(
-        self,
-        user_id: str,
-        msg: Msg,
-        *,
-        exclude_platform: int | None = None,
-        only_platform: int | None = None,
-    ) -> None:
+    def deliver(self, user_id: str, msg: Msg, *, exclude_platform: int | None = None) -> None:
         if msg.msg_type in NEVER_PUSHED:
             return
         platforms = self._users.get(user_id)
-        if not platforms:
-            return
-        frame: bytes | None = None
-        for platform, conn in platforms.items():
-            if platform == exclude_platform or (
-                only_platform is not None and platform != only_platform
-            ):
-                continue
-            if frame is None:  # encode once, send to every matching connection
-                frame = _native.encode_msg(msg)
-            conn.send(frame)
+        if platforms and any(platform != exclude_platform for platform in platforms):
+            # Encode once, for every matching connection.
+            self.deliver_frame(user_id, _native.encode_msg(msg), exclude_platform)
 
     def deliver_frame(self, user_id: str, frame: bytes, exclude_platform: int | None) -> int:
         """Queue an already encoded frame on the user's connections; returns how many."""

@@ -224,24 +224,20 @@ def plan_pushes(
     *,
     outbox: bool,
     push_self: bool,
-    exposed: dict[str, tuple[int, int]] | None = None,
 ) -> list[Push]:
     """Who gets which copy of a durable message.
 
     Receivers get their own ``seq`` (and the sender's ``send_seq`` for one-to-one, 0 for a
     group); the sender's other platforms get the copy with ``seq = 0`` and the ack copy.
-    With ``exposed`` (distributed mode), a copy above a user's exposure watermark is not
-    pushed: the client pulls it on its next gap (decisions §4).
+    (The distributed msg-server then holds copies above a user's watermark, decisions §4.)
     """
     if msg.msg_type in NEVER_PUSHED:
         return []
     pushes: list[Push] = []
     other = 0 if msg.group_id else send_seq
     for receiver, seq in receiver_seqs:
-        if exposed is None or seq <= exposed.get(receiver, (0, 0))[0]:
-            pushes.append((receiver, msg.copy(seq=seq, send_seq=other), None))
-    echo = push_self and outbox and bool(msg.send_id) and send_seq > 0
-    if echo and (exposed is None or send_seq <= exposed.get(msg.send_id, (0, 0))[1]):
+        pushes.append((receiver, msg.copy(seq=seq, send_seq=other), None))
+    if push_self and outbox and msg.send_id and send_seq > 0:
         pushes.append((msg.send_id, msg.copy(seq=0, send_seq=send_seq), msg.platform))
         ack = msg.copy(msg_type=MsgType.MSG_REC_RESP, seq=0, send_seq=send_seq, content=b"")
         pushes.append((msg.send_id, ack, msg.platform))
