@@ -98,9 +98,8 @@ async def distributed_adapters(
     queue = KafkaQueue(config.kafka)
     await queue.start()
     stack.push_async_callback(queue.stop)
-    message_log = QueuedMessageLog(
-        seqs=seqs, idempotency=PostgresIdempotency(pool=pool, clock=clock), queue=queue
-    )
+    idempotency = PostgresIdempotency(pool=pool, clock=clock)
+    message_log = QueuedMessageLog(seqs=seqs, idempotency=idempotency, queue=queue)
     message_log.start()
     stack.push_async_callback(message_log.stop)
     gateways = RedisGatewayRegistry(client=redis)
@@ -151,9 +150,7 @@ async def distributed_adapters(
             "inbox_clean",
             lambda: clean_inbox(inbox, config.db.mongodb.clean, clock.now_ms()),
         )
-        scheduler.every(
-            3600, "idempotency_purge", PostgresIdempotency(pool=pool, clock=clock).purge
-        )
+        scheduler.every(3600, "idempotency_purge", idempotency.purge)
         abandon_ms = config.kafka.consumer.abandon_after_seconds * 1000
 
         async def release_abandoned() -> int:
