@@ -4,35 +4,21 @@ real backing services, shared by the tests that need one."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import secrets
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import asyncpg
 import pytest
 
 from tests.client import CodeBook
-from tests.services import Services
+from tests.services import Services, load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"sandcat_{name}", ROOT / "scripts" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-topology_mod = _load("topology")
+topology_mod = load_script("topology")
 
 
 class LogCodes(CodeBook):

@@ -41,9 +41,10 @@ class Services:
     s3_region: str
 
 
-def _provisioner() -> ModuleType:
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module (the scripts are stdlib-only files, not a package)."""
     spec = importlib.util.spec_from_file_location(
-        "sandcat_services", ROOT / "scripts" / "services.py"
+        f"sandcat_{name}", ROOT / "scripts" / f"{name}.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -61,7 +62,7 @@ def provide() -> Iterator[Services]:
     if all(os.environ.get(key) for key in ENV_KEYS):
         yield _from_env(dict(os.environ))
         return
-    provisioner = _provisioner()
+    provisioner = load_script("services")
     run_dir = tempfile.mkdtemp(prefix="sandcat-services-")
     provisioner.start_services(None, run_dir)
     try:
