@@ -20,7 +20,7 @@ from sandcat.gateway.connections import CLOSE_UNAUTHORIZED, Connection, Registry
 from sandcat.ids import nanoid
 from sandcat.log import get_logger
 from sandcat.protocol.msg import Msg
-from sandcat.services.messages import MessageRefused, MessageService, error_ack
+from sandcat.services.messages import MessageRefused, MessageService, error_ack, settled
 from sandcat.services.ratelimit import TokenBucket
 from sandcat.services.users import UserService
 
@@ -30,12 +30,6 @@ CLOSE_POLICY = 1008
 CLOSE_INVALID_DATA = 1007
 MAX_PENDING_ACKS = 1024
 Pending = asyncio.Queue[tuple[Msg | None, "asyncio.Future[Msg]"]]
-
-
-def _ready(value: Msg) -> asyncio.Future[Msg]:
-    future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-    future.set_result(value)
-    return future
 
 
 class Gateway:
@@ -138,17 +132,17 @@ class Gateway:
                     conn.close(CLOSE_INVALID_DATA, "too many malformed frames")
                     return
                 await pending.put(
-                    (None, _ready(error_ack(None, f"malformed frame: {exc.details}")))
+                    (None, settled(error_ack(None, f"malformed frame: {exc.details}")))
                 )
                 continue
             if not bucket.take():
-                await pending.put((msg, _ready(error_ack(msg, "rate limited: slow down"))))
+                await pending.put((msg, settled(error_ack(msg, "rate limited: slow down"))))
                 continue
             msg.platform = conn.platform  # the connection's platform, whatever the frame says
             try:
                 await pending.put((msg, await self._messages.accept(conn.user_id, msg)))
             except MessageRefused as exc:
-                await pending.put((msg, _ready(error_ack(msg, exc.details or "refused"))))
+                await pending.put((msg, settled(error_ack(msg, exc.details or "refused"))))
 
     async def _ack_loop(self, conn: Connection, pending: Pending) -> None:
         while True:

@@ -84,7 +84,8 @@ def error_ack(msg: Msg | None, reason: str) -> Msg:
     )
 
 
-def _done(value: Msg) -> asyncio.Future[Msg]:
+def settled(value: Msg) -> asyncio.Future[Msg]:
+    """An ack that is known now, in the same shape as one awaiting durability."""
     future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
     future.set_result(value)
     return future
@@ -187,7 +188,7 @@ class MessageService:
         if kind in RELAY_ONLY:
             await self._check_peer(user_id, msg.receiver_id)
             await self._relay.route([(msg.receiver_id, msg, None)])
-            return _done(msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b""))
+            return settled(msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b""))
         if kind == MsgType.READ:
             try:
                 payload = ReadPayload.decode(msg.content)
@@ -196,7 +197,7 @@ class MessageService:
             if len(payload.msg_seq) > 10_000:
                 raise MessageRefused("too many seqs in one Read")
             await self._inbox.mark_read(user_id, payload.msg_seq)
-            return _done(msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b""))
+            return settled(msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b""))
         raise MessageRefused(f"message type {kind} cannot be sent by a client")
 
     def _submit(self, msg: Msg, submission: Submission) -> asyncio.Future[Msg]:
