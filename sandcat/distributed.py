@@ -162,7 +162,9 @@ async def distributed_adapters(
         scheduler.every(
             24 * 3600,
             "orphan_files",
-            lambda: files.clean_orphans(_referenced(pool), ORPHAN_GRACE_SECONDS),
+            lambda: files.clean_orphans(
+                _referenced(pool), clock.now_ms() - ORPHAN_GRACE_SECONDS * 1000
+            ),
         )
     return Adapters(
         users=PostgresUserStore(pool=pool),

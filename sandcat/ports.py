@@ -36,10 +36,12 @@ class UserStore(Protocol):
     async def search_user(self, pattern: str, exclude_id: str) -> tuple[UserRecord, str] | None:
         """Exact match on e-mail, phone or account; returns the user and the matched field."""
 
-    async def revoke_tokens(self, user_id: str, before: int) -> None:
-        """Refuse every token of ``user_id`` issued before ``before`` (milliseconds)."""
+    async def revoke_tokens(self, user_id: str) -> int:
+        """Raise the user's token generation (refusing every token issued so far) and return
+        the new one; the raise is visible to every process at once."""
 
-    async def tokens_valid_after(self, user_id: str) -> int: ...
+    async def token_generation(self, user_id: str) -> int:
+        """The generation new tokens of ``user_id`` carry; 0 for an unknown user."""
 
 
 class CodeStore(Protocol):

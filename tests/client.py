@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,25 @@ import aiohttp
 from tests import wire
 
 CODE_LINE = re.compile(r"register_code email=(\S+) code=(\d{6})")
+
+
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = ""
+) -> None:
+    """Wait for ``condition`` to hold, checking every 20 ms, failing after ``timeout``:
+    a test waits for what it needs, never for a fixed time that a loaded machine may need
+    more of."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                result = condition()
+                if inspect.isawaitable(result):
+                    result = await result
+                if result:
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"not true after {timeout} s: {what or condition}") from None
 
 
 class CodeBook:

@@ -62,11 +62,12 @@ class Claims:
     user_id: str
     typ: str
     exp: int
-    issued_ms: int
+    generation: int
 
 
 class TokenService:
-    """HS256 JWTs with ``sub`` = user id, integer ``exp``/``iat`` and ``typ``.
+    """HS256 JWTs with ``sub`` = user id, integer ``exp``/``iat``, ``typ`` and ``gen`` (the
+    user's token generation at issue: a token below the user's current one is revoked).
 
     The web client decodes the payload with *standard* base64, so a ``jti`` is varied until
     the base64url payload segment contains neither ``-`` nor ``_``.
@@ -76,16 +77,15 @@ class TokenService:
         self._secret = secret
         self._ttl = {ACCESS: config.access_ttl_seconds, REFRESH: config.refresh_ttl_seconds}
 
-    def issue(self, user_id: str, typ: str) -> str:
-        issued_ms = time.time_ns() // 1_000_000
-        iat = issued_ms // 1000
+    def issue(self, user_id: str, typ: str, generation: int) -> str:
+        iat = int(time.time())
         exp = iat + self._ttl[typ]
         for _ in range(64):
             claims = {
                 "sub": user_id,
                 "exp": exp,
                 "iat": iat,
-                "ims": issued_ms,
+                "gen": generation,
                 "typ": typ,
                 "jti": secrets.token_hex(6),
             }
@@ -117,10 +117,10 @@ class TokenService:
             raise UnAuthorized("invalid token claims")
         if token_typ != typ:
             raise UnAuthorized(f"a {typ} token is required")
-        issued_ms = data.get("ims")
-        if not isinstance(issued_ms, int):
-            issued_ms = iat * 1000
-        return Claims(sub, token_typ, exp, issued_ms)
+        generation = data.get("gen", 0)
+        if not isinstance(generation, int):
+            raise UnAuthorized("invalid token claims")
+        return Claims(sub, token_typ, exp, generation)
 
 
 def resolve_secret(configured: str, data_dir: Path) -> str:

@@ -69,7 +69,6 @@ class UserService:
             limits.login_per_minute_per_account, 60, "login attempts for this account"
         )
         self._login_per_ip = WindowLimiter(limits.login_per_minute_per_ip, 60, "login attempts")
-        self._valid_after: dict[str, int] = {}
 
     async def send_code(self, email: str, ip: str) -> None:
         email = check_email(email)
@@ -135,30 +134,28 @@ class UserService:
             raise AccountOrPassword("wrong account or password")
         if not user.password or not await self._passwords.verify(user.password, password):
             raise AccountOrPassword("wrong account or password")
+        generation = await self._users.token_generation(user.id)
         return LoginResult(
             user=user,
-            token=self._tokens.issue(user.id, ACCESS),
-            refresh_token=self._tokens.issue(user.id, REFRESH),
+            token=self._tokens.issue(user.id, ACCESS, generation),
+            refresh_token=self._tokens.issue(user.id, REFRESH, generation),
         )
 
     async def _check_revoked(self, claims: Claims) -> str:
-        valid_after = self._valid_after.get(claims.user_id)
-        if valid_after is None:
-            valid_after = await self._users.tokens_valid_after(claims.user_id)
-            self._valid_after[claims.user_id] = valid_after
-        if claims.issued_ms < valid_after:
+        """Revocation compares generations, never clocks: a token issued before a logout
+        carries a lower generation than the user's row, however close in time the two were."""
+        if claims.generation < await self._users.token_generation(claims.user_id):
             raise UnAuthorized("the session has ended; log in again")
         return claims.user_id
 
     async def refresh(self, refresh_token: str, is_refresh: bool) -> str:
-        user_id = await self._check_revoked(self._tokens.verify(refresh_token, REFRESH))
-        return self._tokens.issue(user_id, REFRESH if is_refresh else ACCESS)
+        claims = self._tokens.verify(refresh_token, REFRESH)
+        user_id = await self._check_revoked(claims)
+        return self._tokens.issue(user_id, REFRESH if is_refresh else ACCESS, claims.generation)
 
     async def logout(self, user_id: str) -> None:
-        """End every session of the user: tokens issued before now are refused."""
-        now = self._clock.now_ms()
-        await self._users.revoke_tokens(user_id, now)
-        self._valid_after[user_id] = now
+        """End every session of the user: every token issued so far is refused."""
+        await self._users.revoke_tokens(user_id)
         log.info("user_logged_out", user_id=user_id)
 
     async def get(self, user_id: str) -> UserRecord:
@@ -188,6 +185,9 @@ class UserService:
         await self._users.set_password(
             user_id, password_hash, PasswordService.salt_of(password_hash), self._clock.now_ms()
         )
+        # A new password ends every session the old one opened.
+        await self._users.revoke_tokens(user_id)
+        log.info("user_password_changed", user_id=user_id)
 
     async def search(self, user_id: str, pattern: str) -> tuple[UserRecord, str] | None:
         pattern = pattern.strip()

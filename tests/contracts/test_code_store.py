@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from redis.asyncio import Redis
 
@@ -11,6 +9,7 @@ from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.adapters.embedded.users import SqliteCodeStore
 from sandcat.adapters.redis.codes import RedisCodeStore
 from sandcat.ports import CodeStore
+from tests.client import until
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -40,17 +39,21 @@ async def test_codes_are_per_email(store: CodeStore) -> None:
     assert await store.get_code("b@example.com") == "222222"
 
 
+async def _expired(store: CodeStore, email: str) -> bool:
+    return await store.get_code(email) is None
+
+
 async def test_each_code_expires_after_its_own_ttl(store: CodeStore) -> None:
-    await store.put_code("short@example.com", "111111", 1)
+    await store.put_code("short@example.com", "111111", 2)
     await store.put_code("long@example.com", "222222", 60)
     assert await store.get_code("short@example.com") == "111111"
-    await asyncio.sleep(1.1)
-    assert await store.get_code("short@example.com") is None
+    await until(lambda: _expired(store, "short@example.com"), what="short code expired")
     assert await store.get_code("long@example.com") == "222222"
 
 
 async def test_a_new_code_replaces_the_old_one_and_its_ttl(store: CodeStore) -> None:
     await store.put_code("a@example.com", "111111", 1)
     await store.put_code("a@example.com", "222222", 60)
-    await asyncio.sleep(1.1)
+    await store.put_code("b@example.com", "333333", 1)  # the sentinel: a 1 s code expiring
+    await until(lambda: _expired(store, "b@example.com"), what="sentinel expired")
     assert await store.get_code("a@example.com") == "222222"

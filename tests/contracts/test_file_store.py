@@ -134,23 +134,44 @@ def _fields(config: OssConfig) -> dict[str, str]:
     }
 
 
-async def test_clean_orphans_deletes_old_unreferenced_objects_only(s3_store: S3FileStore) -> None:
+async def _modified_ms(raw: Minio, bucket: str, key: str) -> int:
+    stat = await raw.stat_object(bucket, key)
+    assert stat.last_modified is not None
+    return int(stat.last_modified.timestamp() * 1000)
+
+
+async def test_clean_orphans_deletes_old_unreferenced_objects_only(
+    s3_store: S3FileStore, oss_config: OssConfig
+) -> None:
+    """Age is judged against the cutoff the caller passes (its clock minus the grace), so the
+    test sets the cutoff exactly between the objects' own S3 timestamps (whole seconds)."""
     files, avatars = s3_store.buckets
     for key in ("old-orphan.png", "old-used.png", "avatar1.png"):
         await s3_store.put_object(
             files if key != "avatar1.png" else avatars, key, b"x", "image/png"
         )
-    await asyncio.sleep(2.1)
-    await s3_store.put_object(files, "young-orphan.png", b"x", "image/png")
+    raw = _raw_client(oss_config)
+    old = [
+        await _modified_ms(raw, files, "old-orphan.png"),
+        await _modified_ms(raw, files, "old-used.png"),
+        await _modified_ms(raw, avatars, "avatar1.png"),
+    ]
+    async with asyncio.timeout(10):  # until the server's clock shows a later second
+        while True:
+            await s3_store.put_object(files, "young-orphan.png", b"x", "image/png")
+            young_ms = await _modified_ms(raw, files, "young-orphan.png")
+            if young_ms > max(old):
+                break
+            await asyncio.sleep(0.05)
     asked: list[tuple[str, str]] = []
 
     async def referenced(bucket: str, key: str) -> bool:
         asked.append((bucket, key))
         return key in {"old-used.png", "avatar1.png"}
 
-    assert await s3_store.clean_orphans(referenced, grace_seconds=3600) == 0
+    assert await s3_store.clean_orphans(referenced, older_than_ms=min(old)) == 0
     assert asked == []  # nothing is old enough to ask about
-    assert await s3_store.clean_orphans(referenced, grace_seconds=1) == 1
+    assert await s3_store.clean_orphans(referenced, older_than_ms=young_ms) == 1
     assert sorted(asked) == sorted(
         [(files, "old-orphan.png"), (files, "old-used.png"), (avatars, "avatar1.png")]
     )

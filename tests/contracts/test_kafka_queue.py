@@ -118,20 +118,31 @@ async def test_consumer_retries_then_commits_and_dead_letters(real_services: Ser
     assert stored == [1, 2]  # retried, never skipped, in order
     assert loop.dead_letters == 1
 
-    # Committed: a new consumer of the same group sees nothing more.
+    # Committed: a new consumer of the same group sees only what comes after (a sentinel).
     again: list[int] = []
+    sentinel = asyncio.Event()
 
     async def record_all(records: Sequence[MessageRecord]) -> None:
         again.extend(seq for r in records for _, seq in r.receivers)
+        if 3 in again:
+            sentinel.set()
 
+    producer = AIOKafkaProducer(bootstrap_servers=[real_services.kafka])
+    await producer.start()
+    try:
+        await producer.send_and_wait(config.topic, _record("u", 3), key=b"u")
+    finally:
+        await producer.stop()
     second = KafkaConsumerLoop(config, store=record_all)
     await second.start()
     task = asyncio.create_task(second.run())
-    await asyncio.sleep(3)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await second.stop()
-    assert again == []
+    try:
+        await asyncio.wait_for(sentinel.wait(), 30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await second.stop()
+    assert again == [3]
 
     # The dead letter goes back to the topic on replay (and only once).
     assert await replay_dead_letters(config) == 1

@@ -20,6 +20,7 @@ from sandcat.adapters.redis.presence import (
     RedisPushBus,
 )
 from sandcat.errors import DbError
+from tests.client import until
 
 # --- GatewayRegistry --------------------------------------------------------------------
 
@@ -42,13 +43,15 @@ async def test_live_gateways_and_round_robin(redis_client: Redis) -> None:
 
 
 async def test_a_gateway_without_heartbeats_expires(redis_client: Redis) -> None:
-    registry = RedisGatewayRegistry(client=redis_client, ttl_seconds=0.6)
+    registry = RedisGatewayRegistry(client=redis_client, ttl_seconds=1)
     await registry.register("gw-a", "ws://a")
     await registry.register("gw-b", "ws://b")
-    for _ in range(3):
-        await asyncio.sleep(0.3)
+
+    async def only_a_left() -> bool:
         await registry.register("gw-a", "ws://a")  # only gw-a beats
-    assert await registry.live() == {"gw-a": "ws://a"}
+        return await registry.live() == {"gw-a": "ws://a"}
+
+    await until(only_a_left, what="gw-b expired")
     assert {await registry.next_ws_addr() for _ in range(4)} == {"ws://a"}
     # the expired lease was pruned by a heartbeat, address included
     assert await redis_client.hkeys(GATEWAY_ADDRS) == [b"gw-a"]
@@ -107,22 +110,28 @@ async def test_entries_of_a_gateway_that_left_are_not_located(
 async def test_heartbeats_keep_entries_and_their_absence_expires_them(
     redis_client: Redis, live_gateways: RedisGatewayRegistry
 ) -> None:
-    presence = RedisPresence(client=redis_client, ttl_seconds=0.6)
+    presence = RedisPresence(client=redis_client, ttl_seconds=1)
     await presence.connect("alice", 1, "gw1")
     await presence.connect("bob", 1, "gw2")
-    for _ in range(3):
-        await asyncio.sleep(0.3)
+
+    async def only_alice_left() -> bool:
         await presence.refresh("gw1", [("alice", 1)])  # only gw1 beats
-    assert await presence.locate(["alice", "bob"]) == {"alice": {1: "gw1"}}
+        return await presence.locate(["alice", "bob"]) == {"alice": {1: "gw1"}}
+
+    await until(only_alice_left, what="bob's entry expired")
 
 
 async def test_a_heartbeat_restores_an_expired_entry_but_takes_nothing_over(
     redis_client: Redis, live_gateways: RedisGatewayRegistry
 ) -> None:
-    presence = RedisPresence(client=redis_client, ttl_seconds=0.3)
-    await presence.connect("alice", 1, "gw1")
-    await asyncio.sleep(0.4)
-    assert await presence.locate(["alice"]) == {}
+    short = RedisPresence(client=redis_client, ttl_seconds=0.3)
+    await short.connect("alice", 1, "gw1")
+
+    async def alice_expired() -> bool:
+        return await short.locate(["alice"]) == {}
+
+    await until(alice_expired, what="alice's entry expired")
+    presence = RedisPresence(client=redis_client, ttl_seconds=60)
     await presence.connect("bob", 1, "gw2")
     await presence.refresh("gw1", [("alice", 1), ("bob", 1)])  # gw1 still holds both?
     assert await presence.locate(["alice", "bob"]) == {"alice": {1: "gw1"}, "bob": {1: "gw2"}}

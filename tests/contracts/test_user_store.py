@@ -139,9 +139,23 @@ async def test_search_matches_email_phone_or_account_exactly_but_not_self(
     assert await users.search_user("acc-u", "u2") is None
 
 
-async def test_revoked_tokens(users: UserStore) -> None:
+async def test_token_generations(users: UserStore) -> None:
     await users.insert_user(user("u1"))
-    assert await users.tokens_valid_after("u1") == 0
-    await users.revoke_tokens("u1", 1_700_000_000_123)
-    assert await users.tokens_valid_after("u1") == 1_700_000_000_123
-    assert await users.tokens_valid_after("nobody") == 0
+    await users.insert_user(user("u2"))
+    assert await users.token_generation("u1") == 0
+    assert await users.revoke_tokens("u1") == 1
+    assert await users.revoke_tokens("u1") == 2
+    assert await users.token_generation("u1") == 2
+    assert await users.token_generation("u2") == 0
+    assert await users.token_generation("nobody") == 0
+
+
+async def test_a_raise_in_one_process_is_seen_by_the_others_at_once(open_pg: OpenPg) -> None:
+    """Distributed mode: api and gateway processes each have a store; none may keep a stale
+    generation after another raised it (the embedded store caches: it is the only writer)."""
+    async with open_pg() as pool:
+        api, gateway = PostgresUserStore(pool=pool), PostgresUserStore(pool=pool)
+        await api.insert_user(user("u1"))
+        assert await gateway.token_generation("u1") == 0
+        await api.revoke_tokens("u1")
+        assert await gateway.token_generation("u1") == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import aiohttp
@@ -10,7 +9,7 @@ import pytest
 
 from sandcat.gateway.connections import Connection
 from sandcat.server import Running
-from tests.client import Api, CodeBook, Socket, User, befriend
+from tests.client import Api, CodeBook, Socket, User, befriend, until
 from tests.conftest import StartServer
 
 
@@ -19,11 +18,9 @@ def _api(server_port: int | None, session: aiohttp.ClientSession, codes: CodeBoo
 
 
 async def _registered(srv: Running, user_id: str) -> Connection:
-    for _ in range(500):  # the handler registers right after its (async) token check
-        if conns := srv.apps.registry.connections(user_id):
-            return conns[0]
-        await asyncio.sleep(0.01)
-    raise AssertionError("connection never registered")
+    # the handler registers right after its (async) token check
+    await until(lambda: bool(srv.apps.registry.connections(user_id)), what="registered")
+    return srv.apps.registry.connections(user_id)[0]
 
 
 async def _pair(api: Api) -> tuple[User, User]:
@@ -137,7 +134,7 @@ async def test_connections_per_ip(
         s3 = await Socket.connect(session, bob)
         assert await s3.expect_close() == 1008
         await s1.close()
-        await asyncio.sleep(0.1)
+        await until(lambda: srv.apps.registry.count_ip("127.0.0.1") == 1, what="slot freed")
         s4 = await Socket.connect(session, bob)
         await s4.send(receiver_id=alice.id, local_id="x", content=b"hi")
         assert (await s4.recv_until(lambda m: m["msg_type"] == 24))["send_seq"] == 1

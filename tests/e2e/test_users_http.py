@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
 import aiohttp
 import jwt
 
-from tests.client import Api, Socket
+from tests.client import Api, CodeBook, Socket
+from tests.conftest import StartServer
 
 USER_FIELDS = [
     "id",
@@ -270,6 +272,58 @@ async def test_logout_ends_every_session(api: Api, session: aiohttp.ClientSessio
     await api.call("GET", f"/user/refresh_token/{old_refresh}/false", expect=401)
     sock = await Socket.connect(session, alice, token=old_access)
     assert await sock.expect_close() == 4002
+
+
+async def test_logout_race_stress(
+    start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """1,000 cycles of login -> logout -> the old tokens, with requests in flight during the
+    logout: every old token is refused once the logout has answered, every new one works.
+    (Revocation used to compare millisecond clocks, so a login and a logout within one
+    millisecond left the token valid.)"""
+    async with start_server(limits__login_per_minute_per_account=100_000) as srv:
+        api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
+        alice = await api.new_user("alice", "a@example.com")
+        seq_path = f"/message/seq/{alice.id}"
+        in_flight_answers: set[int] = set()
+        for cycle in range(1000):
+            await api.login(alice)
+            access, refresh = alice.token, alice.refresh_token
+            if cycle % 10 == 0:
+                await api.call("GET", seq_path, token=access)
+                await api.call("GET", f"/user/refresh_token/{refresh}/false")
+            racing = [
+                asyncio.create_task(api.call("GET", seq_path, token=access, expect=None))
+                for _ in range(cycle % 3)
+            ]
+            await api.call("DELETE", f"/user/logout/{alice.id}", token=access)
+            for status, _ in await asyncio.gather(*racing):
+                in_flight_answers.add(status)
+            await api.call("GET", seq_path, token=access, expect=401)
+            await api.call("GET", f"/user/refresh_token/{refresh}/true", expect=401)
+            if cycle % 100 == 0:
+                sock = await Socket.connect(session, alice, token=access)
+                assert await sock.expect_close() == 4002
+        assert in_flight_answers <= {200, 401}
+        await api.login(alice)  # the newest login still works
+        await api.call("GET", seq_path, token=alice.token)
+
+
+async def test_password_change_ends_every_session(api: Api) -> None:
+    alice = await api.new_user("alice", "a@example.com")
+    old_access, old_refresh = alice.token, alice.refresh_token
+    await api.call("POST", "/api/user/mail/send", json={"email": alice.email})
+    code = await api.codes.wait(alice.email)
+    await api.call(
+        "PUT",
+        "/user/pwd",
+        json={"user_id": alice.id, "email": alice.email, "pwd": b64("new-pass-1"), "code": code},
+    )
+    await api.call("GET", f"/message/seq/{alice.id}", token=old_access, expect=401)
+    await api.call("GET", f"/user/refresh_token/{old_refresh}/false", expect=401)
+    alice.password = "new-pass-1"
+    await api.login(alice)
+    await api.call("GET", f"/message/seq/{alice.id}", token=alice.token)
 
 
 async def test_files_upload_and_download(api: Api) -> None:

@@ -18,8 +18,12 @@ def _row_to_user(row: tuple[object, ...]) -> UserRecord:
 
 
 class SqliteUserStore:
+    """The process that owns the SQLite file is its only writer, so it caches token
+    generations: a raise updates the cache in the same step that commits it."""
+
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        self._generations: dict[str, int] = {}
 
     async def insert_user(self, user: UserRecord) -> None:
         def run(conn: sqlite3.Connection) -> None:
@@ -131,20 +135,29 @@ class SqliteUserStore:
 
         return await self._db.read(run)
 
-    async def revoke_tokens(self, user_id: str, before: int) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE users SET tokens_valid_after = ? WHERE id = ?", (before, user_id))
-
-        await self._db.write(run)
-
-    async def tokens_valid_after(self, user_id: str) -> int:
+    async def revoke_tokens(self, user_id: str) -> int:
         def run(conn: sqlite3.Connection) -> int:
             row = conn.execute(
-                "SELECT tokens_valid_after FROM users WHERE id = ?", (user_id,)
+                "UPDATE users SET token_gen = token_gen + 1 WHERE id = ? RETURNING token_gen",
+                (user_id,),
             ).fetchone()
             return int(row[0]) if row else 0
 
-        return await self._db.read(run)
+        generation = await self._db.write(run)
+        self._generations[user_id] = generation
+        return generation
+
+    async def token_generation(self, user_id: str) -> int:
+        cached = self._generations.get(user_id)
+        if cached is not None:
+            return cached
+
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT token_gen FROM users WHERE id = ?", (user_id,)).fetchone()
+            return int(row[0]) if row else 0
+
+        # A raise committed while this read was in flight has already set the cache: keep it.
+        return self._generations.setdefault(user_id, await self._db.read(run))
 
 
 class SqliteCodeStore:

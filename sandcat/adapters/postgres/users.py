@@ -129,14 +129,14 @@ class PostgresUserStore:
         return None
 
     @pg_errors
-    async def revoke_tokens(self, user_id: str, before: int) -> None:
-        await self._pool.execute(
-            "UPDATE users SET tokens_valid_after = $1 WHERE id = $2", before, user_id
+    async def revoke_tokens(self, user_id: str) -> int:
+        value = await self._pool.fetchval(
+            "UPDATE users SET token_gen = token_gen + 1 WHERE id = $1 RETURNING token_gen", user_id
         )
+        return int(value) if value is not None else 0
 
     @pg_errors
-    async def tokens_valid_after(self, user_id: str) -> int:
-        value = await self._pool.fetchval(
-            "SELECT tokens_valid_after FROM users WHERE id = $1", user_id
-        )
+    async def token_generation(self, user_id: str) -> int:
+        # No cache: another api or gateway process may have raised it a moment ago.
+        value = await self._pool.fetchval("SELECT token_gen FROM users WHERE id = $1", user_id)
         return int(value) if value is not None else 0

@@ -6,7 +6,7 @@ import io
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -105,13 +105,14 @@ class S3FileStore:
                 raise
         return True
 
-    async def clean_orphans(self, referenced: Referenced, grace_seconds: float) -> int:
-        """Delete the objects of both buckets older than ``grace_seconds`` that
-        ``referenced(bucket, key)`` says nothing uses; returns how many were deleted.
+    async def clean_orphans(self, referenced: Referenced, older_than_ms: int) -> int:
+        """Delete the objects of both buckets last modified before ``older_than_ms`` (the
+        caller's clock minus the grace period) that ``referenced(bucket, key)`` says nothing
+        uses; returns how many were deleted.
 
         The predicate decides alone: it must also answer True for the default avatars.
         """
-        cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
+        cutoff = datetime.fromtimestamp(older_than_ms / 1000, UTC)
         removed = 0
         for bucket in self.buckets:
             with _s3_errors("list_objects"):

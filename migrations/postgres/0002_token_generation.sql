@@ -1,0 +1,6 @@
+-- Revocation by generation instead of by time: every token carries the user's token_gen at
+-- issue; logout and password change raise it, and a token whose generation is lower is
+-- refused. No clock is compared, so a login and a logout in the same millisecond (or on
+-- processes whose clocks disagree) cannot leave a token valid.
+ALTER TABLE users ADD COLUMN token_gen BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE users DROP COLUMN tokens_valid_after;
