@@ -2,7 +2,9 @@
 
 ``run``    drives a server given by URL (and optionally its PIDs), users from a seed file
            or registered through the public API with codes read from a named source.
-``suite``  starts embedded servers itself, seeds users and runs the standard suite.
+``suite``  starts embedded servers itself, seeds users and runs the standard suite;
+           ``--baseline relay`` then runs one-to-one and group fan-out against the relay
+           baseline (``benchmarks/load/relay.py``) with the same settings.
 ``report`` regenerates docs/benchmarks.md and the plots from results JSON files.
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 
 from benchmarks.load import report, scenarios
 from benchmarks.load.api import Account, code_source
-from benchmarks.load.launch import Servers
+from benchmarks.load.launch import RelayServer, Servers
 from benchmarks.load.scenarios import Context, Target, Timing
 
 SCENARIOS = ("one-to-one", "group", "idle", "offline", "http")
@@ -91,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     suite = sub.add_parser("suite", help="the standard suite against embedded servers it starts")
     suite.add_argument("--no-extensions", action="store_true", help="SANDCAT_NO_EXTENSIONS=1")
     suite.add_argument("--server-cpus", default="", help="taskset CPU list for the server")
+    suite.add_argument(
+        "--baseline",
+        choices=("none", "relay"),
+        default="none",
+        help="relay: also run one-to-one and group fan-out against the bare relay "
+        "(benchmarks/load/relay.py) for the server-CPU ratio",
+    )
     _add_common(suite)
     rep = sub.add_parser("report", help="regenerate docs/benchmarks.md and plots")
     rep.add_argument("results", nargs="+", help="results JSON files (label taken from each)")
@@ -188,6 +197,12 @@ def _steps(args: argparse.Namespace) -> int:
         + ("idle" in wanted) * 2
         + 3
     )
+    if getattr(args, "baseline", "none") == "relay":
+        steps += (
+            ("one-to-one" in wanted) * (3 + args.repeats)
+            + ("group" in wanted) * sizes * 2 * args.repeats
+            + 2
+        )
     return steps
 
 
@@ -271,7 +286,7 @@ async def cmd_suite(args: argparse.Namespace) -> int:
         try:
             ctx = Context(Target(tuple(servers.api), servers.pids), args.workers, timing, progress)
             await _login(ctx, ctx.target, accounts)
-            groups = await _make_groups(ctx, accounts, sizes) if "group" in _wanted(args) else {}
+            groups = await scenarios.make_groups(ctx, accounts, sizes) if "group" in wanted else {}
             plain = argparse.Namespace(
                 **{**vars(args), "scenarios": args.scenarios.replace("idle", "")}
             )
@@ -280,6 +295,8 @@ async def cmd_suite(args: argparse.Namespace) -> int:
             servers.stop()
         if "idle" in _wanted(args):
             results["idle"] = await _idle_suite(args, servers, ctx, accounts[: args.idle_users])
+        if args.baseline == "relay":
+            results["baseline"] = await _relay_baseline(args, ctx, accounts, sizes, results)
     results["meta"] = _meta(args, native=_native_word(native), server_info=native.strip())
     _finish(args, results)
     return 0
@@ -290,38 +307,57 @@ def _native_word(info: str) -> str:
     return "on" if any(i != "python" for i in impls) else "off"
 
 
-async def _make_groups(ctx: Context, accounts: list[Account], sizes: list[int]) -> dict[int, str]:
-    """One group per size, owned by account 0, created through the public API."""
-    import aiohttp
+async def _relay_baseline(
+    args: argparse.Namespace,
+    ctx: Context,
+    accounts: list[Account],
+    sizes: list[int],
+    sandcat: dict[str, Any],
+) -> dict[str, Any]:
+    """One-to-one and group fan-out against the relay baseline, with the same settings.
 
-    from benchmarks.load.api import ApiError, call
-
-    owner = accounts[0]
-    groups: dict[int, str] = {}
-    async with aiohttp.ClientSession() as session:
-        for size in sizes:
-            body = {
-                "id": "",
-                "owner": owner.id,
-                "avatar": "",
-                "group_name": f"bench-{size}",
-                "members_id": [a.id for a in accounts[1:size]],
-            }
-            try:
-                made = await call(
-                    session,
-                    ctx.target.api[0],
-                    "POST",
-                    f"/group/{owner.id}",
-                    json_body=body,
-                    token=owner.token,
+    One-to-one runs no search of its own: its probes are at the rates the sandcat run
+    probed its curve at (25, 50 and 75 % of sandcat's max), so the CPU per delivered message
+    at 75 % compares the two at the same offered load. Fan-out uses the same bursts.
+    """
+    wanted = _wanted(args)
+    relay = RelayServer(Path(args.out) / f"logs-{args.label}", args.server_cpus)
+    # Fresh copies: a login at the relay rewrites id, token and ws_addr.
+    users = [Account(id=a.id, email=a.email, password=a.password) for a in accounts]
+    rate = float((sandcat.get("one_to_one") or {}).get("max_offered_per_s") or args.rate)
+    out: dict[str, Any] = {"target": "relay", "one_to_one_rate": rate}
+    try:
+        await relay.start()
+        target = Target(tuple(relay.api), relay.pids)
+        rctx = Context(
+            target, args.workers, ctx.timing, lambda text: ctx.progress(f"relay: {text}")
+        )
+        await _login(rctx, target, users)
+        if "one-to-one" in wanted:
+            out["one_to_one"] = await scenarios.one_to_one(
+                rctx,
+                users[: args.users],
+                senders=args.senders,
+                start_rate=rate,
+                max_rate=rate,
+                slo_ms=args.slo_ms,
+                repeats=args.repeats,
+                find_max=False,
+            )
+        if "group" in wanted:
+            groups = await scenarios.make_groups(rctx, users, sizes)
+            if groups:
+                out["group_fanout"] = await scenarios.group_fanout(
+                    rctx,
+                    users,
+                    groups,
+                    burst_deliveries=args.burst_deliveries,
+                    repeats=args.repeats,
                 )
-            except ApiError as exc:
-                ctx.warnings.append(f"group of {size} not created: {exc}")
-                ctx.progress(f"group of {size} not created: {exc}")
-                continue
-            groups[size] = made["info"]["id"]
-    return groups
+    finally:
+        relay.stop()
+    ctx.warnings.extend(f"relay baseline: {w}" for w in rctx.warnings)
+    return out
 
 
 async def _idle_suite(

@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 
 CONFIG = Path(__file__).resolve().parent / "bench-config.yml"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -104,6 +105,47 @@ class Servers:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+        self.api.clear()
+
+
+@dataclass(slots=True)
+class RelayServer:
+    """The relay baseline (``python -m benchmarks.load.relay``) as its own process."""
+
+    log_dir: Path
+    cpus: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    api: list[str] = field(default_factory=list)
+
+    async def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        api_port, ws_port = free_port(), free_port()
+        pin = ["taskset", "-c", self.cpus] if self.cpus else []
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+        command = [sys.executable, "-m", "benchmarks.load.relay"]
+        ports = ["--api-port", str(api_port), "--ws-port", str(ws_port)]
+        with (self.log_dir / "relay.log").open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once per run
+                [*pin, *command, *ports], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            )
+        base = f"http://127.0.0.1:{api_port}"
+        await wait_healthy(base, self.proc)
+        self.api.append(base)
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return (self.proc.pid,) if self.proc is not None else ()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
         self.api.clear()
 
 

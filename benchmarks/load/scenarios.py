@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.load import procstat
-from benchmarks.load.api import Account, CodeSource, call, login, register
+from benchmarks.load.api import Account, ApiError, CodeSource, call, login, register
 from benchmarks.load.stats import latency_summary
 from benchmarks.load.worker import HttpRun, Pool, Setup, TrafficRun
 
@@ -331,6 +331,39 @@ async def one_to_one(
 
 
 # ---------------------------------------------------------------- (b) group fan-out
+
+
+async def make_groups(
+    ctx: Context, accounts: Sequence[Account], sizes: Sequence[int]
+) -> dict[int, str]:
+    """One group per size, owned by account 0 (members: accounts[:size]), made through the
+    public API; a size the server refuses is left out with a warning."""
+    owner = accounts[0]
+    groups: dict[int, str] = {}
+    async with aiohttp.ClientSession() as session:
+        for size in sizes:
+            body = {
+                "id": "",
+                "owner": owner.id,
+                "avatar": "",
+                "group_name": f"bench-{size}",
+                "members_id": [a.id for a in accounts[1:size]],
+            }
+            try:
+                made = await call(
+                    session,
+                    ctx.target.api[0],
+                    "POST",
+                    f"/group/{owner.id}",
+                    json_body=body,
+                    token=owner.token,
+                )
+            except ApiError as exc:
+                ctx.warnings.append(f"group of {size} not created: {exc}")
+                ctx.progress(f"group of {size} not created: {exc}")
+                continue
+            groups[size] = made["info"]["id"]
+    return groups
 
 
 async def group_fanout(
