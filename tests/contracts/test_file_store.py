@@ -151,18 +151,21 @@ async def test_clean_orphans_deletes_old_unreferenced_objects_only(
             files if key != "avatar1.png" else avatars, key, b"x", "image/png"
         )
     raw = _raw_client(oss_config)
-    old = [
-        await _modified_ms(raw, files, "old-orphan.png"),
-        await _modified_ms(raw, files, "old-used.png"),
-        await _modified_ms(raw, avatars, "avatar1.png"),
-    ]
-    async with asyncio.timeout(10):  # until the server's clock shows a later second
-        while True:
-            await s3_store.put_object(files, "young-orphan.png", b"x", "image/png")
-            young_ms = await _modified_ms(raw, files, "young-orphan.png")
-            if young_ms > max(old):
-                break
-            await asyncio.sleep(0.05)
+    try:
+        old = [
+            await _modified_ms(raw, files, "old-orphan.png"),
+            await _modified_ms(raw, files, "old-used.png"),
+            await _modified_ms(raw, avatars, "avatar1.png"),
+        ]
+        async with asyncio.timeout(10):  # until the server's clock shows a later second
+            while True:
+                await s3_store.put_object(files, "young-orphan.png", b"x", "image/png")
+                young_ms = await _modified_ms(raw, files, "young-orphan.png")
+                if young_ms > max(old):
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await raw.close_session()  # type: ignore[no-untyped-call]
     asked: list[tuple[str, str]] = []
 
     async def referenced(bucket: str, key: str) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from sandcat.adapters.embedded.sqlite import MIGRATIONS_DIR
 from sandcat.adapters.postgres.history import PostgresHistory
 from sandcat.adapters.postgres.idempotency import PostgresIdempotency
 from sandcat.adapters.postgres.migrate import apply_pg_migrations
@@ -67,7 +68,9 @@ async def test_migrations_apply_once(real_services: Services, pool: asyncpg.Pool
     dsn = with_database(real_services.pg_dsn, await pool.fetchval("SELECT current_database()"))
     assert await apply_pg_migrations(dsn) == []
     versions = await pool.fetch("SELECT version FROM schema_migrations")
-    assert [row[0] for row in versions] == ["0001_init.sql"]
+    assert [row[0] for row in versions] == sorted(
+        path.name for path in (MIGRATIONS_DIR / "postgres").glob("*.sql")
+    )
 
 
 async def test_the_default_partition_catches_every_time(pool: asyncpg.Pool) -> None:
