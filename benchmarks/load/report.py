@@ -95,9 +95,26 @@ def _rate(s: dict[str, float]) -> str:
     return f"{s['median']:,.0f} ({s['min']:,.0f}–{s['max']:,.0f})"
 
 
+def _ratio(ours: dict[str, float], floor: dict[str, float]) -> str:
+    """``ours / floor`` of two medians, as "4.2" followed by a multiplication sign."""
+    if not ours["runs"] or not floor["runs"] or floor["median"] <= 0:
+        return "–"
+    return f"{ours['median'] / floor['median']:,.1f}×"
+
+
+def _bursts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["mode"] == "burst"]
+
+
 def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(metric, value, server CPU-µs per unit) rows for one run's results."""
+    """(metric, value, server CPU-µs per unit) rows for one run's results.
+
+    A run with a relay baseline (``suite --baseline relay``) gets, under each one-to-one
+    and fan-out result, the relay's figure and the ratio of server CPU per delivered
+    message (sandcat / relay).
+    """
     rows: list[tuple[str, str, str]] = []
+    base = res.get("baseline") or {}
     one = res.get("one_to_one")
     if one:
         at75 = one["at_75pct"]
@@ -132,8 +149,29 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "",
             ),
         ]
+        relay_one = base.get("one_to_one")
+        if relay_one:
+            rel75 = relay_one["at_75pct"]
+            rows += [
+                (
+                    "… relay baseline at the same offered rate: delivered msgs/s; p99 ms",
+                    _rate(_median(rel75, "delivered_per_s"))
+                    + "; "
+                    + _ms(_median(rel75, "e2e_latency", "p99_ms")),
+                    _ms(_median(rel75, "server_cpu_us_per_unit")),
+                ),
+                (
+                    "… server CPU per delivered message, sandcat / relay",
+                    _ratio(
+                        _median(at75, "server_cpu_us_per_unit"),
+                        _median(rel75, "server_cpu_us_per_unit"),
+                    ),
+                    "",
+                ),
+            ]
+    relay_groups = base.get("group_fanout") or {}
     for size, group_rows in (res.get("group_fanout") or {}).items():
-        bursts = [r for r in group_rows if r["mode"] == "burst"]
+        bursts = _bursts(group_rows)
         singles = [r for r in group_rows if r["mode"] == "single"]
         rows.append(
             (
@@ -151,6 +189,25 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "",
             )
         )
+        relay_bursts = _bursts(relay_groups.get(size) or [])
+        if relay_bursts:
+            rows += [
+                (
+                    "… relay baseline: deliveries/s (burst); deliveries per server core-second",
+                    _rate(_median(relay_bursts, "deliveries_per_s"))
+                    + "; "
+                    + _rate(_median(relay_bursts, "deliveries_per_core_s")),
+                    _ms(_median(relay_bursts, "server_cpu_us_per_unit")),
+                ),
+                (
+                    "… server CPU per delivery, sandcat / relay",
+                    _ratio(
+                        _median(bursts, "server_cpu_us_per_unit"),
+                        _median(relay_bursts, "server_cpu_us_per_unit"),
+                    ),
+                    "",
+                ),
+            ]
     idle = res.get("idle")
     if idle:
         rows.append(
@@ -190,29 +247,50 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _keyed(rows: list[tuple[str, str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
+    """Rows keyed by (parent metric, metric): a "…" row belongs to the metric above it, so
+    the same "…" text under two group sizes stays two rows."""
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    parent = ""
+    for metric, value, cpu in rows:
+        if not metric.startswith("…"):
+            parent = metric
+        out[(parent, metric)] = (value, cpu)
+    return out
+
+
 def markdown(results: dict[str, dict[str, Any]]) -> str:
     """One table: a row per metric, a column per labelled run (e.g. native / pure)."""
     labels = list(results)
-    tables = {label: table_rows(res) for label, res in results.items()}
-    metrics: list[str] = []
-    for rows in tables.values():
-        for metric, _, _ in rows:
-            if metric not in metrics:
-                metrics.append(metric)
+    tables = {label: _keyed(table_rows(res)) for label, res in results.items()}
+    # Metrics in first-seen order; one a run lacks goes after that run's metric before it.
+    parents: list[str] = []
+    children: dict[str, list[str]] = {}
+    for table in tables.values():
+        previous = ""
+        for parent, metric in table:
+            if parent not in children:
+                at = parents.index(previous) + 1 if previous else len(parents)
+                parents.insert(at, parent)
+                children[parent] = []
+            if metric != parent and metric not in children[parent]:
+                children[parent].append(metric)
+            previous = parent
+    keys = [(p, m) for p in parents for m in (p, *children[p])]
     head = (
         ["metric"]
         + [f"{label}" for label in labels]
         + [f"{lab}: server CPU-µs/unit" for lab in labels]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for metric in metrics:
+    for key in keys:
         values = []
         cpus = []
         for label in labels:
-            found = [r for r in tables[label] if r[0] == metric]
-            values.append(found[0][1] if found else "–")
-            cpus.append((found[0][2] if found else "") or "")
-        lines.append("| " + " | ".join([metric, *values, *cpus]) + " |")
+            found = tables[label].get(key)
+            values.append(found[0] if found else "–")
+            cpus.append((found[1] if found else "") or "")
+        lines.append("| " + " | ".join([key[1], *values, *cpus]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -254,18 +332,17 @@ def plots(results: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
     written.append(path)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, res in results.items():
-        groups = res.get("group_fanout") or {}
+    series = [(label, "-", res.get("group_fanout") or {}) for label, res in results.items()]
+    series += [
+        (f"{label}: relay baseline", "--", (res.get("baseline") or {}).get("group_fanout") or {})
+        for label, res in results.items()
+    ]
+    for name, style, groups in series:
         sizes = sorted(int(s) for s in groups)
         if not sizes:
             continue
-        dps = [
-            _median([r for r in groups[str(s)] if r["mode"] == "burst"], "deliveries_per_s")[
-                "median"
-            ]
-            for s in sizes
-        ]
-        ax.plot(sizes, dps, marker="o", label=label)
+        dps = [_median(_bursts(groups[str(s)]), "deliveries_per_s")["median"] for s in sizes]
+        ax.plot(sizes, dps, style, marker="o", label=name)
     ax.set_xscale("log")
     ax.set_xlabel("group size (online members)")
     ax.set_ylabel("deliveries/s")
@@ -322,7 +399,8 @@ def write_doc(
         + "; ".join(
             f"**{label}** = native extensions {res['meta'].get('native', '?')}"
             for label, res in results.items()
-        ),
+        )
+        + _relay_runs(results),
         "- Topology: embedded server(s) and the load generator on the same 2-core machine, over",
         "  loopback; they compete for the two cores (see the generator's own CPU in the JSON).",
         f"- Timing per probe: {meta['timing']}",
@@ -346,6 +424,7 @@ def write_doc(
         "",
         "Analysis of the gaps: [`performance.md`](performance.md).",
         "",
+        *relay_section(results),
     ]
     warnings = [w for res in results.values() for w in res.get("warnings", [])]
     if warnings:
@@ -354,6 +433,82 @@ def write_doc(
         lines += [micro]
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(lines), encoding="utf-8")
+
+
+RELAY_TEXT = """\
+[`benchmarks/load/relay.py`](../benchmarks/load/relay.py) is a bare aiohttp WebSocket relay on
+uvloop, one process, started by the suite on this machine like the sandcat server
+(`python -m benchmarks.load.relay --api-port P --ws-port Q`). It speaks just enough of the
+protocol for the same scenarios to drive it unchanged (login for any account, `POST /group`,
+the WebSocket URL) and per frame it only decodes the bincode `Msg` with the generator's codec,
+acks the sender (type 24, server id, send time, the sender's next `send_seq`) and forwards a
+copy to the receiver's connection(s) with the receiver's next `seq` (a group copy is encoded
+once and the `seq` patched per member). Nothing is stored or checked (no token, membership,
+rate limit, slow-client queue, history or inbox): it is the cost floor of "decode, ack,
+forward" on aiohttp, and the ratio says what sandcat pays above that floor.
+
+`suite --baseline relay` (on in `make bench`) runs it right after the sandcat server's runs,
+with the same generator settings: one-to-one with no search of its own, at the rates the
+sandcat run probed (25, 50 and 75 % of sandcat's max), so the 75 % probes compare equal
+offered load; group fan-out with the same bursts. The relay's server CPU is read from `/proc`
+for its PID exactly as for sandcat's. Ratio = sandcat / relay server CPU per delivered message
+(medians of the repeats); deliveries per server core-second are from the burst runs."""
+
+
+def _relay_runs(results: dict[str, dict[str, Any]]) -> str:
+    labels = [f"**{label}**" for label, res in results.items() if res.get("baseline")]
+    if not labels:
+        return ""
+    return (
+        f"; in the same run{'s' if len(labels) > 1 else ''} {', '.join(labels)} also drove the"
+        " relay baseline ([below](#the-relay-baseline)) with one-to-one and group fan-out"
+    )
+
+
+def relay_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The relay baseline, explained, and its ratios (when a run drove it)."""
+    rows: list[str] = []
+    for label, res in results.items():
+        base = res.get("baseline") or {}
+        one, relay_one = res.get("one_to_one"), base.get("one_to_one")
+        if one and relay_one:
+            ours = _median(one["at_75pct"], "server_cpu_us_per_unit")
+            floor = _median(relay_one["at_75pct"], "server_cpu_us_per_unit")
+            rate = _median(one["at_75pct"], "offered_per_s")["median"]
+            rows.append(
+                f"| {label} | one-to-one at {rate:,.0f} msgs/s offered | {_ms(ours)} | "
+                f"{_ms(floor)} | **{_ratio(ours, floor)}** | – | – |"
+            )
+        relay_groups = base.get("group_fanout") or {}
+        for size, group_rows in (res.get("group_fanout") or {}).items():
+            relay_bursts = _bursts(relay_groups.get(size) or [])
+            if not relay_bursts:
+                continue
+            bursts = _bursts(group_rows)
+            ours = _median(bursts, "server_cpu_us_per_unit")
+            floor = _median(relay_bursts, "server_cpu_us_per_unit")
+            rows.append(
+                f"| {label} | group of {int(size):,}, burst | {_ms(ours)} | {_ms(floor)} | "
+                f"**{_ratio(ours, floor)}** | {_rate(_median(bursts, 'deliveries_per_core_s'))} | "
+                f"{_rate(_median(relay_bursts, 'deliveries_per_core_s'))} |"
+            )
+    head = ["## The relay baseline", "", RELAY_TEXT, ""]
+    if not rows:
+        return [
+            *head,
+            "None of the runs above drove the relay baseline; `make bench` (or `suite "
+            "--baseline relay`) adds its figures here.",
+            "",
+        ]
+    return [
+        *head,
+        "| run | scenario | sandcat: server CPU-µs per delivered msg | relay: server CPU-µs per "
+        "delivered msg | sandcat / relay | sandcat: deliveries per server core-s | relay: "
+        "deliveries per server core-s |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
 
 
 def goal_notes(results: dict[str, dict[str, Any]]) -> list[str]:
