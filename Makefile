@@ -76,7 +76,8 @@ clean:
 	rm -rf $(VENV) build *.egg-info data
 
 # The standard load suite against embedded servers it starts itself, with and without the
-# compiled extensions; then docs/benchmarks.md and docs/plots/*.png are regenerated.
+# compiled extensions, each run also driving the relay baseline (benchmarks/load/relay.py)
+# for the server-CPU ratio; then docs/benchmarks.md and docs/plots/*.png are regenerated.
 .PHONY: bench
 BENCH_OUT := benchmarks/results/latest
 # The distributed topology (services + api, two gateways, msg-server) for one-to-one and HTTP.
@@ -84,9 +85,10 @@ BENCH_DIST_ARGS ?= --register 200 --scenarios one-to-one,http --users 200 --send
 	--repeats 2 --no-progress
 bench: install
 	$(BIN)/pip install -q -e '.[dev,bench]'
-	$(BIN)/python -m benchmarks.load suite --label native --out $(BENCH_OUT) $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.load suite --label native --baseline relay --out $(BENCH_OUT) \
+		$(BENCH_ARGS)
 	SANDCAT_NO_EXTENSIONS=1 $(BIN)/python -m benchmarks.load suite --no-extensions \
-		--label pure --out $(BENCH_OUT) $(BENCH_ARGS)
+		--label pure --baseline relay --out $(BENCH_OUT) $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.load.distributed --out $(BENCH_OUT) $(BENCH_DIST_ARGS)
 	$(BIN)/python -m benchmarks.load report $(BENCH_OUT)/native.json $(BENCH_OUT)/pure.json \
 		$(BENCH_OUT)/distributed.json \

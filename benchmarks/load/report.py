@@ -496,8 +496,8 @@ def relay_section(results: dict[str, dict[str, Any]]) -> list[str]:
     if not rows:
         return [
             *head,
-            "None of the runs above drove the relay baseline; `make bench` (or `suite "
-            "--baseline relay`) adds its figures here.",
+            "None of the runs above drove the relay baseline; `make bench` (or",
+            "`suite --baseline relay`) adds its figures here.",
             "",
         ]
     return [

@@ -36,9 +36,7 @@ async def test_relay_one_to_one_and_group_have_no_loss_duplicates_or_reordering(
             find_max=False,
         )
         groups = await scenarios.make_groups(ctx, accounts, [5])
-        fanout = await scenarios.group_fanout(
-            ctx, accounts, groups, burst_deliveries=40, repeats=1
-        )
+        fanout = await scenarios.group_fanout(ctx, accounts, groups, burst_deliveries=40, repeats=1)
     finally:
         relay.stop()
     assert len({a.id for a in accounts}) == len(accounts)
