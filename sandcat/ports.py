@@ -227,6 +227,13 @@ class SeqAllocator(Protocol):
         and each receiver's next ``seq``, in order. No seq above the durably persisted
         segment mark is ever returned."""
 
+    async def allocate_many(
+        self, requests: Sequence[tuple[str | None, Sequence[str]]]
+    ) -> list[tuple[int, list[int]]]:
+        """``allocate`` for every ``(sender, receivers)`` request of a batch, in ONE atomic
+        call, as if the requests were allocated one after the other in their order: a
+        counter's seqs go to the earlier request first."""
+
     async def mark_stored(
         self, items: Sequence[tuple[str, int, int]]
     ) -> dict[str, tuple[int, int]]:
@@ -258,9 +265,18 @@ class HistoryStore(Protocol):
 
 
 class IdempotencyStore(Protocol):
+    """``(send_id, local_id)`` -> the original ack, for 24 h."""
+
     async def get_ack(self, send_id: str, local_id: str) -> Ack | None: ...
 
     async def put_ack(self, send_id: str, local_id: str, ack: Ack) -> None: ...
+
+    async def get_acks(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Ack]:
+        """The live acks of those ``keys`` that have one, in one round trip."""
+
+    async def put_acks(self, items: Sequence[tuple[str, str, Ack]]) -> None:
+        """Store ``(send_id, local_id, ack)`` items in one round trip (a key given twice
+        keeps its last ack)."""
 
 
 class Presence(Protocol):

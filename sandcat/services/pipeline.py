@@ -1,15 +1,34 @@
 """The distributed accept pipeline: idempotency, seq allocation, durable publish.
 
 ``QueuedMessageLog`` implements the message-log port of ``MessageService`` for
-distributed mode. One worker takes the queued submissions in FIFO order, so per-sender
-order holds (I4): it looks up idempotency keys (concurrently), allocates seqs (in order,
-one atomic call per message), publishes every record to the queue (in order), awaits the
-broker's acks and only then resolves the acks. Storage and pushes happen in a msg-server.
+distributed mode. Storage and pushes happen in a msg-server; here a submission becomes a
+Kafka record and its sender's ack. Every backend round trip is made once per *batch*:
+
+1. **Admission** (one batch at a time, in submission order): the queued submissions are
+   taken as one batch; ONE idempotency lookup covers all its keys
+   (``IdempotencyStore.get_acks``), then ONE Lua call allocates every seq of the batch
+   (``SeqAllocator.allocate_many``, in submission order), then each record's publish is
+   started as its own task, in allocation order, and admission moves on to the next batch
+   without waiting for the broker.
+2. **Publish** (per record, concurrently): the record goes to the queue; its broker ack
+   (``acks=all``) is awaited by that record alone, so a slow partition or a slow call for one
+   key holds back only the records behind it, never the other senders.
+3. **Settling** (batched across records): acked records that carry an idempotency key wait
+   for ONE idempotency insert covering every record acked meanwhile
+   (``IdempotencyStore.put_acks``); then their futures resolve. Records without a key resolve
+   on their broker ack.
+
+Order: admission is serial, so seqs are allocated in submission order (a sender's
+``send_seq`` follows its send order, and a conversation's ``seq`` too), and records are
+handed to the queue in allocation order; batches overlap only from the publish on. A
+resend of a key that is still in flight (an earlier batch, or earlier in the same one) is
+neither looked up nor allocated: it settles with its original's outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable
 from typing import Protocol
 
@@ -17,14 +36,16 @@ from sandcat.domain import Ack, Stored, Submission
 from sandcat.domain_records import MessageRecord
 from sandcat.log import get_logger
 from sandcat.ports import IdempotencyStore, SeqAllocator
-from sandcat.services.batching import BatchingWorker
 
 log = get_logger(__name__)
+
+Entry = tuple[Submission, "asyncio.Future[Stored]"]
 
 
 class MessageQueue(Protocol):
     async def publish(self, key: str, value: bytes) -> Awaitable[None]:
-        """Enqueue one record in call order; the result resolves on the broker's ack."""
+        """Enqueue one record; the result resolves on the broker's ack. Calls that return
+        in order put a key's records in that order."""
 
 
 def record_key(submission: Submission) -> str:
@@ -35,94 +56,204 @@ def record_key(submission: Submission) -> str:
     return submission.receivers[0] if submission.receivers else msg.send_id
 
 
-class QueuedMessageLog(BatchingWorker):
+class QueuedMessageLog:
     def __init__(
         self,
         *,
         seqs: SeqAllocator,
         idempotency: IdempotencyStore,
         queue: MessageQueue,
-        max_batch: int = 256,
+        max_batch: int = 512,
     ) -> None:
-        super().__init__(max_batch=max_batch, name="queued-log")
         self._seqs = seqs
         self._idem = idempotency
         self._queue = queue
+        self._max_batch = max_batch
+        self._pending: deque[Entry] = deque()
+        self._wakeup = asyncio.Event()
+        #: Acked records waiting for the idempotency insert.
+        self._acked: list[tuple[tuple[str, str], asyncio.Future[Stored], Stored]] = []
+        self._acked_wakeup = asyncio.Event()
+        #: idem key -> the future of the submission that holds it while it is in flight.
+        self._inflight: dict[tuple[str, str], asyncio.Future[Stored]] = {}
+        #: Every submission not settled yet (``stop`` lets them land).
+        self._open: set[asyncio.Future[Stored]] = set()
+        self._publishing: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        #: Round trips made, for tests and profiles.
+        self.batches = 0
 
-    async def process(self, batch: list[tuple[Submission, asyncio.Future[Stored]]]) -> None:
-        try:
-            await self._process(batch)
-        except Exception as exc:  # the adapters raise; every waiter learns of it
-            log.exception("publish_batch_failed", size=len(batch))
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._admit_loop(), name="queued-log-admit"),
+            loop.create_task(self._settle_loop(), name="queued-log-settle"),
+        ]
 
-    async def _process(self, batch: list[tuple[Submission, asyncio.Future[Stored]]]) -> None:
-        known = await asyncio.gather(
-            *(self._idem.get_ack(*sub.idem_key) if sub.idem_key else _none() for sub, _ in batch)
-        )
-        fresh: list[tuple[Submission, asyncio.Future[Stored], Stored, Awaitable[None]]] = []
-        seen: dict[tuple[str, str], Stored] = {}
-        for (sub, future), ack in zip(batch, known, strict=True):
+    async def stop(self) -> None:
+        if not self._tasks:
+            return
+        if self._open:  # let what was accepted land before stopping
+            await asyncio.gather(*list(self._open), return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def submit(self, submission: Submission) -> asyncio.Future[Stored]:
+        """Queue in call order; the future resolves once the submission is durable."""
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self._open.add(future)
+        future.add_done_callback(self._open.discard)
+        self._pending.append((submission, future))
+        self._wakeup.set()
+        return future
+
+    # --- admission: one batch at a time -------------------------------------------------
+
+    async def _admit_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                size = min(self._max_batch, len(self._pending))
+                batch = [self._pending.popleft() for _ in range(size)]
+                try:
+                    await self._admit(batch)
+                except Exception as exc:  # the adapters raise; every waiter learns of it
+                    log.exception("admit_batch_failed", size=len(batch))
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+
+    async def _admit(self, batch: list[Entry]) -> None:
+        self.batches += 1
+        fresh: list[Entry] = []
+        for sub, future in batch:
+            key = sub.idem_key
+            if key is not None:
+                original = self._inflight.get(key)
+                if original is not None:  # a resend of a key in flight: its outcome
+                    _follow(original, future)
+                    continue
+                self._hold(key, future)
+            fresh.append((sub, future))
+        keys = [sub.idem_key for sub, _ in fresh if sub.idem_key is not None]
+        known = await self._idem.get_acks(keys) if keys else {}
+        todo: list[Entry] = []
+        for sub, future in fresh:
+            ack = known.get(sub.idem_key) if sub.idem_key is not None else None
             if ack is not None:
                 future.set_result(Stored(ack, duplicate=True))
-                continue
-            if sub.idem_key is not None and sub.idem_key in seen:  # a resend in the same batch
-                first = seen[sub.idem_key]
-                fresh.append((sub, future, Stored(first.ack, duplicate=True), _done()))
-                continue
+            else:
+                todo.append((sub, future))
+        if not todo:
+            return
+        allocated = await self._seqs.allocate_many(
+            [(sub.msg.send_id if sub.outbox else None, sub.receivers) for sub, _ in todo]
+        )
+        loop = asyncio.get_running_loop()
+        for (sub, future), (send_seq, seqs) in zip(todo, allocated, strict=True):
             msg = sub.msg
-            send_seq, seqs = await self._seqs.allocate(
-                msg.send_id if sub.outbox else None, sub.receivers
-            )
             msg.send_seq = send_seq
             stored = Stored(
                 Ack(msg.server_id, msg.send_time, send_seq),
                 duplicate=False,
                 receiver_seqs=list(zip(sub.receivers, seqs, strict=True)),
             )
-            record = MessageRecord(
+            value = MessageRecord(
                 msg=msg,
                 receivers=stored.receiver_seqs,
                 store=sub.store,
                 outbox=sub.outbox,
                 history=sub.history,
                 push_self=sub.push_self,
-            )
-            acked = await self._queue.publish(record_key(sub), record.encode())
-            if sub.idem_key is not None:
-                seen[sub.idem_key] = stored
-            fresh.append((sub, future, stored, acked))
-        for sub, future, stored, acked in fresh:
+            ).encode()
+            # Tasks start in creation order, so the queue sees the records in allocation
+            # order; each then waits for its own broker ack only.
+            task = loop.create_task(self._publish(sub, future, stored, record_key(sub), value))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    def _hold(self, key: tuple[str, str], future: asyncio.Future[Stored]) -> None:
+        """Mark ``key`` in flight until ``future`` settles (by then its ack is stored)."""
+        self._inflight[key] = future
+
+        def release(done: asyncio.Future[Stored]) -> None:
+            if self._inflight.get(key) is done:
+                del self._inflight[key]
+
+        future.add_done_callback(release)
+
+    # --- publish: per record ----------------------------------------------------------------
+
+    async def _publish(
+        self,
+        sub: Submission,
+        future: asyncio.Future[Stored],
+        stored: Stored,
+        key: str,
+        value: bytes,
+    ) -> None:
+        try:
+            acked = await self._queue.publish(key, value)
+            await acked
+        except Exception as exc:
+            log.warning("publish_failed", server_id=sub.msg.server_id, error=repr(exc))
             try:
-                await acked
-            except Exception as exc:
-                log.exception("publish_failed", server_id=sub.msg.server_id)
                 await self._release(sub, stored)
-                if not future.done():
-                    future.set_exception(exc)
-                continue
-            if sub.idem_key is not None and not stored.duplicate:
-                await self._idem.put_ack(*sub.idem_key, stored.ack)
+            except Exception:
+                log.exception("release_failed", server_id=sub.msg.server_id)
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if sub.idem_key is None:
             if not future.done():
                 future.set_result(stored)
+            return
+        self._acked.append((sub.idem_key, future, stored))
+        self._acked_wakeup.set()
 
     async def _release(self, sub: Submission, stored: Stored) -> None:
         """Seqs of a record that never reached the queue: release them (a gap, not a hole)."""
-        if stored.duplicate:
-            return
         triples = [(uid, seq, 0) for uid, seq in stored.receiver_seqs]
         if stored.ack.send_seq:
             triples.append((sub.msg.send_id, 0, stored.ack.send_seq))
-        await self._seqs.mark_stored(triples)
+        if triples:
+            await self._seqs.mark_stored(triples)
+
+    # --- settling: one idempotency insert per wave of acks -----------------------------------
+
+    async def _settle_loop(self) -> None:
+        while True:
+            await self._acked_wakeup.wait()
+            self._acked_wakeup.clear()
+            while self._acked:
+                wave, self._acked = self._acked, []
+                try:
+                    await self._idem.put_acks([(*key, stored.ack) for key, _, stored in wave])
+                except Exception as exc:
+                    log.exception("idempotency_insert_failed", size=len(wave))
+                    for _, future, _ in wave:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for _, future, stored in wave:
+                    if not future.done():
+                        future.set_result(stored)
 
 
-async def _none() -> None:
-    return None
+def _follow(original: asyncio.Future[Stored], future: asyncio.Future[Stored]) -> None:
+    """Settle ``future`` (a resend) with ``original``'s outcome once it is known."""
 
+    def settle(done: asyncio.Future[Stored]) -> None:
+        if future.done():
+            return
+        if done.cancelled():
+            future.cancel()
+        elif (exc := done.exception()) is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(Stored(done.result().ack, duplicate=True))
 
-def _done() -> Awaitable[None]:
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    future.set_result(None)
-    return future
+    original.add_done_callback(settle)

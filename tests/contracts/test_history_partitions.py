@@ -188,3 +188,32 @@ async def test_idempotency_keys_last_24_hours(pool: asyncpg.Pool) -> None:
     assert await store.get_ack("alice", "l1") is None
     assert await store.purge() == 1
     assert await store.get_ack("alice", "l2") == Ack("srv2", 456, 8)
+
+
+async def test_idempotency_keys_in_batches(pool: asyncpg.Pool) -> None:
+    """One statement looks up (or stores) every key of a batch; the batch forms agree with
+    the single-key ones."""
+    clock = FakeClock(ms(2024, 5, 1))
+    store = PostgresIdempotency(pool=pool, clock=clock)
+    assert await store.get_acks([]) == {}
+    await store.put_acks([])
+    await store.put_ack("alice", "old", Ack("srv0", 1, 1))
+    clock.now_value += 24 * 3600 * 1000  # "old" has expired
+    await store.put_acks(
+        [
+            ("alice", "l1", Ack("srv1", 10, 2)),
+            ("bob", "l1", Ack("srv2", 11, 1)),
+            ("alice", "l2", Ack("srv3", 12, 3)),
+            ("alice", "l2", Ack("srv4", 13, 4)),  # a key given twice keeps the last ack
+        ]
+    )
+    keys = [("alice", "l1"), ("bob", "l1"), ("alice", "l2"), ("alice", "old"), ("carol", "l1")]
+    assert await store.get_acks(keys) == {
+        ("alice", "l1"): Ack("srv1", 10, 2),
+        ("bob", "l1"): Ack("srv2", 11, 1),
+        ("alice", "l2"): Ack("srv4", 13, 4),
+    }
+    assert await store.get_ack("alice", "l2") == Ack("srv4", 13, 4)
+    # storing again refreshes the key (and its 24 hours)
+    await store.put_acks([("alice", "old", Ack("srv5", 14, 5))])
+    assert await store.get_acks([("alice", "old")]) == {("alice", "old"): Ack("srv5", 14, 5)}

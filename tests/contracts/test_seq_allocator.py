@@ -293,3 +293,51 @@ async def test_abandoned_allocations_are_released(
     assert await seqs.release_stale(60_000) == 0  # too young to be abandoned
     assert await seqs.release_stale(0) >= 1
     assert await seqs.exposed(user) == (second, 0)
+
+
+async def test_a_batch_of_requests_is_one_lua_call_in_request_order(
+    redis_client: Redis, segments: SpySegments
+) -> None:
+    seqs = RedisSeqAllocator(client=redis_client, segments=segments, step=100)
+    await seqs.allocate_many([("a", ["b", "c"]), ("c", ["a", "d"])])  # first use: segments
+    before = await _evalsha_calls(redis_client)
+    got = await seqs.allocate_many(
+        [("a", ["b"]), ("c", ["b"]), ("a", ["b", "d", "b"]), (None, []), ("a", [])]
+    )
+    assert await _evalsha_calls(redis_client) == before + 1
+    # as if allocated one after the other: a's send_seqs 2, 3, 4; b's seqs 2, 3, 4, 5
+    assert got == [(2, [2]), (2, [3]), (3, [4, 2, 5]), (0, []), (4, [])]
+    assert await seqs.allocate_many([]) == []
+    assert await seqs.allocate_many([(None, [])]) == [(0, [])]
+    # every seq of the batch is pending until stored, like a single allocation's
+    assert await seqs.exposed("b") == (0, 0)
+    assert await seqs.mark_stored([("b", n, 0) for n in (1, 2, 3, 4)]) == {"b": (4, 0)}
+    assert await seqs.mark_stored([("b", 5, 0), ("d", 2, 0)]) == {"b": (5, 0), "d": (0, 0)}
+    assert await seqs.mark_stored([("d", 1, 0)]) == {"d": (2, 0)}
+
+
+async def test_a_batch_raises_every_segment_it_needs_before_returning(
+    redis_client: Redis, segments: SpySegments
+) -> None:
+    seqs = RedisSeqAllocator(client=redis_client, segments=segments, step=3)
+    got = await seqs.allocate_many([("a", ["b"] * 4), ("a", ["c"]), ("a", ["b"] * 4)])
+    assert got == [(1, [1, 2, 3, 4]), (2, [1]), (3, [5, 6, 7, 8])]
+    # the durable marks cover every returned seq (8 seqs of b: a mark of 9)
+    assert await segments.real.marks("b") == (9, 0)
+    assert await segments.real.marks("a") == (0, 3)
+    assert await segments.real.marks("c") == (3, 0)
+
+
+async def test_concurrent_batches_keep_each_batch_contiguous_per_counter(
+    pooled_client: Redis, segments: SpySegments
+) -> None:
+    seqs = RedisSeqAllocator(client=pooled_client, segments=segments, step=5)
+    batches = [[("a", ["b"]) for _ in range(10)] for _ in range(20)]
+    results = await asyncio.gather(*(seqs.allocate_many(batch) for batch in batches))
+    issued: list[int] = []
+    for result in results:
+        sends = [send for send, _ in result]
+        assert sends == list(range(sends[0], sends[0] + 10))  # one atomic call per batch
+        assert [seq for _, (seq,) in result] == sends  # a and b move together here
+        issued += sends
+    assert sorted(issued) == list(range(1, 201))

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 
 import pytest
 
-from sandcat.domain import Ack, Submission
+from sandcat.domain import Ack, Stored, Submission
 from sandcat.domain_records import MessageRecord
 from sandcat.errors import DecodeError
 from sandcat.protocol.msg import Msg
@@ -27,6 +27,7 @@ class FakeSeqs:
     def __init__(self) -> None:
         self.cur: dict[tuple[str, int], int] = {}
         self.pending: dict[tuple[str, int], set[int]] = {}
+        self.calls = 0  # allocate_many round trips
 
     async def allocate(self, sender: str | None, receivers: Sequence[str]) -> tuple[int, list[int]]:
         def bump(user: str, kind: int) -> int:
@@ -37,6 +38,12 @@ class FakeSeqs:
 
         send_seq = bump(sender, 1) if sender else 0
         return send_seq, [bump(r, 0) for r in receivers]
+
+    async def allocate_many(
+        self, requests: Sequence[tuple[str | None, Sequence[str]]]
+    ) -> list[tuple[int, list[int]]]:
+        self.calls += 1
+        return [await self.allocate(sender, receivers) for sender, receivers in requests]
 
     def _exposed(self, user: str, kind: int) -> int:
         pending = self.pending.get((user, kind))
@@ -59,12 +66,23 @@ class FakeSeqs:
 class FakeIdem:
     def __init__(self) -> None:
         self.acks: dict[tuple[str, str], Ack] = {}
+        self.lookups: list[list[tuple[str, str]]] = []  # one entry per round trip
+        self.inserts: list[list[tuple[str, str]]] = []
 
     async def get_ack(self, send_id: str, local_id: str) -> Ack | None:
         return self.acks.get((send_id, local_id))
 
     async def put_ack(self, send_id: str, local_id: str, ack: Ack) -> None:
         self.acks[(send_id, local_id)] = ack
+
+    async def get_acks(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Ack]:
+        self.lookups.append(list(keys))
+        return {key: self.acks[key] for key in keys if key in self.acks}
+
+    async def put_acks(self, items: Sequence[tuple[str, str, Ack]]) -> None:
+        self.inserts.append([(send_id, local_id) for send_id, local_id, _ in items])
+        for send_id, local_id, ack in items:
+            self.acks[(send_id, local_id)] = ack
 
 
 class FakeQueue:
@@ -144,6 +162,122 @@ async def test_pipeline_publish_failure_fails_the_ack_and_releases_seqs() -> Non
     # The failed record's seqs are released: nothing stays pending forever.
     assert await seqs.exposed("c") == (1, 0)
     assert seqs.pending[("a", 1)] == {1}  # only the stored-to-be message is still pending
+
+
+class GatedQueue:
+    """A broker whose records of the senders in ``slow`` wait for ``gate``: at the publish
+    call itself (``where="enqueue"``) or at their ack (``where="ack"``). ``hold_all`` holds
+    every ack until ``gate`` opens."""
+
+    def __init__(
+        self, slow: frozenset[str] = frozenset(), where: str = "enqueue", hold_all: bool = False
+    ) -> None:
+        self.slow = slow
+        self.where = where
+        self.hold_all = hold_all
+        self.gate = asyncio.Event()
+        self.records: list[tuple[str, MessageRecord]] = []
+        self._changed = asyncio.Condition()
+
+    async def publish(self, key: str, value: bytes) -> Awaitable[None]:
+        record = MessageRecord.decode(value)
+        held = record.msg.send_id in self.slow
+        if held and self.where == "enqueue":
+            await self.gate.wait()
+        self.records.append((key, record))
+        async with self._changed:
+            self._changed.notify_all()
+        if self.hold_all or (held and self.where == "ack"):
+            return asyncio.ensure_future(self._opened())
+        return _resolved()
+
+    async def _opened(self) -> None:
+        await self.gate.wait()
+
+    async def wait_records(self, count: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self.records) >= count)
+
+
+def _resolved() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+async def test_pipeline_batches_every_round_trip() -> None:
+    """One admission of 20 submissions from 4 senders: one idempotency lookup, one seq
+    allocation call, one idempotency insert."""
+    seqs, idem, queue = FakeSeqs(), FakeIdem(), GatedQueue()
+    log = QueuedMessageLog(seqs=seqs, idempotency=idem, queue=queue)
+    log.start()
+    subs = [chat(f"s{i % 4}", f"r{i % 3}", f"l{i}", f"id{i}") for i in range(20)]
+    futures = [log.submit(sub) for sub in subs]
+    stored = await asyncio.wait_for(asyncio.gather(*futures), 10)
+    await log.stop()
+    assert log.batches == 1 and seqs.calls == 1
+    assert idem.lookups == [[(f"s{i % 4}", f"l{i}") for i in range(20)]]
+    assert len(idem.inserts) == 1 and sorted(idem.inserts[0]) == sorted(idem.lookups[0])
+    for sender in range(4):  # each sender's send_seqs follow its send order
+        mine = [st.ack.send_seq for sub, st in zip(subs, stored, strict=True)]
+        mine = [n for sub, n in zip(subs, mine, strict=True) if sub.msg.send_id == f"s{sender}"]
+        assert mine == list(range(1, 6))
+    # the queue saw the records in allocation order
+    assert [r.msg.server_id for _, r in queue.records] == [f"id{i}" for i in range(20)]
+
+
+@pytest.mark.parametrize("where", ["enqueue", "ack"])
+async def test_a_slow_sender_does_not_hold_back_the_others(where: str) -> None:
+    """The broker stalls one sender's records (at the publish call or at the ack); the
+    other senders' messages, in the same batches and in later ones, are acked meanwhile,
+    and the slow sender's land in order once the broker moves."""
+    seqs, idem = FakeSeqs(), FakeIdem()
+    queue = GatedQueue(frozenset({"slow"}), where=where)
+    log = QueuedMessageLog(seqs=seqs, idempotency=idem, queue=queue)
+    log.start()
+    slow: list[asyncio.Future[Stored]] = []
+    fast: list[asyncio.Future[Stored]] = []
+    for i in range(3):  # one batch, interleaved
+        slow.append(log.submit(chat("slow", "b", f"s{i}", f"slow{i}")))
+        fast.append(log.submit(chat("fast", "c", f"f{i}", f"fast{i}")))
+    first = await asyncio.wait_for(asyncio.gather(*fast), 10)
+    later = [log.submit(chat("other", "d", f"o{i}", f"other{i}")) for i in range(3)]
+    later.append(log.submit(chat("slow", "b", "s3", "slow3")))  # behind its own, only
+    slow.append(later.pop())
+    rest = await asyncio.wait_for(asyncio.gather(*later), 10)
+    assert [st.ack.send_seq for st in first] == [1, 2, 3]
+    assert [st.ack.send_seq for st in rest] == [1, 2, 3]
+    assert not any(future.done() for future in slow)  # still held by the broker
+    queue.gate.set()
+    held = await asyncio.wait_for(asyncio.gather(*slow), 10)
+    assert [st.ack.send_seq for st in held] == [1, 2, 3, 4]
+    assert [r.msg.server_id for _, r in queue.records if r.msg.send_id == "slow"] == [
+        f"slow{i}" for i in range(4)
+    ]
+    await log.stop()
+
+
+async def test_batches_overlap_while_the_broker_acks() -> None:
+    """A later batch is admitted and published while an earlier one waits for its acks; a
+    resend of a key in flight waits for the original instead of taking new seqs."""
+    seqs, idem = FakeSeqs(), FakeIdem()
+    queue = GatedQueue(hold_all=True)
+    log = QueuedMessageLog(seqs=seqs, idempotency=idem, queue=queue)
+    log.start()
+    one = [log.submit(chat("a", "b", f"l{i}", f"first{i}")) for i in range(3)]
+    await asyncio.wait_for(queue.wait_records(3), 10)
+    two = [log.submit(chat("a", "b", f"l{i}", f"second{i}")) for i in range(3, 6)]
+    resend = log.submit(chat("a", "b", "l1", "resent"))
+    await asyncio.wait_for(queue.wait_records(6), 10)
+    assert log.batches == 2 and not any(f.done() for f in one + two + [resend])
+    queue.gate.set()
+    stored = await asyncio.wait_for(asyncio.gather(*one, *two), 10)
+    again = await asyncio.wait_for(resend, 10)
+    await log.stop()
+    assert [st.ack.send_seq for st in stored] == [1, 2, 3, 4, 5, 6]
+    assert again.duplicate and again.ack == stored[1].ack
+    assert len(queue.records) == 6 and seqs.cur[("a", 1)] == 6  # the resend took nothing
+    assert sorted(idem.acks) == [("a", f"l{i}") for i in range(6)]
 
 
 class FakeInbox:

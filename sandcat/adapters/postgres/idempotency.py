@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from sandcat.adapters.postgres.errors import pg_errors
@@ -10,9 +12,29 @@ from sandcat.ids import Clock, SystemClock
 
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
 
+#: The batch forms: every key column travels as one array.
+_GET_MANY = (
+    "SELECT i.send_id, i.local_id, i.server_id, i.send_time, i.send_seq FROM idempotency i "
+    "JOIN unnest($1::VARCHAR[], $2::VARCHAR[]) AS k(send_id, local_id) "
+    "ON i.send_id = k.send_id AND i.local_id = k.local_id WHERE i.created_at > $3"
+)
+_PUT_MANY = (
+    "INSERT INTO idempotency (send_id, local_id, server_id, send_time, send_seq, created_at) "
+    "SELECT k.*, $6::BIGINT FROM unnest($1::VARCHAR[], $2::VARCHAR[], $3::VARCHAR[], "
+    "$4::BIGINT[], $5::BIGINT[]) AS k "
+    "ON CONFLICT (send_id, local_id) DO UPDATE SET server_id = excluded.server_id, "
+    "send_time = excluded.send_time, send_seq = excluded.send_seq, "
+    "created_at = excluded.created_at"
+)
+
+
+def _columns(keys: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    return [send_id for send_id, _ in keys], [local_id for _, local_id in keys]
+
 
 class PostgresIdempotency:
-    """Implements ``IdempotencyStore``; ``purge`` drops keys past the TTL."""
+    """Implements ``IdempotencyStore`` (one key or a batch per statement); ``purge`` drops
+    keys past the TTL."""
 
     def __init__(
         self, *, pool: asyncpg.Pool, clock: Clock | None = None, ttl_ms: int = IDEMPOTENCY_TTL_MS
@@ -44,6 +66,31 @@ class PostgresIdempotency:
             ack.server_id,
             ack.send_time,
             ack.send_seq,
+            self._clock.now_ms(),
+        )
+
+    @pg_errors
+    async def get_acks(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Ack]:
+        if not keys:
+            return {}
+        rows = await self._pool.fetch(
+            _GET_MANY, *_columns(keys), self._clock.now_ms() - self._ttl_ms
+        )
+        return {(row[0], row[1]): Ack(row[2], row[3], row[4]) for row in rows}
+
+    @pg_errors
+    async def put_acks(self, items: Sequence[tuple[str, str, Ack]]) -> None:
+        if not items:
+            return
+        # One row per key (ON CONFLICT cannot touch a row twice in one statement).
+        latest = {(send_id, local_id): ack for send_id, local_id, ack in items}
+        acks = list(latest.values())
+        await self._pool.execute(
+            _PUT_MANY,
+            *_columns(list(latest)),
+            [ack.server_id for ack in acks],
+            [ack.send_time for ack in acks],
+            [ack.send_seq for ack in acks],
             self._clock.now_ms(),
         )
 

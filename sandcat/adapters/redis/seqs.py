@@ -36,8 +36,11 @@ SEND = "send"
 # KEYS: (hash, pending) per counter, then the global "pending since" ZSET;
 # ARGV: how many seqs each counter needs.
 # Reply {1, first seq of each counter} or {0, index, max_seq seen (-1: missing), ...}.
+# The pending members go in with one ZADD per counter and one for "pending since" (in
+# chunks of ``chunk`` members: Lua's unpack has a stack limit).
 _ALLOCATE = """
 local since = KEYS[#KEYS]
+local chunk = 2000
 local need = {0}
 for i = 1, #ARGV do
   local state = redis.call('HMGET', KEYS[2 * i - 1], 'cur_seq', 'max_seq')
@@ -55,14 +58,33 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {1}
+local stamps = {}
 for i = 1, #ARGV do
   local n = tonumber(ARGV[i])
+  local pending = KEYS[2 * i]
   local last = redis.call('HINCRBY', KEYS[2 * i - 1], 'cur_seq', n)
+  local members = {}
   for seq = last - n + 1, last do
-    redis.call('ZADD', KEYS[2 * i], seq, seq)
-    redis.call('ZADD', since, now, KEYS[2 * i] .. '|' .. seq)
+    members[#members + 1] = seq
+    members[#members + 1] = seq
+    stamps[#stamps + 1] = now
+    stamps[#stamps + 1] = pending .. '|' .. seq
+    if #members >= chunk then
+      redis.call('ZADD', pending, unpack(members))
+      members = {}
+    end
+    if #stamps >= chunk then
+      redis.call('ZADD', since, unpack(stamps))
+      stamps = {}
+    end
+  end
+  if #members > 0 then
+    redis.call('ZADD', pending, unpack(members))
   end
   out[#out + 1] = last - n + 1
+end
+if #stamps > 0 then
+  redis.call('ZADD', since, unpack(stamps))
 end
 return out
 """
@@ -136,7 +158,8 @@ def _counter_keys(user_id: str, kind: str) -> tuple[str, str]:
 
 
 class RedisSeqAllocator:
-    """Implements ``SeqAllocator`` (one Lua call per allocation; ``step`` = ``redis.seq_step``)."""
+    """Implements ``SeqAllocator`` (one Lua call per allocation or batch of them;
+    ``step`` = ``redis.seq_step``)."""
 
     def __init__(self, *, client: Redis, segments: SegmentStore, step: int) -> None:
         if step < 1:
@@ -152,22 +175,33 @@ class RedisSeqAllocator:
         self._raising: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     async def allocate(self, sender: str | None, receivers: Sequence[str]) -> tuple[int, list[int]]:
+        return (await self.allocate_many([(sender, receivers)]))[0]
+
+    async def allocate_many(
+        self, requests: Sequence[tuple[str | None, Sequence[str]]]
+    ) -> list[tuple[int, list[int]]]:
+        """Every request's seqs in one Lua call: each counter is raised once by what the
+        whole batch needs, and its seqs are handed out to the requests in their order."""
+        slots: dict[tuple[str, str], int] = {}
         counters: list[tuple[str, str]] = []
         counts: list[int] = []
-        if sender is not None:
-            counters.append((sender, SEND))
-            counts.append(1)
-        position: dict[str, int] = {}
-        for receiver in receivers:
-            index = position.get(receiver)
+
+        def count(user_id: str, kind: str) -> None:
+            index = slots.get((user_id, kind))
             if index is None:
-                position[receiver] = len(counters)
-                counters.append((receiver, REC))
+                slots[(user_id, kind)] = len(counters)
+                counters.append((user_id, kind))
                 counts.append(1)
             else:
                 counts[index] += 1
+
+        for sender, receivers in requests:
+            if sender is not None:
+                count(sender, SEND)
+            for receiver in receivers:
+                count(receiver, REC)
         if not counters:
-            return 0, []
+            return [(0, []) for _ in requests]
         keys = [key for user_id, kind in counters for key in _counter_keys(user_id, kind)]
         keys.append(PENDING_SINCE)
         while True:
@@ -179,13 +213,21 @@ class RedisSeqAllocator:
             await self._new_segments(
                 [(*counters[needs[i] - 1], needs[i + 1]) for i in range(0, len(needs), 2)]
             )
-        firsts = reply[1:]
-        next_seq = {user_id: firsts[i] for i, (user_id, kind) in enumerate(counters) if kind == REC}
-        seqs: list[int] = []
-        for receiver in receivers:
-            seqs.append(next_seq[receiver])
-            next_seq[receiver] += 1
-        return (firsts[0] if sender is not None else 0), seqs
+        following = reply[1:]  # per counter, the next seq to hand out
+        out: list[tuple[int, list[int]]] = []
+        for sender, receivers in requests:
+            send_seq = 0
+            if sender is not None:
+                index = slots[(sender, SEND)]
+                send_seq = following[index]
+                following[index] += 1
+            seqs: list[int] = []
+            for receiver in receivers:
+                index = slots[(receiver, REC)]
+                seqs.append(following[index])
+                following[index] += 1
+            out.append((send_seq, seqs))
+        return out
 
     async def _new_segments(self, needs: list[tuple[str, str, int]]) -> None:
         """Get the counters ``(user, kind, max_seq seen)`` new segments.
