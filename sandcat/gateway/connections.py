@@ -1,13 +1,19 @@
 """Connections and the registry of who is connected where (one process).
 
-Every connection has exactly one writer task draining a bounded queue of encoded frames;
-a full queue closes the slow client with 4008 instead of blocking anyone.
+Frames are written straight to the socket's transport, framed here, not through aiohttp's
+per-frame ``send_bytes`` (an awaitable, a lock check and a system call per frame): a
+connection collects what is queued for it during one turn of the event loop, and one
+flush per turn writes all of it in one ``transport.write``. So an ack and the pushes of a
+stored batch that reach a connection together cost one system call, and no task per
+connection waits to write. The transport's own buffer is the connection's outbound queue:
+past ``limits.send_queue_frames`` or ``limits.send_queue_bytes`` the slow client is
+closed with 4008 instead of holding memory for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import contextlib
 
 from aiohttp import web
 
@@ -20,32 +26,72 @@ log = get_logger(__name__)
 CLOSE_KNOCK_OFF = 4001
 CLOSE_UNAUTHORIZED = 4002
 CLOSE_SLOW = 4008
+#: How long a closing handshake may take before the socket is dropped.
+CLOSE_GRACE_SECONDS = 2.0
+
+#: Headers of unmasked, final binary frames (RFC 6455 §5.2) with a payload under 126 bytes.
+_SHORT_HEADERS = [bytes((0x82, n)) for n in range(126)]
+
+
+def frame_header(size: int) -> bytes:
+    """The header of a server-to-client binary frame carrying ``size`` bytes."""
+    if size < 126:
+        return _SHORT_HEADERS[size]
+    if size < 65536:
+        return b"\x82\x7e" + size.to_bytes(2, "big")
+    return b"\x82\x7f" + size.to_bytes(8, "big")
+
+
+class Flusher:
+    """Writes every connection that has queued frames, once per turn of the event loop."""
+
+    __slots__ = ("_dirty", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[Connection] = []
+        self._scheduled = False
+
+    def mark(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
 
 
 class Connection:
     __slots__ = (
-        "_bytes",
+        "_backlog",
+        "_closed",
         "_closing",
+        "_flusher",
         "_max_bytes",
         "_max_frames",
-        "_queue",
-        "_wakeup",
+        "_out",
+        "_out_bytes",
+        "_transport",
         "conn_id",
         "ip",
         "platform",
         "user_id",
-        "writer",
         "ws",
     )
 
     def __init__(
         self,
         ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
         user_id: str,
         platform: int,
         ip: str,
         conn_id: str,
         *,
+        flusher: Flusher,
         max_frames: int,
         max_bytes: int,
     ) -> None:
@@ -54,55 +100,88 @@ class Connection:
         self.platform = platform
         self.ip = ip
         self.conn_id = conn_id
-        self._queue: deque[bytes] = deque()
-        self._bytes = 0
+        self._transport = transport
+        self._flusher = flusher
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._backlog = 0  # frames flushed into a transport buffer that has not drained
         self._max_frames = max_frames
         self._max_bytes = max_bytes
-        self._wakeup = asyncio.Event()
         self._closing: tuple[int, str] | None = None
-        self.writer: asyncio.Task[None] | None = None
+        self._closed: asyncio.Task[None] | None = None
 
     def send(self, frame: bytes) -> None:
-        """Queue one encoded frame; never blocks. Overflow closes the connection (4008)."""
+        """Queue one encoded ``Msg``; never blocks. Overflow closes the connection (4008)."""
         if self._closing is not None:
             return
-        if len(self._queue) >= self._max_frames or self._bytes + len(frame) > self._max_bytes:
+        out = self._out
+        if not out:
+            self._flusher.mark(self)
+        out.append(frame)
+        self._out_bytes += len(frame)
+        buffered = self._transport.get_write_buffer_size()
+        if not buffered:
+            self._backlog = 0
+        if (
+            len(out) + self._backlog > self._max_frames
+            or self._out_bytes + buffered > self._max_bytes
+        ):
             log.warning(
                 "slow_client_closed",
                 user_id=self.user_id,
                 conn_id=self.conn_id,
-                queued=len(self._queue),
+                queued=len(out) + self._backlog,
+                buffered=buffered,
             )
             self.close(CLOSE_SLOW, "slow")
+
+    def flush(self) -> None:
+        """Write the queued frames in one call (the flusher calls this once per turn)."""
+        out = self._out
+        if not out or self._closing is not None:
             return
-        self._queue.append(frame)
-        self._bytes += len(frame)
-        self._wakeup.set()
+        pieces: list[bytes] = []
+        for frame in out:
+            pieces.append(frame_header(len(frame)))
+            pieces.append(frame)
+        self._out = []
+        self._out_bytes = 0
+        transport = self._transport
+        if transport.is_closing():
+            return
+        transport.write(b"".join(pieces))
+        self._backlog = self._backlog + len(out) if transport.get_write_buffer_size() else 0
 
     def close(self, code: int, reason: str) -> None:
-        """Ask the writer to flush nothing more and close with ``code``."""
+        """Send nothing more and close with ``code`` (the handshake runs in its own task)."""
         if self._closing is None:
             self._closing = (code, reason)
-            self._queue.clear()
-            self._bytes = 0
-            self._wakeup.set()
+            self._out = []
+            self._out_bytes = 0
+            self._closed = asyncio.get_running_loop().create_task(
+                self._close(code, reason), name=f"ws-close-{self.conn_id}"
+            )
 
-    async def run_writer(self) -> None:
-        ws = self.ws
+    async def _close(self, code: int, reason: str) -> None:
+        done = False
         try:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                while self._queue and self._closing is None:
-                    frame = self._queue.popleft()
-                    self._bytes -= len(frame)
-                    await ws.send_bytes(frame)
-                if self._closing is not None:
-                    code, reason = self._closing
-                    await ws.close(code=code, message=reason.encode())
-                    return
-        except (ConnectionError, RuntimeError):
-            return
+            async with asyncio.timeout(CLOSE_GRACE_SECONDS):
+                await self.ws.close(code=code, message=reason.encode())
+            done = True
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass
+        finally:
+            if not done or code == CLOSE_SLOW:
+                # A peer that stopped reading never drains the buffer: drop the socket now
+                # rather than hold its descriptor and buffer until TCP gives up.
+                self._transport.abort()
+
+    async def closed(self) -> None:
+        """Close with 1000 unless closing already, and wait for the handshake to end."""
+        self.close(1000, "bye")
+        if self._closed is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._closed
 
 
 class Registry:
@@ -111,6 +190,7 @@ class Registry:
     def __init__(self) -> None:
         self._users: dict[str, dict[int, Connection]] = {}
         self._per_ip: dict[str, int] = {}
+        self.flusher = Flusher()
 
     def count_ip(self, ip: str) -> int:
         return self._per_ip.get(ip, 0)

@@ -1,26 +1,29 @@
 """The WebSocket endpoint ``/ws/{user_id}/conn/{pointer_id}/{platform}/{token}``.
 
-Per connection: this handler is the single reader, ``Connection.run_writer`` the single
-writer, and an acker task sends acks strictly in the order the frames arrived.
+Per connection this handler is the single reader. Acks leave strictly in the order the
+frames arrived: a stored message's ack waits for its commit and the acks behind it wait
+for it (``AckLine``), with no task per connection; writes go through the connection's
+per-turn flush (``sandcat.gateway.connections``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections import deque
 
 import orjson
 from aiohttp import WSMsgType, web
 
 from sandcat import _native
 from sandcat.config import Config
+from sandcat.domain import Stored
 from sandcat.errors import DecodeError, UnAuthorized
 from sandcat.gateway.cluster import GatewayCluster
 from sandcat.gateway.connections import CLOSE_UNAUTHORIZED, Connection, Registry
 from sandcat.ids import nanoid
 from sandcat.log import get_logger
 from sandcat.protocol.msg import Msg
-from sandcat.services.messages import MessageRefused, MessageService, error_ack, settled
+from sandcat.services.messages import MessageRefused, MessageService, ack_for, error_ack
 from sandcat.services.ratelimit import TokenBucket
 from sandcat.services.users import UserService
 
@@ -28,8 +31,59 @@ log = get_logger(__name__)
 
 CLOSE_POLICY = 1008
 CLOSE_INVALID_DATA = 1007
+#: Unacked messages one connection may have in flight before its reader waits.
 MAX_PENDING_ACKS = 1024
-Pending = asyncio.Queue[tuple[Msg | None, "asyncio.Future[Msg]"]]
+
+
+class AckLine:
+    """A connection's acks in frame order; each leaves once it and all before it are known."""
+
+    __slots__ = ("_conn", "_line", "_room")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._line: deque[tuple[Msg, asyncio.Future[Stored] | None]] = deque()
+        self._room: asyncio.Future[None] | None = None
+
+    def now(self, ack: Msg) -> None:
+        """An ack known already (an error, a relay, a Read)."""
+        if self._line:
+            self._line.append((ack, None))
+        else:
+            self._conn.send(_native.encode_msg(ack))
+
+    async def later(self, msg: Msg, stored: asyncio.Future[Stored]) -> None:
+        """The ack of ``msg`` once ``stored`` resolves; waits while the line is full."""
+        self._line.append((msg, stored))
+        stored.add_done_callback(self._release)
+        if len(self._line) >= MAX_PENDING_ACKS:
+            self._room = asyncio.get_running_loop().create_future()
+            await self._room
+
+    def _release(self, _: object = None) -> None:
+        line, send = self._line, self._conn.send
+        while line:
+            msg, stored = line[0]
+            if stored is None:
+                ack = msg
+            elif not stored.done():
+                break
+            elif stored.cancelled() or stored.exception() is not None:
+                log.error(
+                    "message_not_stored",
+                    user_id=self._conn.user_id,
+                    error=repr(None if stored.cancelled() else stored.exception()),
+                )
+                ack = error_ack(msg, "the message could not be stored; resend it")
+            else:
+                ack = ack_for(msg, stored.result())
+            line.popleft()
+            send(_native.encode_msg(ack))
+        room = self._room
+        if room is not None and len(line) < MAX_PENDING_ACKS // 2:
+            self._room = None
+            if not room.done():
+                room.set_result(None)
 
 
 class Gateway:
@@ -56,7 +110,10 @@ class Gateway:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(
-            heartbeat=self._ping, autoping=True, max_msg_size=self._limits.ws_message_bytes
+            heartbeat=self._ping,
+            autoping=True,
+            max_msg_size=self._limits.ws_message_bytes,
+            compress=False,  # frames are small bincode: deflate would cost more than it saves
         )
         await ws.prepare(request)  # always accept, then close: the client reads close codes
         user_id = request.match_info["user_id"]
@@ -71,44 +128,40 @@ class Gateway:
         if self._registry.count_ip(ip) >= self._limits.connections_per_ip:
             await ws.close(code=CLOSE_POLICY, message=b"too many connections from this address")
             return ws
+        transport = request.transport
+        if transport is None:  # the peer went away during the token check
+            return ws
         platform = 1 if request.match_info["platform"] == "1" else 0
         conn = Connection(
             ws,
+            transport,
             user_id,
             platform,
             ip,
             nanoid(10),
+            flusher=self._registry.flusher,
             max_frames=self._limits.send_queue_frames,
             max_bytes=self._limits.send_queue_bytes,
         )
         self._registry.register(conn)
         clog = log.bind(user_id=user_id, conn_id=conn.conn_id, platform=platform)
         clog.info("ws_connected")
-        pending: Pending = asyncio.Queue(MAX_PENDING_ACKS)
-        writer = asyncio.create_task(conn.run_writer(), name=f"ws-writer-{conn.conn_id}")
-        acker = asyncio.create_task(self._ack_loop(conn, pending), name=f"ws-acker-{conn.conn_id}")
         try:
             if self._cluster is not None:
                 await self._cluster.connected(conn)
             await ws.ping()
-            await self._read_loop(ws, conn, pending)
+            await self._read_loop(ws, conn)
         finally:
             self._registry.unregister(conn)
             if self._cluster is not None:
                 await self._cluster.disconnected(conn)
-            acker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await acker
-            conn.close(1000, "bye")
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            await conn.closed()
             clog.info("ws_closed", code=ws.close_code)
         return ws
 
-    async def _read_loop(
-        self, ws: web.WebSocketResponse, conn: Connection, pending: Pending
-    ) -> None:
+    async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection) -> None:
         bucket = TokenBucket(self._limits.messages_per_second, self._limits.messages_burst)
+        acks = AckLine(conn)
         bad = 0
         async for frame in ws:
             msg: Msg | None = None
@@ -131,27 +184,18 @@ class Gateway:
                 if bad >= self._limits.bad_frames_before_close:
                     conn.close(CLOSE_INVALID_DATA, "too many malformed frames")
                     return
-                await pending.put(
-                    (None, settled(error_ack(None, f"malformed frame: {exc.details}")))
-                )
+                acks.now(error_ack(None, f"malformed frame: {exc.details}"))
                 continue
             if not bucket.take():
-                await pending.put((msg, settled(error_ack(msg, "rate limited: slow down"))))
+                acks.now(error_ack(msg, "rate limited: slow down"))
                 continue
             msg.platform = conn.platform  # the connection's platform, whatever the frame says
             try:
-                await pending.put((msg, await self._messages.accept(conn.user_id, msg)))
+                result = await self._messages.accept(conn.user_id, msg)
             except MessageRefused as exc:
-                await pending.put((msg, settled(error_ack(msg, exc.details or "refused"))))
-
-    async def _ack_loop(self, conn: Connection, pending: Pending) -> None:
-        while True:
-            msg, future = await pending.get()
-            try:
-                ack = await future
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("message_not_stored", user_id=conn.user_id)
-                ack = error_ack(msg, "the message could not be stored; resend it")
-            conn.send(_native.encode_msg(ack))
+                acks.now(error_ack(msg, exc.details or "refused"))
+                continue
+            if isinstance(result, Msg):
+                acks.now(result)
+            else:
+                await acks.later(msg, result)

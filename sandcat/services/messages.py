@@ -84,13 +84,6 @@ def error_ack(msg: Msg | None, reason: str) -> Msg:
     )
 
 
-def settled(value: Msg) -> asyncio.Future[Msg]:
-    """An ack that is known now, in the same shape as one awaiting durability."""
-    future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-    future.set_result(value)
-    return future
-
-
 class MessageService:
     """Validates a client message, makes it durable through the message log, builds the ack."""
 
@@ -139,8 +132,9 @@ class MessageService:
         if not await self._friends.are_friends(sender, receiver):
             raise MessageRefused("the receiver is not your friend")
 
-    async def accept(self, user_id: str, msg: Msg) -> asyncio.Future[Msg]:
-        """Validate ``msg`` from connection user ``user_id``; the result resolves to its ack.
+    async def accept(self, user_id: str, msg: Msg) -> Msg | asyncio.Future[Stored]:
+        """Validate ``msg`` from connection user ``user_id``: its ack when that is known
+        now, else the future of its storage (the ack is ``ack_for(msg, stored)``).
 
         Raises :class:`MessageRefused` for a message that gets an error ack now.
         Submission order is kept: call this sequentially per connection.
@@ -168,7 +162,7 @@ class MessageService:
                 history=kind == MsgType.SINGLE_MSG,
                 idem_key=(user_id, msg.local_id) if msg.local_id else None,
             )
-            return self._submit(msg, submission)
+            return self._log.submit(submission)
         if kind == MsgType.GROUP_MSG:
             if self._groups is None:
                 raise MessageRefused("group messages are not available")
@@ -184,11 +178,11 @@ class MessageService:
                 history=True,
                 idem_key=(user_id, msg.local_id) if msg.local_id else None,
             )
-            return self._submit(msg, submission)
+            return self._log.submit(submission)
         if kind in RELAY_ONLY:
             await self._check_peer(user_id, msg.receiver_id)
             await self._relay.route([(msg.receiver_id, msg, None)])
-            return settled(msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b""))
+            return msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b"")
         if kind == MsgType.READ:
             try:
                 payload = ReadPayload.decode(msg.content)
@@ -197,25 +191,8 @@ class MessageService:
             if len(payload.msg_seq) > 10_000:
                 raise MessageRefused("too many seqs in one Read")
             await self._inbox.mark_read(user_id, payload.msg_seq)
-            return settled(msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b""))
+            return msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b"")
         raise MessageRefused(f"message type {kind} cannot be sent by a client")
-
-    def _submit(self, msg: Msg, submission: Submission) -> asyncio.Future[Msg]:
-        stored = self._log.submit(submission)
-        acked: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-
-        def done(result: asyncio.Future[Stored]) -> None:
-            if acked.done():
-                return
-            if result.cancelled():
-                acked.cancel()
-            elif (exc := result.exception()) is not None:
-                acked.set_exception(exc)
-            else:
-                acked.set_result(ack_for(msg, result.result()))
-
-        stored.add_done_callback(done)
-        return acked
 
 
 def plan_pushes(

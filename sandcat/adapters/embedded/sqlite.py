@@ -1,7 +1,12 @@
-"""A SQLite database driven from asyncio: one writer thread and one reader thread (WAL).
+"""A SQLite database driven from asyncio: writes inline on the event loop, reads on a thread.
 
-Each call ships a whole function to the thread that owns the connection, so a batch of
-statements costs one hop, not one per statement.
+Writes run on the event loop's own thread, one transaction per call. A commit here costs
+about 125 µs of wall time (WAL, ``synchronous=FULL``, one fsync) and 55 µs of CPU, while
+handing each transaction to a writer thread cost more than that in futures and in the GIL
+hand-backs of every sqlite3 call (the loop thread holds the GIL under load, and a thread
+that wants it back waits up to a switch interval, 5 ms). Group commit comes for free: while
+one batch is written, nothing else runs, and what arrived meanwhile forms the next batch.
+Reads (pulls over many rows) run on one reader thread, so they never stall the loop.
 """
 
 from __future__ import annotations
@@ -69,21 +74,19 @@ def apply_migrations(path: str, migrations_dir: Path = MIGRATIONS_DIR / "sqlite"
 
 
 class SqliteDatabase:
-    """Owns the connections; ``write`` and ``read`` run a function on the right thread."""
+    """Owns the connections; ``write`` runs a function in a transaction on the loop's
+    thread, ``read`` runs one on the reader thread."""
 
     def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
         self.path = path
         self._synchronous = synchronous
-        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-w")
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-r")
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
-        self._writer = await loop.run_in_executor(
-            self._writer_pool, _connect, self.path, self._synchronous
-        )
+        self._writer = _connect(self.path, self._synchronous)
         self._reader = await loop.run_in_executor(
             self._reader_pool, _connect, self.path, self._synchronous
         )
@@ -91,28 +94,24 @@ class SqliteDatabase:
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         if self._writer is not None:
-            await loop.run_in_executor(self._writer_pool, self._writer.close)
+            self._writer.close()
         if self._reader is not None:
             await loop.run_in_executor(self._reader_pool, self._reader.close)
-        self._writer_pool.shutdown(wait=True)
         self._reader_pool.shutdown(wait=True)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one transaction on the writer connection."""
+        """Run ``fn`` in one transaction on the writer connection, on this thread: the
+        function must not await (it cannot), so no two transactions ever interleave."""
         conn = self._writer
         assert conn is not None, "database not open"
-
-        def run() -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
-        return await asyncio.get_running_loop().run_in_executor(self._writer_pool, run)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._reader
