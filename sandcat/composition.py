@@ -140,9 +140,7 @@ async def _health(_: web.Request) -> web.StreamResponse:
     return json_response({"status": "ok"})
 
 
-async def _embedded(
-    config: Config, stack: AsyncExitStack, registry: Registry, scheduler: Scheduler
-) -> Adapters:
+async def _embedded(config: Config, stack: AsyncExitStack, registry: Registry) -> Adapters:
     data_dir = Path(config.embedded.data_dir)
     await asyncio.to_thread(apply_migrations, str(db_path(config)))
     db = SqliteDatabase(str(db_path(config)))
@@ -153,11 +151,6 @@ async def _embedded(
     message_log.add_listener(DeliveryService(delivery=registry, frames=registry).on_stored)
     message_log.start()
     stack.push_async_callback(message_log.stop)
-    scheduler.every(
-        3600,
-        "idempotency_purge",
-        lambda: inbox.purge_idempotency(SystemClock().now_ms() - 24 * 3600 * 1000),
-    )
     return Adapters(
         users=SqliteUserStore(db),
         codes=SqliteCodeStore(db),
@@ -184,7 +177,7 @@ async def build(config: Config) -> AsyncIterator[Apps]:
 
             adapters = await distributed_adapters(config, stack, registry, scheduler)
         else:
-            adapters = await _embedded(config, stack, registry, scheduler)
+            adapters = await _embedded(config, stack, registry)
         files = FileService(
             store=adapters.files, bucket=config.oss.bucket, avatar_bucket=config.oss.avatar_bucket
         )

@@ -42,35 +42,31 @@ class SqliteCopies:
         self._db = db
 
     async def insert_copies(self, copies: Sequence[tuple[str, int, Msg]]) -> None:
-        rows = [
-            (
-                owner,
-                box,
-                m.send_seq if box else m.seq,
-                0 if box else m.send_seq,
-                m.send_id,
-                m.receiver_id,
-                m.local_id,
-                m.server_id,
-                m.create_time,
-                m.send_time,
-                m.msg_type,
-                m.content_type,
-                m.content,
-                m.group_id,
-                m.related_msg_id,
-            )
-            for owner, box, m in copies
-        ]
-
         def run(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO inbox (owner_id, box, seq, other_seq, send_id, receiver_id, "
-                "local_id, server_id, create_time, send_time, msg_type, content_type, content, "
-                "is_read, group_id, related_msg_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                rows,
-            )
+            for owner, box, m in copies:  # each copy its own message row: the test owns ids
+                message_id = conn.execute(
+                    "INSERT INTO messages (send_id, receiver_id, local_id, server_id, "
+                    "create_time, send_time, msg_type, content_type, content, group_id, "
+                    "related_msg_id, send_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        m.send_id,
+                        m.receiver_id,
+                        m.local_id,
+                        m.server_id,
+                        m.create_time,
+                        m.send_time,
+                        m.msg_type,
+                        m.content_type,
+                        m.content,
+                        m.group_id,
+                        m.related_msg_id,
+                        m.send_seq,
+                    ),
+                ).lastrowid
+                conn.execute(
+                    "INSERT INTO inbox (owner_id, box, seq, message_id) VALUES (?, ?, ?, ?)",
+                    (owner, box, m.send_seq if box else m.seq, message_id),
+                )
 
         await self._db.write(run)
 

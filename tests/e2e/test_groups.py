@@ -378,9 +378,14 @@ async def test_fan_out_costs_one_write_whatever_the_size(
         with sqlite3.connect(tmp_path / "data" / "sandcat.db") as conn:
             rows = conn.execute(
                 "SELECT box, COUNT(*), COUNT(DISTINCT owner_id), MIN(seq), MAX(seq) FROM inbox "
-                "WHERE server_id = ? GROUP BY box ORDER BY box",
+                "WHERE message_id = (SELECT id FROM messages WHERE server_id = ?) "
+                "GROUP BY box ORDER BY box",
                 (ack["server_id"],),
             ).fetchall()
+            stored = conn.execute(
+                "SELECT COUNT(*) FROM messages WHERE server_id = ?", (ack["server_id"],)
+            ).fetchone()
+        assert stored == (1,)  # the message itself once, whatever the group's size
         # 999 member copies at each member's own next seq (4 for the one who also got the
         # invitation, 3 for the others),
         # and the sender's outbox copy.
@@ -408,7 +413,9 @@ async def test_big_group_invitation_carries_a_bounded_member_list(
         assert len(made["members"]) == 300
         with sqlite3.connect(tmp_path / "data" / "sandcat.db") as conn:
             (content,) = conn.execute(
-                "SELECT content FROM inbox WHERE owner_id = ? AND msg_type = 2", (ids[0],)
+                "SELECT m.content FROM inbox AS i JOIN messages AS m ON m.id = i.message_id "
+                "WHERE i.owner_id = ? AND m.msg_type = 2",
+                (ids[0],),
             ).fetchone()
         invitation = wire.decode_group_invitation(bytes(content))
         assert len(invitation["members"]) == 100 and invitation["info"]["name"] == "crowd"

@@ -24,33 +24,26 @@ log = get_logger(__name__)
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
 OnStored = Callable[[Submission, Stored], None]
 
-_INBOX_INSERT = (
-    "INSERT INTO inbox (owner_id, box, seq, other_seq, send_id, receiver_id, local_id, server_id, "
-    "create_time, send_time, msg_type, content_type, content, is_read, group_id, related_msg_id) "
-    "VALUES "
+_MESSAGE_INSERT = (
+    "INSERT INTO messages (id, send_id, receiver_id, local_id, server_id, create_time, "
+    "send_time, msg_type, content_type, content, group_id, related_msg_id, platform, send_seq, "
+    "in_history, idempotent) VALUES "
 )
-_INBOX_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
-_HISTORY_INSERT = (
-    "INSERT OR IGNORE INTO history (send_id, receiver_id, local_id, server_id, send_time, "
-    "msg_type, content_type, content, platform, group_id) VALUES "
-)
-_HISTORY_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_IDEMPOTENCY_INSERT = (
-    "INSERT OR REPLACE INTO idempotency "
-    "(send_id, local_id, server_id, send_time, send_seq, created_at) VALUES "
-)
-_IDEMPOTENCY_ROW = "(?, ?, ?, ?, ?, ?)"
+_MESSAGE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INBOX_INSERT = "INSERT INTO inbox (owner_id, box, seq, message_id) VALUES "
+_INBOX_ROW = "(?, ?, ?, ?)"
 _SEQUENCE_UPSERT = "INSERT INTO sequence (user_id, rec_max_seq, send_max_seq) VALUES "
 _SEQUENCE_ROW = "(?, ?, ?)"
 _SEQUENCE_CONFLICT = (
     " ON CONFLICT(user_id) DO UPDATE SET rec_max_seq = excluded.rec_max_seq, "
     "send_max_seq = excluded.send_max_seq"
 )
-#: A (send_id, local_id) list joined to the primary key (CROSS JOIN keeps that order).
+#: The messages that answer resends of a (send_id, local_id) list, through the partial index
+#: ``messages_idempotency`` (CROSS JOIN keeps the key list as the outer loop).
 _IDEMPOTENCY_LOOKUP = (
-    "SELECT i.send_id, i.local_id, i.server_id, i.send_time, i.send_seq FROM (VALUES {keys}) "
-    "AS k CROSS JOIN idempotency AS i ON i.send_id = k.column1 AND i.local_id = k.column2 "
-    "WHERE i.created_at > ?"
+    "SELECT m.send_id, m.local_id, m.server_id, m.send_time, m.send_seq FROM (VALUES {keys}) "
+    "AS k CROSS JOIN messages AS m ON m.send_id = k.column1 AND m.local_id = k.column2 "
+    "WHERE m.idempotent = 1 AND m.send_time > ?"
 )
 #: Most rows in one statement (a power of two); SQLite's bound-parameter limit also caps it.
 _MAX_CHUNK_ROWS = 256
@@ -149,13 +142,23 @@ class _Counters:
         self.dirty.clear()
 
 
+class _Rows:
+    """The rows of one batch: each message once, then its owners' thin inbox entries."""
+
+    __slots__ = ("inbox", "messages", "next_id")
+
+    def __init__(self, next_id: int) -> None:
+        self.next_id = next_id
+        self.messages: list[tuple[Any, ...]] = []
+        self.inbox: list[tuple[str, int, int, int]] = []
+
+
 def _write_one(
     conn: sqlite3.Connection,
     counters: _Counters,
     sub: Submission,
-    now_ms: int,
     acks: dict[tuple[str, str], Ack],
-    rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]],
+    rows: _Rows,
 ) -> Stored:
     """Allocate the seqs of one submission and add its rows to ``rows``.
 
@@ -167,80 +170,48 @@ def _write_one(
         remembered = acks.get(sub.idem_key)
         if remembered is not None:
             return Stored(remembered, duplicate=True)
-    inbox_rows, history_rows, idempotency_rows = rows
+    message_id = rows.next_id
+    inbox = rows.inbox
     send_seq = 0
     if sub.outbox:
         sender = counters.get(conn, msg.send_id)
         sender[1] += 1
         send_seq = sender[1]
         if sub.store:
-            inbox_rows.append(
-                (
-                    msg.send_id,
-                    1,
-                    send_seq,
-                    0,
-                    msg.send_id,
-                    msg.receiver_id,
-                    msg.local_id,
-                    msg.server_id,
-                    msg.create_time,
-                    msg.send_time,
-                    msg.msg_type,
-                    msg.content_type,
-                    msg.content,
-                    msg.group_id,
-                    msg.related_msg_id,
-                )
-            )
+            inbox.append((msg.send_id, 1, send_seq, message_id))
     receiver_seqs: list[tuple[str, int]] = []
-    other_seq = 0 if msg.group_id else send_seq
     for receiver in sub.receivers:
         counter = counters.get(conn, receiver)
         counter[0] += 1
         seq = counter[0]
         receiver_seqs.append((receiver, seq))
         if sub.store:
-            inbox_rows.append(
-                (
-                    receiver,
-                    0,
-                    seq,
-                    other_seq,
-                    msg.send_id,
-                    msg.receiver_id,
-                    msg.local_id,
-                    msg.server_id,
-                    msg.create_time,
-                    msg.send_time,
-                    msg.msg_type,
-                    msg.content_type,
-                    msg.content,
-                    msg.group_id,
-                    msg.related_msg_id,
-                )
-            )
-    if sub.history:
-        history_rows.append(
+            inbox.append((receiver, 0, seq, message_id))
+    if sub.store or sub.history:
+        rows.next_id += 1
+        rows.messages.append(
             (
+                message_id,
                 msg.send_id,
                 msg.receiver_id,
                 msg.local_id,
                 msg.server_id,
+                msg.create_time,
                 msg.send_time,
                 msg.msg_type,
                 msg.content_type,
                 msg.content,
-                msg.platform,
                 msg.group_id,
+                msg.related_msg_id,
+                msg.platform,
+                send_seq,
+                sub.history,
+                sub.idem_key is not None and sub.store,
             )
         )
     ack = Ack(msg.server_id, msg.send_time, send_seq)
     if sub.idem_key is not None:
         acks[sub.idem_key] = ack
-        idempotency_rows.append(
-            (sub.idem_key[0], sub.idem_key[1], ack.server_id, ack.send_time, ack.send_seq, now_ms)
-        )
     return Stored(ack, duplicate=False, receiver_seqs=receiver_seqs)
 
 
@@ -251,6 +222,7 @@ class SqliteMessageLog(BatchingWorker):
         super().__init__(max_batch=max_batch, name="sqlite-writer")
         self._db = db
         self._counters = _Counters()
+        self._next_id: int | None = None  # the next ``messages.id``: this is the only writer
         self._listeners: list[OnStored] = []
 
     def add_listener(self, listener: OnStored) -> None:
@@ -267,6 +239,7 @@ class SqliteMessageLog(BatchingWorker):
             )
         except Exception:
             self._counters.rollback()
+            self._next_id = None
             log.exception("batch_store_failed", size=len(subs))
             if len(batch) == 1:
                 results = [RuntimeError("message could not be stored")]
@@ -290,18 +263,17 @@ class SqliteMessageLog(BatchingWorker):
     def _write_batch(self, conn: sqlite3.Connection, subs: list[Submission]) -> list[Stored]:
         now_ms = int(time.time() * 1000)
         keys = list(dict.fromkeys(sub.idem_key for sub in subs if sub.idem_key is not None))
-        acks = _idempotent_acks(conn, keys, now_ms - IDEMPOTENCY_TTL_MS)
-        rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]] = (
-            [],
-            [],
-            [],
-        )
-        results = [_write_one(conn, self._counters, sub, now_ms, acks, rows) for sub in subs]
-        inbox_rows, history_rows, idempotency_rows = rows
-        _insert_many(conn, _INBOX_INSERT, _INBOX_ROW, inbox_rows)
-        _insert_many(conn, _HISTORY_INSERT, _HISTORY_ROW, history_rows)
-        _insert_many(conn, _IDEMPOTENCY_INSERT, _IDEMPOTENCY_ROW, idempotency_rows)
+        acks = _idempotent_acks(conn, keys, now_ms - IDEMPOTENCY_TTL_MS) if keys else {}
+        if self._next_id is None:
+            self._next_id = conn.execute(
+                "SELECT COALESCE(MAX(id), 0) + 1 FROM messages"
+            ).fetchone()[0]
+        rows = _Rows(self._next_id)
+        results = [_write_one(conn, self._counters, sub, acks, rows) for sub in subs]
+        _insert_many(conn, _MESSAGE_INSERT, _MESSAGE_ROW, rows.messages)
+        _insert_many(conn, _INBOX_INSERT, _INBOX_ROW, rows.inbox)
         self._counters.flush(conn)
+        self._next_id = rows.next_id
         return results
 
 
@@ -309,7 +281,6 @@ def _row_to_msg(row: tuple[Any, ...]) -> Msg:
     (
         box,
         seq,
-        other_seq,
         send_id,
         receiver_id,
         local_id,
@@ -322,6 +293,7 @@ def _row_to_msg(row: tuple[Any, ...]) -> Msg:
         is_read,
         group_id,
         related,
+        send_seq,
     ) = row
     return Msg(
         send_id=send_id,
@@ -337,7 +309,8 @@ def _row_to_msg(row: tuple[Any, ...]) -> Msg:
         is_read=bool(is_read),
         group_id=group_id,
         related_msg_id=related,
-        send_seq=seq if box else other_seq,
+        # A sent copy carries its own send_seq; a received one the sender's (one-to-one).
+        send_seq=seq if box else (0 if group_id else send_seq),
     )
 
 
@@ -352,11 +325,13 @@ class SqliteInbox:
     ) -> list[Msg]:
         def run(conn: sqlite3.Connection) -> list[Msg]:
             sql = (
-                "SELECT box, seq, other_seq, send_id, receiver_id, local_id, server_id, "
-                "create_time, send_time, msg_type, content_type, content, is_read, group_id, "
-                "related_msg_id FROM inbox WHERE owner_id = ?1 AND "
-                "((box = 0 AND seq > ?2 AND seq <= ?3) OR (box = 1 AND seq > ?4 AND seq <= ?5)) "
-                "ORDER BY send_time, seq"
+                "SELECT i.box, i.seq, m.send_id, m.receiver_id, m.local_id, m.server_id, "
+                "m.create_time, m.send_time, m.msg_type, m.content_type, m.content, i.is_read, "
+                "m.group_id, m.related_msg_id, m.send_seq FROM inbox AS i "
+                "JOIN messages AS m ON m.id = i.message_id WHERE i.owner_id = ?1 AND "
+                "((i.box = 0 AND i.seq > ?2 AND i.seq <= ?3) "
+                "OR (i.box = 1 AND i.seq > ?4 AND i.seq <= ?5)) "
+                "ORDER BY m.send_time, i.seq"
             )
             params: tuple[Any, ...] = (user_id, start, end, send_start, send_end)
             if limit > 0:
@@ -397,11 +372,3 @@ class SqliteInbox:
             return (int(row[0]), int(row[1])) if row else (0, 0)
 
         return await self._db.read(run)
-
-    async def purge_idempotency(self, older_than_ms: int) -> int:
-        def run(conn: sqlite3.Connection) -> int:
-            return conn.execute(
-                "DELETE FROM idempotency WHERE created_at < ?", (older_than_ms,)
-            ).rowcount
-
-        return await self._db.write(run)

@@ -1,0 +1,70 @@
+"""An embedded database made by an earlier release keeps every message through the upgrade
+to the store-once layout (``migrations/sqlite/0004_messages_once.sql``)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+from sandcat.adapters.embedded.messages import SqliteInbox
+from sandcat.adapters.embedded.sqlite import MIGRATIONS_DIR, SqliteDatabase, apply_migrations
+
+FAT_ROW = (
+    "INSERT INTO inbox (owner_id, box, seq, other_seq, send_id, receiver_id, local_id, "
+    "server_id, create_time, send_time, msg_type, content_type, content, is_read, group_id, "
+    "related_msg_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+async def test_the_store_once_migration_keeps_every_copy(tmp_path: Path) -> None:
+    before = tmp_path / "before"
+    before.mkdir()
+    for script in sorted((MIGRATIONS_DIR / "sqlite").glob("*.sql")):
+        if script.name < "0004":
+            shutil.copy(script, before / script.name)
+    path = str(tmp_path / "old.db")
+    assert apply_migrations(path, before) == sorted(p.name for p in before.glob("*.sql"))
+    with sqlite3.connect(path) as conn:
+        # alice -> bob one-to-one (alice's send_seq 1, bob's seq 1, read), and a group
+        # message from bob to carol and alice (bob's send_seq 1; group copies carry 0).
+        conn.executemany(
+            FAT_ROW,
+            [
+                ("alice", 1, 1, 0, "alice", "bob", "l1", "s1", 9, 10, 0, 1, b"hi", 0, "", None),
+                ("bob", 0, 1, 1, "alice", "bob", "l1", "s1", 9, 10, 0, 1, b"hi", 1, "", None),
+                ("bob", 1, 1, 0, "bob", "g", "l2", "s2", 19, 20, 1, 1, b"all", 0, "g", "r"),
+                ("carol", 0, 1, 0, "bob", "g", "l2", "s2", 19, 20, 1, 1, b"all", 0, "g", "r"),
+                ("alice", 0, 1, 0, "bob", "g", "l2", "s2", 19, 20, 1, 1, b"all", 0, "g", "r"),
+            ],
+        )
+        conn.execute(
+            "INSERT INTO history (send_id, receiver_id, local_id, server_id, send_time, "
+            "msg_type, content_type, content, platform, group_id) "
+            "VALUES ('alice', 'bob', 'l1', 's1', 10, 0, 1, x'6869', 1, '')"
+        )
+        conn.execute("INSERT INTO idempotency VALUES ('alice', 'l1', 's1', 10, 1, 10)")
+    assert apply_migrations(path) == ["0004_messages_once.sql"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM messages").fetchone() == (2,)
+        assert conn.execute(
+            "SELECT server_id, send_seq, in_history, idempotent, platform FROM messages ORDER BY id"
+        ).fetchall() == [("s1", 1, 1, 1, 1), ("s2", 1, 0, 0, 0)]
+        assert conn.execute("SELECT server_id, platform FROM history").fetchall() == [("s1", 1)]
+    db = SqliteDatabase(path)
+    await db.open()
+    try:
+        inbox = SqliteInbox(db)
+        bob = await inbox.pull("bob", 0, 10, 0, 10, 0)
+        assert [(m.server_id, m.seq, m.send_seq, m.is_read) for m in bob] == [
+            ("s1", 1, 1, True),  # received: seq 1, the sender's send_seq 1
+            ("s2", 0, 1, False),  # sent: seq 0, its own send_seq
+        ]
+        alice = await inbox.pull("alice", 0, 10, 0, 10, 0)
+        assert [(m.server_id, m.seq, m.send_seq, m.content) for m in alice] == [
+            ("s1", 0, 1, b"hi"),
+            ("s2", 1, 0, b"all"),  # a group copy carries no send_seq
+        ]
+        assert alice[1].related_msg_id == "r" and alice[1].group_id == "g"
+    finally:
+        await db.close()
