@@ -120,7 +120,9 @@ async def distributed_adapters(
             history=PostgresHistory(pool=pool),
             seqs=seqs,
             router=RemotePushRouter(presence=presence, bus=bus),
+            route_in_background=True,
         )
+        stack.push_async_callback(storage.close)
         consumer = KafkaConsumerLoop(config.kafka, store=storage.store_batch)
         await consumer.start()
         task = asyncio.get_running_loop().create_task(consumer.run(), name="kafka-consumer")

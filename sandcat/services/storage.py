@@ -3,14 +3,24 @@
 Records carry their seqs already, and every write is idempotent, so a batch that is
 replayed after a crash (offsets are committed only after ``store_batch`` returns) stores
 nothing twice (I2) and loses nothing (I1).
+
+One batch (every record of one consumer poll) costs one inbox insert (unordered, idempotent
+on owner/box/seq) and one history insert, made concurrently, then one seq release, then one
+routing (one presence lookup, one push batch per gateway). With ``route_in_background`` the
+routing runs in an ordered stage of its own: ``store_batch`` returns once the batch is
+durable and its seqs released (so the consumer commits and polls again at once), and the
+batches queued for routing meanwhile go out together, oldest first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from sandcat.domain_records import MessageRecord
+from sandcat.log import get_logger
 from sandcat.ports import HistoryStore, InboxWriter, SeqAllocator
 from sandcat.protocol.msg import Msg
 from sandcat.services.messages import Push, PushRouter, plan_pushes
@@ -29,6 +39,8 @@ def inbox_copies(record: MessageRecord) -> list[tuple[str, int, Msg]]:
     return copies
 
 
+log = get_logger(__name__)
+
 #: Pushes held above a watermark, at most this many and this long (then the client pulls).
 MAX_HELD = 100_000
 HOLD_SECONDS = 30.0
@@ -41,26 +53,54 @@ def _position(push: Push) -> tuple[int, int]:
     return (0, msg.seq) if msg.seq else (1, msg.send_seq)
 
 
+#: Batches of pushes waiting for the routing stage before ``store_batch`` waits for it.
+MAX_QUEUED_ROUTES = 64
+
+
 class StorageService:
     def __init__(
-        self, *, inbox: InboxWriter, history: HistoryStore, seqs: SeqAllocator, router: PushRouter
+        self,
+        *,
+        inbox: InboxWriter,
+        history: HistoryStore,
+        seqs: SeqAllocator,
+        router: PushRouter,
+        route_in_background: bool = False,
     ) -> None:
         self._inbox = inbox
         self._history = history
         self._seqs = seqs
         self._router = router
+        self._background = route_in_background
         #: user -> pushes above their watermark, released when it moves past them.
         self._held: dict[str, list[tuple[float, Push]]] = {}
         self._held_count = 0
+        #: Released pushes waiting for the routing stage, one list per stored batch.
+        self._routes: list[list[Push]] = []
+        self._routes_changed = asyncio.Condition()
+        self._router_task: asyncio.Task[None] | None = None
+        self._queued = 0  # batches queued for routing so far
+        self._finished = 0  # of them, routed
 
     async def store_batch(self, records: Sequence[MessageRecord]) -> None:
-        """Durably store every record, release their seqs, then push (best effort)."""
+        """Durably store every record, release their seqs, then push (best effort; in the
+        routing stage when routing in the background)."""
         copies = [copy for record in records for copy in inbox_copies(record)]
-        if copies:
-            await self._inbox.insert_copies(copies)
         history = [record.msg for record in records if record.history]
+        writes: list[Coroutine[Any, Any, None]] = []
+        if copies:
+            writes.append(self._inbox.insert_copies(copies))
         if history:
-            await self._history.append(history)
+            writes.append(self._history.append(history))
+        if len(writes) == 2:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for write in writes:
+                        group.create_task(write)
+            except ExceptionGroup as failed:  # the caller retries the whole batch
+                raise failed.exceptions[0] from None
+        elif writes:
+            await writes[0]
         triples: list[tuple[str, int, int]] = []
         for record in records:
             triples.extend((uid, seq, 0) for uid, seq in record.receivers)
@@ -79,8 +119,50 @@ class StorageService:
                 )
             )
         pushes = self._release(planned, exposed)
-        if pushes:
+        if not pushes:
+            return
+        if not self._background:
             await self._router.route(pushes)
+            return
+        async with self._routes_changed:
+            await self._routes_changed.wait_for(lambda: len(self._routes) < MAX_QUEUED_ROUTES)
+            self._routes.append(pushes)
+            self._queued += 1
+            self._routes_changed.notify_all()
+        if self._router_task is None or self._router_task.done():
+            self._router_task = asyncio.get_running_loop().create_task(
+                self._route_loop(), name="push-routing"
+            )
+
+    async def _route_loop(self) -> None:
+        """The routing stage: every batch queued meanwhile in one ``route`` call, in the
+        order they were stored (each user's pushes stay in seq order: a later batch only
+        releases seqs above the watermark an earlier one reached)."""
+        while True:
+            async with self._routes_changed:
+                await self._routes_changed.wait_for(lambda: bool(self._routes))
+                queued, self._routes = self._routes, []
+                self._routes_changed.notify_all()
+            try:
+                await self._router.route([push for pushes in queued for push in pushes])
+            except Exception:  # push is best effort: sync is the source of truth
+                log.exception("push_route_failed", batches=len(queued))
+            async with self._routes_changed:
+                self._finished += len(queued)
+                self._routes_changed.notify_all()
+
+    async def routed(self) -> None:
+        """Wait until every push released so far has been through the router."""
+        target = self._queued
+        async with self._routes_changed:
+            await self._routes_changed.wait_for(lambda: self._finished >= target)
+
+    async def close(self) -> None:
+        """Stop the routing stage (what is still queued is dropped: clients pull it)."""
+        if self._router_task is not None:
+            self._router_task.cancel()
+            await asyncio.gather(self._router_task, return_exceptions=True)
+            self._router_task = None
 
     def _release(self, planned: list[Push], exposed: dict[str, tuple[int, int]]) -> list[Push]:
         """The pushes at or below their user's watermark (exposure rule), each user's in seq

@@ -147,3 +147,57 @@ async def test_consumer_retries_then_commits_and_dead_letters(real_services: Ser
     # The dead letter goes back to the topic on replay (and only once).
     assert await replay_dead_letters(config) == 1
     assert await replay_dead_letters(config) == 0
+
+
+async def _committed(services: Services, group: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=[services.kafka])
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def test_offsets_are_committed_only_once_their_batch_is_stored(
+    real_services: Services,
+) -> None:
+    """The commit stage runs beside the polling loop, yet never ahead of storage: while a
+    batch's store is stuck nothing of it is committed; once it is stored, its offsets are
+    (and stopping the loop waits for that commit)."""
+    config = _config(real_services, partitions=1)
+    await ensure_topics(config)
+    queue = KafkaQueue(config)
+    await queue.start()
+    try:  # many publishes in flight together, acked as one
+        await asyncio.gather(*[await queue.publish("u", _record("u", n)) for n in range(1, 51)])
+    finally:
+        await queue.stop()
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+    stored: list[int] = []
+
+    async def store(records: Sequence[MessageRecord]) -> None:
+        entered.set()
+        await gate.wait()
+        stored.extend(seq for r in records for _, seq in r.receivers)
+
+    loop = KafkaConsumerLoop(config, store=store)
+    await loop.start()
+    task = asyncio.create_task(loop.run())
+    try:
+        await asyncio.wait_for(entered.wait(), 30)
+        assert await _committed(real_services, config.group) == {}
+        gate.set()
+        committed: dict[int, int] = {}
+        for _ in range(300):  # the broker's view of the group, polled up to 30 s
+            committed = await _committed(real_services, config.group)
+            if committed == {0: 50}:
+                break
+            await asyncio.sleep(0.1)
+        assert committed == {0: 50}
+        assert stored == list(range(1, 51))  # in order, each once
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await loop.stop()

@@ -122,6 +122,28 @@ async def test_reinserting_copies_stores_nothing_new(open_mongo: OpenMongo, shar
         assert len(pulled) == 12
 
 
+async def test_a_batch_is_one_unordered_insert_that_skips_stored_copies(
+    open_mongo: OpenMongo,
+) -> None:
+    """The msg-server's batch of many owners is one ``insert`` command (unordered): copies
+    already stored (a replayed batch) are skipped wherever they sit, the others still land."""
+    listener = Commands()
+    async with open_mongo(listeners=[listener]) as db:
+        inbox = MongoInbox(db=db, use_sharding=False)
+        await inbox.start()
+        users = [f"owner{i}" for i in range(40)]
+        first = [received(u, 1, MAY_10) for u in users[::2]]
+        await inbox.insert_copies(first)
+        listener.seen.clear()
+        batch = [received(u, 1, MAY_10) for u in users] + [sent(u, 1, MAY_10) for u in users]
+        await inbox.insert_copies(batch)
+        assert listener.seen == [("insert", SINGLE_COLLECTION)]
+        assert await db[SINGLE_COLLECTION].count_documents({}) == 80
+        for user in users:
+            pulled = await inbox.pull(user, 0, 10, 0, 10, 0)
+            assert sorted((m.seq, m.send_id == user) for m in pulled) == [(0, True), (1, False)]
+
+
 async def test_unsharded_copies_share_one_collection(open_mongo: OpenMongo) -> None:
     async with open_mongo() as db:
         inbox = MongoInbox(db=db, use_sharding=False)

@@ -414,3 +414,88 @@ async def test_storage_pushes_each_users_copies_in_seq_order() -> None:
     service = StorageService(inbox=FakeInbox(), history=FakeHistory(), seqs=seqs, router=router)
     await service.store_batch([record("c", [("b", s2)], 1), record("a", [("b", s1)], 1)])
     assert [m.seq for u, m, _ in router.pushes if u == "b"] == [1, 2]
+
+
+class GatedRouter(FakeRouter):
+    """Routes only once ``gate`` opens; records each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.calls = 0
+
+    async def route(self, pushes: Sequence[Push]) -> None:
+        self.calls += 1
+        self.entered.set()
+        await self.gate.wait()
+        await super().route(pushes)
+
+
+async def test_background_routing_does_not_hold_back_storage_and_keeps_order() -> None:
+    """A stuck push route does not stall the next batches' storage (the consumer commits
+    and polls on); once it moves, the batches queued meanwhile go out in one call, each
+    user's copies in seq order."""
+    seqs, inbox, router = FakeSeqs(), FakeInbox(), GatedRouter()
+    allocated = [await seqs.allocate("a", ["b"]) for _ in range(4)]
+    service = StorageService(
+        inbox=inbox, history=FakeHistory(), seqs=seqs, router=router, route_in_background=True
+    )
+    for n, (send_seq, (seq,)) in enumerate(allocated):  # four polls; the first route sticks
+        await asyncio.wait_for(service.store_batch([record("a", [("b", seq)], send_seq)]), 10)
+        if n == 0:
+            await asyncio.wait_for(router.entered.wait(), 10)
+    assert len(inbox.copies) == 8 and await seqs.exposed("b") == (4, 0)
+    assert router.pushes == []
+    router.gate.set()
+    await asyncio.wait_for(service.routed(), 10)
+    assert [m.seq for u, m, _ in router.pushes if u == "b"] == [1, 2, 3, 4]
+    assert router.calls == 2  # the first batch, then the three queued behind it together
+    await service.close()
+
+
+class MeetingStore:
+    """An inbox and a history that each wait until the other has started: only concurrent
+    writes finish."""
+
+    def __init__(self) -> None:
+        self.inbox_started = asyncio.Event()
+        self.history_started = asyncio.Event()
+        self.inbox_calls = 0
+        self.history_calls = 0
+
+    async def insert_copies(self, copies: Sequence[tuple[str, int, Msg]]) -> None:
+        self.inbox_calls += 1
+        self.inbox_started.set()
+        await self.history_started.wait()
+
+    async def append(self, messages: Sequence[Msg]) -> None:
+        self.history_calls += 1
+        self.history_started.set()
+        await self.inbox_started.wait()
+
+
+async def test_one_inbox_and_one_history_write_per_batch_made_together() -> None:
+    seqs, router, store = FakeSeqs(), FakeRouter(), MeetingStore()
+    records = []
+    for sender in ("a", "c", "d"):
+        send_seq, (seq,) = await seqs.allocate(sender, ["b"])
+        records.append(record(sender, [("b", seq)], send_seq))
+    service = StorageService(inbox=store, history=store, seqs=seqs, router=router)
+    await asyncio.wait_for(service.store_batch(records), 10)
+    assert (store.inbox_calls, store.history_calls) == (1, 1)
+    assert [m.seq for u, m, _ in router.pushes if u == "b"] == [1, 2, 3]
+
+
+class FailingHistory(FakeHistory):
+    async def append(self, messages: Sequence[Msg]) -> None:
+        raise RuntimeError("history is down")
+
+
+async def test_a_failed_history_write_fails_the_batch_before_any_seq_is_released() -> None:
+    seqs, router = FakeSeqs(), FakeRouter()
+    _, (seq,) = await seqs.allocate("a", ["b"])
+    service = StorageService(inbox=FakeInbox(), history=FailingHistory(), seqs=seqs, router=router)
+    with pytest.raises(RuntimeError, match="history is down"):
+        await service.store_batch([record("a", [("b", seq)], 1)])
+    assert await seqs.exposed("b") == (0, 0) and router.pushes == []  # retried, not exposed

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
 from sandcat import _native
 from sandcat.config import KafkaConfig
@@ -106,12 +106,17 @@ class KafkaConsumerLoop:
         self.dead_letters = 0
         #: True while the last poll found nothing new: the consumer has caught up.
         self.idle = False
+        #: Offsets of stored batches not committed yet (the commit stage takes them all).
+        self._to_commit: dict[TopicPartition, int] = {}
+        self._committer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._dlq.start()
         await self._consumer.start()
 
     async def stop(self) -> None:
+        if self._committer is not None:  # what is stored gets committed first
+            await asyncio.gather(self._committer, return_exceptions=True)
         await self._consumer.stop()
         await self._dlq.stop()
 
@@ -126,7 +131,8 @@ class KafkaConsumerLoop:
         self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
         """Store every partition's records of one poll as one batch (one inbox write, one
-        history write, one seq release, one routing), then commit all their offsets."""
+        history write, one seq release, one routing), then hand all their offsets to the
+        commit stage."""
         decoded: list[MessageRecord] = []
         for records in batches.values():  # each partition's records stay in their order
             for item in records:
@@ -160,9 +166,29 @@ class KafkaConsumerLoop:
             # Test failpoint: the crash window between durable storage and the commit.
             log.error("failpoint", name="after_store_before_commit")
             os._exit(75)
-        await self._consumer.commit(
-            {partition: records[-1].offset + 1 for partition, records in batches.items()}
-        )
+        for partition, records in batches.items():
+            self._to_commit[partition] = records[-1].offset + 1
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.get_running_loop().create_task(
+                self._commit_stored(), name="kafka-commit"
+            )
+
+    async def _commit_stored(self) -> None:
+        """The commit stage: the offsets of every batch stored meanwhile in one commit, while
+        the loop already polls and stores the next batches. Offsets only ever move forward
+        per partition and are committed only once their batch is stored; a failed commit is
+        retried with the next one (a crash before it replays stored records: idempotent)."""
+        while self._to_commit:
+            offsets, self._to_commit = self._to_commit, {}
+            try:
+                await self._consumer.commit(offsets)
+            except CommitFailedError as exc:  # a rebalance: the new owner replays them
+                log.warning("commit_dropped", error=repr(exc), partitions=len(offsets))
+            except KafkaError as exc:
+                log.warning("commit_failed", error=repr(exc), partitions=len(offsets))
+                for partition, offset in offsets.items():  # unless a later batch moved on
+                    self._to_commit.setdefault(partition, offset)
+                await asyncio.sleep(0.2)
 
     async def _dead_letter(self, item: ConsumerRecord[bytes, bytes], reason: str) -> None:
         self.dead_letters += 1
