@@ -7,11 +7,14 @@ import time
 from typing import Protocol
 
 _ALPHABET = b"_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#: Byte b -> letter b mod 64: a 64-letter alphabet takes every random byte without bias,
+#: and ``bytes.translate`` maps all of them in C (one id is on every message's path).
+_TRANSLATE = _ALPHABET * 4
 
 
 def nanoid(size: int = 21) -> str:
-    """A URL-safe random id (64-letter alphabet, so every random byte maps without bias)."""
-    return bytes(_ALPHABET[b & 63] for b in os.urandom(size)).decode()
+    """A URL-safe random id of ``size`` letters."""
+    return os.urandom(size).translate(_TRANSLATE).decode("ascii")
 
 
 class Clock(Protocol):

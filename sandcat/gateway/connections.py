@@ -236,7 +236,9 @@ class Registry:
         if msg.msg_type in NEVER_PUSHED:
             return
         platforms = self._users.get(user_id)
-        if platforms and any(platform != exclude_platform for platform in platforms):
+        if platforms and (
+            exclude_platform is None or len(platforms) > 1 or exclude_platform not in platforms
+        ):
             # Encode once, for every matching connection.
             self.deliver_frame(user_id, _native.encode_msg(msg), exclude_platform)
 

@@ -6,7 +6,10 @@ handing each transaction to a writer thread cost more than that in futures and i
 hand-backs of every sqlite3 call (the loop thread holds the GIL under load, and a thread
 that wants it back waits up to a switch interval, 5 ms). Group commit comes for free: while
 one batch is written, nothing else runs, and what arrived meanwhile forms the next batch.
-Reads (pulls over many rows) run on one reader thread, so they never stall the loop.
+Reads (pulls over many rows) run on one reader thread, so they never stall the loop, and
+so do WAL checkpoints (copying committed pages into the database file, with an fsync of
+its own): the writer never checkpoints itself, a checkpointer connection does it on its
+own thread once a second while there are writes.
 """
 
 from __future__ import annotations
@@ -73,6 +76,10 @@ def apply_migrations(path: str, migrations_dir: Path = MIGRATIONS_DIR / "sqlite"
         conn.close()
 
 
+#: Seconds between checkpoints while the database is written to.
+CHECKPOINT_SECONDS = 1.0
+
+
 class SqliteDatabase:
     """Owns the connections; ``write`` runs a function in a transaction on the loop's
     thread, ``read`` runs one on the reader thread."""
@@ -81,23 +88,56 @@ class SqliteDatabase:
         self.path = path
         self._synchronous = synchronous
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-r")
+        self._checkpoint_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-ckpt")
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
+        self._writes = 0
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         self._writer = _connect(self.path, self._synchronous)
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")
         self._reader = await loop.run_in_executor(
             self._reader_pool, _connect, self.path, self._synchronous
         )
+        self._checkpointer = await loop.run_in_executor(
+            self._checkpoint_pool, _connect, self.path, self._synchronous
+        )
+        self._checkpoints = loop.create_task(self._checkpoint_loop(), name="sqlite-checkpoint")
+
+    async def _checkpoint_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        conn = self._checkpointer
+        assert conn is not None
+        seen = 0
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            if self._writes == seen:
+                continue
+            seen = self._writes
+            try:
+                await loop.run_in_executor(
+                    self._checkpoint_pool, conn.execute, "PRAGMA wal_checkpoint(PASSIVE)"
+                )
+            except sqlite3.Error as exc:  # busy or locked now: the next round catches up
+                log.warning("sqlite_checkpoint_failed", error=repr(exc))
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            await asyncio.gather(self._checkpoints, return_exceptions=True)
         if self._writer is not None:
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._writer.close()
         if self._reader is not None:
             await loop.run_in_executor(self._reader_pool, self._reader.close)
+        if self._checkpointer is not None:
+            await loop.run_in_executor(self._checkpoint_pool, self._checkpointer.close)
         self._reader_pool.shutdown(wait=True)
+        self._checkpoint_pool.shutdown(wait=True)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one transaction on the writer connection, on this thread: the
@@ -111,6 +151,7 @@ class SqliteDatabase:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self._writes += 1
         return result
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
