@@ -42,11 +42,27 @@ def _select_friend(conn: sqlite3.Connection, user_id: str, friend_id: str) -> Fr
     return Friend(*row)
 
 
+#: Friendship answers kept in memory (each entry is a pair of ids and a bool).
+FRIENDSHIP_CACHE_ENTRIES = 1_000_000
+
+
 class SqliteFriendStore:
-    """Implements ``FriendStore``."""
+    """Implements ``FriendStore``.
+
+    The process that owns the database is its only writer, so ``are_friends`` (asked for
+    every one-to-one message and call) is answered from memory after the first read: the
+    two writes that change a friendship (accept, delete) update the cache as they commit.
+    """
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        self._friends: dict[tuple[str, str], bool] = {}
+
+    def _remember(self, user_id: str, friend_id: str, friends: bool) -> None:
+        if len(self._friends) >= FRIENDSHIP_CACHE_ENTRIES:
+            self._friends.clear()
+        self._friends[(user_id, friend_id)] = friends
+        self._friends[(friend_id, user_id)] = friends
 
     async def upsert_request(
         self,
@@ -114,7 +130,10 @@ class SqliteFriendStore:
                 _select_friend(conn, requester, accepter),
             )
 
-        return await self._db.write(run)
+        accepted = await self._db.write(run)
+        if accepted is not None:
+            self._remember(accepted[0].friend_id, accepted[1].friend_id, True)
+        return accepted
 
     async def reject_request(self, fs_id: str, resp_msg: str | None, now_ms: int) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
@@ -141,7 +160,10 @@ class SqliteFriendStore:
             )
             return True
 
-        return await self._db.write(run)
+        deleted = await self._db.write(run)
+        if deleted:
+            self._remember(user_id, friend_id, False)
+        return deleted
 
     async def set_remark(self, user_id: str, friend_id: str, remark: str, now_ms: int) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
@@ -155,6 +177,10 @@ class SqliteFriendStore:
         return await self._db.write(run)
 
     async def are_friends(self, user_id: str, friend_id: str) -> bool:
+        known = self._friends.get((user_id, friend_id))
+        if known is not None:
+            return known
+
         def run(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
                 "SELECT 1 FROM friends WHERE user_id = ? AND friend_id = ? AND status = 1",
@@ -162,7 +188,9 @@ class SqliteFriendStore:
             ).fetchone()
             return row is not None
 
-        return await self._db.read(run)
+        found = await self._db.read(run)
+        # A write that committed while this read was in flight has set the answer: keep it.
+        return self._friends.setdefault((user_id, friend_id), found)
 
     async def friends_since(self, user_id: str, since_ms: int) -> list[Friend]:
         def run(conn: sqlite3.Connection) -> list[Friend]:
