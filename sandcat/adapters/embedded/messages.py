@@ -218,7 +218,7 @@ def _write_one(
 class SqliteMessageLog(BatchingWorker):
     """Implements ``MessageLog``: FIFO submissions, batched into one transaction each."""
 
-    def __init__(self, db: SqliteDatabase, *, max_batch: int = 1024) -> None:
+    def __init__(self, db: SqliteDatabase, *, max_batch: int = 256) -> None:
         super().__init__(max_batch=max_batch, name="sqlite-writer")
         self._db = db
         self._counters = _Counters()
@@ -229,7 +229,11 @@ class SqliteMessageLog(BatchingWorker):
         self._listeners.append(listener)
 
     async def process(self, batch: list[tuple[Submission, asyncio.Future[Stored]]]) -> None:
+        """Store ``batch`` in one transaction on this thread, then let the loop run before the
+        next one: the acks and pushes of this batch go out, and the loop never stalls for
+        more than one bounded batch (``max_batch`` messages, a few ms) at a time."""
         await self._store(batch)
+        await asyncio.sleep(0)
 
     async def _store(self, batch: list[tuple[Submission, asyncio.Future[Stored]]]) -> None:
         subs = [sub for sub, _ in batch]
