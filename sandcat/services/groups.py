@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import weakref
 
+from sandcat import _native
 from sandcat.config import LimitsConfig
 from sandcat.errors import BadRequest, Forbidden, NotFound
 from sandcat.ids import Clock, nanoid
 from sandcat.ports import GroupStore, MembershipCache
 from sandcat.protocol.msg import MsgType
-from sandcat.protocol.payloads import GroupInfo, GroupInvitation, GroupMember, encode_strings
+from sandcat.protocol.payloads import GroupInfo, GroupInvitation, GroupMember
 from sandcat.services.friends import check_text
 from sandcat.services.messages import MessageRefused
 from sandcat.services.notify import Notifier
@@ -130,7 +131,7 @@ class GroupService:
                 actor=user_id,
                 group_id=group_id,
                 receivers=[uid for uid in [*roles, *added] if uid != user_id],
-                content=encode_strings(added),
+                content=_native.encode_strings(added),
             )
         await stored
 
@@ -196,7 +197,7 @@ class GroupService:
                 actor=user_id,
                 group_id=group_id,
                 receivers=[uid for uid in roles if uid != user_id],
-                content=encode_strings(removed),
+                content=_native.encode_strings(removed),
             )
         await stored
 

@@ -15,7 +15,6 @@ from sandcat.ids import Clock, nanoid
 from sandcat.log import get_logger
 from sandcat.ports import Delivery, InboxStore, UserStore
 from sandcat.protocol.msg import NEVER_PUSHED, ContentType, Msg, MsgType
-from sandcat.protocol.payloads import ReadPayload
 
 log = get_logger(__name__)
 
@@ -185,7 +184,7 @@ class MessageService:
             return msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b"")
         if kind == MsgType.READ:
             try:
-                payload = ReadPayload.decode(msg.content)
+                payload = _native.decode_read(msg.content)
             except DecodeError as exc:
                 raise MessageRefused("malformed Read payload") from exc
             if len(payload.msg_seq) > 10_000:
