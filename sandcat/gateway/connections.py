@@ -251,6 +251,12 @@ class Registry:
                 sent += 1
         return sent
 
+    def online_elsewhere(self, user_id: str, platform: int) -> bool:
+        platforms = self._users.get(user_id)
+        if not platforms:
+            return False
+        return len(platforms) > 1 or platform not in platforms
+
     def holds(self, user_id: str, platform: int) -> bool:
         return platform in (self._users.get(user_id) or {})
 

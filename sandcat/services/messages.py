@@ -45,6 +45,9 @@ class FrameDelivery(Protocol):
     def deliver_frame(self, user_id: str, frame: bytes, exclude_platform: int | None) -> int:
         """Queue an already encoded frame on the user's connections; returns how many."""
 
+    def online_elsewhere(self, user_id: str, platform: int) -> bool:
+        """Whether the user has a connection here on another platform than ``platform``."""
+
 
 class PushRouter(Protocol):
     async def route(self, pushes: Sequence[Push]) -> None:
@@ -244,6 +247,9 @@ class DeliveryService:
             receivers,
             stored.ack.send_seq,
             outbox=submission.outbox,
-            push_self=submission.push_self,
+            # The sender's other device gets the echo and the ack copy; with none online
+            # here, neither copy is built.
+            push_self=submission.push_self
+            and self._frames.online_elsewhere(msg.send_id, msg.platform),
         ):
             self._delivery.deliver(user_id, copy, exclude_platform=exclude)
