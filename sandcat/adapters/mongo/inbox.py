@@ -6,7 +6,7 @@ box 1); ``(owner_id, box, box_seq)`` is unique, so re-inserting a copy is a no-o
 
 - ``use_sharding: false``: every copy lives in ``single_msg_box``, as in the original.
 - ``use_sharding: true`` (decisions §3): a copy lives in the collection of the UTC month of
-  its ``send_time`` and the owner's shard (``sandcat._native.inbox_collection``). The
+  its ``send_time`` and the owner's shard (``sandcat._native.inbox_collection_batch``). The
   ``seq_months`` collection holds small insert-only *marks* ``{o: owner, b: box, m: YYYYMM,
   s: seq}`` (``_id`` made of the four, so writing a mark twice is a no-op). Seqs grow with
   time, so the lowest mark of a month is its first seq and a month's seqs run up to the next
@@ -47,7 +47,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from sandcat._native import collection_name, month_of, shard_of
+from sandcat._native import collection_name, inbox_collection_batch, month_of, shard_of
 from sandcat.adapters.mongo.errors import mongo_errors
 from sandcat.config import MongoConfig
 from sandcat.log import get_logger
@@ -126,6 +126,25 @@ def _message(doc: Document) -> Msg:
         related_msg_id=doc["related_msg_id"],
         send_seq=doc["send_seq"],
     )
+
+
+def _by_month(
+    copies: Sequence[tuple[str, int, Msg]],
+) -> list[tuple[int, list[tuple[str, int, Msg]]]]:
+    """The copies of each UTC month of ``send_time``, in order, each group with one of its
+    send times: one ``inbox_collection_batch`` call names a whole month's collections."""
+    months: dict[int, int] = {}
+    groups: dict[int, tuple[int, list[tuple[str, int, Msg]]]] = {}
+    for copy in copies:
+        send_time = copy[2].send_time
+        month = months.get(send_time)
+        if month is None:
+            month = months[send_time] = month_of(send_time)
+        group = groups.get(month)
+        if group is None:
+            group = groups[month] = (send_time, [])
+        group[1].append(copy)
+    return list(groups.values())
 
 
 def _sort_key(doc: Document) -> tuple[int, int, int]:
@@ -232,11 +251,11 @@ class MongoInbox:
         if not self._sharded:
             by_collection[SINGLE_COLLECTION] = [_document(o, b, m) for o, b, m in copies]
         else:
-            for owner, box, msg in copies:
-                month = month_of(msg.send_time)
-                by_collection[collection_name(month, shard_of(owner, self._shards))].append(
-                    _document(owner, box, msg)
-                )
+            for send_time, group in _by_month(copies):
+                owners = [owner for owner, _, _ in group]
+                names = inbox_collection_batch(owners, send_time, self._shards)
+                for name, (owner, box, msg) in zip(names, group, strict=True):
+                    by_collection[name].append(_document(owner, box, msg))
             await self._write_index(copies)
         for name, docs in by_collection.items():
             await _insert_ignoring_duplicates(await self._ensure(name), docs)
