@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import aiohttp
@@ -225,3 +226,27 @@ async def test_large_json_bodies_are_read_whole(
         alice = await api.new_user("alice", "alice@example.com")
         big = {"user_id": alice.id, "msg_id": list(range(10_000)), "pad": "x" * 500_000}
         await api.call("DELETE", "/message", token=alice.token, json=big)
+
+
+async def test_a_slow_reader_is_closed_and_released(
+    start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """A client that stops reading fills its socket; past the byte limit it is closed with
+    4008 and its descriptor and per-address slot are released within the close grace,
+    not held until TCP gives up."""
+    async with start_server(limits__send_queue_bytes=200_000) as srv:
+        api = _api(srv.api_port, session, codes)
+        bob = await api.new_user("bob", "bob@example.com")
+        sleeper = await Socket.connect(session, bob)  # never reads from here on
+        conn = await _registered(srv, bob.id)
+        frame = b"\x00" * 60_000
+        for _ in range(200):  # ~12 MB: far beyond what socket buffers hold
+            conn.send(frame)
+            if conn not in srv.apps.registry.all_connections():
+                break
+            await asyncio.sleep(0)  # let the flush write what is queued
+        await until(
+            lambda: srv.apps.registry.count_ip("127.0.0.1") == 0, timeout=15, what="released"
+        )
+        assert not srv.apps.registry.connections(bob.id)
+        await sleeper.ws.close()
