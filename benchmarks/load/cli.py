@@ -3,8 +3,9 @@
 ``run``    drives a server given by URL (and optionally its PIDs), users from a seed file
            or registered through the public API with codes read from a named source.
 ``suite``  starts embedded servers itself, seeds users and runs the standard suite;
-           ``--baseline relay`` then runs one-to-one and group fan-out against the relay
-           baseline (``benchmarks/load/relay.py``) with the same settings.
+           ``--baseline relay`` then runs one-to-one, the pipelined one-to-one and group
+           fan-out against the relay baseline (``benchmarks/load/relay.py``) with the same
+           settings.
 ``report`` regenerates docs/benchmarks.md and the plots from results JSON files.
 """
 
@@ -24,7 +25,7 @@ from benchmarks.load.api import Account, code_source
 from benchmarks.load.launch import RelayServer, Servers
 from benchmarks.load.scenarios import Context, Target, Timing
 
-SCENARIOS = ("one-to-one", "group", "idle", "offline", "http")
+SCENARIOS = ("one-to-one", "pipeline", "group", "idle", "offline", "http")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -66,6 +67,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rate", type=float, default=64000.0)
     parser.add_argument("--no-find-max", action="store_true", help="one rate only (--rate)")
     parser.add_argument("--slo-ms", type=float, default=250.0, help="p99 bound of a healthy rate")
+    parser.add_argument(
+        "--pipeline-messages",
+        type=int,
+        default=20000,
+        help="pipeline: messages one sender pipelines to one online receiver, per repeat",
+    )
     parser.add_argument("--group-sizes", default="100,1000,10000")
     parser.add_argument("--burst-deliveries", type=int, default=100000)
     parser.add_argument("--idle-users", type=int, default=10000, help="× 2 platforms")
@@ -97,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline",
         choices=("none", "relay"),
         default="none",
-        help="relay: also run one-to-one and group fan-out against the bare relay "
+        help="relay: also run one-to-one, pipeline and group fan-out against the bare relay "
         "(benchmarks/load/relay.py) for the server-CPU ratio",
     )
     _add_common(suite)
@@ -142,6 +149,10 @@ async def run_scenarios(
             slo_ms=args.slo_ms,
             repeats=args.repeats,
             find_max=not args.no_find_max,
+        )
+    if "pipeline" in wanted:
+        out["pipeline"] = await scenarios.pipeline(
+            ctx, accounts[:2], messages=args.pipeline_messages, repeats=args.repeats
         )
     if "group" in wanted and groups:
         out["group_fanout"] = await scenarios.group_fanout(
@@ -191,6 +202,7 @@ def _steps(args: argparse.Namespace) -> int:
     sizes = len(args.group_sizes.split(","))
     steps: int = (
         ("one-to-one" in wanted) * (10 + args.repeats)
+        + ("pipeline" in wanted) * (1 + args.repeats)
         + ("group" in wanted) * sizes * 2 * args.repeats
         + ("offline" in wanted) * 2
         + ("http" in wanted) * 2 * args.repeats
@@ -200,6 +212,7 @@ def _steps(args: argparse.Namespace) -> int:
     if getattr(args, "baseline", "none") == "relay":
         steps += (
             ("one-to-one" in wanted) * (3 + args.repeats)
+            + ("pipeline" in wanted) * (1 + args.repeats)
             + ("group" in wanted) * sizes * 2 * args.repeats
             + 2
         )
@@ -314,11 +327,12 @@ async def _relay_baseline(
     sizes: list[int],
     sandcat: dict[str, Any],
 ) -> dict[str, Any]:
-    """One-to-one and group fan-out against the relay baseline, with the same settings.
+    """One-to-one, pipeline and group fan-out against the relay baseline, same settings.
 
     One-to-one runs no search of its own: its probes are at the rates the sandcat run
     probed its curve at (25, 50 and 75 % of sandcat's max), so the CPU per delivered message
-    at 75 % compares the two at the same offered load. Fan-out uses the same bursts.
+    at 75 % compares the two at the same offered load. The pipeline sends the same number
+    of messages; fan-out uses the same bursts.
     """
     wanted = _wanted(args)
     relay = RelayServer(Path(args.out) / f"logs-{args.label}", args.server_cpus)
@@ -343,6 +357,10 @@ async def _relay_baseline(
                 slo_ms=args.slo_ms,
                 repeats=args.repeats,
                 find_max=False,
+            )
+        if "pipeline" in wanted:
+            out["pipeline"] = await scenarios.pipeline(
+                rctx, users[:2], messages=args.pipeline_messages, repeats=args.repeats
             )
         if "group" in wanted:
             groups = await scenarios.make_groups(rctx, users, sizes)

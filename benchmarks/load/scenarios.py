@@ -21,7 +21,7 @@ import aiohttp
 from benchmarks.load import procstat
 from benchmarks.load.api import Account, ApiError, CodeSource, call, login, register
 from benchmarks.load.stats import latency_summary
-from benchmarks.load.worker import HttpRun, Pool, Setup, TrafficRun
+from benchmarks.load.worker import HttpRun, PipelineRun, Pool, Setup, TrafficRun
 
 Progress = Callable[[str], None]
 
@@ -328,6 +328,127 @@ async def one_to_one(
         "at_75pct": at75,
         "probes": probes,
     }
+
+
+# ---------------------------------------------------------------- (a') pipelined one-to-one
+
+
+async def pipeline(
+    ctx: Context,
+    accounts: Sequence[Account],
+    *,
+    messages: int,
+    repeats: int,
+    stall: float = 30.0,
+) -> dict[str, Any]:
+    """One sender pipelines ``messages`` to one online receiver (accounts[0] → accounts[1]).
+
+    No pacing: the sender writes every message as fast as it can and never waits for an ack
+    in between, then the run waits (bounded) for every ack and every delivery. The server's
+    CPU is read from the first write to the last delivery; repeated ``repeats`` times on
+    the same two connections (held by two workers when ``ctx.workers`` ≥ 2).
+    """
+    if len(accounts) < 2:
+        raise ValueError("pipeline needs two users")
+    if messages < 1:
+        raise ValueError("pipeline needs at least one message")
+    pair = list(accounts[:2])
+    pool = await open_pool(ctx, pair, kind="traffic")
+    workers = len(pool.pids)
+    runs: list[dict[str, Any]] = []
+    try:
+        for _ in range(max(1, repeats)):
+            run = PipelineRun(
+                run_id=ctx.next_run(),
+                sender=0,
+                receiver=1,
+                receiver_id=pair[1].id,
+                count=messages,
+                # the sender encodes its frames before this
+                start_at=time.monotonic() + 0.5 + messages / 100_000,
+                pids=ctx.target.pids,
+                stall=stall,
+                deadline=120.0 + messages / 100,
+            )
+            results = await pool.run("pipeline", [run] * workers, timeout=run.deadline + 60.0)
+            row = pipeline_summary(messages, results, watched=bool(ctx.target.pids))
+            runs.append(row)
+            cpu = row["server_cpu_us_per_unit"]
+            ctx.progress(
+                f"pipeline {messages:,} msgs: delivered {row['delivered_per_s']:,.0f}/s "
+                f"in {row['wall_seconds']:.2f} s, server CPU "
+                f"{'–' if cpu is None else f'{cpu:,.1f}'} µs/msg, "
+                f"lost {row['lost']} unacked {row['unacked']} dup {row['duplicates']} "
+                f"order {row['order_violations']}"
+            )
+            await asyncio.sleep(0.3)
+    finally:
+        await pool.stop()
+    return {"messages": messages, "senders": 1, "receivers": 1, "runs": runs}
+
+
+def pipeline_summary(
+    messages: int, results: list[dict[str, Any]], *, watched: bool = True
+) -> dict[str, Any]:
+    """One pipeline run from its workers' parts: throughput, server CPU, latencies, checks."""
+    send = next(r["sender"] for r in results if r["sender"] is not None)
+    recv = next(r["receiver"] for r in results if r["receiver"] is not None)
+    sent_at: list[float] = send["sent_at"]
+    ack_at: list[float] = send["ack_at"]
+    recv_at: list[float] = recv["recv_at"]
+    sent = len(sent_at)
+    refused = set(send["error_js"])
+    answered = [j for j in range(sent) if ack_at[j]]
+    acked_ok = [j for j in answered if j not in refused]
+    first = sent_at[0] if sent_at else 0.0
+    last = max(recv_at, default=0.0)
+    wall = last - first if sent_at and last > first else 0.0
+    delivered = int(recv["delivered"])
+    out: dict[str, Any] = {
+        "messages": messages,
+        "sent": sent,
+        "send_errors": int(send["send_errors"]),
+        "acked": int(send["acked"]),
+        "ack_errors": int(send["ack_errors"]),
+        "error_samples": send["error_samples"][:3],
+        "unacked": sent - len(answered),
+        "delivered": delivered,
+        "complete": delivered == messages and int(send["acked"]) == messages,
+        "send_seconds": sent_at[-1] - first if sent_at else 0.0,
+        "wall_seconds": wall,
+        "delivered_per_s": delivered / wall if wall else 0.0,
+        "ack_latency": latency_summary(ack_at[j] - sent_at[j] for j in answered),
+        "e2e_latency": latency_summary(recv_at[j] - sent_at[j] for j in range(sent) if recv_at[j]),
+        "lost": sum(1 for j in acked_ok if not recv_at[j]),  # acked (no error), not delivered
+        "duplicates": int(recv["duplicates"]),
+        "duplicate_acks": int(send["duplicate_acks"]),
+        "ack_order_violations": int(send["ack_order_violations"]),
+        "delivery_order_violations": int(recv["delivery_order_violations"]),
+        "send_seq_violations": int(send["send_seq_violations"]),
+        "seq_order_violations": int(recv["seq_order_violations"]),
+        "seq_gaps": int(recv["seq_gaps"]),
+        "closed_by_server": max(int(r["closed_by_server"]) for r in results),
+        "generator_max_core": max(float(r["cpu_cores"]) for r in results),
+        "reader_errors": [e for r in results for e in r["reader_errors"]][:3],
+        "server_cores": None,
+        "server_cpu_us_per_unit": None,
+    }
+    out["order_violations"] = sum(
+        out[k]
+        for k in (
+            "ack_order_violations",
+            "delivery_order_violations",
+            "send_seq_violations",
+            "seq_order_violations",
+        )
+    )
+    start, end = send["start"], recv["end"]
+    if watched and start is not None and end is not None:
+        use = procstat.Usage(end[0] - start[0], end[1] - start[1])
+        if use.seconds > 0:
+            out["server_cores"] = use.cores
+            out["server_cpu_us_per_unit"] = use.us_per(delivered)
+    return out
 
 
 # ---------------------------------------------------------------- (b) group fan-out

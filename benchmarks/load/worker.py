@@ -4,6 +4,9 @@ The parent talks to a worker over a pipe: the worker connects its users, answers
 ``ready``, then serves ``run`` commands until ``stop``. Every send carries its *intended*
 time (open loop), so a late generator shows up as latency instead of hiding it. Times are
 ``time.monotonic()``, one clock for every process on the machine.
+
+A ``pipeline`` run is the exception: one sender writes its messages back to back, never
+waiting for an ack, and the times are the ones it wrote them at (see ``PipelineRun``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.load import codec
+from benchmarks.load import codec, procstat
 from benchmarks.load.api import Account, call, login
 from benchmarks.load.procstat import SelfMeter
 
@@ -53,6 +56,30 @@ class TrafficRun:
     count: int = 0
     expect: int = 0  # group runs: messages every member should receive
     members: int = 0  # group runs: the members are the users with index < members
+    payload_bytes: int = 32
+
+
+@dataclass(slots=True)
+class PipelineRun:
+    """One sender pipelining ``count`` messages to one online receiver, unpaced.
+
+    The worker holding the sender encodes every frame first, then from ``start_at`` writes
+    them back to back (it yields to its readers between frames but never waits for an ack)
+    and waits for every ack; the worker holding the receiver waits for every delivery. The
+    server's CPU (``pids``) is read just before the first write and at the last delivery.
+    A run ends when complete, when nothing arrived for ``stall`` seconds, or ``deadline``
+    seconds after ``start_at``.
+    """
+
+    run_id: int
+    sender: int  # global index of the sending user
+    receiver: int  # global index of the receiving user
+    receiver_id: str
+    count: int
+    start_at: float
+    pids: tuple[int, ...] = ()
+    stall: float = 30.0
+    deadline: float = 600.0
     payload_bytes: int = 32
 
 
@@ -188,6 +215,125 @@ class _Tally:
         }
 
 
+class _PipeTally:
+    """What one pipeline run observed in this worker: per message, when it was written,
+    acked and delivered (index = message number ``j``), and the per-sender FIFO checks."""
+
+    def __init__(self, run: PipelineRun) -> None:
+        self.run = run
+        self.count = run.count
+        self.ack_prefix = f"{run.run_id}-{run.sender}."
+        self.content_prefix = b"P%d:" % run.run_id
+        self.sent = 0
+        self.send_errors = 0
+        self.sent_at = [0.0] * run.count
+        self.ack_at = [0.0] * run.count
+        self.recv_at = [0.0] * run.count
+        self.acks = 0
+        self.ack_errors = 0
+        self.error_samples: list[str] = []
+        self.error_js: list[int] = []
+        self.duplicate_acks = 0
+        self.ack_order_violations = 0
+        self.last_ack_j = -1
+        self.send_seq_violations = 0
+        self.delivered = 0
+        self.duplicates = 0
+        self.delivery_order_violations = 0
+        self.last_j = -1
+        self.seq_order_violations = 0
+        self.seq_gaps = 0
+        self.stale = 0
+        self.other_frames = 0
+        self.last_frame = run.start_at
+        self.start: procstat.Snapshot | None = None
+        self.end: procstat.Snapshot | None = None
+
+    def on_frame(self, conn: _Conn, data: bytes) -> None:
+        now = time.monotonic()
+        self.last_frame = now
+        msg = codec.decode(data)
+        if msg.msg_type == codec.MSG_ACK:
+            self._on_ack(conn, msg, now)
+        elif msg.msg_type == codec.MSG_SINGLE:
+            self._on_chat(conn, msg, now)
+        else:
+            self.other_frames += 1
+
+    def _on_ack(self, conn: _Conn, msg: codec.Msg, now: float) -> None:
+        if not msg.local_id.startswith(self.ack_prefix):
+            self.stale += 1
+            return
+        j = int(msg.local_id[len(self.ack_prefix) :])
+        if j >= self.count:
+            self.stale += 1
+            return
+        if self.ack_at[j]:
+            self.duplicate_acks += 1
+            return
+        self.ack_at[j] = now
+        if j <= self.last_ack_j:
+            self.ack_order_violations += 1
+        self.last_ack_j = max(self.last_ack_j, j)
+        if msg.content_type == codec.CONTENT_ERROR:
+            self.ack_errors += 1
+            self.error_js.append(j)
+            if len(self.error_samples) < 5:
+                self.error_samples.append(msg.content.decode(errors="replace"))
+            return
+        self.acks += 1
+        if msg.send_seq <= conn.last_send_seq:
+            self.send_seq_violations += 1
+        conn.last_send_seq = msg.send_seq
+
+    def _on_chat(self, conn: _Conn, msg: codec.Msg, now: float) -> None:
+        if msg.seq > 0:
+            if msg.seq <= conn.last_seq:
+                self.seq_order_violations += 1
+            elif conn.last_seq and msg.seq > conn.last_seq + 1:
+                self.seq_gaps += msg.seq - conn.last_seq - 1
+            conn.last_seq = msg.seq
+        content = msg.content
+        if not content.startswith(self.content_prefix):
+            self.stale += 1
+            return
+        j = int(content[len(self.content_prefix) : content.index(b"|")])
+        if j >= self.count:
+            self.stale += 1
+            return
+        if self.recv_at[j]:
+            self.duplicates += 1
+            return
+        self.recv_at[j] = now
+        self.delivered += 1
+        if j <= self.last_j:
+            self.delivery_order_violations += 1
+        self.last_j = max(self.last_j, j)
+        if self.delivered == self.count:
+            self.end = procstat.snapshot(self.run.pids)
+
+    def frames(self, conn: _Conn) -> list[bytes]:
+        """Every frame of the run, encoded before the clock starts."""
+        run = self.run
+        pad = b"|" + b"x" * max(0, run.payload_bytes - 16)
+        now_ms = int(time.time() * 1000)
+        return [
+            codec.encode(
+                codec.Msg(
+                    send_id=conn.account.id,
+                    receiver_id=run.receiver_id,
+                    local_id=f"{self.ack_prefix}{j}",
+                    create_time=now_ms,
+                    msg_type=codec.MSG_SINGLE,
+                    content_type=codec.CONTENT_TEXT,
+                    content=self.content_prefix + b"%d" % j + pad,
+                    platform=conn.platform,
+                )
+            )
+            for j in range(run.count)
+        ]
+
+
 class Worker:
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
@@ -195,7 +341,7 @@ class Worker:
         self.by_index: dict[int, _Conn] = {}
         self.sessions: list[aiohttp.ClientSession] = []
         self.readers: list[asyncio.Task[None]] = []
-        self.tally: _Tally | None = None
+        self.tally: _Tally | _PipeTally | None = None
         self.connect_errors: list[str] = []
         self.closed_by_server = 0
 
@@ -339,6 +485,89 @@ class Worker:
             if m < limit:
                 await asyncio.sleep(max(0.0, run.start_at + m / run.rate - time.monotonic()))
 
+    async def pipeline(self, run: PipelineRun) -> dict[str, Any]:
+        """This worker's part of a pipeline run: the sender's, the receiver's, or both."""
+        tally = _PipeTally(run)
+        sender = self.by_index.get(run.sender)
+        receiving = run.receiver in self.by_index
+        frames = tally.frames(sender) if sender is not None else []
+        self.tally = tally
+        await asyncio.sleep(max(0.0, run.start_at - time.monotonic()))
+        meter = SelfMeter()
+        tally.last_frame = time.monotonic()
+        if sender is not None:
+            await self._pipe_send(tally, sender.ws, frames)
+        deadline = run.start_at + run.deadline
+        while True:
+            now = time.monotonic()
+            complete = (sender is None or tally.acks + tally.ack_errors >= tally.sent) and (
+                not receiving or tally.delivered >= run.count
+            )
+            if complete or now >= deadline or now - tally.last_frame > run.stall:
+                break
+            await asyncio.sleep(0.01)
+        if receiving and tally.end is None:  # incomplete: the server's CPU up to giving up
+            tally.end = procstat.snapshot(run.pids)
+        cores = meter.cores()
+        self.tally = None
+        return {
+            "sender": None
+            if sender is None
+            else {
+                "sent": tally.sent,
+                "send_errors": tally.send_errors,
+                "sent_at": tally.sent_at[: tally.sent],
+                "ack_at": tally.ack_at,
+                "acked": tally.acks,
+                "ack_errors": tally.ack_errors,
+                "error_samples": tally.error_samples,
+                "error_js": tally.error_js,
+                "duplicate_acks": tally.duplicate_acks,
+                "ack_order_violations": tally.ack_order_violations,
+                "send_seq_violations": tally.send_seq_violations,
+                "start": None if tally.start is None else [tally.start.wall, tally.start.cpu],
+            },
+            "receiver": None
+            if not receiving
+            else {
+                "recv_at": tally.recv_at,
+                "delivered": tally.delivered,
+                "duplicates": tally.duplicates,
+                "delivery_order_violations": tally.delivery_order_violations,
+                "seq_order_violations": tally.seq_order_violations,
+                "seq_gaps": tally.seq_gaps,
+                "end": None if tally.end is None else [tally.end.wall, tally.end.cpu],
+            },
+            "stale": tally.stale,
+            "other_frames": tally.other_frames,
+            "cpu_cores": cores,
+            "closed_by_server": self.closed_by_server,
+            "reader_errors": [
+                repr(task.exception())
+                for task in self.readers
+                if task.done() and not task.cancelled() and task.exception() is not None
+            ][:3],
+        }
+
+    @staticmethod
+    async def _pipe_send(
+        tally: _PipeTally, ws: aiohttp.ClientWebSocketResponse, frames: list[bytes]
+    ) -> None:
+        """Write every frame back to back: no pacing and no waiting for acks; a zero sleep
+        every few frames lets this worker's readers take the acks as they come."""
+        sent_at = tally.sent_at
+        tally.start = procstat.snapshot(tally.run.pids)
+        for j, frame in enumerate(frames):
+            sent_at[j] = time.monotonic()
+            try:
+                await ws.send_bytes(frame)
+            except ConnectionError:
+                tally.send_errors += 1
+                break
+            tally.sent += 1
+            if j & 31 == 31:
+                await asyncio.sleep(0)
+
     async def http(self, run: HttpRun) -> dict[str, Any]:
         session = self.sessions[0]
         accounts = [Account.from_json(raw) for _, raw in self.setup.users]
@@ -409,6 +638,8 @@ async def _serve(pipe: Connection, setup: Setup) -> None:
                 break
             if command == "traffic":
                 pipe.send(("result", await worker.traffic(arg)))
+            elif command == "pipeline":
+                pipe.send(("result", await worker.pipeline(arg)))
             elif command == "http":
                 pipe.send(("result", await worker.http(arg)))
             elif command == "count":
