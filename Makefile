@@ -36,7 +36,7 @@ $(NATIVE_STAMP): $(STAMP) $(wildcard $(CRATE)/Cargo.* $(CRATE)/pyproject.toml $(
 	else \
 		tail -n 20 $(VENV)/native-build.log >&2; \
 		echo "WARNING: Rust crate not built (log: $(VENV)/native-build.log);" \
-			"shard hashing and fan-out batching use pure Python" >&2; \
+			"shard hashing uses pure Python" >&2; \
 		$(BIN)/pip uninstall -q -y sandcat-native 2>/dev/null || true; \
 	fi
 	@touch $@

@@ -82,7 +82,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"mode: {config.mode}")
     print(f"role: {config.role}")
     for name, impl in _native.implementations().items():
-        print(f"{name}: {impl}")
+        idle = config.mode == "embedded" and name in _native.DISTRIBUTED_ONLY
+        print(f"{name}: {impl}" + (" (not called in embedded mode)" if idle else ""))
     return 0
 
 

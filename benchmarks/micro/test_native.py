@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from sandcat._native import fanout, shard
-from sandcat.protocol import bincode
+from sandcat._native import framing, shard
+from sandcat.protocol import bincode, payloads
 from sandcat.protocol.msg import Msg
+from sandcat.protocol.payloads import ReadPayload
 
 
 def _compiled(name: str) -> ModuleType | None:
@@ -31,7 +32,6 @@ CYTHON = _compiled("sandcat._native._framing")
 RUST = _compiled("sandcat_native")
 FRAMING: dict[str, ModuleType | None] = {"python": bincode, "cython": CYTHON}
 SHARD: dict[str, ModuleType | None] = {"python": shard, "rust": RUST}
-FANOUT: dict[str, ModuleType | None] = {"python": fanout, "rust": RUST}
 SIZES = {"100B": 100, "1KiB": 1024, "16KiB": 16 * 1024}
 
 
@@ -91,13 +91,6 @@ def _ids(count: int) -> list[str]:
 
 
 @pytest.mark.parametrize("impl", SHARD)
-def test_shard_batch_10k(benchmark: BenchmarkFixture, impl: str) -> None:
-    benchmark.group = "shard_batch 10k ids"
-    ids = _ids(10_000)
-    _run(benchmark, _impl(SHARD, impl).shard_batch, ids, 10, expected=shard.shard_batch(ids, 10))
-
-
-@pytest.mark.parametrize("impl", SHARD)
 def test_inbox_collection_batch_10k(benchmark: BenchmarkFixture, impl: str) -> None:
     benchmark.group = "inbox_collection_batch 10k ids"
     ids = _ids(10_000)
@@ -107,27 +100,6 @@ def test_inbox_collection_batch_10k(benchmark: BenchmarkFixture, impl: str) -> N
         _impl(SHARD, impl).inbox_collection_batch,
         ids,
         1_716_000_000_000,
-        10,
-        expected=expected,
-    )
-
-
-@pytest.mark.parametrize("count", [1_000, 10_000], ids=["1k", "10k"])
-@pytest.mark.parametrize("impl", FANOUT)
-def test_plan_fanout(benchmark: BenchmarkFixture, impl: str, count: int) -> None:
-    benchmark.group = f"plan_fanout {count} recipients"
-    rng = random.Random(count)
-    recipients = [(user_id, rng.randrange(1, 10**9)) for user_id in _ids(count)]
-    gateways: dict[str, str | None] = {
-        user_id: rng.choice([None, "gw-1", "gw-2", "gw-3", "gw-4"]) for user_id, _ in recipients
-    }
-    expected = fanout.plan_fanout(recipients, gateways, 202405, 10)
-    _run(
-        benchmark,
-        _impl(FANOUT, impl).plan_fanout,
-        recipients,
-        gateways,
-        202405,
         10,
         expected=expected,
     )
@@ -143,3 +115,22 @@ def test_encode_fanout_1k(benchmark: BenchmarkFixture, impl: str) -> None:
     seqs = list(range(1, 1001))
     expected = [bincode.encode_msg(msg.copy(seq=seq)) for seq in seqs]
     _run(benchmark, module.encode_fanout, msg, seqs, expected=expected)
+
+
+@pytest.mark.parametrize("impl", ["python", "cython"])
+def test_decode_read_100_seqs(benchmark: BenchmarkFixture, impl: str) -> None:
+    benchmark.group = "decode_read 100 seqs"
+    module = framing if impl == "python" else _impl({"cython": CYTHON}, impl)
+    seqs = list(range(10_000, 10_100))
+    user_id = "01J4Z8Q6Y0S1VQW9M3K5T7B2XA"
+    data = len(seqs).to_bytes(8, "little") + b"".join(s.to_bytes(8, "little") for s in seqs)
+    data += len(user_id).to_bytes(8, "little") + user_id.encode()
+    _run(benchmark, module.decode_read, data, expected=ReadPayload(seqs, user_id))
+
+
+@pytest.mark.parametrize("impl", ["python", "cython"])
+def test_encode_strings_100_ids(benchmark: BenchmarkFixture, impl: str) -> None:
+    benchmark.group = "encode_strings 100 ids"
+    module = payloads if impl == "python" else _impl({"cython": CYTHON}, impl)
+    ids = _ids(100)
+    _run(benchmark, module.encode_strings, ids, expected=payloads.encode_strings(ids))

@@ -190,33 +190,6 @@ def encode_strings(values):
     return out
 
 
-def encode_read(payload):
-    """bincode ``{msg_seq: Vec<i64>, user_id: String}`` (type 23 Read)."""
-    cdef Py_ssize_t n_user, count
-    cdef const char* s_user
-    cdef bytes out
-    cdef char* p
-    cdef int64_t value
-    seqs = payload.msg_seq
-    user_id = payload.user_id
-    if type(seqs) is not list:
-        return _ref_payloads.ReadPayload.encode(payload)
-    try:
-        s_user = _utf8(user_id, &n_user)
-        count = len(<list>seqs)
-        out = PyBytes_FromStringAndSize(NULL, 8 + 8 * count + 8 + n_user)
-        p = _put_u64(PyBytes_AS_STRING(out), <uint64_t>count)
-        for seq in <list>seqs:
-            if type(seq) is not int:
-                raise TypeError("not an exact int")
-            value = seq
-            p = _put_u64(p, <uint64_t>value)
-    except _UNFIT:
-        return _ref_payloads.ReadPayload.encode(payload)
-    _put_raw(p, s_user, n_user)
-    return out
-
-
 # ---------------------------------------------------------------- decoding
 
 cdef struct Buf:
@@ -335,16 +308,6 @@ def decode_msg(data):
     msg.send_seq = _i64(&b)
     _finish(&b)
     return msg
-
-
-def decode_strings(data):
-    """bincode ``Vec<String>``."""
-    cdef bytes frame = data if type(data) is bytes else bytes(data)
-    cdef Buf b = _buf(frame)
-    cdef Py_ssize_t count = _count(&b, 8), i
-    cdef list values = [_str(&b) for i in range(count)]
-    _finish(&b)
-    return values
 
 
 def decode_read(data):

@@ -1,11 +1,15 @@
 """Hot-path selectors: compiled twins when available, pure-Python references otherwise.
 
-The one place that picks an implementation for each hot path:
+The one place that picks an implementation for each hot path; every name exported here has
+a caller in the server (``tests/native/test_selector.py`` fails otherwise):
 
-- framing: ``sandcat._native._framing`` (Cython, built by ``setup.py``) or the reference
-  codec ``sandcat.protocol.bincode`` / ``payloads`` with ``sandcat._native.framing``;
-- shard hashing and fan-out batching: ``sandcat_native`` (Rust, built by maturin from
-  ``native/rust``) or ``sandcat._native.shard`` / ``sandcat._native.fanout``.
+- framing (``sandcat._native._framing``, Cython, built by ``setup.py``; else the reference
+  codec ``sandcat.protocol.bincode`` / ``payloads`` with ``sandcat._native.framing``):
+  ``encode_msg``/``decode_msg`` (gateway frames, pushes), ``encode_fanout`` (group copies),
+  ``encode_strings`` (group notices 3 and 5), ``decode_read`` (Read, type 23);
+- shard hashing (``sandcat_native``, Rust, built by maturin from ``native/rust``; else
+  ``sandcat._native.shard``): ``partition_of`` (Kafka producer), ``month_of``, ``shard_of``,
+  ``collection_name`` and ``inbox_collection_batch`` (the sharded MongoDB inbox).
 
 ``SANDCAT_NO_EXTENSIONS=1`` forces the pure-Python twins; an ``ImportError`` falls back with
 one warning line. ``implementations()`` says which one each hot path uses.
@@ -15,49 +19,39 @@ from __future__ import annotations
 
 import os
 
-from sandcat._native.fanout import plan_fanout
-from sandcat._native.framing import decode_read, encode_fanout, encode_read
+from sandcat._native.framing import decode_read, encode_fanout
 from sandcat._native.shard import (
     collection_name,
-    inbox_collection,
     inbox_collection_batch,
     month_of,
-    partition_batch,
     partition_of,
-    shard_batch,
     shard_of,
-    xxh3_64,
 )
 from sandcat.log import get_logger
 from sandcat.protocol.bincode import decode_msg, encode_msg
-from sandcat.protocol.payloads import decode_strings, encode_strings
+from sandcat.protocol.payloads import encode_strings
 
 __all__ = [
+    "DISTRIBUTED_ONLY",
     "NO_EXTENSIONS",
     "collection_name",
     "decode_msg",
     "decode_read",
-    "decode_strings",
     "encode_fanout",
     "encode_msg",
-    "encode_read",
     "encode_strings",
     "implementations",
-    "inbox_collection",
     "inbox_collection_batch",
     "month_of",
-    "partition_batch",
     "partition_of",
-    "plan_fanout",
-    "shard_batch",
     "shard_of",
-    "xxh3_64",
 ]
 
+#: Hot paths only the distributed adapters call (the Kafka producer, the sharded inbox).
+DISTRIBUTED_ONLY = frozenset({"shard hashing"})
 NO_EXTENSIONS = os.environ.get("SANDCAT_NO_EXTENSIONS", "") not in {"", "0", "false"}
 FRAMING = "python"
 SHARD_HASHING = "python"
-FANOUT_BATCHING = "python"
 _missing: list[str] = []
 
 if not NO_EXTENSIONS:
@@ -65,10 +59,8 @@ if not NO_EXTENSIONS:
         from sandcat._native._framing import (
             decode_msg,
             decode_read,
-            decode_strings,
             encode_fanout,
             encode_msg,
-            encode_read,
             encode_strings,
         )
 
@@ -78,20 +70,15 @@ if not NO_EXTENSIONS:
     try:
         from sandcat_native import (
             collection_name,
-            inbox_collection,
             inbox_collection_batch,
             month_of,
-            partition_batch,
             partition_of,
-            plan_fanout,
-            shard_batch,
             shard_of,
-            xxh3_64,
         )
 
-        SHARD_HASHING = FANOUT_BATCHING = "rust"
+        SHARD_HASHING = "rust"
     except ImportError as exc:
-        _missing.append(f"shard hashing and fan-out batching ({exc})")
+        _missing.append(f"shard hashing ({exc})")
     if _missing:
         get_logger("sandcat.native").warning(
             "native_extension_unavailable_using_pure_python", missing="; ".join(_missing)
@@ -100,8 +87,4 @@ if not NO_EXTENSIONS:
 
 def implementations() -> dict[str, str]:
     """Which implementation each hot path uses: ``cython``/``rust`` or ``python``."""
-    return {
-        "framing": FRAMING,
-        "shard hashing": SHARD_HASHING,
-        "fan-out batching": FANOUT_BATCHING,
-    }
+    return {"framing": FRAMING, "shard hashing": SHARD_HASHING}

@@ -1,6 +1,6 @@
 """Framing helpers built on the reference codec (``sandcat.protocol.bincode``).
 
-``encode_read``/``decode_read`` are the type-23 payload codec as functions.
+``decode_read`` is the type-23 (Read) payload decoder as a function.
 ``encode_fanout`` is "encode once, send to many" for a message whose copies differ only in
 ``seq`` (a group message: one copy per member): the reference here encodes each distinct
 copy; the compiled twin encodes once and patches the seq of each copy.
@@ -27,11 +27,6 @@ def encode_fanout(msg: Msg, seqs: Iterable[int]) -> list[bytes]:
     return out
 
 
-def encode_read(payload: ReadPayload) -> bytes:
-    """bincode ``{msg_seq: Vec<i64>, user_id: String}`` (type 23 Read)."""
-    return payload.encode()
-
-
 def decode_read(data: bytes) -> ReadPayload:
-    """The inverse of ``encode_read``."""
+    """bincode ``{msg_seq: Vec<i64>, user_id: String}`` (type 23 Read)."""
     return ReadPayload.decode(data)

@@ -49,11 +49,6 @@ def check_month(month: int) -> int:
     return month
 
 
-def xxh3_64(data: bytes) -> int:
-    """xxh3-64 with seed 0."""
-    return xxh3_64_intdigest(data)
-
-
 def month_of(send_time_ms: int) -> int:
     """UTC month of a millisecond timestamp, as the integer ``YYYYMM``."""
     _int_in(send_time_ms, 0, MAX_SEND_TIME_MS, BAD_SEND_TIME)
@@ -72,39 +67,24 @@ def shard_of(user_id: str, user_shards: int = DEFAULT_USER_SHARDS) -> int:
     return xxh3_64_intdigest(user_id.encode()) % check_shards(user_shards)
 
 
-def inbox_collection(
-    user_id: str, send_time_ms: int, user_shards: int = DEFAULT_USER_SHARDS
-) -> str:
-    """The collection holding ``user_id``'s copy of a message sent at ``send_time_ms``."""
-    month = month_of(send_time_ms)
-    return collection_name(month, shard_of(user_id, user_shards))
-
-
 def partition_of(key: str, partitions: int) -> int:
     """xxh3-64 of the UTF-8 key mod ``partitions``."""
     return xxh3_64_intdigest(key.encode()) % _int_in(partitions, 1, MAX_PARTITIONS, BAD_PARTITIONS)
 
 
-def shard_batch(user_ids: Iterable[str], user_shards: int = DEFAULT_USER_SHARDS) -> list[int]:
-    """``shard_of`` for many ids in one call."""
-    shards = check_shards(user_shards)
-    digest = xxh3_64_intdigest
-    return [digest(user_id.encode()) % shards for user_id in user_ids]
-
-
-def partition_batch(keys: Iterable[str], partitions: int) -> list[int]:
-    """``partition_of`` for many keys in one call."""
-    count = _int_in(partitions, 1, MAX_PARTITIONS, BAD_PARTITIONS)
-    digest = xxh3_64_intdigest
-    return [digest(key.encode()) % count for key in keys]
-
-
 def inbox_collection_batch(
     user_ids: Iterable[str], send_time_ms: int, user_shards: int = DEFAULT_USER_SHARDS
 ) -> list[str]:
-    """``inbox_collection`` for many ids and one send time in one call."""
+    """The collection of each user id's copy of a message sent at ``send_time_ms``:
+    ``collection_name(month_of(send_time_ms), shard_of(user_id, user_shards))`` for each."""
     month = month_of(send_time_ms)
     shards = check_shards(user_shards)
-    names = [f"msg_box_{month}_{shard:02d}" for shard in range(shards)]
-    digest = xxh3_64_intdigest
-    return [names[digest(user_id.encode()) % shards] for user_id in user_ids]
+    names: dict[int, str] = {}
+    out: list[str] = []
+    for user_id in user_ids:
+        shard = xxh3_64_intdigest(user_id.encode()) % shards
+        name = names.get(shard)
+        if name is None:
+            name = names[shard] = f"msg_box_{month}_{shard:02d}"
+        out.append(name)
+    return out

@@ -66,11 +66,6 @@ class Writer:
         for value in values:
             self.string(value)
 
-    def i64s(self, values: list[int]) -> None:
-        self.buf += _U64.pack(len(values))
-        for value in values:
-            self.i64(value)
-
     def getvalue(self) -> bytes:
         return bytes(self.buf)
 
@@ -142,9 +137,6 @@ class Reader:
         if size * min_item_size > len(self.data) - self.pos:
             raise DecodeError("bincode sequence length exceeds the input")
         return size
-
-    def strings(self) -> list[str]:
-        return [self.string() for _ in range(self.count(8))]
 
     def i64s(self) -> list[int]:
         return [self.i64() for _ in range(self.count(8))]

@@ -17,12 +17,6 @@ class ReadPayload:
     msg_seq: list[int]
     user_id: str
 
-    def encode(self) -> bytes:
-        w = Writer()
-        w.i64s(self.msg_seq)
-        w.string(self.user_id)
-        return w.getvalue()
-
     @classmethod
     def decode(cls, data: bytes) -> ReadPayload:
         r = Reader(data)
@@ -36,13 +30,6 @@ def encode_strings(values: list[str]) -> bytes:
     w = Writer()
     w.strings(values)
     return w.getvalue()
-
-
-def decode_strings(data: bytes) -> list[str]:
-    r = Reader(data)
-    values = r.strings()
-    r.finish()
-    return values
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from pymongo.monitoring import (
     CommandSucceededEvent,
 )
 
-from sandcat._native import inbox_collection, shard_of
+from sandcat._native import collection_name, month_of, shard_of
 from sandcat.adapters.mongo.inbox import SEQ_INDEX_COLLECTION, SINGLE_COLLECTION, MongoInbox
 from sandcat.config import MongoCleanConfig
 from sandcat.jobs.inbox_cleaner import clean_inbox, except_type_codes
@@ -30,6 +30,11 @@ APR_20 = int(dt.datetime(2024, 4, 20, tzinfo=dt.UTC).timestamp() * 1000)
 APR_END = int(dt.datetime(2024, 5, 1, tzinfo=dt.UTC).timestamp() * 1000)
 MAY_10 = int(dt.datetime(2024, 5, 10, tzinfo=dt.UTC).timestamp() * 1000)
 JUN_10 = int(dt.datetime(2024, 6, 10, tzinfo=dt.UTC).timestamp() * 1000)
+
+
+def inbox_collection(user_id: str, send_time_ms: int, user_shards: int) -> str:
+    """Where a copy belongs, from the single shard keys (the writer names a batch at once)."""
+    return collection_name(month_of(send_time_ms), shard_of(user_id, user_shards))
 
 
 class Commands(CommandListener):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sandcat import _native
-from sandcat._native import fanout, framing, shard
+from sandcat._native import framing, shard
 from sandcat.protocol import bincode, payloads
 from sandcat.protocol.msg import Msg
 from sandcat.protocol.payloads import ReadPayload
@@ -24,8 +24,6 @@ class Framing:
     decode_msg: Callable[[bytes], Msg]
     encode_fanout: Callable[[Msg, Iterable[int]], list[bytes]]
     encode_strings: Callable[[list[str]], bytes]
-    decode_strings: Callable[[bytes], list[str]]
-    encode_read: Callable[[ReadPayload], bytes]
     decode_read: Callable[[bytes], ReadPayload]
 
 
@@ -50,8 +48,6 @@ def _framing(name: str, module: Any) -> Framing:
         module.decode_msg,
         module.encode_fanout,
         module.encode_strings,
-        module.decode_strings,
-        module.encode_read,
         module.decode_read,
     )
 
@@ -62,8 +58,6 @@ PY_FRAMING = Framing(
     bincode.decode_msg,
     framing.encode_fanout,
     payloads.encode_strings,
-    payloads.decode_strings,
-    framing.encode_read,
     framing.decode_read,
 )
 CYTHON = _compiled("sandcat._native._framing")
@@ -71,7 +65,6 @@ RUST = _compiled("sandcat_native")
 
 FRAMINGS = [PY_FRAMING] + ([_framing("cython", CYTHON)] if CYTHON is not None else [])
 SHARDS: list[ModuleType] = [shard] + ([RUST] if RUST is not None else [])
-FANOUTS: list[ModuleType] = [fanout] + ([RUST] if RUST is not None else [])
 
 
 def _id(value: Any) -> str:
@@ -90,10 +83,4 @@ def impl(request: pytest.FixtureRequest) -> Framing:
 @pytest.fixture(params=SHARDS, ids=_id)
 def shard_impl(request: pytest.FixtureRequest) -> Any:
     """Every available shard-hashing implementation (a module with the twin's API)."""
-    return request.param
-
-
-@pytest.fixture(params=FANOUTS, ids=_id)
-def fanout_impl(request: pytest.FixtureRequest) -> Any:
-    """Every available fan-out implementation (a module with ``plan_fanout``)."""
     return request.param

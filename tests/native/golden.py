@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandcat._native import fanout, shard
+from xxhash import xxh3_64_intdigest
+
+from sandcat._native import shard
 from sandcat.protocol import bincode
 from sandcat.protocol.msg import Msg
 
 TESTDATA = Path(__file__).resolve().parents[2] / "native" / "testdata"
 SHARD_FILE = TESTDATA / "shard.tsv"
-FANOUT_FILE = TESTDATA / "fanout.txt"
 MSG_FILE = TESTDATA / "msg.json"
 SHARD_COLUMNS = (
     "user_id_hex",
@@ -46,16 +47,6 @@ class ShardVector:
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class FanoutVector:
-    month: int
-    user_shards: int
-    recipients: list[tuple[str, int]]
-    gateways: dict[str, str | None]
-    pushes: dict[str, list[tuple[str, int]]]
-    inbox: dict[str, list[tuple[str, int]]]
-
-
 def read_shard_vectors() -> list[ShardVector]:
     lines = SHARD_FILE.read_text().splitlines()
     assert tuple(lines[0].split("\t")) == SHARD_COLUMNS
@@ -75,34 +66,6 @@ def read_shard_vectors() -> list[ShardVector]:
                 partition=int(cells[8]),
             )
         )
-    return out
-
-
-def _pairs(cells: list[str]) -> list[tuple[str, int]]:
-    return [(rid, int(seq)) for rid, seq in (cell.rsplit(":", 1) for cell in cells)]
-
-
-def read_fanout_vectors() -> list[FanoutVector]:
-    out: list[FanoutVector] = []
-    current: FanoutVector | None = None
-    for line in FANOUT_FILE.read_text().splitlines():
-        kind, *cells = line.split()
-        if kind == "case":
-            current = FanoutVector(int(cells[0]), int(cells[1]), [], {}, {}, {})
-        elif kind == "end":
-            assert current is not None
-            out.append(current)
-            current = None
-        else:
-            assert current is not None
-            if kind == "r":
-                current.recipients.append((cells[0], int(cells[1])))
-                current.gateways[cells[0]] = None if cells[2] == "-" else cells[2]
-            elif kind == "push":
-                current.pushes[cells[0]] = _pairs(cells[1:])
-            else:
-                assert kind == "inbox"
-                current.inbox[cells[0]] = _pairs(cells[1:])
     return out
 
 
@@ -144,38 +107,17 @@ def _write_shard() -> None:
         month = shard.month_of(send_time)
         cells = [
             user_id.encode().hex(),
-            shard.xxh3_64(user_id.encode()),
+            xxh3_64_intdigest(user_id.encode()),
             shards,
             shard.shard_of(user_id, shards),
             send_time,
             month,
-            shard.inbox_collection(user_id, send_time, shards),
+            shard.collection_name(month, shard.shard_of(user_id, shards)),
             partitions,
             shard.partition_of(user_id, partitions),
         ]
         lines.append("\t".join(str(cell) for cell in cells))
     SHARD_FILE.write_text("\n".join(lines) + "\n")
-
-
-def _write_fanout() -> None:
-    rng = random.Random(6)
-    lines: list[str] = []
-    for month, shards, count in (
-        (202405, 10, 0),
-        (202405, 10, 25),
-        (197001, 1, 5),
-        (999912, 3, 40),
-    ):
-        recipients = [(f"u{rng.randrange(10**6)}", rng.randrange(1, 10**9)) for _ in range(count)]
-        gateways = {rid: rng.choice([None, "gw-a", "gw-b", "gw-c"]) for rid, _ in recipients}
-        pushes, inbox = fanout.plan_fanout(recipients, gateways, month, shards)
-        lines.append(f"case {month} {shards}")
-        lines.extend(f"r {rid} {seq} {gateways[rid] or '-'}" for rid, seq in recipients)
-        for kind, batches in (("push", pushes), ("inbox", inbox)):
-            for key, batch in batches.items():
-                lines.append(" ".join([kind, key, *(f"{rid}:{seq}" for rid, seq in batch)]))
-        lines.append("end")
-    FANOUT_FILE.write_text("\n".join(lines) + "\n")
 
 
 def _write_msg() -> None:
@@ -212,5 +154,4 @@ def _write_msg() -> None:
 
 if __name__ == "__main__":
     _write_shard()
-    _write_fanout()
     _write_msg()

@@ -1,17 +1,25 @@
-"""The selector: which twin each hot path uses, ``SANDCAT_NO_EXTENSIONS`` and the fallback."""
+"""The selector: which twin each hot path uses, ``SANDCAT_NO_EXTENSIONS`` and the fallback,
+and that every compiled function it exports has a caller in the server."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 from sandcat import _native
 from tests.native.conftest import CYTHON, RUST
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDCAT = Path(sys.executable).parent / "sandcat"
+PACKAGE = ROOT / "sandcat"
+#: What the selector exports besides the hot-path functions.
+NOT_HOT_PATHS = {"DISTRIBUTED_ONLY", "NO_EXTENSIONS", "implementations"}
 
 
 def run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
@@ -25,24 +33,31 @@ def test_implementations_name_every_hot_path() -> None:
     expected = {
         "framing": "cython" if CYTHON is not None else "python",
         "shard hashing": "rust" if RUST is not None else "python",
-        "fan-out batching": "rust" if RUST is not None else "python",
     }
     assert _native.implementations() == expected
-    assert _native.encode_msg is (CYTHON.encode_msg if CYTHON is not None else _native.encode_msg)
-    if RUST is not None:
-        assert _native.plan_fanout is RUST.plan_fanout
+    for name in sorted(set(_native.__all__) - NOT_HOT_PATHS):
+        compiled = CYTHON if hasattr(CYTHON, name) else RUST
+        if compiled is not None:
+            assert getattr(_native, name) is getattr(compiled, name), name
 
 
 def test_info_without_extensions_says_python() -> None:
     out = run([str(SANDCAT), "info"], SANDCAT_NO_EXTENSIONS="1").stdout
-    for path in ("framing", "shard hashing", "fan-out batching"):
-        assert f"\n{path}: python\n" in out
+    assert out.endswith("\nframing: python\nshard hashing: python (not called in embedded mode)\n")
 
 
 def test_info_with_extensions_names_them() -> None:
     # ``run`` drops every SANDCAT* variable, so this checks the build in both passes.
     out = run([str(SANDCAT), "info"]).stdout
-    assert "\nframing: cython\nshard hashing: rust\nfan-out batching: rust\n" in out
+    assert out.endswith("\nframing: cython\nshard hashing: rust (not called in embedded mode)\n")
+
+
+def test_info_in_distributed_mode_names_the_shard_hashing_in_use() -> None:
+    secret = "0123456789abcdef0123456789abcdef"
+    out = run(
+        [str(SANDCAT), "info"], SANDCAT__MODE="distributed", SANDCAT__SERVER__JWT_SECRET=secret
+    ).stdout
+    assert out.endswith("\nframing: cython\nshard hashing: rust\n")
 
 
 def test_missing_extensions_fall_back_with_one_warning_line() -> None:
@@ -57,7 +72,7 @@ from sandcat import _native
 print(sorted(_native.implementations().values()))
 """
     done = run([sys.executable, "-c", code])
-    assert done.stdout == "['python', 'python', 'python']\n"
+    assert done.stdout == "['python', 'python']\n"
     lines = done.stderr.splitlines()
     assert len(lines) == 1
     assert "native_extension_unavailable_using_pure_python" in lines[0]
@@ -67,3 +82,47 @@ def test_no_extensions_is_silent() -> None:
     code = "from sandcat import _native; print(_native.NO_EXTENSIONS)"
     done = run([sys.executable, "-c", code], SANDCAT_NO_EXTENSIONS="1")
     assert (done.stdout, done.stderr) == ("True\n", "")
+
+
+def _server_uses() -> set[str]:
+    """Every selector name the server's code (``sandcat/`` outside ``sandcat/_native``) uses:
+    ``_native.NAME`` after ``from sandcat import _native``, or ``from sandcat._native import
+    NAME``. Parsed, so a mention in a comment or docstring is no use."""
+    used: set[str] = set()
+    for path in PACKAGE.rglob("*.py"):
+        if (PACKAGE / "_native") in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == "sandcat._native":
+                used.update(alias.name for alias in node.names)
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "_native"
+            ):
+                used.add(node.attr)
+    return used
+
+
+def test_every_exported_hot_path_function_has_a_server_caller() -> None:
+    unused = set(_native.__all__) - NOT_HOT_PATHS - _server_uses()
+    assert not unused, f"exported by sandcat._native but called nowhere in the server: {unused}"
+
+
+def _functions(module: ModuleType) -> set[str]:
+    return {
+        name
+        for name in dir(module)
+        if not name.startswith("_")
+        and callable(getattr(module, name))
+        and not isinstance(getattr(module, name), type)
+    }
+
+
+@pytest.mark.parametrize("name", ["cython", "rust"])
+def test_compiled_modules_hold_only_exported_functions(name: str) -> None:
+    """A compiled function the selector does not export would be built and tested for nothing."""
+    module = CYTHON if name == "cython" else RUST
+    if module is None:
+        pytest.skip("SANDCAT_NO_EXTENSIONS=1: only the pure twins are in use")
+    assert _functions(module) <= set(_native.__all__)

@@ -90,6 +90,6 @@ def test_check_config_cli_reports_one_line(
 def test_info_names_every_hot_path(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--config", str(ROOT / "config.yml")]) == 0
     out = capsys.readouterr().out
-    for name in ("framing", "shard hashing", "fan-out batching"):
+    for name in ("framing", "shard hashing"):
         assert f"\n{name}: " in out
     assert "mode: embedded" in out

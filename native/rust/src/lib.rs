@@ -1,9 +1,8 @@
-//! Sandcat's compiled hot paths: shard-key hashing and fan-out batching.
+//! Sandcat's compiled hot path: shard-key hashing (inbox collections, Kafka partitions).
 //!
-//! The pure-Python twins in `sandcat/_native/` are the specification; `tests/golden.rs`
+//! The pure-Python twin `sandcat/_native/shard.py` is the specification; `tests/golden.rs`
 //! and the Python test suite check both against the vectors in `native/testdata/`.
 
-pub mod fanout;
 pub mod shard;
 
 #[cfg(feature = "python")]

@@ -4,7 +4,6 @@
 use std::fs;
 use std::path::PathBuf;
 
-use sandcat_native::fanout::plan;
 use sandcat_native::shard::{
     check_partitions, check_shards, collection_name, hash, month_of, partition_of, shard_of,
 };
@@ -52,88 +51,4 @@ fn shard_vectors() {
         count += 1;
     }
     assert!(count >= 50, "only {count} shard vectors");
-}
-
-type Pairs = Vec<(String, i64)>;
-
-fn pairs(cells: &[&str]) -> Pairs {
-    cells
-        .iter()
-        .map(|cell| {
-            let (id, seq) = cell.rsplit_once(':').expect("id:seq");
-            (id.to_owned(), seq.parse().expect("seq"))
-        })
-        .collect()
-}
-
-fn owned(batches: Vec<(&str, Vec<(&str, i64)>)>) -> Vec<(String, Pairs)> {
-    batches
-        .into_iter()
-        .map(|(key, items)| {
-            let items = items.into_iter().map(|(id, seq)| (id.to_owned(), seq));
-            (key.to_owned(), items.collect())
-        })
-        .collect()
-}
-
-struct Case {
-    month: i64,
-    shards: i64,
-    recipients: Vec<(String, i64, Option<String>)>,
-    pushes: Vec<(String, Pairs)>,
-    inbox: Vec<(String, Pairs)>,
-}
-
-#[test]
-fn fanout_vectors() {
-    let data = testdata("fanout.txt");
-    let mut cases = Vec::new();
-    let mut case: Option<Case> = None;
-    for line in data.lines() {
-        let cells: Vec<&str> = line.split_whitespace().collect();
-        match cells[0] {
-            "case" => {
-                case = Some(Case {
-                    month: cells[1].parse().expect("month"),
-                    shards: cells[2].parse().expect("user_shards"),
-                    recipients: Vec::new(),
-                    pushes: Vec::new(),
-                    inbox: Vec::new(),
-                })
-            }
-            "end" => cases.push(case.take().expect("case")),
-            kind => {
-                let case = case.as_mut().expect("case");
-                match kind {
-                    "r" => case.recipients.push((
-                        cells[1].to_owned(),
-                        cells[2].parse().expect("seq"),
-                        (cells[3] != "-").then(|| cells[3].to_owned()),
-                    )),
-                    "push" => case.pushes.push((cells[1].to_owned(), pairs(&cells[2..]))),
-                    "inbox" => case.inbox.push((cells[1].to_owned(), pairs(&cells[2..]))),
-                    other => panic!("unknown line kind {other}"),
-                }
-            }
-        }
-    }
-    assert!(cases.len() >= 4, "only {} fan-out vectors", cases.len());
-    for case in cases {
-        let input: Vec<(&str, i64, Option<&str>)> = case
-            .recipients
-            .iter()
-            .map(|(id, seq, gw)| (id.as_str(), *seq, gw.as_deref()))
-            .collect();
-        let got = plan(&input, case.month, case.shards).expect("valid case");
-        assert_eq!(owned(got.pushes), case.pushes);
-        let inbox: Vec<(String, Pairs)> = got
-            .inbox
-            .into_iter()
-            .map(|(name, items)| {
-                let items = items.into_iter().map(|(id, seq)| (id.to_owned(), seq));
-                (name, items.collect())
-            })
-            .collect();
-        assert_eq!(inbox, case.inbox);
-    }
 }
