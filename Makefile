@@ -45,7 +45,7 @@ install: $(STAMP) $(NATIVE_STAMP)
 
 # Rebuild both extensions now (e.g. after switching SANDCAT_DEBUG_BUILD).
 native: $(STAMP)
-	$(BIN)/python setup.py -q build_ext --inplace
+	$(BIN)/pip install -q --no-deps -e .  # rebuilds the Cython module (Cython lives in the build env)
 	@rm -f $(NATIVE_STAMP)
 	@$(MAKE) --no-print-directory $(NATIVE_STAMP)
 
