@@ -250,3 +250,26 @@ async def test_a_slow_reader_is_closed_and_released(
         )
         assert not srv.apps.registry.connections(bob.id)
         await sleeper.ws.close()
+
+
+async def test_server_frames_of_every_length_class_reach_the_client(
+    start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """The gateway frames its own writes (RFC 6455 §5.2): 7-bit, 16-bit and 64-bit payload
+    lengths, at their boundaries, arrive intact and in order, several per write."""
+    async with start_server(limits__send_queue_bytes=10_000_000) as srv:
+        api = _api(srv.api_port, session, codes)
+        bob = await api.new_user("bob", "bob@example.com")
+        sock = await Socket.connect(session, bob)
+        conn = await _registered(srv, bob.id)
+        sizes = [0, 1, 125, 126, 127, 65535, 65536, 70000]
+        payloads = [bytes([n % 251]) * n for n in sizes]
+        for payload in payloads:
+            conn.send(payload)
+        got = []
+        for _ in payloads:
+            frame = await sock.ws.receive(timeout=10)
+            assert frame.type == aiohttp.WSMsgType.BINARY
+            got.append(frame.data)
+        assert [len(g) for g in got] == sizes and got == payloads
+        await sock.close()
