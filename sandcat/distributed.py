@@ -48,6 +48,9 @@ log = get_logger(__name__)
 #: Orphan uploads are deleted only after this grace period.
 ORPHAN_GRACE_SECONDS = 24 * 3600
 PULL_WAIT_SECONDS = 2.0
+#: Polls the msg-server stores at once: the next poll's inbox and history writes start while
+#: the previous ones are still in FerretDB and PostgreSQL (offsets still commit in order).
+CONSUMER_IN_FLIGHT = 2
 
 
 async def migrate_distributed(config: Config) -> list[str]:
@@ -123,7 +126,9 @@ async def distributed_adapters(
             route_in_background=True,
         )
         stack.push_async_callback(storage.close)
-        consumer = KafkaConsumerLoop(config.kafka, store=storage.store_batch)
+        consumer = KafkaConsumerLoop(
+            config.kafka, store=storage.store_batch, max_in_flight=CONSUMER_IN_FLIGHT
+        )
         await consumer.start()
         task = asyncio.get_running_loop().create_task(consumer.run(), name="kafka-consumer")
 

@@ -6,7 +6,9 @@ nothing twice (I2) and loses nothing (I1).
 
 One batch (every record of one consumer poll) costs one inbox insert (unordered, idempotent
 on owner/box/seq) and one history insert, made concurrently, then one seq release, then one
-routing (one presence lookup, one push batch per gateway). With ``route_in_background`` the
+routing (one presence lookup, one push batch per gateway). Several batches may be stored at
+once (their writes overlap); their seq releases and push planning take turns, so each
+user's watermark is applied in the order Redis computed it. With ``route_in_background`` the
 routing runs in an ordered stage of its own: ``store_batch`` returns once the batch is
 durable and its seqs released (so the consumer commits and polls again at once), and the
 batches queued for routing meanwhile go out together, oldest first.
@@ -79,6 +81,8 @@ class StorageService:
         self._routes: list[list[Push]] = []
         self._routes_changed = asyncio.Condition()
         self._router_task: asyncio.Task[None] | None = None
+        #: Serialises seq release and push planning when several batches store at once.
+        self._exposing = asyncio.Lock()
         self._queued = 0  # batches queued for routing so far
         self._finished = 0  # of them, routed
 
@@ -101,6 +105,11 @@ class StorageService:
                 raise failed.exceptions[0] from None
         elif writes:
             await writes[0]
+        async with self._exposing:  # one batch at a time: watermarks applied in order
+            await self._expose(records)
+
+    async def _expose(self, records: Sequence[MessageRecord]) -> None:
+        """Release the stored batch's seqs, then push what the new watermarks allow."""
         triples: list[tuple[str, int, int]] = []
         for record in records:
             triples.extend((uid, seq, 0) for uid, seq in record.receivers)

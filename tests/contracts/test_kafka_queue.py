@@ -201,3 +201,49 @@ async def test_offsets_are_committed_only_once_their_batch_is_stored(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await loop.stop()
+
+
+async def test_overlapping_polls_commit_in_poll_order(real_services: Services) -> None:
+    """With two polls stored at once, a later poll that is stored first is not committed
+    before the earlier one: the committed offset never passes an unstored record."""
+    config = _config(real_services, partitions=1)
+    await ensure_topics(config)
+    producer = AIOKafkaProducer(bootstrap_servers=[real_services.kafka])
+    await producer.start()
+    first_stuck = asyncio.Event()
+    release_first = asyncio.Event()
+    later_stored = asyncio.Event()
+    stored: list[int] = []
+
+    async def store(records: Sequence[MessageRecord]) -> None:
+        seqs = [seq for r in records for _, seq in r.receivers]
+        if 1 in seqs:
+            first_stuck.set()
+            await release_first.wait()
+        stored.extend(seqs)
+        if 2 in seqs:
+            later_stored.set()
+
+    loop = KafkaConsumerLoop(config, store=store, max_in_flight=2)
+    await loop.start()
+    task = asyncio.create_task(loop.run())
+    try:
+        await producer.send_and_wait(config.topic, _record("u", 1), key=b"u")
+        await asyncio.wait_for(first_stuck.wait(), 30)
+        await producer.send_and_wait(config.topic, _record("u", 2), key=b"u")
+        await asyncio.wait_for(later_stored.wait(), 30)  # the second poll overtook the first
+        assert stored == [2]
+        assert await _committed(real_services, config.group) == {}
+        release_first.set()
+        committed: dict[int, int] = {}
+        for _ in range(300):  # polled up to 30 s
+            committed = await _committed(real_services, config.group)
+            if committed == {0: 2}:
+                break
+            await asyncio.sleep(0.1)
+        assert committed == {0: 2} and sorted(stored) == [1, 2]
+    finally:
+        await producer.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await loop.stop()

@@ -499,3 +499,35 @@ async def test_a_failed_history_write_fails_the_batch_before_any_seq_is_released
     with pytest.raises(RuntimeError, match="history is down"):
         await service.store_batch([record("a", [("b", seq)], 1)])
     assert await seqs.exposed("b") == (0, 0) and router.pushes == []  # retried, not exposed
+
+
+class GatedInbox(FakeInbox):
+    """Holds the write of any batch holding ``owner``'s copy ``seq`` until ``gate`` opens."""
+
+    def __init__(self, owner: str, seq: int) -> None:
+        super().__init__()
+        self.held = (owner, seq)
+        self.gate = asyncio.Event()
+
+    async def insert_copies(self, copies: Sequence[tuple[str, int, Msg]]) -> None:
+        if any((o, m.seq) == self.held for o, box, m in copies if box == 0):
+            await self.gate.wait()
+        await super().insert_copies(copies)
+
+
+async def test_batches_stored_at_once_release_seqs_and_push_in_order() -> None:
+    """Two polls stored concurrently, the later one first: nothing of the earlier one's
+    user is exposed or pushed early, and the pushes come out in seq order."""
+    seqs, router = FakeSeqs(), FakeRouter()
+    inbox = GatedInbox("b", 1)
+    _, (s1,) = await seqs.allocate("a", ["b"])
+    _, (s2,) = await seqs.allocate("a", ["b"])
+    service = StorageService(inbox=inbox, history=FakeHistory(), seqs=seqs, router=router)
+    first = asyncio.ensure_future(service.store_batch([record("a", [("b", s1)], 1)]))
+    await asyncio.wait_for(service.store_batch([record("a", [("b", s2)], 2)]), 10)
+    assert not first.done() and await seqs.exposed("b") == (0, 0)
+    assert [m.seq for u, m, _ in router.pushes if u == "b"] == []
+    inbox.gate.set()
+    await asyncio.wait_for(first, 10)
+    assert [m.seq for u, m, _ in router.pushes if u == "b"] == [1, 2]
+    assert await seqs.exposed("b") == (2, 0)

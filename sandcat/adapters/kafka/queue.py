@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -87,10 +88,18 @@ class KafkaQueue:
 class KafkaConsumerLoop:
     """The msg-server's consumer: batches in, ``store`` them, commit, repeat."""
 
-    def __init__(self, config: KafkaConfig, *, store: StoreBatch, max_backoff: float = 5.0) -> None:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        *,
+        store: StoreBatch,
+        max_backoff: float = 5.0,
+        max_in_flight: int = 1,
+    ) -> None:
         self._config = config
         self._store = store
         self._max_backoff = max_backoff
+        self._max_in_flight = max(1, max_in_flight)
         self._consumer = AIOKafkaConsumer(
             config.topic,
             bootstrap_servers=list(config.hosts),
@@ -121,18 +130,35 @@ class KafkaConsumerLoop:
         await self._dlq.stop()
 
     async def run(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200)
-            self.idle = not batches
-            if batches:
-                await self._handle(batches)
+        """Poll and store; up to ``max_in_flight`` polls are being stored at once (their
+        writes overlap). Offsets go to the commit stage in poll order, each poll's once it
+        and every earlier poll are stored."""
+        loop = asyncio.get_running_loop()
+        in_flight: deque[tuple[asyncio.Task[None], dict[TopicPartition, int]]] = deque()
+        try:
+            while True:
+                while in_flight and in_flight[0][0].done():
+                    task, offsets = in_flight.popleft()
+                    task.result()  # storage retries itself; anything else ends the loop
+                    self._commit_later(offsets)
+                if len(in_flight) >= self._max_in_flight:
+                    await asyncio.wait({in_flight[0][0]})
+                    continue
+                batches = await self._consumer.getmany(timeout_ms=200)
+                self.idle = not batches and not in_flight
+                if batches:
+                    offsets = {part: recs[-1].offset + 1 for part, recs in batches.items()}
+                    in_flight.append((loop.create_task(self._handle(batches)), offsets))
+        finally:
+            for task, _ in in_flight:  # not committed: replayed by whoever polls next
+                task.cancel()
+            await asyncio.gather(*(task for task, _ in in_flight), return_exceptions=True)
 
     async def _handle(
         self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
         """Store every partition's records of one poll as one batch (one inbox write, one
-        history write, one seq release, one routing), then hand all their offsets to the
-        commit stage."""
+        history write, one seq release, one routing); ``run`` commits their offsets."""
         decoded: list[MessageRecord] = []
         for records in batches.values():  # each partition's records stay in their order
             for item in records:
@@ -166,8 +192,10 @@ class KafkaConsumerLoop:
             # Test failpoint: the crash window between durable storage and the commit.
             log.error("failpoint", name="after_store_before_commit")
             os._exit(75)
-        for partition, records in batches.items():
-            self._to_commit[partition] = records[-1].offset + 1
+
+    def _commit_later(self, offsets: dict[TopicPartition, int]) -> None:
+        """Hand a stored poll's offsets to the commit stage (started if idle)."""
+        self._to_commit.update(offsets)
         if self._committer is None or self._committer.done():
             self._committer = asyncio.get_running_loop().create_task(
                 self._commit_stored(), name="kafka-commit"
