@@ -97,6 +97,7 @@ class LimitsConfig:
     login_per_minute_per_ip: int = 60
     code_sends_per_5_minutes_per_email: int = 3
     code_sends_per_minute_per_ip: int = 30
+    code_attempts: int = 5
     messages_per_second: float = 50.0
     messages_burst: int = 200
     bad_frames_before_close: int = 10

@@ -53,6 +53,10 @@ class CodeStore(Protocol):
 
     async def delete_code(self, email: str) -> None: ...
 
+    async def record_failure(self, email: str, max_attempts: int) -> None:
+        """Count a wrong guess at the e-mail's code; the ``max_attempts``-th voids the code
+        (atomically: concurrent guesses cannot exceed the bound)."""
+
 
 class MessageLog(Protocol):
     """Makes accepted messages durable, assigning seqs, and hands them to delivery."""

@@ -83,6 +83,7 @@ class UserService:
         if stored is None:
             raise CodeIsExpired("the code has expired or was never sent")
         if not secrets.compare_digest(stored, code.strip()):
+            await self._codes.record_failure(email, self._limits.code_attempts)
             raise CodeIsInvalid("the code is wrong")
         await self._codes.delete_code(email)
 

@@ -57,3 +57,19 @@ async def test_a_new_code_replaces_the_old_one_and_its_ttl(store: CodeStore) -> 
     await store.put_code("b@example.com", "333333", 1)  # the sentinel: a 1 s code expiring
     await until(lambda: _expired(store, "b@example.com"), what="sentinel expired")
     assert await store.get_code("a@example.com") == "222222"
+
+
+async def test_wrong_guesses_void_the_code_at_the_bound(store: CodeStore) -> None:
+    await store.put_code("a@example.com", "111111", 300)
+    await store.put_code("b@example.com", "222222", 300)
+    for _ in range(4):
+        await store.record_failure("a@example.com", 5)
+    assert await store.get_code("a@example.com") == "111111"  # 4 wrong guesses: still alive
+    await store.record_failure("a@example.com", 5)
+    assert await store.get_code("a@example.com") is None  # the 5th voids it
+    assert await store.get_code("b@example.com") == "222222"  # per e-mail
+    await store.put_code("a@example.com", "333333", 300)  # a new code starts from zero
+    for _ in range(4):
+        await store.record_failure("a@example.com", 5)
+    assert await store.get_code("a@example.com") == "333333"
+    await store.record_failure("nobody@example.com", 5)  # no code: nothing to count

@@ -359,3 +359,19 @@ async def test_malformed_bodies_and_unknown_routes(api: Api) -> None:
         assert resp.status == 400
     _, err = await api.call("GET", "/nothing/here", expect=404)
     assert err["kind"] == "NotFound"
+
+
+async def test_a_code_dies_after_five_wrong_guesses(api: Api) -> None:
+    """Brute-forcing the 6-digit code behind a password change (an account takeover): the
+    fifth wrong guess voids the code, so even the right one is refused afterwards."""
+    alice = await api.new_user("alice", "a@example.com")
+    await api.call("POST", "/api/user/mail/send", json={"email": alice.email})
+    code = await api.codes.wait(alice.email)
+    wrong = f"{(int(code) + 1) % 900000 + 100000}"
+    body = {"user_id": alice.id, "email": alice.email, "pwd": b64("taken-over")}
+    for _ in range(5):
+        _, err = await api.call("PUT", "/user/pwd", json={**body, "code": wrong}, expect=400)
+        assert err["kind"] == "CodeIsInvalid"
+    _, err = await api.call("PUT", "/user/pwd", json={**body, "code": code}, expect=400)
+    assert err["kind"] == "CodeIsExpired"
+    await api.login(alice)  # the old password still works

@@ -173,7 +173,7 @@ class SqliteCodeStore:
             conn.execute(
                 "INSERT INTO codes (email, code, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(email) DO UPDATE SET code = excluded.code, "
-                "expires_at = excluded.expires_at",
+                "expires_at = excluded.expires_at, failures = 0",
                 (email, code, expires),
             )
 
@@ -193,5 +193,16 @@ class SqliteCodeStore:
     async def delete_code(self, email: str) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM codes WHERE email = ?", (email,))
+
+        await self._db.write(run)
+
+    async def record_failure(self, email: str, max_attempts: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "UPDATE codes SET failures = failures + 1 WHERE email = ? RETURNING failures",
+                (email,),
+            ).fetchone()
+            if row is not None and row[0] >= max_attempts:
+                conn.execute("DELETE FROM codes WHERE email = ?", (email,))
 
         await self._db.write(run)

@@ -11,6 +11,14 @@ def _key(email: str) -> str:
     return f"register_code:{email}"
 
 
+def _failures_key(email: str) -> str:
+    return f"register_code_failures:{email}"
+
+
+#: How long a failure count outlives its code at most (a code lives minutes, not hours).
+CODE_FAILURES_TTL_SECONDS = 3600
+
+
 class RedisCodeStore:
     """Implements ``CodeStore``: one key per e-mail, so each code has its own TTL."""
 
@@ -19,7 +27,10 @@ class RedisCodeStore:
 
     async def put_code(self, email: str, code: str, ttl_seconds: int) -> None:
         with redis_errors("put_code"):
-            await self._redis.set(_key(email), code, ex=ttl_seconds)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(_key(email), code, ex=ttl_seconds)
+                pipe.delete(_failures_key(email))
+                await pipe.execute()
 
     async def get_code(self, email: str) -> str | None:
         with redis_errors("get_code"):
@@ -28,4 +39,13 @@ class RedisCodeStore:
 
     async def delete_code(self, email: str) -> None:
         with redis_errors("delete_code"):
-            await self._redis.delete(_key(email))
+            await self._redis.delete(_key(email), _failures_key(email))
+
+    async def record_failure(self, email: str, max_attempts: int) -> None:
+        with redis_errors("record_failure"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(_failures_key(email))
+                pipe.expire(_failures_key(email), CODE_FAILURES_TTL_SECONDS)
+                failures, _ = await pipe.execute()
+            if int(failures) >= max_attempts:
+                await self._redis.delete(_key(email), _failures_key(email))
