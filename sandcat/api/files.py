@@ -7,7 +7,7 @@ from aiohttp import BodyPartReader, web
 from sandcat.api.common import Handler, path_param
 from sandcat.api.users import UserRoutes
 from sandcat.errors import BodyParsing, PayloadTooLarge
-from sandcat.services.files import FileService
+from sandcat.services.files import OCTET_STREAM, FileService
 
 _CHUNK = 1 << 16
 
@@ -56,12 +56,17 @@ class FileRoutes:
         return await self._upload(request, self._files.avatar_bucket)
 
     async def _get(self, request: web.Request, bucket: str) -> web.StreamResponse:
-        data, content_type = await self._files.download(bucket, path_param(request, "name"))
-        return web.Response(
-            body=data,
-            content_type=content_type,
-            headers={"Cache-Control": "private, max-age=31536000"},
-        )
+        name = path_param(request, "name")
+        data, content_type = await self._files.download(bucket, name)
+        headers = {
+            "Cache-Control": "private, max-age=31536000",
+            "X-Content-Type-Options": "nosniff",
+            # Even opened directly, a file is a sandboxed document with no script or fetch.
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        }
+        if content_type == OCTET_STREAM:
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return web.Response(body=data, content_type=content_type, headers=headers)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         return await self._get(request, self._files.bucket)

@@ -11,6 +11,11 @@ from sandcat.ids import nanoid
 from sandcat.ports import FileStore
 
 DEFAULT_AVATARS = ("avatar1.png", "avatar2.png", "avatar3.png")
+#: Types a browser may render inline from the API's own origin: images, audio and video,
+#: but never a type that runs script there (SVG and XML documents do).
+_INLINE_MAJOR = ("image/", "audio/", "video/")
+_NEVER_INLINE = frozenset({"image/svg+xml"})
+OCTET_STREAM = "application/octet-stream"
 _EXT = re.compile(r"^[A-Za-z0-9]{1,10}$")
 
 
@@ -47,8 +52,18 @@ class FileService:
         return key
 
     async def download(self, bucket: str, key: str) -> tuple[bytes, str]:
+        """The object and the type to serve it as: its media type when a browser may show
+        it inline, else ``application/octet-stream`` (to be served as an attachment)."""
         data = await self._store.get_object(bucket, key)
         if data is None:
             raise NotFound("no such file")
-        content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-        return data, content_type
+        return data, served_type(key)
+
+
+def served_type(key: str) -> str:
+    """Uploads are served from the API's origin, where the web client keeps its tokens:
+    HTML, SVG, XML or anything else that could run script there goes out as bytes to save."""
+    guessed = mimetypes.guess_type(key)[0] or OCTET_STREAM
+    if guessed.startswith(_INLINE_MAJOR) and guessed not in _NEVER_INLINE:
+        return guessed
+    return OCTET_STREAM

@@ -375,3 +375,32 @@ async def test_a_code_dies_after_five_wrong_guesses(api: Api) -> None:
     _, err = await api.call("PUT", "/user/pwd", json={**body, "code": code}, expect=400)
     assert err["kind"] == "CodeIsExpired"
     await api.login(alice)  # the old password still works
+
+
+async def test_uploads_never_run_script_on_the_api_origin(api: Api) -> None:
+    """Stored XSS through uploads: HTML, SVG and XHTML were served inline from the API's
+    origin, where the web client keeps its tokens. Only media is inline now; everything
+    else is an attachment of bytes, and nothing is sniffed or allowed to run script."""
+    alice = await api.new_user("alice", "a@example.com")
+    cases = {
+        "page.html": ("text/html", "application/octet-stream", True),
+        "logo.svg": ("image/svg+xml", "application/octet-stream", True),
+        "doc.xhtml": ("application/xhtml+xml", "application/octet-stream", True),
+        "data.xml": ("text/xml", "application/octet-stream", True),
+        "photo.png": ("image/png", "image/png", False),
+        "voice.mp3": ("audio/mpeg", "audio/mpeg", False),
+        "clip.mp4": ("video/mp4", "video/mp4", False),
+    }
+    for filename, (sent_type, served, attachment) in cases.items():
+        form = aiohttp.FormData()
+        form.add_field(
+            "file", b"<script>alert(1)</script>", filename=filename, content_type=sent_type
+        )
+        _, key = await api.call("POST", "/api/file/upload", data=form, token=alice.token)
+        async with api.session.get(f"{api.base}/api/file/get/{key}") as resp:
+            assert resp.status == 200, filename
+            assert resp.headers["Content-Type"] == served, filename
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+            assert "sandbox" in resp.headers["Content-Security-Policy"]
+            disposition = resp.headers.get("Content-Disposition", "")
+            assert disposition.startswith("attachment") == attachment, filename
