@@ -5,7 +5,7 @@ Adapters in ``sandcat/adapters/*`` implement them; services never import a drive
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -88,10 +88,24 @@ class Delivery(Protocol):
     def deliver(self, user_id: str, msg: Msg, *, exclude_platform: int | None = None) -> None: ...
 
 
+#: Bytes read from storage per step of a download: its memory per request.
+OBJECT_CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStream:
+    """An object being read: its size, and its bytes in chunks of at most
+    ``OBJECT_CHUNK_BYTES`` (the iterator releases the source when it ends or is closed)."""
+
+    size: int
+    chunks: AsyncGenerator[bytes, None]
+
+
 class FileStore(Protocol):
     async def put_object(self, bucket: str, key: str, data: bytes, content_type: str) -> None: ...
 
-    async def get_object(self, bucket: str, key: str) -> bytes | None: ...
+    async def open_object(self, bucket: str, key: str) -> ObjectStream | None:
+        """The object as a stream, or None when there is none (or the key is invalid)."""
 
     async def has_object(self, bucket: str, key: str) -> bool: ...
 

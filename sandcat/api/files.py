@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 from aiohttp import BodyPartReader, web
 
 from sandcat.api.common import Handler, path_param
@@ -57,7 +59,7 @@ class FileRoutes:
 
     async def _get(self, request: web.Request, bucket: str) -> web.StreamResponse:
         name = path_param(request, "name")
-        data, content_type = await self._files.download(bucket, name)
+        stream, content_type = await self._files.download(bucket, name)
         headers = {
             "Cache-Control": "private, max-age=31536000",
             "X-Content-Type-Options": "nosniff",
@@ -66,7 +68,17 @@ class FileRoutes:
         }
         if content_type == OCTET_STREAM:
             headers["Content-Disposition"] = f'attachment; filename="{name}"'
-        return web.Response(body=data, content_type=content_type, headers=headers)
+        # Streamed: one chunk in memory per download, and a reader that stops reading
+        # holds back only its own writes (each waits for the socket to drain).
+        async with aclosing(stream.chunks) as chunks:
+            response = web.StreamResponse(headers=headers)
+            response.content_type = content_type
+            response.content_length = stream.size
+            await response.prepare(request)
+            async for chunk in chunks:
+                await response.write(chunk)
+            await response.write_eof()
+        return response
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         return await self._get(request, self._files.bucket)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sandcat.errors import BadRequest, NotFound
 from sandcat.ids import nanoid
-from sandcat.ports import FileStore
+from sandcat.ports import FileStore, ObjectStream
 
 DEFAULT_AVATARS = ("avatar1.png", "avatar2.png", "avatar3.png")
 #: Types a browser may render inline from the API's own origin: images, audio and video,
@@ -51,13 +51,13 @@ class FileService:
         await self._store.put_object(bucket, key, data, content_type or "application/octet-stream")
         return key
 
-    async def download(self, bucket: str, key: str) -> tuple[bytes, str]:
-        """The object and the type to serve it as: its media type when a browser may show
-        it inline, else ``application/octet-stream`` (to be served as an attachment)."""
-        data = await self._store.get_object(bucket, key)
-        if data is None:
+    async def download(self, bucket: str, key: str) -> tuple[ObjectStream, str]:
+        """The object, streamed, and the type to serve it as: its media type when a browser
+        may show it inline, else ``application/octet-stream`` (served as an attachment)."""
+        stream = await self._store.open_object(bucket, key)
+        if stream is None:
             raise NotFound("no such file")
-        return data, served_type(key)
+        return stream, served_type(key)
 
 
 def served_type(key: str) -> str:

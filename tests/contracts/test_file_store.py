@@ -14,11 +14,23 @@ from sandcat.adapters.embedded.files import LocalFileStore
 from sandcat.adapters.s3.files import S3FileStore
 from sandcat.config import OssConfig
 from sandcat.errors import DbError
-from sandcat.ports import FileStore
+from sandcat.ports import OBJECT_CHUNK_BYTES, FileStore
 
 #: The buckets every test writes to (the S3 store creates them at start).
 BUCKETS = ("files", "avatars")
 INVALID_KEYS = ("", "../etc", "a/b", "a b.png", "x" * 65, "a.b.c", "é.png", ".png")
+
+
+async def read_object(store: FileStore, bucket: str, key: str) -> bytes | None:
+    """The whole object through ``open_object``, checking the stream's size and chunks."""
+    stream = await store.open_object(bucket, key)
+    if stream is None:
+        return None
+    chunks = [chunk async for chunk in stream.chunks]
+    assert all(0 < len(chunk) <= OBJECT_CHUNK_BYTES for chunk in chunks)
+    data = b"".join(chunks)
+    assert len(data) == stream.size
+    return data
 
 
 @pytest.fixture
@@ -43,18 +55,18 @@ async def test_put_then_get_and_has(store_and_buckets: tuple[FileStore, tuple[st
     store, (files, avatars) = store_and_buckets
     data = bytes(range(256)) * 1000
     await store.put_object(files, "V1StGXR8_Z5jdHi6B-myT.png", data, "image/png")
-    assert await store.get_object(files, "V1StGXR8_Z5jdHi6B-myT.png") == data
+    assert await read_object(store, files, "V1StGXR8_Z5jdHi6B-myT.png") == data
     assert await store.has_object(files, "V1StGXR8_Z5jdHi6B-myT.png")
     # buckets are separate namespaces
     assert not await store.has_object(avatars, "V1StGXR8_Z5jdHi6B-myT.png")
-    assert await store.get_object(avatars, "V1StGXR8_Z5jdHi6B-myT.png") is None
+    assert await read_object(store, avatars, "V1StGXR8_Z5jdHi6B-myT.png") is None
 
 
 async def test_put_overwrites(store_and_buckets: tuple[FileStore, tuple[str, str]]) -> None:
     store, (files, _) = store_and_buckets
     await store.put_object(files, "key", b"old", "text/plain")
     await store.put_object(files, "key", b"new!", "text/plain")
-    assert await store.get_object(files, "key") == b"new!"
+    assert await read_object(store, files, "key") == b"new!"
 
 
 async def test_an_empty_object_is_kept(
@@ -63,16 +75,16 @@ async def test_an_empty_object_is_kept(
     store, (files, _) = store_and_buckets
     await store.put_object(files, "empty.txt", b"", "text/plain")
     assert await store.has_object(files, "empty.txt")
-    assert await store.get_object(files, "empty.txt") == b""
+    assert await read_object(store, files, "empty.txt") == b""
 
 
 async def test_a_missing_object_is_none(
     store_and_buckets: tuple[FileStore, tuple[str, str]],
 ) -> None:
     store, (files, _) = store_and_buckets
-    assert await store.get_object(files, "nothing-here.png") is None
+    assert await read_object(store, files, "nothing-here.png") is None
     assert not await store.has_object(files, "nothing-here.png")
-    assert await store.get_object("no-such-bucket-at-all", "avatar1.png") is None
+    assert await read_object(store, "no-such-bucket-at-all", "avatar1.png") is None
     assert not await store.has_object("no-such-bucket-at-all", "avatar1.png")
 
 
@@ -83,7 +95,7 @@ async def test_invalid_keys_are_refused(
     for key in INVALID_KEYS:
         with pytest.raises(ValueError, match="invalid object key"):
             await store.put_object(files, key, b"x", "text/plain")
-        assert await store.get_object(files, key) is None
+        assert await read_object(store, files, key) is None
         assert not await store.has_object(files, key)
 
 
@@ -185,3 +197,17 @@ async def test_clean_orphans_deletes_old_unreferenced_objects_only(
         (avatars, "avatar1.png"),
     ):
         assert await s3_store.has_object(bucket, key)
+
+
+async def test_objects_are_read_in_bounded_chunks(
+    store_and_buckets: tuple[FileStore, tuple[str, str]],
+) -> None:
+    store, (files, _) = store_and_buckets
+    data = bytes(range(256)) * (OBJECT_CHUNK_BYTES // 256 * 3 + 7)  # 3 chunks and a bit
+    await store.put_object(files, "big.bin", data, "application/octet-stream")
+    assert await read_object(store, files, "big.bin") == data
+    stream = await store.open_object(files, "big.bin")
+    assert stream is not None
+    first = await anext(stream.chunks)  # a reader that stops early releases the source
+    assert len(first) <= OBJECT_CHUNK_BYTES
+    await stream.chunks.aclose()

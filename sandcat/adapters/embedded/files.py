@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import AsyncGenerator
 from pathlib import Path
+
+from sandcat.ports import OBJECT_CHUNK_BYTES, ObjectStream
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9]{1,16})?$")
 
@@ -32,18 +35,23 @@ class LocalFileStore:
 
         await asyncio.to_thread(write)
 
-    async def get_object(self, bucket: str, key: str) -> bytes | None:
+    async def open_object(self, bucket: str, key: str) -> ObjectStream | None:
         path = self._path(bucket, key)
         if path is None:
             return None
+        try:
+            file = await asyncio.to_thread(path.open, "rb")
+        except (FileNotFoundError, IsADirectoryError):
+            return None
 
-        def read() -> bytes | None:
+        async def chunks() -> AsyncGenerator[bytes, None]:
             try:
-                return path.read_bytes()
-            except (FileNotFoundError, IsADirectoryError):
-                return None
+                while chunk := await asyncio.to_thread(file.read, OBJECT_CHUNK_BYTES):
+                    yield chunk
+            finally:
+                file.close()
 
-        return await asyncio.to_thread(read)
+        return ObjectStream(os.fstat(file.fileno()).st_size, chunks())
 
     async def has_object(self, bucket: str, key: str) -> bool:
         path = self._path(bucket, key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -16,6 +16,7 @@ from miniopy_async.error import MinioException, S3Error
 from sandcat.config import OssConfig
 from sandcat.errors import DbError
 from sandcat.log import get_logger
+from sandcat.ports import OBJECT_CHUNK_BYTES, ObjectStream
 
 log = get_logger(__name__)
 
@@ -77,7 +78,7 @@ class S3FileStore:
                 bucket, key, io.BytesIO(data), len(data), content_type=content_type
             )
 
-    async def get_object(self, bucket: str, key: str) -> bytes | None:
+    async def open_object(self, bucket: str, key: str) -> ObjectStream | None:
         if not _KEY.match(key):
             return None
         with _s3_errors("get_object"):
@@ -87,11 +88,16 @@ class S3FileStore:
                 if exc.code in _MISSING:
                     return None
                 raise
+
+        async def chunks() -> AsyncGenerator[bytes, None]:
             try:
-                data: bytes = await response.read()
+                with _s3_errors("get_object"):
+                    async for chunk in response.content.iter_chunked(OBJECT_CHUNK_BYTES):
+                        yield chunk
             finally:
                 response.release()
-        return data
+
+        return ObjectStream(int(response.headers.get("Content-Length", "0")), chunks())
 
     async def has_object(self, bucket: str, key: str) -> bool:
         if not _KEY.match(key):
