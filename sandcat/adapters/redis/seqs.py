@@ -6,6 +6,10 @@ Keys per user (``sandcat-protocol.md`` §4.3 plus the pending sets):
 - ``pending:seq:{uid}`` / ``pending:send:{uid}``: ZSET of allocated seqs not yet in the inbox
   (member and score are the seq).
 
+One Lua call serves a whole batch of allocations (``allocate_many``): each counter is raised
+once by what the batch needs and its seqs go to the batch's requests in their order, so a
+batch is allocated exactly as its requests one after the other would be.
+
 Segments: ``max_seq`` is never above the user's durable mark (``SegmentStore``). When an
 allocation does not fit below ``max_seq`` the script allocates nothing and names the counters
 that need a new segment; Python raises the durable mark, installs it as the new ``max_seq``
