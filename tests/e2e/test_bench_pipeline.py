@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.load import scenarios
-from benchmarks.load.api import Account, LogCodes
-from benchmarks.load.launch import RelayServer, Servers
-from benchmarks.load.scenarios import Context, Target
+from benchmarks.load.scenarios import Context
+from tests.e2e.bench_targets import relay_target, sandcat_target
 
 MESSAGES = 2000
 
@@ -42,34 +41,18 @@ def _assert_correct(result: dict[str, Any], repeats: int) -> None:
 async def test_pipeline_against_sandcat_acks_and_delivers_everything_in_order(
     tmp_path: Path,
 ) -> None:
-    servers = Servers(tmp_path / "data", tmp_path / "logs")
-    await servers.start(1)
-    try:
-        target = Target(tuple(servers.api), servers.pids)
-        accounts = await scenarios.register_users(
-            target.api[0], LogCodes(servers.log_path()), count=2, prefix="pipe", password="pw-1"
-        )
-        await scenarios.login_all(target, accounts)
+    async with sandcat_target(tmp_path, users=2) as (target, accounts):
         result = await scenarios.pipeline(
             Context(target, workers=2), accounts, messages=MESSAGES, repeats=2, stall=10.0
         )
-    finally:
-        servers.stop()
     _assert_correct(result, repeats=2)
 
 
 async def test_pipeline_against_the_relay_acks_and_delivers_everything_in_order(
     tmp_path: Path,
 ) -> None:
-    relay = RelayServer(tmp_path / "logs")
-    accounts = [Account(id="", email=f"p{i}@bench.example.com", password="pw") for i in range(2)]
-    try:
-        await relay.start()
-        target = Target(tuple(relay.api), relay.pids)
-        await scenarios.login_all(target, accounts)
+    async with relay_target(tmp_path, users=2) as (target, accounts):
         result = await scenarios.pipeline(
             Context(target, workers=2), accounts, messages=MESSAGES, repeats=1, stall=10.0
         )
-    finally:
-        relay.stop()
     _assert_correct(result, repeats=1)

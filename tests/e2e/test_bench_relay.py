@@ -10,20 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.load import scenarios
-from benchmarks.load.api import Account
-from benchmarks.load.launch import RelayServer
-from benchmarks.load.scenarios import Context, Target, Timing
+from benchmarks.load.scenarios import Context, Timing
+from tests.e2e.bench_targets import assert_clean_probes, relay_target
 
 
 async def test_relay_one_to_one_and_group_have_no_loss_duplicates_or_reordering(
     tmp_path: Path,
 ) -> None:
-    relay = RelayServer(tmp_path / "logs")
-    accounts = [Account(id="", email=f"r{i}@bench.example.com", password="pw") for i in range(6)]
-    try:
-        await relay.start()
-        target = Target(tuple(relay.api), relay.pids)
-        await scenarios.login_all(target, accounts)
+    async with relay_target(tmp_path, users=6) as (target, accounts):
         ctx = Context(target, workers=2, timing=Timing(warmup=0.2, measure=0.5, drain=10.0))
         one = await scenarios.one_to_one(
             ctx,
@@ -37,19 +31,8 @@ async def test_relay_one_to_one_and_group_have_no_loss_duplicates_or_reordering(
         )
         groups = await scenarios.make_groups(ctx, accounts, [5])
         fanout = await scenarios.group_fanout(ctx, accounts, groups, burst_deliveries=40, repeats=1)
-    finally:
-        relay.stop()
     assert len({a.id for a in accounts}) == len(accounts)
-    probes = one["probes"]
-    assert [p["offered_per_s"] for p in probes] == [50.0, 100.0, 150.0]
-    for probe in probes:
-        assert probe["sent"] > 0
-        assert probe["acked"] == probe["sent"], probe
-        assert probe["ack_errors"] == 0 and probe["reader_errors"] == []
-        assert probe["lost"] == 0 and probe["duplicates"] == 0, probe
-        assert probe["order_violations"] == 0 and probe["seq_gaps"] == 0, probe
-        assert probe["e2e_latency"]["count"] > 0
-        assert probe["server_cores"] is not None
+    assert_clean_probes(one["probes"], [50.0, 100.0, 150.0])
     rows = fanout["5"]
     assert [r["mode"] for r in rows] == ["single", "burst"]
     for row in rows:

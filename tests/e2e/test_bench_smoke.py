@@ -10,20 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.load import scenarios
-from benchmarks.load.api import LogCodes
-from benchmarks.load.launch import Servers
-from benchmarks.load.scenarios import Context, Target, Timing
+from benchmarks.load.scenarios import Context, Timing
+from tests.e2e.bench_targets import assert_clean_probes, sandcat_target
 
 
 async def test_one_to_one_smoke_has_no_loss_duplicates_or_reordering(tmp_path: Path) -> None:
-    servers = Servers(tmp_path / "data", tmp_path / "logs")
-    await servers.start(1)
-    try:
-        target = Target(tuple(servers.api), servers.pids)
-        accounts = await scenarios.register_users(
-            target.api[0], LogCodes(servers.log_path()), count=6, prefix="smoke", password="pw-1"
-        )
-        await scenarios.login_all(target, accounts)
+    async with sandcat_target(tmp_path, users=6) as (target, accounts):
         ctx = Context(target, workers=2, timing=Timing(warmup=0.5, measure=1.0, drain=10.0))
         result = await scenarios.one_to_one(
             ctx,
@@ -35,15 +27,4 @@ async def test_one_to_one_smoke_has_no_loss_duplicates_or_reordering(tmp_path: P
             repeats=1,
             find_max=False,
         )
-    finally:
-        servers.stop()
-    probes = result["probes"]
-    assert [p["offered_per_s"] for p in probes] == [50.0, 100.0, 150.0]
-    for probe in probes:
-        assert probe["sent"] > 0
-        assert probe["acked"] == probe["sent"], probe
-        assert probe["ack_errors"] == 0 and probe["reader_errors"] == []
-        assert probe["lost"] == 0 and probe["duplicates"] == 0, probe
-        assert probe["order_violations"] == 0 and probe["seq_gaps"] == 0, probe
-        assert probe["e2e_latency"]["count"] > 0
-        assert probe["server_cores"] is not None
+    assert_clean_probes(result["probes"], [50.0, 100.0, 150.0])

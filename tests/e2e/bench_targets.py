@@ -1,0 +1,60 @@
+"""What the load-generator tests drive: a real ``sandcat serve`` process or the relay
+baseline, each a separate process the generator knows only by URL, with logged-in users;
+and the correctness checks the open-loop one-to-one probes share."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from benchmarks.load import scenarios
+from benchmarks.load.api import Account, LogCodes
+from benchmarks.load.launch import RelayServer, Servers
+from benchmarks.load.scenarios import Target
+
+
+@asynccontextmanager
+async def sandcat_target(tmp_path: Path, users: int) -> AsyncIterator[tuple[Target, list[Account]]]:
+    """One embedded server; users registered through the public API (codes from its log)."""
+    servers = Servers(tmp_path / "data", tmp_path / "logs")
+    await servers.start(1)
+    try:
+        target = Target(tuple(servers.api), servers.pids)
+        accounts = await scenarios.register_users(
+            target.api[0], LogCodes(servers.log_path()), count=users, prefix="t", password="pw-1"
+        )
+        await scenarios.login_all(target, accounts)
+        yield target, accounts
+    finally:
+        servers.stop()
+
+
+@asynccontextmanager
+async def relay_target(tmp_path: Path, users: int) -> AsyncIterator[tuple[Target, list[Account]]]:
+    """The relay baseline; it logs anyone in."""
+    relay = RelayServer(tmp_path / "logs")
+    accounts = [
+        Account(id="", email=f"r{i}@bench.example.com", password="pw") for i in range(users)
+    ]
+    try:
+        await relay.start()
+        target = Target(tuple(relay.api), relay.pids)
+        await scenarios.login_all(target, accounts)
+        yield target, accounts
+    finally:
+        relay.stop()
+
+
+def assert_clean_probes(probes: Sequence[dict[str, Any]], offered: list[float]) -> None:
+    """Every probe acked everything it sent, lost, duplicated and reordered nothing."""
+    assert [p["offered_per_s"] for p in probes] == offered
+    for probe in probes:
+        assert probe["sent"] > 0
+        assert probe["acked"] == probe["sent"], probe
+        assert probe["ack_errors"] == 0 and probe["reader_errors"] == []
+        assert probe["lost"] == 0 and probe["duplicates"] == 0, probe
+        assert probe["order_violations"] == 0 and probe["seq_gaps"] == 0, probe
+        assert probe["e2e_latency"]["count"] > 0
+        assert probe["server_cores"] is not None
