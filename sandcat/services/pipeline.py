@@ -152,23 +152,25 @@ class QueuedMessageLog:
         allocated = await self._seqs.allocate_many(
             [(sub.msg.send_id if sub.outbox else None, sub.receivers) for sub, _ in todo]
         )
-        loop = asyncio.get_running_loop()
-        for (sub, future), (send_seq, seqs) in zip(todo, allocated, strict=True):
+        outcomes: list[Stored] = []
+        for (sub, _), (send_seq, seqs) in zip(todo, allocated, strict=True):
             msg = sub.msg
             msg.send_seq = send_seq
-            stored = Stored(
-                Ack(msg.server_id, msg.send_time, send_seq),
-                duplicate=False,
-                receiver_seqs=list(zip(sub.receivers, seqs, strict=True)),
+            outcomes.append(
+                Stored(
+                    Ack(msg.server_id, msg.send_time, send_seq),
+                    duplicate=False,
+                    receiver_seqs=list(zip(sub.receivers, seqs, strict=True)),
+                )
             )
-            value = MessageRecord(
-                msg=msg,
-                receivers=stored.receiver_seqs,
-                store=sub.store,
-                outbox=sub.outbox,
-                history=sub.history,
-                push_self=sub.push_self,
-            ).encode()
+        pairs = [(sub, st) for (sub, _), st in zip(todo, outcomes, strict=True)]
+        try:
+            values = [_record(sub, st) for sub, st in pairs]
+        except Exception:  # nothing was published: the seqs must not stay pending
+            await self._seqs.mark_stored([t for sub, st in pairs for t in _allocated(sub, st)])
+            raise
+        loop = asyncio.get_running_loop()
+        for (sub, future), stored, value in zip(todo, outcomes, values, strict=True):
             # Tasks start in creation order, so the queue sees the records in allocation
             # order; each then waits for its own broker ack only.
             task = loop.create_task(self._publish(sub, future, stored, record_key(sub), value))
@@ -216,9 +218,7 @@ class QueuedMessageLog:
 
     async def _release(self, sub: Submission, stored: Stored) -> None:
         """Seqs of a record that never reached the queue: release them (a gap, not a hole)."""
-        triples = [(uid, seq, 0) for uid, seq in stored.receiver_seqs]
-        if stored.ack.send_seq:
-            triples.append((sub.msg.send_id, 0, stored.ack.send_seq))
+        triples = _allocated(sub, stored)
         if triples:
             await self._seqs.mark_stored(triples)
 
@@ -241,6 +241,25 @@ class QueuedMessageLog:
                 for _, future, stored in wave:
                     if not future.done():
                         future.set_result(stored)
+
+
+def _record(sub: Submission, stored: Stored) -> bytes:
+    return MessageRecord(
+        msg=sub.msg,
+        receivers=stored.receiver_seqs,
+        store=sub.store,
+        outbox=sub.outbox,
+        history=sub.history,
+        push_self=sub.push_self,
+    ).encode()
+
+
+def _allocated(sub: Submission, stored: Stored) -> list[tuple[str, int, int]]:
+    """The ``(user, seq, send_seq)`` triples a submission holds pending."""
+    triples = [(uid, seq, 0) for uid, seq in stored.receiver_seqs]
+    if stored.ack.send_seq:
+        triples.append((sub.msg.send_id, 0, stored.ack.send_seq))
+    return triples
 
 
 def _follow(original: asyncio.Future[Stored], future: asyncio.Future[Stored]) -> None:

@@ -531,3 +531,21 @@ async def test_batches_stored_at_once_release_seqs_and_push_in_order() -> None:
     await asyncio.wait_for(first, 10)
     assert [m.seq for u, m, _ in router.pushes if u == "b"] == [1, 2]
     assert await seqs.exposed("b") == (2, 0)
+
+
+async def test_a_batch_that_cannot_be_encoded_releases_its_seqs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seqs, queue = FakeSeqs(), GatedQueue()
+    log = QueuedMessageLog(seqs=seqs, idempotency=FakeIdem(), queue=queue)
+    log.start()
+
+    def broken(self: MessageRecord) -> bytes:
+        raise ValueError("cannot encode")
+
+    monkeypatch.setattr(MessageRecord, "encode", broken)
+    futures = [log.submit(chat("a", "b", f"l{i}")) for i in range(3)]
+    results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 10)
+    assert all(isinstance(r, ValueError) for r in results) and queue.records == []
+    assert await seqs.exposed("b") == (3, 0) and await seqs.exposed("a") == (0, 3)
+    await log.stop()
