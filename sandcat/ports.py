@@ -64,12 +64,30 @@ class MessageLog(Protocol):
     async def submit(self, submission: Submission) -> Stored: ...
 
 
+#: Where a pull page ends: ``(send_time, seq in its box, box)`` of its last copy (box 0 =
+#: received, 1 = sent), the order every pull returns copies in.
+PullCursor = tuple[int, int, int]
+
+
+def pull_cursor(msg: Msg) -> PullCursor:
+    """The cursor of a pulled copy: a sent copy has ``seq`` 0 and its ``send_seq``."""
+    return (msg.send_time, msg.seq, 0) if msg.seq else (msg.send_time, msg.send_seq, 1)
+
+
 class InboxStore(Protocol):
     async def pull(
-        self, user_id: str, start: int, end: int, send_start: int, send_end: int, limit: int
+        self,
+        user_id: str,
+        start: int,
+        end: int,
+        send_start: int,
+        send_end: int,
+        limit: int,
+        after: PullCursor | None = None,
     ) -> list[Msg]:
         """Receive copies with ``start < seq <= end`` and sent copies with
-        ``send_start < send_seq <= send_end`` (their ``seq`` zeroed), oldest first."""
+        ``send_start < send_seq <= send_end`` (their ``seq`` zeroed), ordered by
+        ``pull_cursor``, at most ``limit`` (0: all) of those after ``after``."""
 
     async def delete_received(self, user_id: str, seqs: Sequence[int]) -> int: ...
 

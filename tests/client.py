@@ -15,6 +15,8 @@ import aiohttp
 
 from tests import wire
 
+#: How long the exposed seqs must stay put before a distributed test takes them as final.
+SETTLE_SECONDS = 1.0
 CODE_LINE = re.compile(r"register_code email=(\S+) code=(\d{6})")
 
 
@@ -100,17 +102,22 @@ class Api:
 
     async def _settled(self, path: str, token: str | None) -> tuple[int, Any]:
         """On the distributed topology a sent message is stored asynchronously, so the
-        exposed seqs catch up a moment after the ack: read until they stop moving."""
+        exposed seqs catch up a while after the ack: read until they have not moved for
+        ``SETTLE_SECONDS`` (a fixed pair of equal reads was too short on a loaded machine,
+        where the msg-server can take longer than one poll to store a batch)."""
+        loop = asyncio.get_running_loop()
         last: Any = None
-        for _ in range(100):
-            status, body = await self._call(
-                "GET", path, json=None, token=token, data=None, expect=200
-            )
-            if body == last:
-                return status, body
-            last = body
-            await asyncio.sleep(0.15)
-        raise AssertionError(f"{path} never settled")
+        since = loop.time()
+        async with asyncio.timeout(30):
+            while True:
+                status, body = await self._call(
+                    "GET", path, json=None, token=token, data=None, expect=200
+                )
+                if body != last:
+                    last, since = body, loop.time()
+                elif loop.time() - since >= SETTLE_SECONDS:
+                    return status, body
+                await asyncio.sleep(0.1)
 
     async def _call(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from aiohttp import web
 
 from sandcat.api.common import Body, Handler, empty_response, json_response, path_param, read_json
@@ -28,7 +29,7 @@ class MessageRoutes:
         user_id = body.text("user_id")
         await self._auth.authed(request, user_id)
         limit = body.opt_integer("limit") or 0
-        messages = await self._sync.pull(
+        pages = await self._sync.pull(
             user_id,
             start=body.integer("start"),
             end=body.integer("end"),
@@ -36,7 +37,18 @@ class MessageRoutes:
             send_end=body.integer("send_end"),
             limit=limit,
         )
-        return json_response([msg.to_json() for msg in messages])
+        # The JSON array is written page by page as the pages are read: one page of copies
+        # and its JSON in memory at a time, and a slow reader slows only its own pull.
+        response = web.StreamResponse()
+        response.content_type = "application/json"
+        await response.prepare(request)
+        separator = b"["
+        async for page in pages:
+            await response.write(separator + b",".join(orjson.dumps(msg.to_json()) for msg in page))
+            separator = b","
+        await response.write(b"[]" if separator == b"[" else b"]")
+        await response.write_eof()
+        return response
 
     async def seq(self, request: web.Request) -> web.StreamResponse:
         user_id = path_param(request, "user_id")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from sandcat.errors import BadRequest
-from sandcat.ports import Counters, InboxStore
+from sandcat.ports import Counters, InboxStore, pull_cursor
 from sandcat.protocol.msg import Msg
+
+#: Copies read from the inbox per step of a pull: its memory per request, whatever the range.
+PULL_PAGE = 256
 
 
 class SyncService:
@@ -28,8 +31,10 @@ class SyncService:
 
     async def pull(
         self, user_id: str, *, start: int, end: int, send_start: int, send_end: int, limit: int = 0
-    ) -> list[Msg]:
-        """The whole requested range unless the caller opts into ``limit`` (paging).
+    ) -> AsyncIterator[list[Msg]]:
+        """The whole requested range unless the caller opts into ``limit`` (paging), oldest
+        first, read and handed out in pages of ``PULL_PAGE`` copies (an async iterator of
+        pages: the caller streams them, so a pull's memory does not grow with its range).
 
         A range above the exposed seqs waits (bounded) for them to be stored, and is then
         clamped to what is exposed, so the client never skips a seq it cannot get yet.
@@ -44,9 +49,24 @@ class SyncService:
             await asyncio.sleep(0.05)
             seq, send_seq = await self._counters.exposed(user_id)
         cap = min(x for x in (limit, self._max) if x > 0) if (limit or self._max) else 0
-        return await self._inbox.pull(
-            user_id, start, min(end, seq), send_start, min(send_end, send_seq), cap
+        return self._pages(
+            user_id, (start, min(end, seq), send_start, min(send_end, send_seq)), cap
         )
+
+    async def _pages(
+        self, user_id: str, ranges: tuple[int, int, int, int], cap: int
+    ) -> AsyncIterator[list[Msg]]:
+        after = None
+        left = cap or -1  # -1: no cap
+        while left:
+            size = PULL_PAGE if left < 0 else min(PULL_PAGE, left)
+            page = await self._inbox.pull(user_id, *ranges, size, after)
+            if page:
+                yield page
+            if len(page) < size:
+                return
+            left -= len(page) if left > 0 else 0
+            after = pull_cursor(page[-1])
 
     async def current(self, user_id: str) -> tuple[int, int]:
         return await self._counters.exposed(user_id)

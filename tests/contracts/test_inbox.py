@@ -14,6 +14,7 @@ import pytest
 from sandcat.adapters.embedded.messages import SqliteInbox
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.adapters.mongo.inbox import MongoInbox
+from sandcat.ports import PullCursor, pull_cursor
 from sandcat.protocol.msg import Msg
 from tests.contracts.conftest import OpenMongo, OpenSqlite
 
@@ -23,7 +24,14 @@ MAY_31 = int(dt.datetime(2024, 5, 31, 23, 59, tzinfo=dt.UTC).timestamp() * 1000)
 
 class Reader(Protocol):
     async def pull(
-        self, user_id: str, start: int, end: int, send_start: int, send_end: int, limit: int
+        self,
+        user_id: str,
+        start: int,
+        end: int,
+        send_start: int,
+        send_end: int,
+        limit: int,
+        after: PullCursor | None = None,
     ) -> list[Msg]: ...
 
     async def delete_received(self, user_id: str, seqs: Sequence[int]) -> int: ...
@@ -218,6 +226,22 @@ async def test_pull_is_per_owner(inbox: Inbox, filled: list[tuple[str, int, Msg]
 async def test_limit_keeps_the_oldest(inbox: Inbox, filled: list[tuple[str, int, Msg]]) -> None:
     everything = expected(filled, "alice", (0, 100), (0, 100))
     assert await inbox.reader.pull("alice", 0, 100, 0, 100, 3) == everything[:3]
+
+
+async def test_pages_after_a_cursor_cover_everything_once(
+    inbox: Inbox, filled: list[tuple[str, int, Msg]]
+) -> None:
+    """Paging by cursor (how ``POST /message`` streams a range): every page continues after
+    the last copy of the one before, so pages of any size join into the whole pull."""
+    everything = expected(filled, "alice", (0, 100), (0, 100))
+    for size in (1, 2, 3, 100):
+        pages: list[Msg] = []
+        after: PullCursor | None = None
+        while page := await inbox.reader.pull("alice", 0, 100, 0, 100, size, after):
+            assert len(page) <= size
+            pages.extend(page)
+            after = pull_cursor(page[-1])
+        assert pages == everything, size
 
 
 async def test_delete_received_removes_only_received_copies(

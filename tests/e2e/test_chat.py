@@ -127,6 +127,34 @@ async def test_offline_messages_are_pulled_in_order(
     await a.close()
 
 
+async def test_a_pull_longer_than_a_page_streams_whole_and_in_order(
+    api: Api, session: aiohttp.ClientSession
+) -> None:
+    """The server reads and writes a pull page by page (256 copies): a range of several
+    pages, both boxes at once, comes back whole, each copy once, oldest first; ``limit``
+    (opt-in paging) still caps it."""
+    alice, bob = await _pair(api)
+    a = await Socket.connect(session, alice)
+    b = await Socket.connect(session, bob)
+    for i in range(300):
+        await a.send(receiver_id=bob.id, local_id=f"p{i}", content=f"a{i}".encode())
+        await b.send(receiver_id=alice.id, local_id=f"q{i}", content=f"b{i}".encode())
+    for sock in (a, b):
+        for _ in range(300):
+            await sock.recv_until(lambda m: m["msg_type"] == 24)
+    body = {"user_id": bob.id, "start": 0, "end": 301, "send_start": 0, "send_end": 300}
+    _, pulled = await api.call("POST", "/api/message", token=bob.token, json=body)
+    assert len(pulled) == 601  # the friendship notice, 300 received, 300 sent
+    keys = [(m["send_time"], m["seq"] or m["send_seq"], 0 if m["seq"] else 1) for m in pulled]
+    assert keys == sorted(keys) and len(set(keys)) == 601
+    assert sorted(m["seq"] for m in pulled if m["seq"]) == list(range(1, 302))
+    assert [m["send_seq"] for m in pulled if not m["seq"]] == list(range(1, 301))
+    _, capped = await api.call("POST", "/api/message", token=bob.token, json={**body, "limit": 300})
+    assert capped == pulled[:300]
+    await a.close()
+    await b.close()
+
+
 async def test_resend_is_idempotent(api: Api, session: aiohttp.ClientSession) -> None:
     alice, bob = await _pair(api)
     a = await Socket.connect(session, alice)

@@ -16,6 +16,7 @@ from typing import Any
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.domain import Ack, Stored, Submission
 from sandcat.log import get_logger
+from sandcat.ports import PullCursor
 from sandcat.protocol.msg import Msg
 from sandcat.services.batching import BatchingWorker
 
@@ -325,7 +326,14 @@ class SqliteInbox:
         self._db = db
 
     async def pull(
-        self, user_id: str, start: int, end: int, send_start: int, send_end: int, limit: int
+        self,
+        user_id: str,
+        start: int,
+        end: int,
+        send_start: int,
+        send_end: int,
+        limit: int,
+        after: PullCursor | None = None,
     ) -> list[Msg]:
         def run(conn: sqlite3.Connection) -> list[Msg]:
             sql = (
@@ -335,11 +343,14 @@ class SqliteInbox:
                 "JOIN messages AS m ON m.id = i.message_id WHERE i.owner_id = ?1 AND "
                 "((i.box = 0 AND i.seq > ?2 AND i.seq <= ?3) "
                 "OR (i.box = 1 AND i.seq > ?4 AND i.seq <= ?5)) "
-                "ORDER BY m.send_time, i.seq"
             )
             params: tuple[Any, ...] = (user_id, start, end, send_start, send_end)
+            if after is not None:
+                sql += "AND (m.send_time, i.seq, i.box) > (?6, ?7, ?8) "
+                params += after
+            sql += "ORDER BY m.send_time, i.seq, i.box"
             if limit > 0:
-                sql += " LIMIT ?6"
+                sql += f" LIMIT ?{len(params) + 1}"
                 params += (limit,)
             return [_row_to_msg(row) for row in conn.execute(sql, params)]
 

@@ -51,6 +51,7 @@ from sandcat._native import collection_name, inbox_collection_batch, month_of, s
 from sandcat.adapters.mongo.errors import mongo_errors
 from sandcat.config import MongoConfig
 from sandcat.log import get_logger
+from sandcat.ports import PullCursor
 from sandcat.protocol.msg import Msg
 
 log = get_logger(__name__)
@@ -331,18 +332,39 @@ class MongoInbox:
 
     @mongo_errors
     async def pull(
-        self, user_id: str, start: int, end: int, send_start: int, send_end: int, limit: int
+        self,
+        user_id: str,
+        start: int,
+        end: int,
+        send_start: int,
+        send_end: int,
+        limit: int,
+        after: PullCursor | None = None,
     ) -> list[Msg]:
         docs: list[Document] = []
         for name, ranges in await self._routes(
             user_id, [(RECEIVED, start, end), (SENT, send_start, send_end)]
         ):
-            query = {
+            query: Document = {
                 "owner_id": user_id,
                 "$or": [
                     {"box": box, "box_seq": {"$gt": low, "$lte": high}} for box, low, high in ranges
                 ],
             }
+            if after is not None:
+                t, seq, box = after
+                query = {
+                    "$and": [
+                        query,
+                        {
+                            "$or": [
+                                {"send_time": {"$gt": t}},
+                                {"send_time": t, "box_seq": {"$gt": seq}},
+                                {"send_time": t, "box_seq": seq, "box": {"$gt": box}},
+                            ]
+                        },
+                    ]
+                }
             cursor = self._db[name].find(query, {"_id": False}).sort(_ORDER)
             if limit > 0:
                 cursor = cursor.limit(limit)
