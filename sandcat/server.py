@@ -12,6 +12,7 @@ from aiohttp import web
 
 from sandcat.composition import Apps, build, ws_public_addr
 from sandcat.config import Config
+from sandcat.gateway.connections import CLOSE_GOING_AWAY
 from sandcat.log import get_logger
 
 log = get_logger(__name__)
@@ -65,6 +66,9 @@ async def running(config: Config) -> AsyncIterator[Running]:
             )
             yield Running(apps, api_port, ws_port)
         finally:
+            # Clients first: each socket gets a 1001 close while the listeners still run (a
+            # web client reconnects on it), then the listeners and what they hold go.
+            await apps.registry.close_all(CLOSE_GOING_AWAY, "server shutting down")
             for runner in reversed(runners):
                 await runner.cleanup()
 
@@ -74,6 +78,11 @@ async def serve_forever(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP (a closed terminal, a reload habit) used to kill the process without a word:
+    # there is nothing to reload, so it is logged and ignored.
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: log.warning("sighup_ignored", hint="restart to apply changes")
+    )
     async with running(config):
         await stop.wait()
         log.info("server_stopping")

@@ -23,6 +23,7 @@ from sandcat.protocol.msg import NEVER_PUSHED, Msg
 
 log = get_logger(__name__)
 
+CLOSE_GOING_AWAY = 1001
 CLOSE_KNOCK_OFF = 4001
 CLOSE_UNAUTHORIZED = 4002
 CLOSE_SLOW = 4008
@@ -225,6 +226,14 @@ class Registry:
     def connections(self, user_id: str) -> list[Connection]:
         platforms = self._users.get(user_id)
         return list(platforms.values()) if platforms else []
+
+    async def close_all(self, code: int, reason: str) -> None:
+        """Close every connection (shutdown: 1001) and wait for their closing handshakes,
+        each bounded by the close grace, so no client is left with a socket cut mid-way."""
+        connections = self.all_connections()
+        for conn in connections:
+            conn.close(code, reason)
+        await asyncio.gather(*(conn.closed() for conn in connections))
 
     def online_users(self) -> int:
         return len(self._users)

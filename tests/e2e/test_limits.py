@@ -273,3 +273,17 @@ async def test_server_frames_of_every_length_class_reach_the_client(
             got.append(frame.data)
         assert [len(g) for g in got] == sizes and got == payloads
         await sock.close()
+
+
+async def test_shutdown_closes_every_socket_with_1001(
+    start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """Stopping the server (SIGTERM ends the same way) sends each client a 1001 close while
+    the listeners still run, instead of cutting the sockets (1006)."""
+    async with start_server() as srv:
+        api = _api(srv.api_port, session, codes)
+        bob = await api.new_user("bob", "bob@example.com")
+        socks = [await Socket.connect(session, bob, platform=p) for p in (0, 1)]
+        await until(lambda: len(srv.apps.registry.connections(bob.id)) == 2, what="both")
+        codes_seen = [asyncio.ensure_future(sock.expect_close(timeout=15)) for sock in socks]
+    assert await asyncio.gather(*codes_seen) == [1001, 1001]
