@@ -103,6 +103,17 @@ class _Conn:
     pending: dict[str, float] = field(default_factory=dict)
 
 
+def _follow_seq(conn: _Conn, seq: int) -> tuple[int, int]:
+    """Record a pushed copy's ``seq`` on its connection (0 means no receive seq): whether it
+    went backwards (1 or 0), and how many seqs it skipped."""
+    if seq <= 0:
+        return 0, 0
+    last, conn.last_seq = conn.last_seq, seq
+    if seq <= last:
+        return 1, 0
+    return 0, (seq - last - 1) if last else 0
+
+
 class _Tally:
     """Everything one traffic run observed in this worker."""
 
@@ -164,12 +175,9 @@ class _Tally:
             self.acked_keys.append((int(sender), int(j)))
 
     def _on_chat(self, conn: _Conn, msg: codec.Msg, now: float) -> None:
-        if msg.seq > 0:
-            if msg.seq <= conn.last_seq:
-                self.order_violations += 1
-            elif conn.last_seq and msg.seq > conn.last_seq + 1:
-                self.seq_gaps += msg.seq - conn.last_seq - 1
-            conn.last_seq = msg.seq
+        backwards, gap = _follow_seq(conn, msg.seq)
+        self.order_violations += backwards
+        self.seq_gaps += gap
         content = msg.content
         if not content.startswith(self.prefix):
             self.stale += 1
@@ -287,12 +295,9 @@ class _PipeTally:
         conn.last_send_seq = msg.send_seq
 
     def _on_chat(self, conn: _Conn, msg: codec.Msg, now: float) -> None:
-        if msg.seq > 0:
-            if msg.seq <= conn.last_seq:
-                self.seq_order_violations += 1
-            elif conn.last_seq and msg.seq > conn.last_seq + 1:
-                self.seq_gaps += msg.seq - conn.last_seq - 1
-            conn.last_seq = msg.seq
+        backwards, gap = _follow_seq(conn, msg.seq)
+        self.seq_order_violations += backwards
+        self.seq_gaps += gap
         content = msg.content
         if not content.startswith(self.content_prefix):
             self.stale += 1
