@@ -310,14 +310,9 @@ async def cmd_suite(args: argparse.Namespace) -> int:
             results["idle"] = await _idle_suite(args, servers, ctx, accounts[: args.idle_users])
         if args.baseline == "relay":
             results["baseline"] = await _relay_baseline(args, ctx, accounts, sizes, results)
-    results["meta"] = _meta(args, native=_native_word(native), server_info=native.strip())
+    results["meta"] = _meta(args, native=report.native_word(native), server_info=native.strip())
     _finish(args, results)
     return 0
-
-
-def _native_word(info: str) -> str:
-    impls = [line.split(":", 1)[1].strip() for line in info.splitlines()[3:] if ":" in line]
-    return "on" if any(i != "python" for i in impls) else "off"
 
 
 async def _relay_baseline(

@@ -27,6 +27,19 @@ GOALS = (
 )
 
 
+def native_word(info: str) -> str:
+    """``on`` when ``sandcat info`` names a compiled implementation for any hot path (its
+    lines ``path: implementation [(note)]`` after the version, mode and role), else ``off``."""
+    impls = [line.split(":", 1)[1].split()[0] for line in info.splitlines()[3:] if ":" in line]
+    return "on" if any(i != "python" for i in impls) else "off"
+
+
+def _native_of(res: dict[str, Any]) -> str:
+    meta = res["meta"]
+    info = meta.get("server_info")
+    return native_word(info) if info else str(meta.get("native", "?"))
+
+
 def machine_facts() -> dict[str, Any]:
     model = ""
     with open("/proc/cpuinfo", encoding="utf-8") as file:
@@ -453,8 +466,7 @@ def write_doc(
         + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
         "- Runs: "
         + "; ".join(
-            f"**{label}** = native extensions {res['meta'].get('native', '?')}"
-            for label, res in results.items()
+            f"**{label}** = native extensions {_native_of(res)}" for label, res in results.items()
         )
         + _relay_runs(results),
         "- Topology: embedded server(s) and the load generator on the same 2-core machine, over",
