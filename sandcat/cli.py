@@ -48,6 +48,7 @@ def _load(args: argparse.Namespace, role: str | None = None) -> Config:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args, args.role)
+    from sandcat.adapters.embedded.sqlite import DataDirBusy
     from sandcat.composition import migrate
     from sandcat.server import serve_forever
 
@@ -58,6 +59,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         uvloop.run(serve_forever(config))
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep serving without it
         asyncio.run(serve_forever(config))
+    except DataDirBusy as exc:
+        log.error("data_dir_busy", details=str(exc))
+        print(f"sandcat: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

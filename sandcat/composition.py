@@ -26,7 +26,7 @@ from sandcat.adapters.embedded.social import (
     SqliteFriendStore,
     SqliteGroupStore,
 )
-from sandcat.adapters.embedded.sqlite import SqliteDatabase, apply_migrations
+from sandcat.adapters.embedded.sqlite import SqliteDatabase, apply_migrations, lock_data_dir
 from sandcat.adapters.embedded.users import SqliteCodeStore, SqliteUserStore
 from sandcat.adapters.smtp.mailer import SmtpMailer
 from sandcat.api.common import add_routes, error_middleware, json_response
@@ -142,6 +142,7 @@ async def _health(_: web.Request) -> web.StreamResponse:
 
 async def _embedded(config: Config, stack: AsyncExitStack, registry: Registry) -> Adapters:
     data_dir = Path(config.embedded.data_dir)
+    stack.callback(os.close, lock_data_dir(data_dir))
     await asyncio.to_thread(apply_migrations, str(db_path(config)))
     db = SqliteDatabase(str(db_path(config)))
     await db.open()

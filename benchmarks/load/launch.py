@@ -45,7 +45,7 @@ class Servers:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     api: list[str] = field(default_factory=list)
 
-    def env(self, api_port: int, ws_port: int) -> dict[str, str]:
+    def env(self, api_port: int, ws_port: int, data_dir: Path | None = None) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("SANDCAT_NO_EXTENSIONS", None)
         if self.no_extensions:
@@ -54,7 +54,7 @@ class Servers:
             {
                 "SANDCAT__SERVER__PORT": str(api_port),
                 "SANDCAT__WEBSOCKET__PORT": str(ws_port),
-                "SANDCAT__EMBEDDED__DATA_DIR": str(self.data_dir),
+                "SANDCAT__EMBEDDED__DATA_DIR": str(data_dir or self.data_dir),
             }
         )
         return env
@@ -72,13 +72,21 @@ class Servers:
 
     async def start(self, count: int = 1) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for n in range(count):
+        # One server per data folder (a second one on the same folder is refused): the others
+        # get a copy of it, made before any of them starts, so the same users log in.
+        data_dirs = [self.data_dir]
+        for n in range(1, count):
+            copy = self.data_dir.with_name(f"{self.data_dir.name}-{n}")
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(self.data_dir, copy, ignore=shutil.ignore_patterns("*.lock"))
+            data_dirs.append(copy)
+        for n, data_dir in enumerate(data_dirs):
             api_port, ws_port = free_port(), free_port()
             pin = ["taskset", "-c", self.cpus] if self.cpus else []
             log = (self.log_dir / f"server-{n}.log").open("ab")
             proc = subprocess.Popen(  # noqa: ASYNC220 - started once per run, returns at once
                 [*pin, *sandcat_command(), "serve", "-c", str(CONFIG)],
-                env=self.env(api_port, ws_port),
+                env=self.env(api_port, ws_port, data_dir),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -8,6 +8,7 @@ import base64
 import aiohttp
 import pytest
 
+from sandcat.adapters.embedded.sqlite import DataDirBusy
 from sandcat.gateway.connections import Connection
 from sandcat.server import Running
 from tests.client import Api, CodeBook, Socket, User, befriend, until
@@ -287,3 +288,17 @@ async def test_shutdown_closes_every_socket_with_1001(
         await until(lambda: len(srv.apps.registry.connections(bob.id)) == 2, what="both")
         codes_seen = [asyncio.ensure_future(sock.expect_close(timeout=15)) for sock in socks]
     assert await asyncio.gather(*codes_seen) == [1001, 1001]
+
+
+async def test_a_second_server_on_the_same_data_folder_is_refused(
+    start_server: StartServer,
+) -> None:
+    """Two embedded servers on one folder used to start and then fail alternate sends with
+    UNIQUE constraint errors (each caches what it writes): the second is refused at start,
+    and the folder is free again once the first has stopped."""
+    async with start_server():
+        with pytest.raises(DataDirBusy, match="another sandcat process"):
+            async with start_server():
+                pass
+    async with start_server():  # released
+        pass

@@ -70,3 +70,9 @@ async def test_the_store_once_migration_keeps_every_copy(tmp_path: Path) -> None
         assert alice[1].related_msg_id == "r" and alice[1].group_id == "g"
     finally:
         await db.close()
+
+
+def test_a_new_database_is_private_to_its_owner(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "sandcat.db"
+    apply_migrations(str(path))
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -15,6 +15,7 @@ own thread once a second while there are writes.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import re
 import sqlite3
@@ -46,8 +47,12 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
 
 
 def apply_migrations(path: str, migrations_dir: Path = MIGRATIONS_DIR / "sqlite") -> list[str]:
-    """Apply the numbered ``*.sql`` files not yet recorded; returns the names applied."""
+    """Apply the numbered ``*.sql`` files not yet recorded; returns the names applied.
+
+    A new database file is created readable by its owner only (it holds password hashes
+    and every message); SQLite gives its WAL and shared-memory files the same mode."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     conn = _connect(path, "FULL")
     try:
         conn.execute(
@@ -74,6 +79,32 @@ def apply_migrations(path: str, migrations_dir: Path = MIGRATIONS_DIR / "sqlite"
         return applied
     finally:
         conn.close()
+
+
+class DataDirBusy(RuntimeError):
+    """Another process serves this data folder."""
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Hold ``data_dir/sandcat.lock`` for this process (released when the returned descriptor
+    is closed, or the process ends): the embedded server caches what it alone writes
+    (counters, message ids, friendships, token generations), so a second server on the same
+    folder would hand out seqs twice; it is refused at start instead."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "sandcat.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DataDirBusy(
+            f"another sandcat process (pid {holder}) serves {data_dir}: stop it first, "
+            "or give this one its own embedded.data_dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 #: Seconds between checkpoints while the database is written to.
