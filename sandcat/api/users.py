@@ -141,8 +141,9 @@ class UserRoutes:
         return json_response(user_with_match_type_json(user, match_type, is_friend))
 
     async def get(self, request: web.Request) -> web.StreamResponse:
-        await self.authed(request)
-        return json_response(user_json(await self._users.get(path_param(request, "id"))))
+        reader = await self.authed(request)
+        user_id = path_param(request, "id")
+        return json_response(user_json(await self._users.get(user_id), own=reader == user_id))
 
 
 class WsAddress:

@@ -14,9 +14,12 @@ from sandcat.protocol.payloads import (
 )
 
 
-def user_json(user: UserRecord) -> dict[str, Any]:
+def user_json(user: UserRecord, *, own: bool = True) -> dict[str, Any]:
     """``User`` without ``password`` and ``salt``; ``birthday`` is always null (the client
-    parses it as a date-time it never receives)."""
+    parses it as a date-time it never receives). Seen by another user (``own`` false), the
+    contact fields (phone, e-mail, address) are null: they are the user's own to read."""
+    if not own:
+        return {**user_json(user), "phone": None, "email": None, "address": None}
     return {
         "id": user.id,
         "name": user.name,
@@ -92,7 +95,7 @@ def friend_json(friend: Friend) -> dict[str, Any]:
 
 
 def friend_info_json(user: UserRecord) -> dict[str, Any]:
-    """``FriendInfo``: the public profile of a user."""
+    """``FriendInfo``: the public profile of a user (its e-mail is empty: not public)."""
     return {
         "id": user.id,
         "name": user.name,
@@ -102,7 +105,7 @@ def friend_info_json(user: UserRecord) -> dict[str, Any]:
         "region": user.region,
         "account": user.account,
         "signature": user.signature,
-        "email": user.email,
+        "email": "",
     }
 
 

@@ -138,11 +138,31 @@ async def test_the_right_token_passes_authentication_on_every_route(api: Api) ->
             assert resp.status != 401, (method, template, await resp.text())
 
 
-async def test_a_profile_is_readable_by_any_logged_in_user(api: Api) -> None:
+async def test_a_profile_is_readable_by_any_logged_in_user_without_contact_fields(api: Api) -> None:
     alice = await api.new_user("alice", "a@example.com")
     bob = await api.new_user("bob", "b@example.com")
+    _, own = await api.call(
+        "PUT",
+        "/user",
+        token=alice.token,
+        json={
+            "id": alice.id,
+            "name": "alice",
+            "avatar": "",
+            "gender": "",
+            "phone": "555",
+            "address": "street 1",
+        },
+    )
+    assert (own["email"], own["phone"], own["address"]) == (alice.email, "555", "street 1")
     _, profile = await api.call("GET", f"/user/{alice.id}", token=bob.token)
-    assert profile["id"] == alice.id
+    assert profile["id"] == alice.id and profile["name"] == "alice"
+    # the contact fields are alice's own: null for anyone else, hers for her
+    assert (profile["email"], profile["phone"], profile["address"]) == (None, None, None)
+    _, mine = await api.call("GET", f"/user/{alice.id}", token=alice.token)
+    assert (mine["email"], mine["phone"], mine["address"]) == (alice.email, "555", "street 1")
+    _, info = await api.call("GET", f"/friend/query/{alice.id}", token=bob.token)
+    assert info["id"] == alice.id and info["email"] == ""
 
 
 @pytest.mark.parametrize("kind", [k for k in BAD_TOKENS if k != "no token"])
