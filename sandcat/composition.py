@@ -52,6 +52,7 @@ from sandcat.ports import (
     InboxStore,
     Mailer,
     MembershipCache,
+    SessionEnder,
     UserStore,
 )
 from sandcat.services.auth import PasswordService, TokenService, resolve_secret
@@ -105,6 +106,8 @@ class Adapters:
     cluster: GatewayCluster | None = None
     #: How relayed (unstored) messages such as call signalling reach other processes.
     relay: PushRouter | None = None
+    #: How a logout reaches the user's sockets in other processes (else: this registry).
+    sessions: SessionEnder | None = None
 
 
 def db_path(config: Config) -> Path:
@@ -191,6 +194,7 @@ async def build(config: Config) -> AsyncIterator[Apps]:
             clock=clock,
             auth=config.auth,
             limits=config.limits,
+            sessions=adapters.sessions or registry,
         )
         notifier = Notifier(log=adapters.log, clock=clock)
         friends = FriendService(

@@ -108,6 +108,7 @@ async def distributed_adapters(
     gateways = RedisGatewayRegistry(client=redis)
     presence = RedisPresence(client=redis)
     bus = RedisPushBus(client=redis)
+    remote = RemotePushRouter(presence=presence, bus=bus)
     cluster = None
     if role in {"all", "gateway"}:
         cluster = GatewayCluster(
@@ -122,7 +123,7 @@ async def distributed_adapters(
             inbox=inbox,
             history=PostgresHistory(pool=pool),
             seqs=seqs,
-            router=RemotePushRouter(presence=presence, bus=bus),
+            router=remote,
             route_in_background=True,
         )
         stack.push_async_callback(storage.close)
@@ -187,5 +188,6 @@ async def distributed_adapters(
         pull_wait_seconds=PULL_WAIT_SECONDS,
         gateways=gateways,
         cluster=cluster,
-        relay=RemotePushRouter(presence=presence, bus=bus),
+        relay=remote,
+        sessions=remote,
     )

@@ -44,6 +44,12 @@ class UserStore(Protocol):
         """The generation new tokens of ``user_id`` carry; 0 for an unknown user."""
 
 
+class SessionEnder(Protocol):
+    async def end_sessions(self, user_id: str) -> None:
+        """Close the user's open WebSocket connections with 4002, wherever they are (their
+        tokens are already refused: this only stops sockets opened before)."""
+
+
 class CodeStore(Protocol):
     """Registration / password-change codes: one per e-mail, its own TTL, single use."""
 

@@ -14,7 +14,7 @@ import contextlib
 from sandcat.gateway.connections import Connection, Registry
 from sandcat.log import get_logger
 from sandcat.ports import GatewayRegistry, Presence, PushBus
-from sandcat.services.push import decode_batch, encode_batch
+from sandcat.services.push import END_SESSIONS, decode_batch, encode_batch
 
 log = get_logger(__name__)
 
@@ -100,6 +100,9 @@ class GatewayCluster:
         for user_id, exclude, frame in decode_batch(batch):
             if exclude <= KNOCK_OFF_BASE:
                 self._local.knock_off(user_id, KNOCK_OFF_BASE - exclude)
+                continue
+            if exclude == END_SESSIONS:
+                self._local.close_sessions(user_id)
                 continue
             self.pushed_frames += self._local.deliver_frame(
                 user_id, frame, None if exclude < 0 else exclude

@@ -269,6 +269,15 @@ class Registry:
     def holds(self, user_id: str, platform: int) -> bool:
         return platform in (self._users.get(user_id) or {})
 
+    async def end_sessions(self, user_id: str) -> None:
+        """Implements ``SessionEnder`` in one process."""
+        self.close_sessions(user_id)
+
+    def close_sessions(self, user_id: str) -> None:
+        """Close the user's connections here with 4002 (their tokens were revoked)."""
+        for conn in self.connections(user_id):
+            conn.close(CLOSE_UNAUTHORIZED, "session ended")
+
     def knock_off(self, user_id: str, platform: int) -> None:
         """Close the user's connection on ``platform`` (it connected again elsewhere)."""
         conn = (self._users.get(user_id) or {}).get(platform)

@@ -20,6 +20,8 @@ from sandcat.services.messages import Push
 log = get_logger(__name__)
 
 PushEntry = tuple[str, int, bytes]  # (user id, platform to exclude or -1, frame)
+#: A control entry, not a frame: close every connection of the user with 4002 (logout).
+END_SESSIONS = -2
 
 
 def encode_batch(entries: Sequence[PushEntry]) -> bytes:
@@ -56,6 +58,14 @@ class RemotePushRouter:
     def __init__(self, *, presence: Presence, bus: PushBus) -> None:
         self._presence = presence
         self._bus = bus
+
+    async def end_sessions(self, user_id: str) -> None:
+        """Implements ``SessionEnder``: one control entry to each gateway holding the user."""
+        where = await self._presence.locate([user_id])
+        gateways = set((where.get(user_id) or {}).values())
+        if gateways:
+            control = encode_batch([(user_id, END_SESSIONS, b"")])
+            await self._bus.publish({gateway: control for gateway in gateways})
 
     async def route(self, pushes: Sequence[Push]) -> None:
         where = await self._presence.locate(sorted({user for user, _, _ in pushes}))

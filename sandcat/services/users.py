@@ -18,7 +18,7 @@ from sandcat.errors import (
 )
 from sandcat.ids import Clock, nanoid
 from sandcat.log import get_logger
-from sandcat.ports import CodeStore, Mailer, UserStore
+from sandcat.ports import CodeStore, Mailer, SessionEnder, UserStore
 from sandcat.services.auth import ACCESS, REFRESH, Claims, PasswordService, TokenService
 from sandcat.services.ratelimit import WindowLimiter
 
@@ -52,8 +52,10 @@ class UserService:
         clock: Clock,
         auth: AuthConfig,
         limits: LimitsConfig,
+        sessions: SessionEnder,
     ) -> None:
         self._users = users
+        self._sessions = sessions
         self._codes = codes
         self._mailer = mailer
         self._passwords = passwords
@@ -157,6 +159,7 @@ class UserService:
     async def logout(self, user_id: str) -> None:
         """End every session of the user: every token issued so far is refused."""
         await self._users.revoke_tokens(user_id)
+        await self._sessions.end_sessions(user_id)
         log.info("user_logged_out", user_id=user_id)
 
     async def get(self, user_id: str) -> UserRecord:
@@ -188,6 +191,7 @@ class UserService:
         )
         # A new password ends every session the old one opened.
         await self._users.revoke_tokens(user_id)
+        await self._sessions.end_sessions(user_id)
         log.info("user_password_changed", user_id=user_id)
 
     async def search(self, user_id: str, pattern: str) -> tuple[UserRecord, str] | None:

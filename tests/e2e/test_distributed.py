@@ -188,10 +188,18 @@ async def test_logout_on_the_api_is_seen_by_every_gateway_at_once(
     the very next connect (no cache to expire), and the new login's token works on both."""
     alice = await dapi.new_user("gen", f"gen{secrets.token_hex(3)}@example.com")
     gateways = [f"ws://127.0.0.1:{port}/ws" for port in cluster.topology.ws_ports]
-    for _ in range(20):
+    for cycle in range(20):
         await dapi.login(alice)
         old = alice.token
+        opened = []
+        if cycle == 0:  # sockets open on both gateways before the logout are closed by it
+            for platform, alice.ws_addr in enumerate(gateways):
+                sock = await Socket.connect(session, alice, platform=platform)
+                await sock.ready(alice)
+                opened.append(sock)
         await dapi.call("DELETE", f"/api/user/logout/{alice.id}", token=old)
+        for sock in opened:
+            assert await sock.expect_close(timeout=15) == 4002
         for alice.ws_addr in gateways:
             sock = await Socket.connect(session, alice, token=old)
             assert await sock.expect_close() == 4002

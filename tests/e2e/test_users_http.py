@@ -267,7 +267,11 @@ async def test_password_change_needs_the_users_own_email(api: Api) -> None:
 async def test_logout_ends_every_session(api: Api, session: aiohttp.ClientSession) -> None:
     alice = await api.new_user("alice", "a@example.com")
     old_access, old_refresh = alice.token, alice.refresh_token
+    opened = [await Socket.connect(session, alice, platform=p) for p in (0, 1)]
+    await opened[0].ready(alice)
     await api.call("DELETE", f"/user/logout/{alice.id}", token=alice.token)
+    for sock in opened:  # sockets opened before the logout are closed too
+        assert await sock.expect_close() == 4002
     await api.call("GET", f"/message/seq/{alice.id}", token=old_access, expect=401)
     await api.call("GET", f"/user/refresh_token/{old_refresh}/false", expect=401)
     sock = await Socket.connect(session, alice, token=old_access)
