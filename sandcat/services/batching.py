@@ -1,4 +1,5 @@
-"""A FIFO submission queue drained by one worker in batches: the shape of both message logs.
+"""A FIFO submission queue drained by one worker in batches (the embedded message log's shape;
+the distributed pipeline overlaps its batches and keeps its own queue).
 
 ``submit`` queues in call order and returns a future; one worker task takes up to
 ``max_batch`` queued items at a time and hands them to ``process``, which must settle every
