@@ -12,7 +12,7 @@ from typing import Any
 from benchmarks.load import scenarios
 from benchmarks.load.api import Account, LogCodes
 from benchmarks.load.launch import RelayServer, Servers
-from benchmarks.load.scenarios import Target
+from benchmarks.load.scenarios import Context, Target
 
 
 @asynccontextmanager
@@ -47,9 +47,25 @@ async def relay_target(tmp_path: Path, users: int) -> AsyncIterator[tuple[Target
         relay.stop()
 
 
-def assert_clean_probes(probes: Sequence[dict[str, Any]], offered: list[float]) -> None:
+async def small_one_to_one(ctx: Context, accounts: Sequence[Account]) -> None:
+    """A short open-loop one-to-one curve (4 senders, up to 200 msgs/s: probes at 50, 100
+    and 150 msgs/s), checked with ``assert_clean_probes``."""
+    result = await scenarios.one_to_one(
+        ctx,
+        accounts,
+        senders=4,
+        start_rate=200.0,
+        max_rate=200.0,
+        slo_ms=10_000.0,
+        repeats=1,
+        find_max=False,
+    )
+    assert_clean_probes(result["probes"])
+
+
+def assert_clean_probes(probes: Sequence[dict[str, Any]]) -> None:
     """Every probe acked everything it sent, lost, duplicated and reordered nothing."""
-    assert [p["offered_per_s"] for p in probes] == offered
+    assert [p["offered_per_s"] for p in probes] == [50.0, 100.0, 150.0]
     for probe in probes:
         assert probe["sent"] > 0
         assert probe["acked"] == probe["sent"], probe
