@@ -1,6 +1,6 @@
 """Typed, frozen configuration loaded from ``config.yml`` with ``SANDCAT__SECTION__KEY`` overrides.
 
-The original's keys are used where they apply (``sandcat-protocol.md`` §5.1). Keys of the
+The original's keys are used where they apply (``docs/configuration.md`` lists them). Keys of the
 original that Sandcat does not use are accepted with a warning; any other unknown key, or a
 value of the wrong type, fails start-up with one line naming the key.
 """

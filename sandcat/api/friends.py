@@ -1,4 +1,4 @@
-"""``/friend`` routes (``sandcat-protocol.md`` §2.3 rows 14-20, plus ``PUT /friend/deny``)."""
+"""``/friend`` routes: apply, agree, deny, delete, remark, query, pending and since."""
 
 from __future__ import annotations
 

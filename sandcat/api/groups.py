@@ -1,4 +1,4 @@
-"""``/group`` routes (``sandcat-protocol.md`` §2.3 rows 21-28)."""
+"""``/group`` routes: create, update, dismiss, members, invite, remove."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/user/*`` routes (``sandcat-protocol.md`` §2.3 rows 1-9)."""
+"""``/user/*`` routes: codes, registration, login, tokens, profile, password, search."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``Msg`` of the sandcat wire protocol and its enums (``sandcat-protocol.md`` §3.2-3.3)."""
+"""The ``Msg`` of the sandcat wire protocol (17 fields, bincode in field order) and its enums."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The inbox in MongoDB (or FerretDB): one copy per owner, optionally hybrid-sharded.
 
-Each stored copy is the original's document (``sandcat-protocol.md`` §4.2) plus ``owner_id``,
+Each stored copy is the original's inbox document plus ``owner_id``,
 ``box`` (0 received, 1 sent) and ``box_seq`` (the owner's ``seq`` in box 0, ``send_seq`` in
 box 1); ``(owner_id, box, box_seq)`` is unique, so re-inserting a copy is a no-op.
 

@@ -1,6 +1,6 @@
 """Sequence counters in Redis, backed by durable segment marks (decisions §2.12, §4).
 
-Keys per user (``sandcat-protocol.md`` §4.3 plus the pending sets):
+Keys per user (the original's counters plus the pending sets):
 
 - ``seq:{uid}`` / ``send_seq:{uid}``: hash ``{cur_seq, max_seq}``, the receive / send counter;
 - ``pending:seq:{uid}`` / ``pending:send:{uid}``: ZSET of allocated seqs not yet in the inbox

@@ -1,4 +1,4 @@
-"""Objects in S3 / MinIO: the files bucket and the avatars bucket (``sandcat-protocol.md`` §4.5)."""
+"""Objects in S3 / MinIO: the files bucket and the avatars bucket."""
 
 from __future__ import annotations
 
