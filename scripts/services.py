@@ -12,8 +12,10 @@ run's ``postgres`` service) instead of the default ``sqlite``.
     python scripts/services.py install [NAMES...]
     python scripts/services.py start [NAMES...] --run-dir DIR [--port NAME=PORT ...]
     python scripts/services.py status --run-dir DIR
-    python scripts/services.py stop --run-dir DIR
+    python scripts/services.py stop [NAMES...] --run-dir DIR
 
+``stop NAMES`` stops only those services and keeps their data and ports; ``start NAMES``
+on the same run dir then restarts them as they were (the fault tests use this).
 ``start`` installs what is missing, starts each service on a free (or given)
 loopback port with its data under DIR, waits until it really answers, and
 writes ``DIR/services.json`` and ``DIR/services.env``.  Each service logs to
@@ -503,13 +505,17 @@ class Postgres(Service):
         base.mkdir(exist_ok=True)
         os.chown(base, pw.pw_uid, pw.pw_gid)
         external: str | None = None
-        if not _can_reach_as("postgres", base):
+        link = run_dir / "postgres-data"
+        if link.is_symlink() and link.resolve().is_dir():  # a restart: the cluster kept there
+            base.rmdir()
+            external = str(link.resolve())
+            base = Path(external)
+        elif not _can_reach_as("postgres", base):
             base.rmdir()
             external = tempfile.mkdtemp(prefix="sandcat-pg-")
             os.chown(external, pw.pw_uid, pw.pw_gid)
             os.chmod(external, 0o700)
             base = Path(external)
-            link = run_dir / "postgres-data"
             with contextlib.suppress(OSError):
                 link.unlink()
             link.symlink_to(base)
@@ -520,29 +526,32 @@ class Postgres(Service):
         os.chmod(pwfile, 0o600)
 
         env = {"PATH": f"{bindir}:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": pw.pw_dir, "TZ": "UTC"}
-        say(f"postgres: initdb {data}")
-        _run(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                PG_USER,
-                f"--pwfile={pwfile}",
-                "--auth-local=scram-sha-256",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-                "--no-sync",
-            ],
-            service=self.name,
-            log=log,
-            env=env,
-            user="postgres",
-            timeout=120,
-            what="initdb",
-        )
+        # A restart (`stop postgres` then `start postgres` on the same run dir) keeps the cluster.
+        fresh = not (data / "PG_VERSION").exists()
+        if fresh:
+            say(f"postgres: initdb {data}")
+            _run(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    PG_USER,
+                    f"--pwfile={pwfile}",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ],
+                service=self.name,
+                log=log,
+                env=env,
+                user="postgres",
+                timeout=120,
+                what="initdb",
+            )
         pwfile.unlink()
         # Unix sockets disabled: the path limit (107 bytes) is easily exceeded by temp dirs.
         argv = [
@@ -620,13 +629,14 @@ class Postgres(Service):
             "-U",
             PG_USER,
         ]
-        _run(
-            [*psql, "-d", "postgres", "-c", f"CREATE DATABASE {PG_DB}"],
-            service=self.name,
-            env=pgenv,
-            timeout=60,
-            what="CREATE DATABASE",
-        )
+        if fresh:
+            _run(
+                [*psql, "-d", "postgres", "-c", f"CREATE DATABASE {PG_DB}"],
+                service=self.name,
+                env=pgenv,
+                timeout=60,
+                what="CREATE DATABASE",
+            )
         version = _run(
             [*psql, "-d", PG_DB, "-c", "SHOW server_version"],
             service=self.name,
@@ -986,29 +996,31 @@ class Kafka(Service):
         cluster_id = ""
         while not cluster_id or cluster_id.startswith("-"):
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        say("kafka: formatting storage (kafka.tools.StorageTool format --standalone)")
-        _run(
-            [
-                java,
-                "-Xmx256m",
-                "-XX:TieredStopAtLevel=1",
-                log4j,
-                "-cp",
-                cp,
-                "kafka.tools.StorageTool",
-                "format",
-                "--standalone",
-                "-t",
-                cluster_id,
-                "-c",
-                str(props),
-            ],
-            service=self.name,
-            log=log,
-            cwd=kdir,
-            timeout=180,
-            what="kafka StorageTool format",
-        )
+        # A restart (`stop kafka` then `start kafka` on the same run dir) keeps the log dirs.
+        if not (data / "meta.properties").exists():
+            say("kafka: formatting storage (kafka.tools.StorageTool format --standalone)")
+            _run(
+                [
+                    java,
+                    "-Xmx256m",
+                    "-XX:TieredStopAtLevel=1",
+                    log4j,
+                    "-cp",
+                    cp,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--standalone",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                ],
+                service=self.name,
+                log=log,
+                cwd=kdir,
+                timeout=180,
+                what="kafka StorageTool format",
+            )
         argv = [
             java,
             KAFKA_HEAP,
@@ -1559,8 +1571,9 @@ def start_services(
     """Install (if needed) and start the named services (all if None/empty) under run_dir.
 
     Returns the content of run_dir/services.json.  ``ports`` may pin ports, keyed by service
-    name (``kafka_controller`` for Kafka's controller listener).  On failure the services
-    started by this call are stopped again and ServiceError is raised.
+    name (``kafka_controller`` for Kafka's controller listener).  A service stopped alone
+    (``stop_services(run_dir, [name])``) starts again on its old ports with its data.  On
+    failure the services started by this call are stopped again and ServiceError is raised.
     """
     chosen = _names(names)
     rdir = Path(run_dir).resolve()
@@ -1580,21 +1593,27 @@ def start_services(
     state["run_dir"] = str(rdir)
     state["cache_dir"] = str(cache_dir())
     taken: set[int] = set()
+    resumed: set[str] = set()
     try:
         for name in chosen:
             svc = SERVICES[name]
+            previous = state["services"].get(name) or {}
+            resume = bool(previous.get("stopped"))
+            if resume:
+                resumed.add(name)
             want: dict[str, int] = {}
             for slot in svc.ports_needed():
                 key = name if slot == "port" else f"{name}_{slot.removesuffix('_port')}"
-                port = pinned.get(key, 0)
+                port = int(previous[slot]) if resume else pinned.get(key, 0)
                 if port and (port in taken or not _port_is_free(port)):
                     raise ServiceError(name, f"port {port} ({key}) is already in use")
                 while not port or port in taken:
                     port = _free_port()
                 taken.add(port)
                 want[slot] = port
-            say(f"{name}: starting on {HOST}:{want['port']}")
-            (rdir / f"{name}.log").unlink(missing_ok=True)
+            say(f"{name}: {'restarting' if resume else 'starting'} on {HOST}:{want['port']}")
+            if not resume:
+                (rdir / f"{name}.log").unlink(missing_ok=True)
             t0 = time.monotonic()
             proc, info = svc.start(rdir, want)
             elapsed = round(time.monotonic() - t0, 2)
@@ -1614,7 +1633,7 @@ def start_services(
                 say(f"last lines of {exc.log}:\n{tail}")
         for name in chosen:  # none of them ran before this call (checked above)
             with contextlib.suppress(Exception):
-                _stop_one(rdir, name, state)
+                _stop_one(rdir, name, state, keep=name in resumed)
         with contextlib.suppress(Exception):
             _write_outputs(rdir, state)
         raise
@@ -1622,8 +1641,9 @@ def start_services(
     return state
 
 
-def _stop_one(run_dir: Path, name: str, state: dict[str, Any]) -> bool:
-    """Stop one service by its pid file; return True if a process was stopped."""
+def _stop_one(run_dir: Path, name: str, state: dict[str, Any], keep: bool = False) -> bool:
+    """Stop one service by its pid file; return True if a process was stopped.  With
+    ``keep`` its data and ports stay recorded, for ``start_services`` to restart it."""
     pidfile = run_dir / f"{name}.pid"
     entry = _read_pidfile(pidfile)
     stopped = False
@@ -1646,17 +1666,28 @@ def _stop_one(run_dir: Path, name: str, state: dict[str, Any]) -> bool:
             with contextlib.suppress(Exception):
                 child.wait(timeout=1)
         pidfile.unlink(missing_ok=True)
+    if keep:
+        if name in state.get("services", {}):
+            state["services"][name]["stopped"] = True
+        return stopped
     info = state.get("services", {}).pop(name, None)
     if svc is not None and info:
         svc.cleanup(info)
     return stopped
 
 
-def stop_services(run_dir: str | os.PathLike[str]) -> list[str]:
-    """Stop every service started under run_dir (by its pid file); return the names stopped."""
+def stop_services(run_dir: str | os.PathLike[str], names: Sequence[str] | None = None) -> list[str]:
+    """Stop every service started under run_dir (by its pid file); return the names stopped.
+
+    With ``names``, stop only those and keep their data and ports: ``start_services`` with
+    the same names and run dir brings them back as they were (a restart, e.g. a fault test).
+    """
     rdir = Path(run_dir).resolve()
     state = _load_state(rdir)
-    stopped = [name for name in ALL_SERVICES if _stop_one(rdir, name, state)]
+    if names:
+        stopped = [name for name in _names(names) if _stop_one(rdir, name, state, keep=True)]
+    else:
+        stopped = [name for name in ALL_SERVICES if _stop_one(rdir, name, state)]
     if rdir.exists():
         _write_outputs(rdir, state)
     return stopped
@@ -1724,7 +1755,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME=PORT",
         help="pin a port (names: postgres redis kafka kafka_controller mongo s3)",
     )
-    p_stop = sub.add_parser("stop", help="stop what start started in --run-dir")
+    p_stop = sub.add_parser(
+        "stop",
+        help="stop what start started in --run-dir; with NAMES only those, keeping their "
+        "data and ports for `start NAMES` (a restart)",
+    )
+    p_stop.add_argument("names", nargs="*", metavar="NAME", help=" ".join(ALL_SERVICES))
     p_stop.add_argument("--run-dir", required=True, type=Path)
     p_status = sub.add_parser("status", help="show whether the services in --run-dir answer")
     p_status.add_argument("--run-dir", required=True, type=Path)
@@ -1739,7 +1775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 say(f"{name}: {info.get('url')} ({info.get('version')})")
             say(f"wrote {args.run_dir / 'services.json'} and {args.run_dir / 'services.env'}")
         elif args.command == "stop":
-            stopped = stop_services(args.run_dir)
+            stopped = stop_services(args.run_dir, args.names)
             say(f"stopped: {' '.join(stopped) if stopped else 'nothing was running'}")
         elif args.command == "status":
             result = status_services(args.run_dir)
