@@ -102,6 +102,12 @@ class LimitsConfig:
     messages_burst: int = 200
     bad_frames_before_close: int = 10
     group_members: int = 10000
+    group_invite_strangers: bool = False
+    friend_reapply_cooldown_seconds: int = 86400
+    http_header_timeout: float = 15.0
+    http_body_timeout: float = 30.0
+    http_connections_per_ip: int = 200
+    http_connections: int = 10000
     name_chars: int = 64
     remark_chars: int = 256
     search_pattern_chars: int = 32
