@@ -34,6 +34,7 @@ from sandcat.api.files import FileRoutes
 from sandcat.api.friends import FriendRoutes
 from sandcat.api.groups import GroupRoutes
 from sandcat.api.messages import MessageRoutes
+from sandcat.api.openapi import OpenApiRoutes
 from sandcat.api.users import UserRoutes, WsAddress
 from sandcat.config import Config
 from sandcat.gateway.cluster import GatewayCluster
@@ -265,6 +266,7 @@ async def build(config: Config) -> AsyncIterator[Apps]:
                 api_app,
                 GroupRoutes(groups=groups, auth=user_routes, body_limit=body_limit).routes(),
             )
+            add_routes(api_app, OpenApiRoutes().routes())
             api_app.router.add_get("/health", _health)
         if role in {"all", "gateway"}:
             gateway_edge = Gateway(
