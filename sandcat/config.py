@@ -67,6 +67,8 @@ class ServerConfig:
     refresh_ttl_seconds: int = 100800
     allow_stranger_messages: bool = False
     trust_forwarded_for: bool = False
+    #: SIGTERM/SIGINT to exit: refuse new work, store and ack what was accepted, close 1001.
+    shutdown_seconds: float = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +86,10 @@ class EmbeddedConfig:
     data_dir: str = "./data"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LimitsConfig:
+    """Not frozen: SIGHUP updates the running process's limits in place (``sandcat.reload``)."""
+
     ws_message_bytes: int = 65536
     text_bytes: int = 16384
     http_body_bytes: int = 65536
@@ -112,6 +116,15 @@ class LimitsConfig:
     remark_chars: int = 256
     search_pattern_chars: int = 32
     pull_max_messages: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``port`` -1: ``/metrics`` on the API and WebSocket ports; otherwise only on its own
+    listener at ``host:port`` (0 picks a free port), which also answers /health and /ready."""
+
+    host: str = "127.0.0.1"
+    port: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +230,7 @@ class Config:
     websocket: WebsocketConfig = field(default_factory=WebsocketConfig)
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     db: DbConfig = field(default_factory=DbConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
@@ -346,6 +360,10 @@ def _validate(config: Config) -> None:
     ):
         if not 0 <= value <= 65535:
             raise ConfigError(f"config key {section}: {value} is not a TCP port")
+    if not -1 <= config.metrics.port <= 65535:
+        raise ConfigError(f"config key metrics.port: {config.metrics.port} is not -1 or a TCP port")
+    if config.server.shutdown_seconds <= 0:
+        raise ConfigError("config key server.shutdown_seconds: must be positive")
     for limit in dataclasses.fields(config.limits):
         value = getattr(config.limits, limit.name)
         if value < 0:
