@@ -8,6 +8,10 @@ stored batch that reach a connection together cost one system call, and no task 
 connection waits to write. The transport's own buffer is the connection's outbound queue:
 past ``limits.send_queue_frames`` or ``limits.send_queue_bytes`` the slow client is
 closed with 4008 instead of holding memory for it.
+
+Liveness is one timer for the whole process (``Heartbeat``), not a timer per connection:
+each beat pings the connections that were quiet for a whole interval and drops those that
+did not answer the previous beat's ping.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from aiohttp import web
 
 from sandcat import _native
 from sandcat.log import get_logger
+from sandcat.metrics import COUNTS
 from sandcat.protocol.msg import NEVER_PUSHED, Msg
 
 log = get_logger(__name__)
@@ -32,6 +37,10 @@ CLOSE_GRACE_SECONDS = 2.0
 
 #: Headers of unmasked, final binary frames (RFC 6455 §5.2) with a payload under 126 bytes.
 _SHORT_HEADERS = [bytes((0x82, n)) for n in range(126)]
+
+
+#: A ping with no payload (RFC 6455 §5.5.2).
+PING_FRAME = b"\x89\x00"
 
 
 def frame_header(size: int) -> bytes:
@@ -68,6 +77,7 @@ class Flusher:
 class Connection:
     __slots__ = (
         "_backlog",
+        "_beat",
         "_closed",
         "_closing",
         "_flusher",
@@ -110,6 +120,29 @@ class Connection:
         self._max_bytes = max_bytes
         self._closing: tuple[int, str] | None = None
         self._closed: asyncio.Task[None] | None = None
+        self._beat = 0  # heartbeats since the peer was last heard: 1 quiet, 2 pinged
+
+    def heard(self) -> None:
+        """The peer sent a frame: it is alive."""
+        self._beat = 0
+
+    def pong(self, payload: bytes) -> None:
+        """Answer a ping (its payload is at most 125 bytes: the reader enforces it)."""
+        if self._closing is None and not self._transport.is_closing():
+            self._transport.write(bytes((0x8A, len(payload))) + payload)
+
+    def beat(self) -> None:
+        """One heartbeat: ping after a quiet interval, drop the peer that did not answer."""
+        beat = self._beat
+        if beat == 0:
+            self._beat = 1
+        elif beat == 1:
+            self._beat = 2
+            if self._closing is None and not self._transport.is_closing():
+                self._transport.write(PING_FRAME)
+        else:
+            log.info("ws_dead_peer", user_id=self.user_id, conn_id=self.conn_id)
+            self._transport.abort()
 
     def send(self, frame: bytes) -> None:
         """Queue one encoded ``Msg``; never blocks. Overflow closes the connection (4008)."""
@@ -134,6 +167,7 @@ class Connection:
                 queued=len(out) + self._backlog,
                 buffered=buffered,
             )
+            COUNTS.slow_client_closes += 1
             self.close(CLOSE_SLOW, "slow")
 
     def flush(self) -> None:
@@ -151,7 +185,12 @@ class Connection:
         if transport.is_closing():
             return
         transport.write(b"".join(pieces))
+        COUNTS.frames_out += len(out)
         self._backlog = self._backlog + len(out) if transport.get_write_buffer_size() else 0
+
+    def queued(self) -> tuple[int, int]:
+        """Frames not yet written or still in the socket's buffer, and that buffer's bytes."""
+        return len(self._out) + self._backlog, self._transport.get_write_buffer_size()
 
     def close(self, code: int, reason: str) -> None:
         """Send nothing more and close with ``code`` (the handshake runs in its own task)."""
@@ -183,6 +222,33 @@ class Connection:
         if self._closed is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._closed
+
+
+class Heartbeat:
+    """Beats every connection of a registry each ``interval`` seconds from one timer.
+
+    The timer runs while connections exist: ``ensure`` starts it on a connect, and a beat
+    that finds the registry empty does not schedule the next one.
+    """
+
+    __slots__ = ("_handle", "_interval", "_registry")
+
+    def __init__(self, registry: Registry, interval: float) -> None:
+        self._registry = registry
+        self._interval = interval
+        self._handle: asyncio.TimerHandle | None = None
+
+    def ensure(self) -> None:
+        if self._handle is None and self._interval > 0:
+            self._handle = asyncio.get_running_loop().call_later(self._interval, self._beat)
+
+    def _beat(self) -> None:
+        self._handle = None
+        connections = self._registry.all_connections()
+        for conn in connections:
+            conn.beat()
+        if connections:
+            self.ensure()
 
 
 class Registry:
