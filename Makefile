@@ -63,8 +63,8 @@ test: install
 	bash scripts/test.sh
 
 lint: install
-	$(BIN)/ruff check sandcat tests benchmarks scripts setup.py
-	$(BIN)/ruff format --check sandcat tests benchmarks scripts setup.py
+	$(BIN)/ruff check sandcat tests benchmarks scripts examples setup.py
+	$(BIN)/ruff format --check sandcat tests benchmarks scripts examples setup.py
 
 typecheck: install
 	$(BIN)/mypy

@@ -16,7 +16,7 @@ run_pytest() {
 }
 
 echo "== ruff"
-$BIN/ruff check sandcat tests benchmarks scripts setup.py
+$BIN/ruff check sandcat tests benchmarks scripts examples setup.py
 echo "== mypy"
 $BIN/mypy
 echo "== cargo test"
