@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,11 @@ class Cluster:
 
 
 def start_cluster(
-    real_services: Services, tmp_path_factory: pytest.TempPathFactory
+    real_services: Services,
+    tmp_path_factory: pytest.TempPathFactory,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[Cluster]:
+    """``extra_env``: more ``SANDCAT__*`` settings for every process of this topology."""
     run = secrets.token_hex(4)
     env = topology_mod.service_overrides(
         {
@@ -94,6 +97,7 @@ def start_cluster(
             "SANDCAT__LIMITS__CODE_SENDS_PER_MINUTE_PER_IP": "100000",
             "SANDCAT__LIMITS__MESSAGES_PER_SECOND": "100000",
             "SANDCAT__LIMITS__MESSAGES_BURST": "100000",
+            **(extra_env or {}),
         }
     )
     log = tmp_path_factory.mktemp("cluster") / "cluster.log"
