@@ -207,6 +207,7 @@ async def build(config: Config) -> AsyncIterator[Apps]:
         )
         groups = GroupService(
             groups=adapters.groups,
+            friends=adapters.friends,
             cache=adapters.membership,
             notifier=notifier,
             clock=clock,

@@ -171,8 +171,12 @@ class FriendStore(Protocol):
         req_remark: str | None,
         source: str,
         now_ms: int,
-    ) -> str:
-        """Create or renew (back to Pending) the request; returns its id (``new_id`` if new)."""
+        renew_rejected_before: int,
+    ) -> str | None:
+        """Create the request, or renew (back to Pending) one that was answered: accepted,
+        deleted, or rejected before ``renew_rejected_before`` (ms). Returns its id (``new_id``
+        if new), or ``None`` when the pair's request is pending or was rejected since then
+        (the row is left as it is)."""
 
     async def get_request(self, fs_id: str) -> FriendRequest | None: ...
 
@@ -192,6 +196,9 @@ class FriendStore(Protocol):
     async def set_remark(self, user_id: str, friend_id: str, remark: str, now_ms: int) -> bool: ...
 
     async def are_friends(self, user_id: str, friend_id: str) -> bool: ...
+
+    async def friends_among(self, user_id: str, user_ids: Sequence[str]) -> set[str]:
+        """Those of ``user_ids`` that are ``user_id``'s accepted friends (one statement)."""
 
     async def friends_since(self, user_id: str, since_ms: int) -> list[Friend]:
         """The user's ``friends`` rows (any status) changed after ``since_ms``."""

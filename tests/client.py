@@ -272,6 +272,12 @@ async def befriend(api: Api, requester: User, target: User) -> str:
     return str(fs["fs_id"])
 
 
+async def befriend_all(api: Api, user: User, others: list[User]) -> None:
+    """``user`` befriends each of ``others`` (two requests each, all at once): a group is
+    created with, and members invited from, only the actor's friends."""
+    await asyncio.gather(*(befriend(api, user, other) for other in others))
+
+
 async def pull(
     api: Api, user: User, *, start: int, end: int, send_start: int = 0, send_end: int = 0
 ) -> list[dict[str, Any]]:

@@ -141,10 +141,14 @@ def path_param(request: web.Request, name: str) -> str:
 
 
 def path_int(request: web.Request, name: str) -> int:
+    """An integer path parameter that fits a signed 64-bit column (else 400 ``PathParsing``)."""
     try:
-        return int(path_param(request, name))
+        value = int(path_param(request, name))
     except ValueError as exc:
         raise PathParsing(f"path parameter `{name}` must be an integer") from exc
+    if not -(2**63) <= value < 2**63:
+        raise PathParsing(f"path parameter `{name}` is out of range")
+    return value
 
 
 def bearer_token(request: web.Request) -> str:

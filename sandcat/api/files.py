@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import aclosing
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from sandcat.api.common import Handler, path_param
 from sandcat.api.users import UserRoutes
@@ -33,9 +34,17 @@ class FileRoutes:
         if request.content_length is not None and request.content_length > self._limit + 65536:
             raise PayloadTooLarge(f"uploads are limited to {self._limit} bytes")
         try:
-            reader = await request.multipart()
-        except (AssertionError, ValueError, KeyError) as exc:
-            raise BodyParsing("expected a multipart/form-data body") from exc
+            filename, content_type, data = await self._read_file_part(request)
+        except (AssertionError, ValueError, KeyError, HttpProcessingError) as exc:
+            # A header line too long, a missing boundary, a body that ends too early.
+            raise BodyParsing(f"malformed multipart/form-data body: {exc}") from exc
+        key = await self._files.upload(bucket, filename, data, content_type)
+        return web.Response(text=key, content_type="text/plain")
+
+    async def _read_file_part(self, request: web.Request) -> tuple[str | None, str, bytes]:
+        """The ``file`` field of a complete multipart body: its name, type and bytes. A body
+        cut before its closing boundary is refused, never stored as a shorter file."""
+        reader = await request.multipart()
         part = await reader.next()
         while part is not None and not (isinstance(part, BodyPartReader) and part.name == "file"):
             part = await reader.next()
@@ -46,10 +55,13 @@ class FileRoutes:
             data += chunk
             if len(data) > self._limit:
                 raise PayloadTooLarge(f"uploads are limited to {self._limit} bytes")
-        key = await self._files.upload(
-            bucket, part.filename, bytes(data), part.headers.get("Content-Type", "")
-        )
-        return web.Response(text=key, content_type="text/plain")
+        if not part.at_eof():
+            raise BodyParsing("the multipart body ends inside the file")
+        while (rest := await reader.next()) is not None:
+            await rest.release()
+        if not reader.at_eof():
+            raise BodyParsing("the multipart body has no closing boundary")
+        return part.filename, part.headers.get("Content-Type", ""), bytes(data)
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         return await self._upload(request, self._files.bucket)

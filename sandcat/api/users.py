@@ -46,6 +46,7 @@ class UserRoutes:
             ("POST", "/user/login", self.login),
             ("GET", "/user/refresh_token/{token}/{is_refresh}", self.refresh),
             ("PUT", "/user/pwd", self.change_password),
+            ("PUT", "/user/email", self.change_email),
             ("PUT", "/user", self.update),
             ("DELETE", "/user/logout/{uuid}", self.logout),
             ("GET", "/user/{user_id}/search/{pattern}", self.search),
@@ -106,6 +107,17 @@ class UserRoutes:
             code=body.text("code"),
         )
         return empty_response()
+
+    async def change_email(self, request: web.Request) -> web.StreamResponse:
+        """``{user_id, email, code}``: the code that ``POST /user/mail/send`` sent to the new
+        address; answers the updated profile."""
+        body = Body(await read_json(request, self._limit))
+        user_id = body.text("user_id")
+        await self.authed(request, user_id)
+        user = await self._users.change_email(
+            user_id=user_id, email=body.text("email"), code=body.text("code")
+        )
+        return json_response(user_json(user))
 
     async def update(self, request: web.Request) -> web.StreamResponse:
         body = Body(await read_json(request, self._limit))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sandcat.config import LimitsConfig
 from sandcat.domain import UserRecord
-from sandcat.errors import BadRequest, Forbidden, NotFound
+from sandcat.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from sandcat.ids import Clock, nanoid
 from sandcat.ports import FriendRequest, FriendStore, UserStore
 from sandcat.protocol.msg import MsgType
@@ -62,6 +62,7 @@ class FriendService:
         if await self._friends.are_friends(user_id, friend_id):
             raise BadRequest("you are already friends")
         now = self._clock.now_ms()
+        cool_down_ms = self._limits.friend_reapply_cooldown_seconds * 1000
         fs_id = await self._friends.upsert_request(
             new_id=nanoid(),
             user_id=user_id,
@@ -70,7 +71,10 @@ class FriendService:
             req_remark=req_remark,
             source=source,
             now_ms=now,
+            renew_rejected_before=now - cool_down_ms,
         )
+        if fs_id is None:
+            return await self._unchanged_request(user_id, target, cool_down_ms, now)
         notice = FriendshipWithUser(
             fs_id=fs_id,
             user_id=requester.id,
@@ -104,6 +108,36 @@ class FriendService:
             create_time=now,
             account=target.account,
             remark=req_remark,
+            email=None,
+        )
+
+    async def _unchanged_request(
+        self, user_id: str, target: UserRecord, cool_down_ms: int, now: int
+    ) -> FriendshipWithUser:
+        """A re-apply the store left alone: a pending request is answered as it stands (no
+        new row, no second push); a recent denial is refused until its cool-down ends."""
+        request = await self._friends.request_between(user_id, target.id)
+        if request is None:  # deleted between the two statements; rare enough to refuse
+            raise BadRequest("the friend request changed meanwhile; apply again")
+        if request.status != PENDING:
+            retry_after = (request.update_time + cool_down_ms - now + 999) // 1000
+            raise TooManyRequests(
+                "this user denied your friend request; you can apply again later", retry_after
+            )
+        return FriendshipWithUser(
+            fs_id=request.id,
+            user_id=target.id,
+            name=target.name,
+            avatar=target.avatar,
+            gender=target.gender,
+            age=target.age,
+            region=target.region,
+            status=PENDING,
+            apply_msg=None,
+            source=request.source,
+            create_time=request.create_time,
+            account=target.account,
+            remark=request.req_remark,
             email=None,
         )
 

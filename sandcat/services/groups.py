@@ -18,7 +18,7 @@ from sandcat import _native
 from sandcat.config import LimitsConfig
 from sandcat.errors import BadRequest, Forbidden, NotFound
 from sandcat.ids import Clock, nanoid
-from sandcat.ports import GroupStore, MembershipCache
+from sandcat.ports import FriendStore, GroupStore, MembershipCache
 from sandcat.protocol.msg import MsgType
 from sandcat.protocol.payloads import GroupInfo, GroupInvitation, GroupMember
 from sandcat.services.friends import check_text
@@ -37,12 +37,14 @@ class GroupService:
         self,
         *,
         groups: GroupStore,
+        friends: FriendStore,
         cache: MembershipCache,
         notifier: Notifier,
         clock: Clock,
         limits: LimitsConfig,
     ) -> None:
         self._groups = groups
+        self._friends = friends
         self._cache = cache
         self._notifier = notifier
         self._clock = clock
@@ -62,6 +64,19 @@ class GroupService:
         if len(ids) > self._limits.group_members:
             raise BadRequest(f"at most {self._limits.group_members} user ids per request")
         return ids
+
+    async def _check_consent(self, user_id: str, ids: list[str]) -> None:
+        """Only the actor's accepted friends may be put into a group (a group message is
+        stored for every member: a stranger never agreed to that), unless
+        ``limits.group_invite_strangers``."""
+        others = [uid for uid in ids if uid != user_id]
+        if self._limits.group_invite_strangers or not others:
+            return
+        friends = await self._friends.friends_among(user_id, others)
+        strangers = [uid for uid in others if uid not in friends]
+        if strangers:
+            shown = ", ".join(strangers[:5]) + (" ..." if len(strangers) > 5 else "")
+            raise BadRequest(f"only your friends can be added to a group; not friends: {shown}")
 
     def _check_info(self, name: str, description: str, announcement: str) -> None:
         check_text("group name", name, self._limits.name_chars)
@@ -85,6 +100,7 @@ class GroupService:
         name = name.strip()
         self._check_info(name, "", "")
         ids = self._user_ids([user_id, *member_ids])
+        await self._check_consent(user_id, ids)
         now = self._clock.now_ms()
         info = GroupInfo(
             id=nanoid(),
@@ -122,6 +138,7 @@ class GroupService:
                 raise BadRequest("every listed user is already a member")
             if len(roles) + len(new) > self._limits.group_members:
                 raise BadRequest(f"a group has at most {self._limits.group_members} members")
+            await self._check_consent(user_id, new)
             added = await self._groups.add_members(group_id, new, self._clock.now_ms())
             if not added:
                 raise BadRequest("none of the listed users exists")

@@ -169,13 +169,39 @@ class UserService:
         return user
 
     async def update(self, user_id: str, changes: UserChanges) -> UserRecord:
+        """``PUT /user``: the profile. The e-mail is the account's login and its password
+        reset channel, so it is not changed here (the web client sends it back unchanged,
+        which is accepted): a new address goes through ``change_email`` with a code."""
         if changes.name is not None and changes.name.strip():
             changes.name = self._check_name(changes.name)
-        if changes.email:
-            changes.email = check_email(changes.email)
+        if changes.email and changes.email.strip():
+            current = await self.get(user_id)
+            if (current.email or "").lower() != changes.email.strip().lower():
+                raise BadRequest(
+                    "the e-mail address changes only with a code sent to the new address: "
+                    "POST /user/mail/send, then PUT /user/email"
+                )
+        changes.email = None
         user = await self._users.update_user(user_id, changes, self._clock.now_ms())
         if user is None:
             raise NotFound("no such user")
+        return user
+
+    async def change_email(self, *, user_id: str, email: str, code: str) -> UserRecord:
+        """Move the account to ``email``, proven by the code sent there; the address must
+        not be another account's, whatever its case."""
+        email = check_email(email)
+        if await self._users.email_taken(email):
+            current = await self.get(user_id)
+            if (current.email or "").lower() != email.lower():
+                raise BadRequest("this e-mail address is already registered")
+        await self._consume_code(email, code)
+        user = await self._users.update_user(
+            user_id, UserChanges(email=email), self._clock.now_ms()
+        )
+        if user is None:
+            raise NotFound("no such user")
+        log.info("user_email_changed", user_id=user_id)
         return user
 
     async def change_password(self, *, user_id: str, email: str, password: str, code: str) -> None:

@@ -65,6 +65,14 @@ async def social(
 
 
 async def request_friend(s: Social, new_id: str, frm: str, to: str, now: int = 100) -> str:
+    fs_id = await try_request(s, new_id, frm, to, now, renew_rejected_before=now)
+    assert fs_id is not None
+    return fs_id
+
+
+async def try_request(
+    s: Social, new_id: str, frm: str, to: str, now: int, *, renew_rejected_before: int
+) -> str | None:
     return await s.friends.upsert_request(
         new_id=new_id,
         user_id=frm,
@@ -73,6 +81,7 @@ async def request_friend(s: Social, new_id: str, frm: str, to: str, now: int = 1
         req_remark=f"{to} as {frm} calls them",
         source="search",
         now_ms=now,
+        renew_rejected_before=renew_rejected_before,
     )
 
 
@@ -115,6 +124,21 @@ async def test_a_request_is_created_then_renewed_with_the_same_id(social: Social
     assert renewed is not None
     assert (renewed.status, renewed.create_time, renewed.update_time) == (PENDING, 200, 200)
     assert await social.friends.get_request("fs2") is None
+
+
+async def test_a_pending_or_recently_rejected_request_is_left_as_it_is(social: Social) -> None:
+    await social.add_users("a", "b")
+    assert await request_friend(social, "fs1", "a", "b", now=100) == "fs1"
+    assert await try_request(social, "fs2", "a", "b", 150, renew_rejected_before=150) is None
+    assert await social.friends.reject_request("fs1", "no", 200)
+    # Rejected at 200: a re-apply renews it only when the cool-down ends before now.
+    assert await try_request(social, "fs3", "a", "b", 250, renew_rejected_before=200) is None
+    request = await social.friends.get_request("fs1")
+    assert request is not None
+    assert (request.status, request.create_time, request.update_time) == (REJECTED, 100, 200)
+    assert await try_request(social, "fs4", "a", "b", 300, renew_rejected_before=201) == "fs1"
+    for unused in ("fs2", "fs3", "fs4"):
+        assert await social.friends.get_request(unused) is None
 
 
 async def test_accept_makes_both_directions_friends_once(social: Social) -> None:

@@ -66,6 +66,13 @@ async def test_a_taken_email_is_refused(users: UserStore) -> None:
     with pytest.raises(BadRequest):
         await users.insert_user(user("u2", email="same@example.com"))
     assert await users.get_user("u2") is None
+    # Case does not make another address: the check and the unique index both ignore it.
+    assert await users.email_taken("SAME@Example.COM")
+    with pytest.raises(BadRequest):
+        await users.insert_user(user("u5", email="SAME@EXAMPLE.COM"))
+    assert await users.get_user("u5") is None
+    found = await users.find_login("Same@Example.Com")
+    assert found is not None and found.id == "u1"
     await users.insert_user(user("u3", email=None))  # no e-mail: several users may have none
     await users.insert_user(user("u4", email=None))
     assert (await users.get_user("u4")) is not None
@@ -108,8 +115,9 @@ async def test_update_changes_only_non_empty_fields(users: UserStore) -> None:
 async def test_update_refuses_someone_elses_email(users: UserStore) -> None:
     await users.insert_user(user("u1"))
     await users.insert_user(user("u2"))
-    with pytest.raises(BadRequest):
-        await users.update_user("u2", UserChanges(email="u1@example.com"), 2000)
+    for taken in ("u1@example.com", "U1@EXAMPLE.COM"):
+        with pytest.raises(BadRequest):
+            await users.update_user("u2", UserChanges(email=taken), 2000)
     same = await users.update_user("u1", UserChanges(email="u1@example.com"), 2000)
     assert same is not None and same.email == "u1@example.com"
     moved = await users.update_user("u2", UserChanges(email="new@example.com"), 2000)

@@ -34,6 +34,7 @@ ROUTES: list[Route] = [
     ),
     ("DELETE", "/message", lambda u: {"user_id": u.id, "msg_id": [1]}),
     ("PUT", "/user", lambda u: {"id": u.id, "name": "x", "avatar": "", "gender": ""}),
+    ("PUT", "/user/email", lambda u: {"user_id": u.id, "email": "n@example.com", "code": "1"}),
     ("DELETE", "/user/logout/{u}", lambda u: None),
     ("GET", "/user/{u}/search/x", lambda u: None),
     (

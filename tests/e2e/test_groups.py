@@ -12,7 +12,7 @@ import pytest
 
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from tests import wire
-from tests.client import Api, CodeBook, Socket, User, pull
+from tests.client import Api, CodeBook, Socket, User, befriend, befriend_all, pull
 from tests.conftest import StartServer
 
 INFO_KEYS = [
@@ -78,24 +78,25 @@ def _of(kind: int) -> Callable[[dict[str, Any]], bool]:
 
 async def test_group_lifecycle(api: Api, session: aiohttp.ClientSession) -> None:
     alice, bob, carol = await _users(api, "alice", "bob", "carol")
+    await befriend_all(api, alice, [bob, carol])  # seq 1 of each: the friend notification
     a, b, c = [await Socket.connect(session, u) for u in (alice, bob, carol)]
 
-    invitation = await _create(api, alice, [bob.id, carol.id, "", "nobody"])
+    invitation = await _create(api, alice, [bob.id, carol.id, ""])
     info = invitation["info"]
     gid = info["id"]
     assert list(invitation) == ["info", "members"] and list(info) == INFO_KEYS
     assert info["owner"] == alice.id and info["name"] == "trio" and len(gid) == 21
     assert [list(m) for m in invitation["members"]] == [MEMBER_KEYS] * 3
     roles = {m["user_id"]: m["role"] for m in invitation["members"]}
-    assert roles == {alice.id: 0, bob.id: 2, carol.id: 2}  # unknown ids are dropped
+    assert roles == {alice.id: 0, bob.id: 2, carol.id: 2}  # blank ids are dropped
 
     for sock in (b, c):
         note = await sock.recv_until(_of(2))
         assert note["send_id"] == alice.id and note["receiver_id"] == gid == note["group_id"]
-        assert note["seq"] == 1 and note["send_seq"] == 0
+        assert note["seq"] == 2 and note["send_seq"] == 0
         assert wire.decode_group_invitation(note["content"]) == invitation
     _, seqs = await api.call("GET", f"/message/seq/{alice.id}", token=alice.token)
-    assert seqs == {"seq": 0, "send_seq": 1}  # the creator's outbox copy of the invitation
+    assert seqs == {"seq": 2, "send_seq": 1}  # the creator's outbox copy of the invitation
 
     # Group messages: each member but the sender gets it with their own next seq.
     for i, (sock, sender) in enumerate(((b, bob), (c, carol), (b, bob))):
@@ -107,7 +108,7 @@ async def test_group_lifecycle(api: Api, session: aiohttp.ClientSession) -> None
             got = await other.recv_until(_of(1))
             assert got["content"] == f"msg {i}".encode() and got["send_id"] == sender.id
             assert got["receiver_id"] == gid and got["send_seq"] == 0
-    assert [await _seq(api, u) for u in (alice, bob, carol)] == [3, 2, 3]
+    assert [await _seq(api, u) for u in (alice, bob, carol)] == [5, 3, 4]
 
     # A plain member may neither remove nor update: refused, nothing changes, nobody hears.
     remove_bob = {"user_id": carol.id, "group_id": gid, "mem_id": [bob.id]}
@@ -131,7 +132,7 @@ async def test_group_lifecycle(api: Api, session: aiohttp.ClientSession) -> None
         json={"user_id": bob.id, "group_id": gid, "is_dismiss": True},
         expect=403,
     )
-    assert [await _seq(api, u) for u in (alice, bob, carol)] == [3, 2, 3]
+    assert [await _seq(api, u) for u in (alice, bob, carol)] == [5, 3, 4]
 
     # The owner updates: members get type 9 with the new GroupInfo.
     _, updated = await api.call("PUT", f"/api/group/{alice.id}", token=alice.token, json=update)
@@ -191,6 +192,8 @@ async def test_group_lifecycle(api: Api, session: aiohttp.ClientSession) -> None
 
 async def test_invite_and_reads(api: Api, session: aiohttp.ClientSession) -> None:
     alice, bob, carol, dave = await _users(api, "alice", "bob", "carol", "dave")
+    await befriend(api, alice, bob)
+    await befriend(api, bob, carol)  # Carol's seq 1
     gid = (await _create(api, alice, [bob.id]))["info"]["id"]
     b = await Socket.connect(session, bob)
     assert (await _post(b, gid, "before-carol"))["content_type"] != 9
@@ -210,10 +213,10 @@ async def test_invite_and_reads(api: Api, session: aiohttp.ClientSession) -> Non
     )
 
     # Carol's inbox starts with the invitation: nothing sent before she joined.
-    (joined,) = await pull(api, carol, start=0, end=10)
-    assert joined["msg_type"] == 3 and joined["send_id"] == bob.id and joined["seq"] == 1
+    (joined,) = await pull(api, carol, start=1, end=10)
+    assert joined["msg_type"] == 3 and joined["send_id"] == bob.id and joined["seq"] == 2
     assert wire.decode_strings(bytes(joined["content"])) == [carol.id]
-    assert [m["msg_type"] for m in await pull(api, alice, start=0, end=10)] == [1, 3]
+    assert [m["msg_type"] for m in await pull(api, alice, start=1, end=10)] == [1, 3]
 
     _, info = await api.call("GET", f"/api/group/{carol.id}/{gid}", token=carol.token)
     assert list(info) == INFO_KEYS and info["id"] == gid
@@ -251,14 +254,15 @@ async def test_invite_and_reads(api: Api, session: aiohttp.ClientSession) -> Non
 
 async def test_offline_members_pull_by_seq(api: Api, session: aiohttp.ClientSession) -> None:
     alice, bob, carol = await _users(api, "alice", "bob", "carol")
+    await befriend_all(api, alice, [bob, carol])  # seq 1 of each: the friend notification
     gid = (await _create(api, alice, [bob.id, carol.id]))["info"]["id"]
     a = await Socket.connect(session, alice)
     for i in range(5):
         await _post(a, gid, f"o{i}", f"offline {i}".encode())
     for user in (bob, carol):
-        assert await _seq(api, user) == 6
-        pulled = await pull(api, user, start=0, end=6)
-        assert [m["seq"] for m in pulled] == list(range(1, 7))
+        assert await _seq(api, user) == 7
+        pulled = await pull(api, user, start=1, end=7)
+        assert [m["seq"] for m in pulled] == list(range(2, 8))
         assert [m["msg_type"] for m in pulled] == [2, 1, 1, 1, 1, 1]
         assert [bytes(m["content"]) for m in pulled[1:]] == [
             f"offline {i}".encode() for i in range(5)
@@ -276,6 +280,7 @@ async def test_sender_other_platform_gets_group_copy(
     api: Api, session: aiohttp.ClientSession
 ) -> None:
     alice, bob = await _users(api, "alice", "bob")
+    await befriend(api, alice, bob)
     gid = (await _create(api, alice, [bob.id]))["info"]["id"]
     desktop = await Socket.connect(session, alice, platform=0)
     mobile = await Socket.connect(session, alice, platform=1)
@@ -293,6 +298,7 @@ async def test_group_limits(
     async with start_server(limits__group_members=3, limits__name_chars=10) as srv:
         api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
         alice, bob, carol, dave = await _users(api, "alice", "bob", "carol", "dave")
+        await befriend_all(api, alice, [bob, carol, dave])
         body = {"id": "", "owner": alice.id, "avatar": "", "group_name": "ok", "members_id": []}
         _, err = await api.call(
             "POST",
@@ -337,7 +343,8 @@ async def test_fan_out_costs_one_write_whatever_the_size(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A message to 1,000 members: one batched write, no member-list read once cached."""
-    async with start_server() as srv:
+    # The members are rows, not users who could accept a friend request: strangers allowed.
+    async with start_server(limits__group_invite_strangers=True) as srv:
         api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
         (owner,) = await _users(api, "owner")
         # Bulk members straight into the users table (the public API would need 999 codes).
@@ -399,7 +406,7 @@ async def test_big_group_invitation_carries_a_bounded_member_list(
 ) -> None:
     """Creating a 300-member group: the response lists everyone, each member's stored
     notification carries the first 100 (not 300 times 300 entries)."""
-    async with start_server() as srv:
+    async with start_server(limits__group_invite_strangers=True) as srv:
         api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
         (owner,) = await _users(api, "owner")
         ids = [f"member-{i:04d}-xxxxxxxxx" for i in range(299)]
@@ -419,3 +426,50 @@ async def test_big_group_invitation_carries_a_bounded_member_list(
             ).fetchone()
         invitation = wire.decode_group_invitation(bytes(content))
         assert len(invitation["members"]) == 100 and invitation["info"]["name"] == "crowd"
+
+
+async def test_only_friends_can_be_put_into_a_group(api: Api) -> None:
+    """Group fan-out needs consent: a stranger is neither made a member at creation nor
+    invited later (400, nothing stored for them); once a friend, they can be."""
+    alice, bob, eve = await _users(api, "alice", "bob", "eve")
+    await befriend(api, alice, bob)
+    body = {"id": "", "owner": alice.id, "avatar": "", "group_name": "g", "members_id": []}
+    _, err = await api.call(
+        "POST",
+        f"/api/group/{alice.id}",
+        token=alice.token,
+        json={**body, "members_id": [bob.id, eve.id]},
+        expect=400,
+    )
+    assert err["kind"] == "BadRequest" and eve.id in err["details"] and bob.id not in err["details"]
+    _, err = await api.call(
+        "POST",
+        f"/api/group/{alice.id}",
+        token=alice.token,
+        json={**body, "members_id": ["no-such-user"]},
+        expect=400,
+    )
+    assert "no-such-user" in err["details"]
+    gid = (await _create(api, alice, [bob.id]))["info"]["id"]
+    for inviter in (alice, bob):  # Bob is a member and Alice's friend, not Eve's
+        _, err = await api.call(
+            "PUT",
+            "/api/group/invite",
+            token=inviter.token,
+            json={"user_id": inviter.id, "group_id": gid, "members": [eve.id]},
+            expect=400,
+        )
+        assert err["kind"] == "BadRequest" and eve.id in err["details"]
+    assert await _seq(api, eve) == 0  # nothing was ever stored for her
+    _, both = await api.call("GET", f"/api/group/member/{alice.id}/{gid}", token=alice.token)
+    assert [m["user_id"] for m in both["members"]] == [alice.id, bob.id]
+
+    await befriend(api, eve, bob)  # Eve's seq 1
+    await api.call(
+        "PUT",
+        "/api/group/invite",
+        token=bob.token,
+        json={"user_id": bob.id, "group_id": gid, "members": [eve.id]},
+    )
+    (joined,) = await pull(api, eve, start=1, end=10)
+    assert joined["msg_type"] == 3 and joined["group_id"] == gid

@@ -7,6 +7,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from sandcat.adapters.embedded.messages import SqliteInbox
 from sandcat.adapters.embedded.sqlite import MIGRATIONS_DIR, SqliteDatabase, apply_migrations
 
@@ -76,3 +78,38 @@ def test_a_new_database_is_private_to_its_owner(tmp_path: Path) -> None:
     path = tmp_path / "data" / "sandcat.db"
     apply_migrations(str(path))
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_email_uniqueness_ignores_case_from_0007_on(tmp_path: Path) -> None:
+    """Case variants already stored keep the oldest account's address; afterwards the
+    index refuses a variant (``migrations/sqlite/0007_email_case_insensitive.sql``)."""
+    before = tmp_path / "before"
+    before.mkdir()
+    for script in sorted((MIGRATIONS_DIR / "sqlite").glob("*.sql")):
+        if script.name < "0007":
+            shutil.copy(script, before / script.name)
+    path = str(tmp_path / "old.db")
+    apply_migrations(path, before)
+    insert = (
+        "INSERT INTO users (id, name, account, password, salt, avatar, email, create_time, "
+        "update_time) VALUES (?, 'n', ?, '', '', 'a.png', ?, ?, ?)"
+    )
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            insert,
+            [
+                ("first", "first", "bob@example.com", 1, 1),
+                ("squatter", "squatter", "BOB@EXAMPLE.COM", 2, 2),
+                ("other", "other", "carol@example.com", 3, 3),
+            ],
+        )
+    assert "0007_email_case_insensitive.sql" in apply_migrations(path)
+    with sqlite3.connect(path) as conn:
+        emails = dict(conn.execute("SELECT id, email FROM users").fetchall())
+        assert emails == {
+            "first": "bob@example.com",
+            "squatter": None,
+            "other": "carol@example.com",
+        }
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(insert, ("late", "late", "Carol@Example.com", 4, 4))

@@ -20,6 +20,7 @@ from sandcat.adapters.social_sql import (
     MEMBER_SELECT,
     OWNER,
     PENDING,
+    REJECTED,
     REQUEST_SELECT,
 )
 from sandcat.ports import FriendRequest
@@ -74,8 +75,9 @@ class SqliteFriendStore:
         req_remark: str | None,
         source: str,
         now_ms: int,
-    ) -> str:
-        def run(conn: sqlite3.Connection) -> str:
+        renew_rejected_before: int,
+    ) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
                 "INSERT INTO friendships (id, user_id, friend_id, status, apply_msg, req_remark, "
                 "source, create_time, update_time) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?) "
@@ -83,10 +85,22 @@ class SqliteFriendStore:
                 "apply_msg = excluded.apply_msg, req_remark = excluded.req_remark, "
                 "source = excluded.source, create_time = excluded.create_time, "
                 "update_time = excluded.update_time, resp_msg = NULL, resp_remark = NULL "
+                f"WHERE friendships.status NOT IN ({PENDING}, {REJECTED}) "
+                f"OR (friendships.status = {REJECTED} AND friendships.update_time < ?) "
                 "RETURNING id",
-                (new_id, user_id, friend_id, apply_msg, req_remark, source, now_ms, now_ms),
+                (
+                    new_id,
+                    user_id,
+                    friend_id,
+                    apply_msg,
+                    req_remark,
+                    source,
+                    now_ms,
+                    now_ms,
+                    renew_rejected_before,
+                ),
             ).fetchone()
-            return str(row[0])
+            return str(row[0]) if row else None
 
         return await self._db.write(run)
 
@@ -96,6 +110,17 @@ class SqliteFriendStore:
                 "SELECT id, user_id, friend_id, status, apply_msg, req_remark, source, "
                 "create_time, update_time FROM friendships WHERE id = ?",
                 (fs_id,),
+            ).fetchone()
+            return FriendRequest(*row) if row else None
+
+        return await self._db.read(run)
+
+    async def request_between(self, user_id: str, friend_id: str) -> FriendRequest | None:
+        def run(conn: sqlite3.Connection) -> FriendRequest | None:
+            row = conn.execute(
+                "SELECT id, user_id, friend_id, status, apply_msg, req_remark, source, "
+                "create_time, update_time FROM friendships WHERE user_id = ? AND friend_id = ?",
+                (user_id, friend_id),
             ).fetchone()
             return FriendRequest(*row) if row else None
 
@@ -191,6 +216,17 @@ class SqliteFriendStore:
         found = await self._db.read(run)
         # A write that committed while this read was in flight has set the answer: keep it.
         return self._friends.setdefault((user_id, friend_id), found)
+
+    async def friends_among(self, user_id: str, user_ids: Sequence[str]) -> set[str]:
+        def run(conn: sqlite3.Connection) -> set[str]:
+            rows = conn.execute(
+                "SELECT friend_id FROM friends WHERE user_id = ? AND status = 1 "
+                f"AND friend_id IN {_IDS}",
+                (user_id, _ids(user_ids)),
+            )
+            return {str(row[0]) for row in rows}
+
+        return await self._db.read(run)
 
     async def friends_since(self, user_id: str, since_ms: int) -> list[Friend]:
         def run(conn: sqlite3.Connection) -> list[Friend]:

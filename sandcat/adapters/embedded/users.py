@@ -29,7 +29,9 @@ class SqliteUserStore:
         def run(conn: sqlite3.Connection) -> None:
             if (
                 user.email
-                and conn.execute("SELECT 1 FROM users WHERE email = ?", (user.email,)).fetchone()
+                and conn.execute(
+                    "SELECT 1 FROM users WHERE lower(email) = lower(?)", (user.email,)
+                ).fetchone()
             ):
                 raise BadRequest(EMAIL_TAKEN)
             conn.execute(
@@ -54,8 +56,8 @@ class SqliteUserStore:
         def run(conn: sqlite3.Connection) -> UserRecord | None:
             row = conn.execute(
                 f"SELECT {USER_COLUMNS} FROM users WHERE is_delete = 0 AND "
-                "(account = ?1 OR email = ?1 OR phone = ?1) "
-                "ORDER BY account = ?1 DESC, email = ?1 DESC LIMIT 1",
+                "(account = ?1 OR lower(email) = lower(?1) OR phone = ?1) "
+                "ORDER BY account = ?1 DESC LIMIT 1",
                 (login,),
             ).fetchone()
             return _row_to_user(row) if row else None
@@ -65,7 +67,10 @@ class SqliteUserStore:
     async def email_taken(self, email: str) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             return (
-                conn.execute("SELECT 1 FROM users WHERE email = ?", (email,)).fetchone() is not None
+                conn.execute(
+                    "SELECT 1 FROM users WHERE lower(email) = lower(?)", (email,)
+                ).fetchone()
+                is not None
             )
 
         return await self._db.read(run)
@@ -77,7 +82,8 @@ class SqliteUserStore:
             if (
                 changes.email
                 and conn.execute(
-                    "SELECT 1 FROM users WHERE email = ? AND id <> ?", (changes.email, user_id)
+                    "SELECT 1 FROM users WHERE lower(email) = lower(?) AND id <> ?",
+                    (changes.email, user_id),
                 ).fetchone()
             ):
                 raise BadRequest(EMAIL_TAKEN)

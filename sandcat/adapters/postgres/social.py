@@ -48,7 +48,8 @@ class PostgresFriendStore:
         req_remark: str | None,
         source: str,
         now_ms: int,
-    ) -> str:
+        renew_rejected_before: int,
+    ) -> str | None:
         fs_id = await self._pool.fetchval(
             "INSERT INTO friendships (id, user_id, friend_id, status, apply_msg, req_remark, "
             f"source, create_time, update_time) VALUES ($1, $2, $3, {PENDING}, $4, $5, $6, $7, $7) "
@@ -56,6 +57,8 @@ class PostgresFriendStore:
             "apply_msg = excluded.apply_msg, req_remark = excluded.req_remark, "
             "source = excluded.source, create_time = excluded.create_time, "
             "update_time = excluded.update_time, resp_msg = NULL, resp_remark = NULL "
+            f"WHERE friendships.status NOT IN ({PENDING}, {REJECTED}) "
+            f"OR (friendships.status = {REJECTED} AND friendships.update_time < $8) "
             "RETURNING id",
             new_id,
             user_id,
@@ -64,8 +67,9 @@ class PostgresFriendStore:
             req_remark,
             source,
             now_ms,
+            renew_rejected_before,
         )
-        return str(fs_id)
+        return str(fs_id) if fs_id is not None else None
 
     @pg_errors
     async def get_request(self, fs_id: str) -> FriendRequest | None:
@@ -73,6 +77,16 @@ class PostgresFriendStore:
             "SELECT id, user_id, friend_id, status, apply_msg, req_remark, source, "
             "create_time, update_time FROM friendships WHERE id = $1",
             fs_id,
+        )
+        return FriendRequest(*row) if row else None
+
+    @pg_errors
+    async def request_between(self, user_id: str, friend_id: str) -> FriendRequest | None:
+        row = await self._pool.fetchrow(
+            "SELECT id, user_id, friend_id, status, apply_msg, req_remark, source, "
+            "create_time, update_time FROM friendships WHERE user_id = $1 AND friend_id = $2",
+            user_id,
+            friend_id,
         )
         return FriendRequest(*row) if row else None
 
@@ -162,6 +176,16 @@ class PostgresFriendStore:
             friend_id,
         )
         return found is not None
+
+    @pg_errors
+    async def friends_among(self, user_id: str, user_ids: Sequence[str]) -> set[str]:
+        rows = await self._pool.fetch(
+            f"SELECT friend_id FROM friends WHERE user_id = $1 AND status = {ACCEPTED} "
+            "AND friend_id = ANY($2::VARCHAR[])",
+            user_id,
+            list(user_ids),
+        )
+        return {str(row[0]) for row in rows}
 
     @pg_errors
     async def friends_since(self, user_id: str, since_ms: int) -> list[Friend]:

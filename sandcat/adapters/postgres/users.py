@@ -26,7 +26,7 @@ class PostgresUserStore:
     async def insert_user(self, user: UserRecord) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             if user.email and await conn.fetchval(
-                "SELECT 1 FROM users WHERE email = $1", user.email
+                "SELECT 1 FROM users WHERE lower(email) = lower($1)", user.email
             ):
                 raise BadRequest(EMAIL_TAKEN)
             try:
@@ -54,15 +54,18 @@ class PostgresUserStore:
     async def find_login(self, login: str) -> UserRecord | None:
         row = await self._pool.fetchrow(
             f"SELECT {USER_COLUMNS} FROM users WHERE NOT is_delete AND "
-            "(account = $1 OR email = $1 OR phone = $1) "
-            "ORDER BY account = $1 DESC, email IS NOT DISTINCT FROM $1 DESC LIMIT 1",
+            "(account = $1 OR lower(email) = lower($1) OR phone = $1) "
+            "ORDER BY account = $1 DESC, "
+            "lower(email) IS NOT DISTINCT FROM lower($1) DESC LIMIT 1",
             login,
         )
         return _user(row) if row else None
 
     @pg_errors
     async def email_taken(self, email: str) -> bool:
-        return bool(await self._pool.fetchval("SELECT 1 FROM users WHERE email = $1", email))
+        return bool(
+            await self._pool.fetchval("SELECT 1 FROM users WHERE lower(email) = lower($1)", email)
+        )
 
     @pg_errors
     async def update_user(
@@ -70,7 +73,9 @@ class PostgresUserStore:
     ) -> UserRecord | None:
         async with self._pool.acquire() as conn, conn.transaction():
             if changes.email and await conn.fetchval(
-                "SELECT 1 FROM users WHERE email = $1 AND id <> $2", changes.email, user_id
+                "SELECT 1 FROM users WHERE lower(email) = lower($1) AND id <> $2",
+                changes.email,
+                user_id,
             ):
                 raise BadRequest(EMAIL_TAKEN)
             try:

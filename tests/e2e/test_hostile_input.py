@@ -1,0 +1,191 @@
+"""Hostile input at the HTTP edge: overflowing path integers, broken multipart bodies,
+friend-request spam after a denial, and e-mail addresses that differ only in case or change
+without proof. Each answer is a 4xx with an error kind, never a 500 (``docs/security.md``)."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from tests.client import Api, User, befriend
+from tests.conftest import E2E_TARGET, StartServer
+
+
+async def _raw(api: Api, request: bytes) -> tuple[int, bytes]:
+    """One request over a bare socket (bodies aiohttp's client would not send)."""
+    url = urlsplit(api.base)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            data = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def _upload(user: User, content_type: str, body: bytes) -> bytes:
+    head = (
+        "POST /api/file/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"Authorization: Bearer {user.token}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+PART_HEAD = b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n'
+
+
+async def test_overflowing_integer_path_parameters_are_400(api: Api) -> None:
+    alice = await api.new_user("alice", "alice@example.com")
+    for value in ("99999999999999999999", "-99999999999999999999", "9223372036854775808"):
+        _, err = await api.call(
+            "GET", f"/api/friend/{alice.id}/{value}", token=alice.token, expect=400
+        )
+        assert err["kind"] == "PathParsing", value
+    await api.call("GET", f"/api/friend/{alice.id}/9223372036854775807", token=alice.token)
+
+
+async def test_broken_multipart_bodies_are_400_and_store_nothing(api: Api) -> None:
+    alice = await api.new_user("alice", "alice@example.com")
+    whole = PART_HEAD + b"\r\nhello world\r\n--XX--\r\n"
+    cases = {
+        "cut before the closing boundary": (
+            "multipart/form-data; boundary=XX",
+            PART_HEAD + b"\r\nhello world",
+        ),
+        "cut inside the closing boundary": (
+            "multipart/form-data; boundary=XX",
+            PART_HEAD + b"\r\nhello world\r\n--X",
+        ),
+        "no boundary": ("multipart/form-data", whole),
+        "a 100 KB part header": (
+            "multipart/form-data; boundary=XX",
+            PART_HEAD + b"X-Big: " + b"a" * 100_000 + b"\r\n\r\nhello\r\n--XX--\r\n",
+        ),
+    }
+    for case, (content_type, body) in cases.items():
+        status, answer = await _raw(api, _upload(alice, content_type, body))
+        assert status == 400, (case, answer[:200])
+        assert b'"kind":"BodyParsing"' in answer, case
+    status, key = await _raw(api, _upload(alice, "multipart/form-data; boundary=XX", whole))
+    assert status == 200, key
+    _, stored = await api.call("GET", f"/api/file/get/{key.decode()}")
+    assert stored == b"hello world"
+
+
+async def _apply(api: Api, frm: User, to: User, expect: int = 200) -> dict[str, object]:
+    _, body = await api.call(
+        "POST",
+        "/api/friend",
+        token=frm.token,
+        json={
+            "user_id": frm.id,
+            "friend_id": to.id,
+            "apply_msg": "hi",
+            "req_remark": None,
+            "source": "search",
+        },
+        expect=expect,
+    )
+    return dict(body)
+
+
+async def _seq(api: Api, user: User) -> int:
+    _, body = await api.call("GET", f"/api/message/seq/{user.id}", token=user.token)
+    return int(body["seq"])
+
+
+async def test_friend_re_applies_are_not_stored_or_pushed_again(api: Api) -> None:
+    alice = await api.new_user("alice", "alice@example.com")
+    bob = await api.new_user("bob", "bob@example.com")
+    first = await _apply(api, alice, bob)
+    for _ in range(5):
+        again = await _apply(api, alice, bob)
+        assert again["fs_id"] == first["fs_id"] and again["status"] == 0
+    assert await _seq(api, bob) == 1  # one notification, not six
+    _, pending = await api.call("GET", f"/api/friend/{bob.id}/apply", token=bob.token)
+    assert [p["fs_id"] for p in pending] == [first["fs_id"]]
+
+    await api.call("PUT", "/api/friend/deny", token=bob.token, json={"fs_id": first["fs_id"]})
+    for _ in range(3):
+        err = await _apply(api, alice, bob, expect=429)
+        assert err["kind"] == "BadRequest" and "denied" in str(err["details"])
+    assert await _seq(api, bob) == 1
+    _, pending = await api.call("GET", f"/api/friend/{bob.id}/apply", token=bob.token)
+    assert pending == []
+    # Bob may still ask Alice: the cool-down holds back only the one who was denied.
+    await befriend(api, bob, alice)
+
+
+async def test_after_the_cool_down_a_denied_user_may_apply_once_more(
+    start_server: StartServer, session: aiohttp.ClientSession, codes: object
+) -> None:
+    if E2E_TARGET == "distributed":
+        return  # the cool-down is a config key of this embedded server
+    async with start_server(limits__friend_reapply_cooldown_seconds=0) as srv:
+        api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)  # type: ignore[arg-type]
+        alice = await api.new_user("alice", "alice@example.com")
+        bob = await api.new_user("bob", "bob@example.com")
+        first = await _apply(api, alice, bob)
+        await api.call("PUT", "/api/friend/deny", token=bob.token, json={"fs_id": first["fs_id"]})
+        renewed = await _apply(api, alice, bob)
+        assert renewed["fs_id"] == first["fs_id"]
+        assert await _seq(api, bob) == 2
+
+
+async def _code_for(api: Api, email: str) -> str:
+    await api.call("POST", "/api/user/mail/send", json={"email": email})
+    return await api.codes.wait(email)
+
+
+async def test_email_is_unique_whatever_its_case_and_changes_only_with_a_code(
+    api: Api,
+) -> None:
+    bob = await api.new_user("bob", "bob@example.com")
+    alice = await api.new_user("alice", "alice@example.com")
+    variant = bob.email.upper()
+    code = await _code_for(api, variant)
+    _, err = await api.call(
+        "POST",
+        "/api/user",
+        json={"avatar": "", "name": "eve", "password": "pw", "email": variant, "code": code},
+        expect=400,
+    )
+    assert err["kind"] == "BadRequest" and "already registered" in err["details"]
+
+    profile = {"id": alice.id, "name": "alice", "avatar": "", "gender": ""}
+    # PUT /user takes no new address: not another's, not a fresh one.
+    for email in (variant, "fresh-" + alice.email):
+        _, err = await api.call(
+            "PUT", "/api/user", token=alice.token, json={**profile, "email": email}, expect=400
+        )
+        assert err["kind"] == "BadRequest" and "PUT /user/email" in err["details"]
+    # The address it already has (as the web client sends it back, in any case) is fine.
+    _, same = await api.call(
+        "PUT", "/api/user", token=alice.token, json={**profile, "email": alice.email.upper()}
+    )
+    assert same["email"] == alice.email
+
+    # The verified route: a code sent to the new address, and not another's address.
+    change = {"user_id": alice.id, "email": variant, "code": await _code_for(api, variant)}
+    _, err = await api.call("PUT", "/api/user/email", token=alice.token, json=change, expect=400)
+    assert "already registered" in err["details"]
+    fresh = "fresh-" + alice.email
+    _, err = await api.call(
+        "PUT",
+        "/api/user/email",
+        token=alice.token,
+        json={"user_id": alice.id, "email": fresh, "code": "000000"},
+        expect=400,
+    )
+    assert err["kind"] in {"CodeIsExpired", "CodeIsInvalid"}
+    change = {"user_id": alice.id, "email": fresh, "code": await _code_for(api, fresh)}
+    _, moved = await api.call("PUT", "/api/user/email", token=alice.token, json=change)
+    assert moved["email"] == fresh
+    alice.email = fresh.upper()  # logging in by e-mail ignores case too
+    await api.login(alice)
