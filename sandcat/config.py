@@ -1,14 +1,17 @@
 """Typed, frozen configuration loaded from ``config.yml`` with ``SANDCAT__SECTION__KEY`` overrides.
 
 The original's keys are used where they apply (``docs/configuration.md`` lists them). Keys of the
-original that Sandcat does not use are accepted with a warning; any other unknown key, or a
-value of the wrong type, fails start-up with one line naming the key.
+original that Sandcat does not use are accepted with a warning. Every other mistake (an unknown
+key, a value of the wrong type, an unknown choice, a port clash, a folder or log file this
+user cannot write) is collected, and loading fails once with one line per mistake, each naming
+the key and the ``SANDCAT__*`` variable that set it, if one did.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -298,7 +301,24 @@ def _coerce(path: str, hint: Any, value: Any) -> Any:
     raise ConfigError(f"config key {path}: unsupported type")  # pragma: no cover
 
 
-def _build(cls: type[Any], data: Mapping[str, Any], prefix: str, warnings: list[str]) -> Any:
+class _Problems:
+    """Every problem found in one load, each a line naming the key (and the environment
+    variable that set it, if one did)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        #: Dotted key -> the environment variable that set it.
+        self.sources: dict[str, str] = {}
+
+    def add(self, path: str, message: str) -> None:
+        key = path.removesuffix("[]")
+        source = self.sources.get(key)
+        self.lines.append(f"{message} (set by {source})" if source else message)
+
+
+def _build(
+    cls: type[Any], data: Mapping[str, Any], prefix: str, warnings: list[str], problems: _Problems
+) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -307,19 +327,25 @@ def _build(cls: type[Any], data: Mapping[str, Any], prefix: str, warnings: list[
         if key not in names:
             if _is_unused_original(path):
                 warnings.append(f"config key {path} is from the original sandcat and is unused")
-                continue
-            raise ConfigError(f"unknown config key {path}")
+            else:
+                problems.add(path, f"unknown config key {path}")
+            continue
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             if value is None:
                 continue
             if not isinstance(value, Mapping):
-                raise ConfigError(f"config key {path}: expected a section (mapping)")
-            kwargs[key] = _build(typing.cast(type[Any], hint), value, path + ".", warnings)
+                problems.add(path, f"config key {path}: expected a section (mapping)")
+                continue
+            section = typing.cast(type[Any], hint)
+            kwargs[key] = _build(section, value, path + ".", warnings, problems)
         elif value is None:
-            raise ConfigError(f"config key {path}: a value is required")
+            problems.add(path, f"config key {path}: a value is required")
         else:
-            kwargs[key] = _coerce(path, hint, value)
+            try:
+                kwargs[key] = _coerce(path, hint, value)
+            except ConfigError as exc:
+                problems.add(path, str(exc))
     return cls(**kwargs)
 
 
@@ -334,48 +360,129 @@ def _set_path(tree: dict[str, Any], parts: list[str], value: str) -> None:
     node[parts[-1]] = value
 
 
-def _apply_env(tree: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _apply_env(
+    tree: dict[str, Any], environ: Mapping[str, str], problems: _Problems
+) -> dict[str, str]:
+    """Apply ``SANDCAT__*`` overrides; returns which variable set each dotted key."""
+    sources: dict[str, str] = {}
     for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         parts = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
         if not all(parts):
-            raise ConfigError(f"bad environment override {name}")
+            problems.lines.append(f"bad environment override {name}")
+            continue
         _set_path(tree, parts, value)
+        sources[".".join(parts)] = name
+    return sources
 
 
-def _validate(config: Config) -> None:
+#: ``websocket.public_addr`` must be given when clients cannot use the listening host.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+LOG_STREAMS = frozenset({"console", "stderr", "stdout"})
+
+
+def _cannot_create_in(folder: Path) -> str | None:
+    """Why this process cannot create a file in ``folder`` (tried for real: permission bits
+    do not stop root, a read-only or virtual file system does); None if it can."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".sandcat-check-")
+    except OSError as exc:
+        return f"{folder} is not writable ({exc.strerror})"
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def _writable_dir(path: Path) -> str | None:
+    """Why ``path`` cannot be used (or made) as a folder this process writes; None if it can."""
+    probe = path.resolve()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    return _cannot_create_in(probe)
+
+
+def _log_file_problem(output: str) -> str | None:
+    file = Path(output)
+    if file.is_dir():
+        return f"{file} is a folder"
+    if file.exists():
+        try:
+            with file.open("a"):
+                return None
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    if not file.parent.is_dir():
+        return f"its folder {file.parent} does not exist"
+    return _cannot_create_in(file.parent)
+
+
+def _validate(config: Config, problems: _Problems) -> None:
+    def bad(path: str, message: str) -> None:
+        problems.add(path, f"config key {path}: {message}")
+
     if config.component not in ROLE_ALIASES:
         names = ", ".join(sorted(ROLE_ALIASES))
-        raise ConfigError(f"config key component: {config.component!r} is not one of {names}")
+        bad("component", f"{config.component!r} is not one of {names}")
     if config.mode not in {"embedded", "distributed"}:
-        raise ConfigError(f"config key mode: {config.mode!r} is not embedded or distributed")
+        bad("mode", f"{config.mode!r} is not embedded or distributed")
     if config.log.level.lower() not in {"trace", "debug", "info", "warn", "warning", "error"}:
-        raise ConfigError(f"config key log.level: {config.log.level!r} is not a log level")
+        bad("log.level", f"{config.log.level!r} is not a log level")
     if config.log.format not in {"text", "json"}:
-        raise ConfigError(f"config key log.format: {config.log.format!r} is not text or json")
-    for section, value in (
-        ("server.port", config.server.port),
-        ("websocket.port", config.websocket.port),
+        bad("log.format", f"{config.log.format!r} is not text or json")
+    if config.log.output not in LOG_STREAMS:
+        reason = _log_file_problem(config.log.output)
+        if reason:
+            bad("log.output", f"cannot open the log file {config.log.output!r}: {reason}")
+    if config.websocket.protocol not in {"ws", "wss"}:
+        bad("websocket.protocol", f"{config.websocket.protocol!r} is not ws or wss")
+    public = config.websocket.public_addr
+    if public and not public.startswith(("ws://", "wss://")):
+        bad("websocket.public_addr", f"{public!r} does not start with ws:// or wss://")
+    if (
+        not public
+        and config.websocket.host in WILDCARD_HOSTS
+        and config.component in ROLE_ALIASES
+        and config.role != "msg-server"
     ):
+        bad(
+            "websocket.public_addr",
+            f"required when websocket.host is {config.websocket.host!r}: login would hand "
+            f"clients ws://{config.websocket.host}:{config.websocket.port}/ws; set the address "
+            "clients reach the gateway at, e.g. ws://chat.example.com:50000/ws",
+        )
+    ports = (("server.port", config.server.port), ("websocket.port", config.websocket.port))
+    for path, value in ports:
         if not 0 <= value <= 65535:
-            raise ConfigError(f"config key {section}: {value} is not a TCP port")
-    if not -1 <= config.metrics.port <= 65535:
-        raise ConfigError(f"config key metrics.port: {config.metrics.port} is not -1 or a TCP port")
-    if config.server.shutdown_seconds <= 0:
-        raise ConfigError("config key server.shutdown_seconds: must be positive")
+            bad(path, f"{value} is not a TCP port")
+    if (
+        config.server.port == config.websocket.port != 0
+        and config.component in ROLE_ALIASES
+        and config.role == "all"
+    ):
+        other = problems.sources.get("server.port")
+        named = f"server.port (set by {other})" if other else "server.port"
+        bad("websocket.port", f"{config.websocket.port} is also {named}: give each its own")
     for limit in dataclasses.fields(config.limits):
         value = getattr(config.limits, limit.name)
         if value < 0:
-            raise ConfigError(f"config key limits.{limit.name}: must not be negative")
+            bad(f"limits.{limit.name}", "must not be negative")
+    if config.db.postgres.history_archive not in {"drop", "move"}:
+        bad(
+            "db.postgres.history_archive",
+            f"{config.db.postgres.history_archive!r} is not drop or move",
+        )
     secret = config.server.jwt_secret
     if secret and len(secret.encode()) < 32:
-        raise ConfigError("config key server.jwt_secret: must be at least 32 bytes (or empty)")
+        bad("server.jwt_secret", "must be at least 32 bytes (or empty)")
     if not secret and config.mode == "distributed":
-        raise ConfigError(
-            "config key server.jwt_secret: required in distributed mode "
-            "(every process must share it)"
-        )
+        bad("server.jwt_secret", "required in distributed mode (every process must share it)")
+    if config.mode == "embedded":
+        reason = _writable_dir(Path(config.embedded.data_dir))
+        if reason:
+            bad("embedded.data_dir", f"cannot write {config.embedded.data_dir}: {reason}")
 
 
 def load_config(
@@ -397,7 +504,8 @@ def load_config(
         if raw is not None and not isinstance(raw, dict):
             raise ConfigError(f"config file {file} must hold a mapping at the top level")
         tree = raw or {}
-    _apply_env(tree, os.environ if environ is None else environ)
+    problems = _Problems()
+    problems.sources = _apply_env(tree, os.environ if environ is None else environ, problems)
     for dotted, value in (overrides or {}).items():
         node = tree
         parts = dotted.split(".")
@@ -405,8 +513,10 @@ def load_config(
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     warnings: list[str] = []
-    config = _build(Config, tree, "", warnings)
-    _validate(config)
+    config = _build(Config, tree, "", warnings, problems)
+    _validate(config, problems)
+    if problems.lines:
+        raise ConfigError("\n".join(problems.lines))
     return Loaded(config, tuple(warnings))
 
 

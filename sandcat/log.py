@@ -106,9 +106,23 @@ def get_logger(name: str) -> StructLogger:
     return StructLogger(logging.getLogger(name))
 
 
-def setup_logging(level: str = "info", fmt: str = "text", prefix: str = "") -> None:
-    """Configure the root ``sandcat`` logger once for a process."""
-    handler = logging.StreamHandler(sys.stderr)
+def set_level(level: str) -> None:
+    """Set the ``sandcat`` loggers' level by its config name (a reload does)."""
+    logging.getLogger("sandcat").setLevel(_LEVELS.get(level.lower(), logging.INFO))
+
+
+def setup_logging(
+    level: str = "info", fmt: str = "text", prefix: str = "", output: str = "console"
+) -> None:
+    """Configure the root ``sandcat`` logger once for a process: to stderr (``console``,
+    ``stderr``), stdout, or appended to the file ``output`` names."""
+    handler: logging.Handler
+    if output in {"console", "stderr"}:
+        handler = logging.StreamHandler(sys.stderr)
+    elif output == "stdout":
+        handler = logging.StreamHandler(sys.stdout)
+    else:
+        handler = logging.FileHandler(output, mode="a", encoding="utf-8")
     formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     if prefix:
         inner = formatter
@@ -121,7 +135,7 @@ def setup_logging(level: str = "info", fmt: str = "text", prefix: str = "") -> N
     handler.setFormatter(formatter)
     root = logging.getLogger("sandcat")
     root.handlers[:] = [handler]
-    root.setLevel(_LEVELS.get(level.lower(), logging.INFO))
+    set_level(level)
     root.propagate = False
     access = logging.getLogger("aiohttp.access")
     access.setLevel(logging.WARNING)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from sandcat.cli import main
 from sandcat.config import load_config
 from sandcat.errors import ConfigError
+from sandcat.log import get_logger, setup_logging
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,3 +98,115 @@ def test_info_names_every_hot_path(capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("framing", "shard hashing"):
         assert f"\n{name}: " in out
     assert "mode: embedded" in out
+
+
+def test_every_mistake_is_reported_at_once_with_its_variable(tmp_path: Path) -> None:
+    file = tmp_path / "c.yml"
+    file.write_text("server:\n  prot: 1\nwebsocket:\n  protocol: gopher\n")
+    env = {
+        "SANDCAT__SERVER__PORT": "eighty",
+        "SANDCAT__LOG__OUTPUT": "/proc/sandcat-check/sandcat.log",
+        "SANDCAT__EMBEDDED__DATA_DIR": "/proc/sandcat-check/data",
+        "SANDCAT__DB__POSTGRES__HISTORY_ARCHIVE": "shred",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_config(file, environ=env)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 6, lines
+    expected = [
+        "server.port: expected an integer, got 'eighty' (set by SANDCAT__SERVER__PORT)",
+        "unknown config key server.prot",
+        "websocket.protocol: 'gopher' is not ws or wss",
+        "log.output: cannot open the log file '/proc/sandcat-check/sandcat.log'",
+        "embedded.data_dir: cannot write /proc/sandcat-check/data",
+        "db.postgres.history_archive: 'shred' is not drop or move "
+        "(set by SANDCAT__DB__POSTGRES__HISTORY_ARCHIVE)",
+    ]
+    for want in expected:
+        assert any(want in line for line in lines), (want, lines)
+    from_the_file = [line for line in lines if "prot" in line]  # server.prot, .protocol
+    assert len(from_the_file) == 2 and not any("(set by" in line for line in from_the_file)
+
+
+def test_port_clash_and_a_wildcard_host_without_public_addr(tmp_path: Path) -> None:
+    env = {"SANDCAT__SERVER__PORT": "50000", "SANDCAT__EMBEDDED__DATA_DIR": str(tmp_path)}
+    with pytest.raises(
+        ConfigError,
+        match=r"websocket\.port: 50000 is also server\.port "
+        r"\(set by SANDCAT__SERVER__PORT\)",
+    ):
+        load_config(None, environ=env)
+    # Two roles in separate processes may share the number (different hosts or machines).
+    load_config(None, environ={**env, "SANDCAT__COMPONENT": "api"})
+    wildcard = {"SANDCAT__WEBSOCKET__HOST": "0.0.0.0", "SANDCAT__EMBEDDED__DATA_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"websocket\.public_addr: required when"):
+        load_config(None, environ=wildcard)
+    load_config(None, environ={**wildcard, "SANDCAT__COMPONENT": "msg-server"})
+    ok = {**wildcard, "SANDCAT__WEBSOCKET__PUBLIC_ADDR": "wss://chat.example.com/ws"}
+    assert load_config(None, environ=ok).config.websocket.public_addr.startswith("wss://")
+    with pytest.raises(ConfigError, match=r"does not start with ws:// or wss://"):
+        load_config(None, environ={**ok, "SANDCAT__WEBSOCKET__PUBLIC_ADDR": "chat:50000"})
+
+
+def test_serve_prints_the_same_lines_instead_of_a_traceback(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "SANDCAT__SERVER__PORT": "50000",
+        "SANDCAT__WEBSOCKET__PROTOCOL": "gopher",
+        "SANDCAT__EMBEDDED__DATA_DIR": str(tmp_path / "data"),
+    }
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-m", "sandcat", command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        for command in ("check-config", "serve")
+    ]
+    for done in outputs:
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert done.stderr.splitlines() == [
+            "sandcat: config key websocket.protocol: 'gopher' is not ws or wss "
+            "(set by SANDCAT__WEBSOCKET__PROTOCOL)",
+            "sandcat: config key websocket.port: 50000 is also server.port "
+            "(set by SANDCAT__SERVER__PORT): give each its own",
+        ]
+    assert not (tmp_path / "data").exists()  # nothing was started
+
+
+def test_log_output_to_a_file(tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "sandcat.log"
+    log_file.parent.mkdir()
+    env = {
+        **os.environ,
+        "SANDCAT__LOG__OUTPUT": str(log_file),
+        "SANDCAT__EMBEDDED__DATA_DIR": str(tmp_path / "data"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "sandcat", "migrate"],
+        env={**env, "SANDCAT__LOG__OUTPUT": str(tmp_path / "nowhere" / "x.log")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "its folder" in done.stderr and "does not exist" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "sandcat", "users", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1 and "no database" in done.stderr
+    setup_logging("info", "text", output=str(log_file))
+    (handler,) = logging.getLogger("sandcat").handlers
+    try:
+        get_logger("sandcat.test").info("to_the_file", n=1)
+    finally:
+        handler.close()
+    assert "to_the_file" in log_file.read_text()
