@@ -13,6 +13,7 @@ from sandcat.errors import (
     BadRequest,
     CodeIsExpired,
     CodeIsInvalid,
+    Forbidden,
     NotFound,
     UnAuthorized,
 )
@@ -137,6 +138,8 @@ class UserService:
             raise AccountOrPassword("wrong account or password")
         if not user.password or not await self._passwords.verify(user.password, password):
             raise AccountOrPassword("wrong account or password")
+        if user.disabled:  # told only to whoever knows the password
+            raise Forbidden("this account is disabled")
         generation = await self._users.token_generation(user.id)
         return LoginResult(
             user=user,

@@ -13,7 +13,8 @@ from sandcat.errors import BadRequest
 
 def _row_to_user(row: tuple[object, ...]) -> UserRecord:
     values = list(row)
-    values[-1] = bool(values[-1])
+    values[-2] = bool(values[-2])  # is_delete
+    values[-1] = bool(values[-1])  # disabled
     return UserRecord(*values)  # type: ignore[arg-type]
 
 
@@ -36,7 +37,7 @@ class SqliteUserStore:
                 raise BadRequest(EMAIL_TAKEN)
             conn.execute(
                 f"INSERT INTO users ({USER_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 user_values(user),
             )
             conn.execute("INSERT OR IGNORE INTO sequence (user_id) VALUES (?)", (user.id,))
@@ -140,6 +141,37 @@ class SqliteUserStore:
             return None
 
         return await self._db.read(run)
+
+    async def list_users(self, limit: int, offset: int) -> list[UserRecord]:
+        def run(conn: sqlite3.Connection) -> list[UserRecord]:
+            rows = conn.execute(
+                f"SELECT {USER_COLUMNS} FROM users WHERE is_delete = 0 "
+                "ORDER BY create_time, id LIMIT ? OFFSET ?",
+                (limit, offset),
+            ).fetchall()
+            return [_row_to_user(row) for row in rows]
+
+        return await self._db.read(run)
+
+    async def set_disabled(self, user_id: str, disabled: bool, now_ms: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE users SET disabled = ?, update_time = ? WHERE id = ? AND is_delete = 0",
+                (int(disabled), now_ms, user_id),
+            )
+            return cursor.rowcount > 0
+
+        return await self._db.write(run)
+
+    async def delete_user(self, user_id: str, now_ms: int) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE users SET is_delete = 1, update_time = ? WHERE id = ? AND is_delete = 0",
+                (now_ms, user_id),
+            )
+            return cursor.rowcount > 0
+
+        return await self._db.write(run)
 
     async def revoke_tokens(self, user_id: str) -> int:
         def run(conn: sqlite3.Connection) -> int:

@@ -32,7 +32,8 @@ class PostgresUserStore:
             try:
                 await conn.execute(
                     f"INSERT INTO users ({USER_COLUMNS}) VALUES "
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
+                    "$18)",
                     *user_values(user),
                 )
             except asyncpg.UniqueViolationError as exc:
@@ -132,6 +133,35 @@ class PostgresUserStore:
                 if row:
                     return _user(row), column
         return None
+
+    @pg_errors
+    async def list_users(self, limit: int, offset: int) -> list[UserRecord]:
+        rows = await self._pool.fetch(
+            f"SELECT {USER_COLUMNS} FROM users WHERE NOT is_delete "
+            "ORDER BY create_time, id LIMIT $1 OFFSET $2",
+            limit,
+            offset,
+        )
+        return [_user(row) for row in rows]
+
+    @pg_errors
+    async def set_disabled(self, user_id: str, disabled: bool, now_ms: int) -> bool:
+        status = await self._pool.execute(
+            "UPDATE users SET disabled = $1, update_time = $2 WHERE id = $3 AND NOT is_delete",
+            disabled,
+            now_ms,
+            user_id,
+        )
+        return bool(status.endswith(" 1"))
+
+    @pg_errors
+    async def delete_user(self, user_id: str, now_ms: int) -> bool:
+        status = await self._pool.execute(
+            "UPDATE users SET is_delete = TRUE, update_time = $1 WHERE id = $2 AND NOT is_delete",
+            now_ms,
+            user_id,
+        )
+        return bool(status.endswith(" 1"))
 
     @pg_errors
     async def revoke_tokens(self, user_id: str) -> int:
