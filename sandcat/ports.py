@@ -180,6 +180,9 @@ class FriendStore(Protocol):
 
     async def get_request(self, fs_id: str) -> FriendRequest | None: ...
 
+    async def request_between(self, user_id: str, friend_id: str) -> FriendRequest | None:
+        """The request ``user_id`` sent to ``friend_id`` (one row per ordered pair)."""
+
     async def accept_request(
         self, fs_id: str, resp_msg: str | None, resp_remark: str | None, now_ms: int
     ) -> tuple[Friend, Friend] | None:

@@ -155,7 +155,7 @@ async def test_apply_agree_then_chat(api: Api, session: aiohttp.ClientSession) -
     await b.close()
 
 
-async def test_deny_pushes_nothing_and_reapply_renews(
+async def test_deny_pushes_nothing_and_reapply_waits(
     api: Api, session: aiohttp.ClientSession
 ) -> None:
     alice = await api.new_user("alice", "alice@example.com")
@@ -181,11 +181,24 @@ async def test_deny_pushes_nothing_and_reapply_renews(
     a = await Socket.connect(session, alice)
     assert (await _chat(a, bob, "denied"))["content_type"] == 9
 
-    # Applying again renews the same request (upsert), pending once more.
-    again = await _apply(api, alice, bob, apply_msg="please?")
-    assert again["fs_id"] == fs["fs_id"] and again["status"] == 0
+    # Applying again within the cool-down is refused: no renewed request, no push.
+    _, err = await api.call(
+        "POST",
+        "/api/friend",
+        token=alice.token,
+        json={
+            "user_id": alice.id,
+            "friend_id": bob.id,
+            "apply_msg": "please?",
+            "req_remark": None,
+            "source": "search",
+        },
+        expect=429,
+    )
+    assert err["kind"] == "BadRequest" and "denied" in err["details"]
     _, pending = await api.call("GET", f"/friend/{bob.id}/apply", token=bob.token)
-    assert [(p["fs_id"], p["apply_msg"]) for p in pending] == [(fs["fs_id"], "please?")]
+    assert pending == []
+    assert await _seqs(api, bob) == {"seq": 1, "send_seq": 0}
     await a.close()
 
 
