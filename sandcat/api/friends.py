@@ -52,6 +52,9 @@ class FriendRoutes:
             req_remark=body.opt_text("req_remark"),
             source=body.text("source"),
         )
+        self._auth.audit(
+            request, "friend_apply", actor=user_id, target=body.text("friend_id"), fs_id=fs.fs_id
+        )
         return json_response(friendship_with_user_json(fs))
 
     async def agree(self, request: web.Request) -> web.StreamResponse:
@@ -63,19 +66,26 @@ class FriendRoutes:
             body.opt_text("resp_msg"),
             body.opt_text("resp_remark"),
         )
+        self._auth.audit(
+            request, "friend_agree", actor=user_id, target=friend.friend_id, fs_id=friend.fs_id
+        )
         return json_response(friend_json(friend))
 
     async def deny(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
         user_id = await self._auth.authed(request)
-        await self._friends.deny(user_id, body.text("fs_id"), body.opt_text("resp_msg"))
+        fs_id = body.text("fs_id")
+        await self._friends.deny(user_id, fs_id, body.opt_text("resp_msg"))
+        self._auth.audit(request, "friend_deny", actor=user_id, target=fs_id)
         return empty_response()
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
         user_id = body.text("user_id")
         await self._auth.authed(request, user_id)
-        await self._friends.delete(user_id, body.text("friend_id"), body.text("fs_id"))
+        friend_id = body.text("friend_id")
+        await self._friends.delete(user_id, friend_id, body.text("fs_id"))
+        self._auth.audit(request, "friend_delete", actor=user_id, target=friend_id)
         return empty_response()
 
     async def remark(self, request: web.Request) -> web.StreamResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sandcat.api.audit import id_list
 from sandcat.api.common import Body, Handler, empty_response, json_response, path_param, read_json
 from sandcat.api.users import UserRoutes
 from sandcat.errors import BadRequest, UnAuthorized
@@ -58,11 +59,19 @@ class GroupRoutes:
             avatar=body.text("avatar"),
             member_ids=body.texts("members_id"),
         )
+        group = invitation.info.id if invitation.info is not None else "-"
+        self._auth.audit(
+            request, "group_create", actor=user_id, target=group, members=len(invitation.members)
+        )
         return json_response(group_invitation_json(invitation))
 
     async def invite(self, request: web.Request) -> web.StreamResponse:
         body, user_id = await self._body_user(request)
-        await self._groups.invite(user_id, _group_id(body), body.texts("members"))
+        group_id, members = _group_id(body), body.texts("members")
+        await self._groups.invite(user_id, group_id, members)
+        self._auth.audit(
+            request, "group_invite", actor=user_id, target=group_id, members=id_list(members)
+        )
         return empty_response()
 
     async def update(self, request: web.Request) -> web.StreamResponse:
@@ -84,8 +93,10 @@ class GroupRoutes:
         group_id = _group_id(body)
         if body.flag("is_dismiss"):
             await self._groups.dismiss(user_id, group_id)
+            self._auth.audit(request, "group_dismiss", actor=user_id, target=group_id)
         else:
             await self._groups.leave(user_id, group_id)
+            self._auth.audit(request, "group_leave", actor=user_id, target=group_id)
         return empty_response()
 
     async def info(self, request: web.Request) -> web.StreamResponse:
@@ -109,5 +120,9 @@ class GroupRoutes:
 
     async def remove(self, request: web.Request) -> web.StreamResponse:
         body, user_id = await self._body_user(request)
-        await self._groups.remove(user_id, _group_id(body), body.texts("mem_id"))
+        group_id, members = _group_id(body), body.texts("mem_id")
+        await self._groups.remove(user_id, group_id, members)
+        self._auth.audit(
+            request, "group_remove", actor=user_id, target=group_id, members=id_list(members)
+        )
         return empty_response()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from sandcat.api.audit import audit
 from sandcat.api.common import (
     Body,
     Handler,
@@ -16,7 +19,7 @@ from sandcat.api.common import (
 )
 from sandcat.config import Config
 from sandcat.domain import UserChanges
-from sandcat.errors import InternalServer, PathParsing, UnAuthorized
+from sandcat.errors import InternalServer, PathParsing, SandcatError, UnAuthorized
 from sandcat.ports import GatewayRegistry
 from sandcat.protocol.shapes import user_json, user_with_match_type_json
 from sandcat.services.auth import decode_b64_password
@@ -60,6 +63,12 @@ class UserRoutes:
             raise UnAuthorized("the token does not belong to this user")
         return token_user
 
+    def audit(
+        self, request: web.Request, event: str, *, actor: str, target: str, **fields: Any
+    ) -> None:
+        """One ``sandcat.audit`` line with the client address (``X-Forwarded-For`` if trusted)."""
+        audit(request, self._trust, event, actor=actor, target=target, **fields)
+
     async def send_mail(self, request: web.Request) -> web.StreamResponse:
         body = Body(await read_json(request, self._limit))
         await self._users.send_code(body.text("email"), client_ip(request, self._trust))
@@ -78,10 +87,14 @@ class UserRoutes:
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         body = Body(await read_json(request, self._limit))
+        account = body.text("account")
         password = decode_b64_password(body.text("password"))
-        result = await self._users.login(
-            body.text("account"), password, client_ip(request, self._trust)
-        )
+        try:
+            result = await self._users.login(account, password, client_ip(request, self._trust))
+        except SandcatError as exc:
+            self.audit(request, "login_failed", actor="-", target=account, reason=exc.kind)
+            raise
+        self.audit(request, "login", actor=result.user.id, target=result.user.id)
         return json_response(
             {
                 "user": user_json(result.user),
@@ -100,12 +113,14 @@ class UserRoutes:
 
     async def change_password(self, request: web.Request) -> web.StreamResponse:
         body = Body(await read_json(request, self._limit))
+        user_id = body.text("user_id")
         await self._users.change_password(
-            user_id=body.text("user_id"),
+            user_id=user_id,
             email=body.text("email"),
             password=decode_b64_password(body.text("pwd")),
             code=body.text("code"),
         )
+        self.audit(request, "password_changed", actor=user_id, target=user_id)
         return empty_response()
 
     async def change_email(self, request: web.Request) -> web.StreamResponse:
@@ -140,6 +155,7 @@ class UserRoutes:
         user_id = path_param(request, "uuid")
         await self.authed(request, user_id)
         await self._users.logout(user_id)
+        self.audit(request, "logout", actor=user_id, target=user_id)
         return empty_response()
 
     async def search(self, request: web.Request) -> web.StreamResponse:

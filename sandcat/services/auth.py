@@ -16,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from sandcat.config import AuthConfig, ServerConfig
 from sandcat.errors import BadRequest, UnAuthorized
+from sandcat.metrics import COUNTS
 
 ACCESS = "access"
 REFRESH = "refresh"
@@ -33,16 +34,28 @@ class PasswordService:
         self._slots = asyncio.Semaphore(max(1, config.argon2_max_concurrency))
         self._dummy: str | None = None
 
+    async def _slot(self) -> None:
+        """Take an argon2 slot, counting the wait (``sandcat_argon2_queue_wait_seconds``)."""
+        started = time.perf_counter()
+        await self._slots.acquire()
+        COUNTS.argon2_wait.observe(time.perf_counter() - started)
+
     async def hash(self, password: str) -> str:
-        async with self._slots:
+        await self._slot()
+        try:
             return await asyncio.to_thread(self._hasher.hash, password)
+        finally:
+            self._slots.release()
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        async with self._slots:
+        await self._slot()
+        try:
             try:
                 return await asyncio.to_thread(self._hasher.verify, password_hash, password)
             except (VerificationError, InvalidHashError):
                 return False
+        finally:
+            self._slots.release()
 
     async def burn(self, password: str) -> None:
         """Spend one verification's time, so an unknown account answers like a wrong password."""

@@ -16,6 +16,7 @@ from typing import Any
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.domain import Ack, Stored, Submission
 from sandcat.log import get_logger
+from sandcat.metrics import COUNTS
 from sandcat.ports import PullCursor
 from sandcat.protocol.msg import Msg
 from sandcat.services.batching import BatchingWorker
@@ -238,6 +239,7 @@ class SqliteMessageLog(BatchingWorker):
 
     async def _store(self, batch: list[tuple[Submission, asyncio.Future[Stored]]]) -> None:
         subs = [sub for sub, _ in batch]
+        started = time.perf_counter()
         try:
             results: Sequence[Stored | BaseException] = await self._db.write(
                 lambda conn: self._write_batch(conn, subs)
@@ -254,6 +256,8 @@ class SqliteMessageLog(BatchingWorker):
                 return
         else:
             self._counters.commit()
+            COUNTS.store_batch_seconds.observe(time.perf_counter() - started)
+            COUNTS.store_batch_size.observe(len(subs))
         for (sub, future), result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 if not future.done():
@@ -262,6 +266,7 @@ class SqliteMessageLog(BatchingWorker):
             if not future.done():
                 future.set_result(result)
             if not result.duplicate:
+                COUNTS.messages_stored += 1
                 for listener in self._listeners:
                     listener(sub, result)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -33,6 +34,7 @@ from sandcat.config import KafkaConfig
 from sandcat.domain_records import MessageRecord
 from sandcat.errors import DecodeError
 from sandcat.log import get_logger
+from sandcat.metrics import COUNTS
 
 log = get_logger(__name__)
 
@@ -104,10 +106,18 @@ class KafkaQueue:
 
     async def publish(self, key: str, value: bytes) -> Awaitable[None]:
         partition = _native.partition_of(key, self._partitions)
-        acked: Awaitable[None] = await self._producer.send(
+        started = time.perf_counter()
+        acked: asyncio.Future[None] = await self._producer.send(
             self._config.topic, value, key=key.encode(), partition=partition
         )
+        acked.add_done_callback(
+            lambda _: COUNTS.kafka_publish.observe(time.perf_counter() - started)
+        )
         return acked
+
+    async def ping(self) -> None:
+        """Ask a broker for the cluster's metadata (readiness: Kafka answers)."""
+        await self._producer.client.fetch_all_metadata()
 
 
 class KafkaConsumerLoop:
@@ -172,6 +182,7 @@ class KafkaConsumerLoop:
                     continue
                 batches = await self._consumer.getmany(timeout_ms=200)
                 self.idle = not batches and not in_flight
+                self._note_lag(batches)
                 if batches:
                     offsets = {part: recs[-1].offset + 1 for part, recs in batches.items()}
                     in_flight.append((loop.create_task(self._handle(batches)), offsets))
@@ -179,6 +190,17 @@ class KafkaConsumerLoop:
             for task, _ in in_flight:  # not committed: replayed by whoever polls next
                 task.cancel()
             await asyncio.gather(*(task for task, _ in in_flight), return_exceptions=True)
+
+    def _note_lag(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Per assigned partition, the records on the broker past what was polled."""
+        lag = COUNTS.kafka_lag
+        for part in self._consumer.assignment():
+            records = batches.get(part)
+            highwater = self._consumer.highwater(part)
+            if records:
+                lag[part.partition] = max(0, (highwater or 0) - records[-1].offset - 1)
+            elif not batches:  # an empty poll: caught up everywhere
+                lag[part.partition] = 0
 
     async def _handle(
         self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -193,9 +215,13 @@ class KafkaConsumerLoop:
                 except DecodeError as exc:
                     await self._dead_letter(item, str(exc))
         backoff = 0.1
+        started = time.perf_counter()
         while decoded:
             try:
                 await self._store(decoded)
+                COUNTS.store_batch_seconds.observe(time.perf_counter() - started)
+                COUNTS.store_batch_size.observe(len(decoded))
+                COUNTS.messages_stored += len(decoded)
                 break
             except (KafkaError, OSError, RuntimeError) as exc:
                 log.warning(
@@ -246,6 +272,7 @@ class KafkaConsumerLoop:
 
     async def _dead_letter(self, item: ConsumerRecord[bytes, bytes], reason: str) -> None:
         self.dead_letters += 1
+        COUNTS.dead_letters += 1
         log.error("dead_letter", partition=item.partition, offset=item.offset, reason=reason)
         await self._dlq.send_and_wait(
             dlq_topic(self._config), item.value, key=item.key, headers=[("reason", reason.encode())]

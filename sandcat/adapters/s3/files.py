@@ -67,6 +67,12 @@ class S3FileStore:
                     if exc.code not in _EXISTS:
                         raise
 
+    async def ping(self) -> None:
+        """Ask whether the first bucket exists (readiness: S3 answers); raises otherwise."""
+        with _s3_errors("bucket_exists"):
+            if not await self._client.bucket_exists(self.buckets[0]):
+                raise RuntimeError(f"bucket {self.buckets[0]} is missing")
+
     async def close(self) -> None:
         await self._client.close_session()  # type: ignore[no-untyped-call]
 
