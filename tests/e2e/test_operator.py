@@ -66,7 +66,10 @@ async def serve(env: dict[str, str], session: aiohttp.ClientSession) -> AsyncIte
     reader = asyncio.create_task(pump())
     try:
         await until(
-            lambda: any("server_started" in line for line in served.lines) or proc.returncode,
+            lambda: (
+                proc.returncode is not None
+                or any("server_started" in line for line in served.lines)
+            ),
             timeout=30,
             what="the server to start",
         )
