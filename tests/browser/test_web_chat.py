@@ -1,0 +1,249 @@
+"""The built-in web page (sandcat/web/) in a real Chromium against a real embedded server.
+
+Two browser users go through register -> friend -> chat -> offline, reconnect and sync ->
+group chat with an image -> knocked off by another login, checking what the page shows.
+Every wait is Playwright's auto-waiting on a selector or an assertion, never a sleep.
+``SANDCAT_SCREENSHOTS=docs/screenshots`` also saves the README's screenshots there.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import (
+    Browser,
+    FilePayload,
+    Locator,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
+
+from sandcat.protocol.bincode import Writer
+from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupInvitation
+from sandcat.server import Running
+from tests.client import CodeBook
+from tests.unit.test_codec_vectors import VECTOR
+
+pytestmark = pytest.mark.embedded_only
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 780}
+#: A 1x1 PNG for the image message.
+PIXEL = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+expect.set_options(timeout=15_000)
+
+
+def keep_screenshots(shots: Path) -> None:
+    """Copy the screenshots to ``$SANDCAT_SCREENSHOTS`` when it is set (``make screenshots``)."""
+    target = os.environ.get("SANDCAT_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for shot in shots.iterdir():
+            shutil.copy(shot, Path(target) / shot.name)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+def base_url(server: Running) -> str:
+    return f"http://127.0.0.1:{server.api_port}"
+
+
+async def open_page(browser: Browser, server: Running, viewport: ViewportSize = DESKTOP) -> Page:
+    context = await browser.new_context(viewport=viewport)
+    page = await context.new_page()
+    await page.goto(base_url(server) + "/")
+    return page
+
+
+async def register(page: Page, codes: CodeBook, name: str, email: str, password: str) -> None:
+    await page.click("#tab-register")
+    await page.fill("#reg-name", name)
+    await page.fill("#reg-email", email)
+    await page.click("#send-code")
+    # Embedded mode: the page says the code is in the server log, and that is where it is.
+    await expect(page.locator("#code-hint")).to_contain_text("server log")
+    await page.fill("#reg-code", await codes.wait(email))
+    await page.fill("#reg-password", password)
+    await page.click("#register-submit")
+    await expect(page.locator("#me-name")).to_have_text(name)
+    await expect(page.locator("#connection")).to_have_text("online")
+
+
+async def send_text(page: Page, text: str) -> None:
+    await page.fill("#text-input", text)
+    await page.press("#text-input", "Enter")
+    bubble = page.locator(".bubble-row.mine .bubble", has_text=text)
+    await expect(bubble.locator(".status")).to_have_text("✓")  # acked by the server
+
+
+def conversation(page: Page, title: str) -> Locator:
+    return page.locator(".conversation", has=page.locator(".conv-title", has_text=title))
+
+
+async def test_codec_matches_the_reference_vectors(browser: Browser, server: Running) -> None:
+    """sandcat/web/bincode.js against the vectors of tests/unit/test_codec_vectors.py and
+    the reference codec's payload encoders."""
+    page = await open_page(browser, server)
+    friend_request = FriendshipWithUser(
+        "fs1", "u1", "Ann", "a.png", "f", 30, None, 0, "hi é", "search", 5, "acc", None, "a@x"
+    )
+    friend = Friend("fs1", "u2", "acc", "Bob", "", "m", 2, "here", 1, None, None, "qr", "sig", 6, 7)
+    info = GroupInfo("g1", "u1", "Team", "", "d", "a", 8, 9)
+    invitation = GroupInvitation(info, [])
+    read = Writer()
+    read.buf += (2).to_bytes(8, "little") + (5).to_bytes(8, "little") + (7).to_bytes(8, "little")
+    read.string("u")
+    result = await page.evaluate(
+        """async ([vector, fsHex, friendHex, invitationHex]) => {
+            const bc = await import("/web/bincode.js");
+            const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+            const bytes = (h) => Uint8Array.from(h.match(/../g).map((x) => parseInt(x, 16)));
+            const msg = bc.newMsg({send_id: "a", receiver_id: "bc", create_time: 1,
+                send_time: 2, seq: 3, content_type: 1, content: new Uint8Array([0x68, 0x69]),
+                is_read: true, platform: 1, related_msg_id: "r", send_seq: -1});
+            const decoded = bc.decodeMsg(bytes(vector));
+            let trailing = "";
+            try { bc.decodeMsg(bytes(vector + "00")); } catch (e) { trailing = e.message; }
+            return {
+                encoded: hex(bc.encodeMsg(msg)),
+                decoded: {...decoded, content: hex(decoded.content)},
+                empty: bc.encodeMsg(bc.newMsg()).length,
+                trailing,
+                read: hex(bc.encodeRead([5, 7], "u")),
+                request: bc.decodeFriendRequest(bytes(fsHex)),
+                friend: bc.decodeFriend(bytes(friendHex)),
+                invitation: bc.decodeGroupInvitation(bytes(invitationHex)),
+            };
+        }""",
+        [
+            VECTOR.hex(),
+            friend_request.encode().hex(),
+            friend.encode().hex(),
+            invitation.encode().hex(),
+        ],
+    )
+    assert result["encoded"] == VECTOR.hex()
+    decoded = result["decoded"]
+    assert (decoded["send_id"], decoded["receiver_id"], decoded["seq"]) == ("a", "bc", 3)
+    assert (decoded["content"], decoded["is_read"], decoded["send_seq"]) == ("6869", True, -1)
+    assert decoded["related_msg_id"] == "r"
+    assert result["empty"] == 64 + 32 + 12 + 1 + 1
+    assert "trailing" in result["trailing"]
+    assert result["read"] == read.getvalue().hex()
+    assert result["request"]["apply_msg"] == "hi é" and result["request"]["region"] is None
+    assert result["friend"]["name"] == "Bob" and result["friend"]["update_time"] == 7
+    assert result["invitation"]["info"]["name"] == "Team"
+    assert result["invitation"]["members"] == []
+
+
+async def test_two_users_register_befriend_chat_sync_and_group(
+    browser: Browser, server: Running, codes: CodeBook, tmp_path: Path
+) -> None:
+    alice = await open_page(browser, server)
+    bob = await open_page(browser, server)
+    await register(alice, codes, "Alice", "alice@example.com", "alice-pw")
+    await register(bob, codes, "Bob", "bob@example.com", "bob-pw")
+
+    # Alice finds Bob by e-mail and asks; Bob sees the request live and accepts.
+    await alice.click("#open-add-friend")
+    await alice.fill("#search-input", "bob@example.com")
+    await alice.click("#search-button")
+    await alice.click("#apply-friend")
+    await expect(alice.locator("#apply-friend")).to_have_text("Request sent")
+    await alice.click("#add-friend-dialog button[value=cancel]")
+    request = bob.locator(".request", has_text="Alice")
+    await expect(request).to_contain_text("Hi, I am Alice")
+    await request.locator(".accept").click()
+    await expect(bob.locator("#requests")).to_be_hidden()
+    await expect(conversation(alice, "Bob")).to_contain_text("now friends")  # type 11, live
+
+    # One-to-one, live both ways; the unread count shows until Bob opens the conversation.
+    await conversation(alice, "Bob").click()
+    await send_text(alice, "Hello Bob")
+    await expect(conversation(bob, "Alice").locator(".badge")).to_have_text("1")
+    await conversation(bob, "Alice").click()
+    await expect(bob.locator(".bubble", has_text="Hello Bob")).to_be_visible()
+    await expect(conversation(bob, "Alice").locator(".badge")).to_have_count(0)
+    await send_text(bob, "Hi Alice")
+    await expect(alice.locator(".bubble", has_text="Hi Alice")).to_be_visible()
+
+    # Bob goes offline; what Alice sends meanwhile arrives by the pull after the reconnect.
+    await bob.context.set_offline(True)
+    await expect(bob.locator("#connection")).to_have_text("offline")
+    await expect(bob.locator("#banner")).to_contain_text("You are offline")
+    await send_text(alice, "Sent while you were away")
+    await send_text(alice, "And a second one")
+    await expect(bob.locator(".bubble", has_text="And a second one")).to_have_count(0)
+    await bob.context.set_offline(False)
+    await expect(bob.locator("#connection")).to_have_text("online")
+    await expect(bob.locator(".bubble", has_text="Sent while you were away")).to_be_visible()
+    await expect(bob.locator(".bubble", has_text="And a second one")).to_be_visible()
+
+    # A group: Alice creates it with Bob, both talk, Alice sends an image.
+    await alice.click("#open-new-group")
+    await alice.fill("#group-name", "Weekend")
+    await alice.locator("#group-members label", has_text="Bob").locator("input").check()
+    await alice.click("#create-group")
+    await expect(alice.locator("#pane-name")).to_have_text("Weekend")
+    await expect(alice.locator(".notice", has_text="You created the group")).to_be_visible()
+    await send_text(alice, "Group hello")
+    await conversation(bob, "Weekend").click()
+    await expect(bob.locator(".notice", has_text="Alice created the group")).to_be_visible()
+    hello = bob.locator(".bubble", has_text="Group hello")
+    await expect(hello.locator(".sender")).to_have_text("Alice")
+    await send_text(bob, "Group reply")
+    await expect(alice.locator(".bubble", has_text="Group reply").locator(".sender")).to_have_text(
+        "Bob"
+    )
+    pixel: FilePayload = {"name": "pixel.png", "mimeType": "image/png", "buffer": PIXEL}
+    await alice.set_input_files("#file-input", files=[pixel])
+    image = bob.locator(".bubble img.image")
+    await expect(image).to_be_visible()
+    assert await image.evaluate("img => img.complete && img.naturalWidth === 1")
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    await alice.screenshot(path=str(shots / "desktop.png"))
+    await bob.set_viewport_size(PHONE)
+    await expect(bob.locator("#back")).to_be_visible()
+    await bob.screenshot(path=str(shots / "phone.png"))
+    await bob.click("#back")
+    await expect(conversation(bob, "Weekend")).to_be_visible()
+    await bob.screenshot(path=str(shots / "phone-list.png"))
+    keep_screenshots(shots)
+
+    # Bob signs in on another page: the first one is knocked off (close code 4001).
+    other = await open_page(browser, server)
+    await other.fill("#login-email", "bob@example.com")
+    await other.fill("#login-password", "bob-pw")
+    await other.click("#login-submit")
+    await expect(other.locator("#connection")).to_have_text("online")
+    await expect(bob.locator("#banner")).to_contain_text("signed in on another page")
+    await expect(bob.locator("#connection")).to_have_text("offline")
