@@ -70,6 +70,7 @@ from sandcat.services.notify import Notifier
 from sandcat.services.push import LocalPushRouter
 from sandcat.services.sync import SyncService
 from sandcat.services.users import UserService
+from sandcat.web import WebPage
 
 log = get_logger(__name__)
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -269,6 +270,7 @@ async def build(config: Config) -> AsyncIterator[Apps]:
             )
             add_routes(api_app, OpenApiRoutes().routes())
             api_app.router.add_get("/health", _health)
+            WebPage(codes_in_log=not config.mail.server).add_to(api_app)
         if role in {"all", "gateway"}:
             gateway_edge = Gateway(
                 users=users,
