@@ -21,6 +21,11 @@ echo "== mypy"
 $BIN/mypy
 echo "== cargo test"
 (cd native/rust && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sandcat/cargo-target}" cargo test -q)
+echo "== chromium (tests/browser drives the system's package, never a downloaded browser)"
+if [ ! -x /usr/bin/chromium ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 echo "== services (PostgreSQL, Redis, Kafka, FerretDB, S3: installed and cached on first use)"
 RUN_DIR="$(mktemp -d /tmp/sandcat-test-services.XXXXXX)"
 trap '$BIN/python scripts/services.py stop --run-dir "$RUN_DIR" >/dev/null 2>&1 || true' EXIT
