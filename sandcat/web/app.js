@@ -909,8 +909,8 @@ function preview(conv) {
     last.contentType === ContentType.TEXT
       ? last.content
       : last.contentType === ContentType.IMAGE
-        ? "📷 Photo"
-        : `📄 ${last.content.name}`;
+        ? "Photo"
+        : `File: ${last.content.name}`;
   return prefix + body;
 }
 
@@ -1052,7 +1052,7 @@ function renderBody(m) {
   return h(
     "a",
     { class: "file", href: url, download: m.content.name },
-    h("span", { class: "file-icon", text: "📄" }),
+    h("span", { class: "file-icon", text: (m.content.ext || "file").slice(0, 4) }),
     h("span", { class: "file-text" }, h("strong", { text: m.content.name }), h("span", { text: formatSize(m.content.size) })),
   );
 }

@@ -8,9 +8,10 @@ Every wait is Playwright's auto-waiting on a selector or an assertion, never a s
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
+import struct
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -46,12 +47,28 @@ CHROMIUM_ARGS = [
 ]
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 780}
-#: A 1x1 PNG for the image message.
-PIXEL = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-)
 
 expect.set_options(timeout=15_000)
+
+
+def gradient_png(width: int = 240, height: int = 150) -> bytes:
+    """An RGB PNG of a colour gradient: the image message (and its screenshot)."""
+    rows = b"".join(
+        b"\x00" + bytes(c for x in range(width) for c in (x * 255 // width, y * 255 // height, 210))
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def keep_screenshots(shots: Path) -> None:
@@ -222,11 +239,11 @@ async def test_two_users_register_befriend_chat_sync_and_group(
     await expect(alice.locator(".bubble", has_text="Group reply").locator(".sender")).to_have_text(
         "Bob"
     )
-    pixel: FilePayload = {"name": "pixel.png", "mimeType": "image/png", "buffer": PIXEL}
-    await alice.set_input_files("#file-input", files=[pixel])
+    picture: FilePayload = {"name": "sunset.png", "mimeType": "image/png", "buffer": gradient_png()}
+    await alice.set_input_files("#file-input", files=[picture])
     image = bob.locator(".bubble img.image")
     await expect(image).to_be_visible()
-    assert await image.evaluate("img => img.complete && img.naturalWidth === 1")
+    assert await image.evaluate("img => img.complete && img.naturalWidth === 240")
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
