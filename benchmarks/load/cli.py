@@ -1,4 +1,4 @@
-"""``python -m benchmarks.load``: drive a sandcat-compatible server.
+"""``sandcat-bench`` (or ``python -m benchmarks.load``): drive a sandcat-compatible server.
 
 ``run``    drives a server given by URL (and optionally its PIDs), users from a seed file
            or registered through the public API with codes read from a named source.
@@ -7,6 +7,11 @@
            fan-out against the relay baseline (``benchmarks/load/relay.py``) with the same
            settings.
 ``report`` regenerates docs/benchmarks.md and the plots from results JSON files.
+
+``--server-config PATH`` writes the server config a load run needs (the limits raised, the
+friend policy off, a cheap argon2), to start the server under test with.
+Refusals and errors are printed as they happen, with their cause and the key to change
+(``benchmarks/load/refusals.py``).
 """
 
 from __future__ import annotations
@@ -17,16 +22,24 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from benchmarks.load import report, scenarios
-from benchmarks.load.api import Account, code_source
+from benchmarks.load.api import Account, ApiError, code_source
 from benchmarks.load.launch import RelayServer, Servers
 from benchmarks.load.scenarios import Context, Target, Timing
 
 SCENARIOS = ("one-to-one", "pipeline", "group", "idle", "offline", "http")
 ROOT = Path(__file__).resolve().parents[2]
+#: In a checkout (``make bench``) results and the report go into the repository; run from
+#: an installation elsewhere, into ``sandcat-bench-results`` in the current folder.
+CHECKOUT = (ROOT / "pyproject.toml").is_file() and (ROOT / "docs").is_dir()
+RESULTS = ROOT / "benchmarks" / "results" / "latest" if CHECKOUT else Path("sandcat-bench-results")
+DOCS = ROOT / "docs" if CHECKOUT else Path("sandcat-bench-results")
 
 
 @contextmanager
@@ -81,14 +94,23 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline-messages", type=int, default=100000)
     parser.add_argument("--offline-rate", type=float, default=0.0, help="0: 75 %% of max")
     parser.add_argument("--http-concurrency", type=int, default=32)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latest"))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--label", default="run", help="name of this run in reports")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="sandcat-bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--server-config",
+        metavar="PATH",
+        help="write the server config a load run needs to PATH (then: sandcat serve -c PATH)",
+    )
+    sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="drive a server given by URL")
     run.add_argument("--api", action="append", required=True, help="API base URL (repeatable)")
     run.add_argument("--pid", action="append", type=int, default=[], help="server PID to watch")
@@ -110,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(suite)
     rep = sub.add_parser("report", help="regenerate docs/benchmarks.md and plots")
     rep.add_argument("results", nargs="+", help="results JSON files (label taken from each)")
-    rep.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
-    rep.add_argument("--plots", default=str(ROOT / "docs" / "plots"))
+    rep.add_argument("--doc", default=str(DOCS / "benchmarks.md"))
+    rep.add_argument("--plots", default=str(DOCS / "plots"))
     rep.add_argument("--run-command", default="make bench", help="the command to quote")
     return parser
 
@@ -125,7 +147,11 @@ def _wanted(args: argparse.Namespace) -> list[str]:
 
 
 async def _login(ctx: Context, target: Target, accounts: list[Account]) -> dict[str, float]:
-    rate = await scenarios.login_all(target, accounts)
+    try:
+        rate = await scenarios.login_all(target, accounts)
+    except scenarios.LoginsFailed as exc:
+        ctx.refused("login", exc.count, exc.samples)
+        raise SystemExit(f"{exc} (see above)") from exc
     ctx.progress(f"logged in {len(accounts)} users at {rate['per_s']:.0f}/s")
     return rate
 
@@ -238,6 +264,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
                     prefix="bench",
                     password=args.password,
                 )
+            except (ApiError, aiohttp.ClientError) as exc:
+                ctx.refused("register", 1, [f"{type(exc).__name__}: {exc}"])
+                raise SystemExit("registration failed (see above)") from exc
             finally:
                 await codes.close()
             progress(f"registered {len(accounts)} users through the API")
@@ -398,8 +427,30 @@ async def _idle_suite(
         servers.stop()
 
 
+def write_server_config(path: Path) -> None:
+    """The server config of a load run (``bench-config.yml``), with how to use it."""
+    text = resources.files("benchmarks.load").joinpath("bench-config.yml").read_text("utf-8")
+    path.write_text(
+        f"# Written by `sandcat-bench --server-config {path}`. Start the server under test with\n"
+        f"#   sandcat serve -c {path} 2> server.log\n"
+        "# and register users with `sandcat-bench run --register N --code-source log:server.log`\n"
+        "# (or seed them: sandcat users seed --count N > users.json; --users-file users.json).\n"
+        + text,
+        encoding="utf-8",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.server_config:
+        path = Path(args.server_config)
+        write_server_config(path)
+        print(f"wrote {path}: start the server with `sandcat serve -c {path}`", file=sys.stderr)
+        if args.command is None:
+            return 0
+    if args.command is None:
+        parser.error("choose a command: run, suite or report (or give --server-config PATH)")
     if args.command == "report":
         return cmd_report(args)
     import uvloop

@@ -20,6 +20,7 @@ import aiohttp
 
 from benchmarks.load import procstat
 from benchmarks.load.api import Account, ApiError, CodeSource, call, login, register
+from benchmarks.load.refusals import Refusals
 from benchmarks.load.stats import latency_summary
 from benchmarks.load.worker import HttpRun, PipelineRun, Pool, Setup, TrafficRun
 
@@ -49,7 +50,13 @@ class Context:
     progress: Progress = lambda _: None
     gen_cpu_warn: float = 0.8
     warnings: list[str] = field(default_factory=list)
+    refusals: Refusals = field(default_factory=Refusals)
     _run_id: int = 0
+
+    def refused(self, where: str, count: int, samples: Sequence[str]) -> None:
+        """Print a step's refusals and errors now, with their cause and the key to change."""
+        for line in self.refusals.lines(where, count, samples):
+            self.progress(line)
 
     def next_run(self) -> int:
         self._run_id += 1
@@ -100,19 +107,35 @@ async def register_users(
         return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
+class LoginsFailed(RuntimeError):
+    """Some logins of ``login_all`` failed: how many, and some of their errors."""
+
+    def __init__(self, count: int, total: int, samples: list[str]) -> None:
+        super().__init__(f"{count} of {total} logins failed: {samples[:1]}")
+        self.count = count
+        self.samples = samples
+
+
 async def login_all(
     target: Target, accounts: Sequence[Account], concurrency: int = 64
 ) -> dict[str, float]:
-    """Log every account in (user ``i`` at ``target.api[i % n]``); returns the login rate."""
+    """Log every account in (user ``i`` at ``target.api[i % n]``); returns the login rate.
+    Raises :class:`LoginsFailed` once every login was tried, if any failed."""
     gate = asyncio.Semaphore(concurrency)
     begin = time.monotonic()
+    errors: list[str] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def one(i: int, account: Account) -> None:
             async with gate:
-                await login(session, target.api[i % len(target.api)], account)
+                try:
+                    await login(session, target.api[i % len(target.api)], account)
+                except (ApiError, aiohttp.ClientError) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}"[:300])
 
         await asyncio.gather(*(one(i, a) for i, a in enumerate(accounts)))
+    if errors:
+        raise LoginsFailed(len(errors), len(accounts), errors[:3])
     elapsed = time.monotonic() - begin
     return {"users": float(len(accounts)), "seconds": elapsed, "per_s": len(accounts) / elapsed}
 
@@ -132,7 +155,7 @@ async def open_pool(ctx: Context, accounts: Sequence[Account], **setup: Any) -> 
     failed = sum(int(a.get("failed", 0)) for a in answers)
     if failed:
         errors = [e for a in answers for e in a.get("errors", [])]
-        ctx.progress(f"{failed} connection(s) failed: {errors[:3]}")
+        ctx.refused("WebSocket connect", failed, errors)
     ctx.progress(f"{connected} connection(s) open in {len(answers)} worker(s)")
     return pool
 
@@ -287,6 +310,9 @@ async def one_to_one(
             f"p99 {summary['e2e_latency']['p99_ms']:.1f} ms "
             f"lost {summary['lost']} dup {summary['duplicates']}"
         )
+        where = f"one-to-one at {rate:.0f}/s"
+        ctx.refused(where, summary["ack_errors"], summary["error_samples"])
+        ctx.refused(where, len(summary["reader_errors"]), summary["reader_errors"])
         return summary
 
     try:
@@ -381,6 +407,7 @@ async def pipeline(
                 f"lost {row['lost']} unacked {row['unacked']} dup {row['duplicates']} "
                 f"order {row['order_violations']}"
             )
+            ctx.refused("pipeline", row["ack_errors"], row["error_samples"])
             await asyncio.sleep(0.3)
     finally:
         await pool.stop()
@@ -481,7 +508,7 @@ async def make_groups(
                 )
             except ApiError as exc:
                 ctx.warnings.append(f"group of {size} not created: {exc}")
-                ctx.progress(f"group of {size} not created: {exc}")
+                ctx.refused(f"group of {size} not created", 1, [str(exc)])
                 continue
             groups[size] = made["info"]["id"]
     return groups
@@ -538,6 +565,9 @@ async def group_fanout(
                         f"group {size} {mode}: {rows[-1]['deliveries_per_s']:.0f} deliveries/s, "
                         f"completion p50 {rows[-1]['completion']['p50_ms']:.0f} ms, "
                         f"missing {rows[-1]['missing']}"
+                    )
+                    ctx.refused(
+                        f"group {size} {mode}", rows[-1]["ack_errors"], rows[-1]["error_samples"]
                     )
             out[str(size)] = rows
     finally:
@@ -654,6 +684,11 @@ async def offline_sync(
     finally:
         await pool.stop()
     acked = sum(int(r["acked"]) for r in results)
+    ctx.refused(
+        "offline fill",
+        sum(int(r["ack_errors"]) for r in results),
+        [e for r in results for e in r["error_samples"]][:3],
+    )
     ctx.progress(f"offline: {acked} messages waiting; pulling")
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -731,6 +766,7 @@ async def http_rates(
                     ctx.check_generator(float(res["cpu_cores"]), f"http {kind}")
                 rows.append(row)
                 ctx.progress(f"http {kind}: {row['per_s']:.0f}/s errors {row['errors']}")
+                ctx.refused(f"http {kind}", row["errors"], row["error_samples"])
             out[kind] = rows
     finally:
         await pool.stop()
