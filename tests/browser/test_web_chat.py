@@ -29,7 +29,7 @@ from playwright.async_api import (
 from sandcat.protocol.bincode import Writer
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupInvitation
 from sandcat.server import Running
-from tests.client import CodeBook
+from tests.client import Api, CodeBook, User
 from tests.unit.test_codec_vectors import VECTOR
 
 pytestmark = pytest.mark.embedded_only
@@ -181,7 +181,7 @@ async def test_codec_matches_the_reference_vectors(browser: Browser, server: Run
 
 
 async def test_two_users_register_befriend_chat_sync_and_group(
-    browser: Browser, server: Running, codes: CodeBook, tmp_path: Path
+    browser: Browser, server: Running, codes: CodeBook, api: Api, tmp_path: Path
 ) -> None:
     alice = await open_page(browser, server)
     bob = await open_page(browser, server)
@@ -255,6 +255,30 @@ async def test_two_users_register_befriend_chat_sync_and_group(
     await expect(conversation(bob, "Weekend")).to_be_visible()
     await bob.screenshot(path=str(shots / "phone-list.png"))
     keep_screenshots(shots)
+
+    # Bob ends the friendship (over HTTP): Alice's page says so, and refuses her next message
+    # with the gateway's reason in words.
+    bob_user = User(id="", email="bob@example.com", password="bob-pw")
+    bob_user.id = (await api.login(bob_user))["user"]["id"]
+    _, contacts = await api.call("GET", f"/friend/{bob_user.id}/0", token=bob_user.token)
+    friendship = contacts["friends"][0]
+    await api.call(
+        "DELETE",
+        "/friend",
+        token=bob_user.token,
+        json={
+            "user_id": bob_user.id,
+            "friend_id": friendship["friend_id"],
+            "fs_id": friendship["fs_id"],
+        },
+    )
+    await conversation(alice, "Bob").click()
+    await expect(alice.locator(".notice", has_text="removed the friendship")).to_be_visible()
+    await alice.fill("#text-input", "Still there?")
+    await alice.press("#text-input", "Enter")
+    refused = alice.locator(".bubble.failed", has_text="Still there?")
+    await expect(refused.locator(".bubble-error")).to_contain_text("not friends")
+    await expect(alice.locator("#toast")).to_contain_text("Send a friend request first")
 
     # Bob signs in on another page: the first one is knocked off (close code 4001).
     other = await open_page(browser, server)
