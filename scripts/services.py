@@ -528,6 +528,12 @@ class Postgres(Service):
         env = {"PATH": f"{bindir}:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": pw.pw_dir, "TZ": "UTC"}
         # A restart (`stop postgres` then `start postgres` on the same run dir) keeps the cluster.
         fresh = not (data / "PG_VERSION").exists()
+        if data.exists() and not (data / "postmaster.opts").exists():
+            # initdb was interrupted (or its cluster never started): initdb refuses a
+            # folder that is not empty, so the half-made one is removed and made again.
+            say(f"postgres: {data} is half-made (an interrupted initdb): removing it, initdb again")
+            shutil.rmtree(data)
+            fresh = True
         if fresh:
             say(f"postgres: initdb {data}")
             _run(
@@ -1563,10 +1569,27 @@ def _write_outputs(run_dir: Path, state: dict[str, Any]) -> None:
     (run_dir / "services.env").write_text("\n".join(lines) + ("\n" if lines else ""))
 
 
+def _answers(name: str, info: dict[str, Any] | None) -> bool:
+    """Whether the service recorded by ``info`` answers its probe now."""
+    try:
+        return bool(info) and SERVICES[name].probe(info or {})
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        http.client.HTTPException,
+        subprocess.SubprocessError,
+    ):
+        return False
+
+
 def start_services(
     names: Sequence[str] | None,
     run_dir: str | os.PathLike[str],
     ports: dict[str, int] | None = None,
+    *,
+    recover: bool = False,
+    stop_timeout: float = 45.0,
 ) -> dict[str, Any]:
     """Install (if needed) and start the named services (all if None/empty) under run_dir.
 
@@ -1574,19 +1597,33 @@ def start_services(
     name (``kafka_controller`` for Kafka's controller listener).  A service stopped alone
     (``stop_services(run_dir, [name])``) starts again on its old ports with its data.  On
     failure the services started by this call are stopped again and ServiceError is raised.
+
+    A service still running from an earlier start (its pid file names a live process) is an
+    error, unless ``recover``: then it is reused if it answers its probe, else stopped
+    (``stop_timeout``) and started again on its ports with its data (an unclean stop of
+    ``make run-distributed``: a crash, a SIGKILL).
     """
     chosen = _names(names)
     rdir = Path(run_dir).resolve()
     rdir.mkdir(parents=True, exist_ok=True)
     state = _load_state(rdir)
+    reused: set[str] = set()
     for name in chosen:
         pid = _read_pidfile(rdir / f"{name}.pid")
-        if pid is not None and _pid_is_ours(*pid):
+        if pid is None or not _pid_is_ours(*pid):
+            continue
+        if not recover:
             raise ServiceError(
                 name,
                 f"already running in {rdir} (pid {pid[0]}); stop it first",
                 rdir / f"{name}.log",
             )
+        if _answers(name, state["services"].get(name)):
+            say(f"{name}: reusing pid {pid[0]}, left running by an earlier start (it answers)")
+            reused.add(name)
+            continue
+        say(f"{name}: pid {pid[0]}, left by an earlier start, does not answer: restarting it")
+        _stop_one(rdir, name, state, keep=True, deadline=time.monotonic() + stop_timeout)
     install_times = install_services(chosen)
     pinned = dict(ports or {})
     state.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -1596,6 +1633,8 @@ def start_services(
     resumed: set[str] = set()
     try:
         for name in chosen:
+            if name in reused:
+                continue
             svc = SERVICES[name]
             previous = state["services"].get(name) or {}
             resume = bool(previous.get("stopped"))
@@ -1631,7 +1670,9 @@ def start_services(
             tail = _log_tail(exc.log)
             if tail:
                 say(f"last lines of {exc.log}:\n{tail}")
-        for name in chosen:  # none of them ran before this call (checked above)
+        for name in chosen:  # none of them ran before this call, but the reused ones
+            if name in reused:
+                continue
             with contextlib.suppress(Exception):
                 _stop_one(rdir, name, state, keep=name in resumed)
         with contextlib.suppress(Exception):
@@ -1641,9 +1682,25 @@ def start_services(
     return state
 
 
-def _stop_one(run_dir: Path, name: str, state: dict[str, Any], keep: bool = False) -> bool:
+def _signal_stop(run_dir: Path, name: str) -> None:
+    """Send the service its stop signal, if its pid file names a live process of ours."""
+    entry = _read_pidfile(run_dir / f"{name}.pid")
+    svc = SERVICES.get(name)
+    if entry is not None and _pid_is_ours(*entry):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(entry[0], svc.stop_signal() if svc else signal.SIGTERM)
+
+
+def _stop_one(
+    run_dir: Path,
+    name: str,
+    state: dict[str, Any],
+    keep: bool = False,
+    deadline: float | None = None,
+) -> bool:
     """Stop one service by its pid file; return True if a process was stopped.  With
-    ``keep`` its data and ports stay recorded, for ``start_services`` to restart it."""
+    ``keep`` its data and ports stay recorded, for ``start_services`` to restart it.  The
+    process gets until ``deadline`` (monotonic; default 45 s from now), then SIGKILL."""
     pidfile = run_dir / f"{name}.pid"
     entry = _read_pidfile(pidfile)
     stopped = False
@@ -1655,7 +1712,8 @@ def _stop_one(run_dir: Path, name: str, state: dict[str, Any], keep: bool = Fals
             say(f"{name}: stopping pid {pid}")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            if not _wait_exit(pid, 45.0):
+            grace = 45.0 if deadline is None else max(0.5, deadline - time.monotonic())
+            if not _wait_exit(pid, grace):
                 say(f"{name}: pid {pid} still running, sending SIGKILL")
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -1676,18 +1734,26 @@ def _stop_one(run_dir: Path, name: str, state: dict[str, Any], keep: bool = Fals
     return stopped
 
 
-def stop_services(run_dir: str | os.PathLike[str], names: Sequence[str] | None = None) -> list[str]:
+def stop_services(
+    run_dir: str | os.PathLike[str],
+    names: Sequence[str] | None = None,
+    timeout: float = 45.0,
+) -> list[str]:
     """Stop every service started under run_dir (by its pid file); return the names stopped.
 
     With ``names``, stop only those and keep their data and ports: ``start_services`` with
     the same names and run dir brings them back as they were (a restart, e.g. a fault test).
+    Every service is signalled at once and gets ``timeout`` seconds in all (not each) to
+    exit before SIGKILL, so the whole stop is bounded.
     """
     rdir = Path(run_dir).resolve()
     state = _load_state(rdir)
-    if names:
-        stopped = [name for name in _names(names) if _stop_one(rdir, name, state, keep=True)]
-    else:
-        stopped = [name for name in ALL_SERVICES if _stop_one(rdir, name, state)]
+    targets = _names(names) if names else list(ALL_SERVICES)
+    deadline = time.monotonic() + timeout
+    for name in targets:
+        _signal_stop(rdir, name)
+    keep = bool(names)
+    stopped = [name for name in targets if _stop_one(rdir, name, state, keep, deadline)]
     if rdir.exists():
         _write_outputs(rdir, state)
     return stopped
@@ -1706,17 +1772,7 @@ def status_services(run_dir: str | os.PathLike[str]) -> dict[str, str]:
         if entry is None or not _pid_is_ours(*entry):
             result[name] = "not running"
             continue
-        try:
-            ok = bool(info) and SERVICES[name].probe(info or {})
-        except (
-            OSError,
-            ValueError,
-            EOFError,
-            http.client.HTTPException,
-            subprocess.SubprocessError,
-        ):
-            ok = False
-        result[name] = "up" if ok else "not answering"
+        result[name] = "up" if _answers(name, info) else "not answering"
     return result
 
 

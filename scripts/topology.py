@@ -1,7 +1,11 @@
 """Start a distributed Sandcat topology as separate processes (stdlib only).
 
-Used by ``make run-distributed`` (foreground, Ctrl-C stops everything) and by the
-distributed end-to-end tests. Given the backing services' ``services.env`` (written by
+Used by ``make run-distributed`` (foreground, Ctrl-C stops everything within about
+``2 * STOP_SECONDS``) and by the distributed end-to-end tests. After an unclean stop (a crash,
+a SIGKILL) the next ``make run-distributed`` stops the Sandcat processes the killed run left
+(their pid files), reuses the backing services that still answer and restarts the others.
+
+Given the backing services' ``services.env`` (written by
 ``scripts/services.py``), it runs ``sandcat migrate`` once, then the ``api`` role, any
 number of ``gateway`` roles and one ``msg-server``, each logging to the caller's stderr
 with a role prefix.
@@ -22,6 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
+
+#: Seconds the Sandcat processes get, together, to drain and exit on Ctrl-C (their own
+#: drain, server.shutdown_seconds, is shorter), and the backing services after them.
+STOP_SECONDS = 20.0
 
 
 def service_overrides(services_env: Mapping[str, str]) -> dict[str, str]:
@@ -75,6 +83,9 @@ class Topology:
     stderr: IO[bytes] | int | None = None
     #: ``--config`` for every process (environment overrides still win).
     config: str | None = None
+    #: Where each process's pid file goes (``sandcat-<name>.pid``), so the next start finds
+    #: the processes a killed run left behind; None: no pid files.
+    pid_dir: Path | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     specs: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
@@ -107,11 +118,14 @@ class Topology:
 
     def _spawn(self, name: str, role: str, extra: Mapping[str, str]) -> None:
         self.specs[name] = (role, dict(extra))
-        self.procs[name] = subprocess.Popen(
+        proc = subprocess.Popen(
             [*self.sandcat, "serve", "--role", role, *self._config_args()],
             env=self._env(name, extra),
             stderr=self.stderr,
         )
+        self.procs[name] = proc
+        if self.pid_dir is not None:
+            write_pid_file(self.pid_dir / f"sandcat-{name}.pid", proc.pid)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         urls = [f"http://127.0.0.1:{self.api_port}/health"]
@@ -146,16 +160,73 @@ class Topology:
         if wait:
             self.wait_ready()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """SIGINT to every process at once; ``timeout`` seconds in all to exit, then SIGKILL."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
-        for proc in self.procs.values():
+        deadline = time.monotonic() + timeout
+        for name, proc in self.procs.items():
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if self.pid_dir is not None:
+                (self.pid_dir / f"sandcat-{name}.pid").unlink(missing_ok=True)
+
+
+def write_pid_file(path: Path, pid: int) -> None:
+    """``pid`` and its start time (so a recycled pid is never taken for it)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    start = stat.rsplit(")", 1)[1].split()[19]
+    path.write_text(f"{pid}\nstarttime={start}\n")
+
+
+def stop_leftovers(pid_dir: Path, timeout: float = STOP_SECONDS) -> list[int]:
+    """Stop the Sandcat processes an earlier run left behind (it was killed before it could
+    stop them; they still hold the ports). Returns their pids."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import services as provisioning
+
+    found: list[int] = []
+    for pid_file in sorted(pid_dir.glob("sandcat-*.pid")):
+        entry = provisioning._read_pidfile(pid_file)
+        if entry is not None and provisioning._pid_is_ours(*entry):
+            print(
+                f"sandcat distributed: {pid_file.stem} (pid {entry[0]}) is left from an "
+                "earlier run: stopping it",
+                file=sys.stderr,
+                flush=True,
+            )
+            os.kill(entry[0], signal.SIGINT)
+            found.append(entry[0])
+        pid_file.unlink()
+    deadline = time.monotonic() + timeout
+    for pid in found:
+        while provisioning._proc_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if provisioning._proc_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    return found
+
+
+def ensure_secret(run_dir: Path) -> str:
+    """The topology's JWT secret, made once (0600, written whole or not at all); a file an
+    interrupted run left empty or short is made again."""
+    secret_file = run_dir / "jwt_secret"
+    if secret_file.exists():
+        secret = secret_file.read_text().strip()
+        if len(secret) >= 32:
+            return secret
+        print(f"sandcat distributed: {secret_file} is half-made: a new secret", file=sys.stderr)
+    secret = secrets.token_urlsafe(48)
+    tmp = secret_file.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret)
+    tmp.rename(secret_file)
+    return secret
 
 
 def main() -> int:
@@ -165,12 +236,12 @@ def main() -> int:
     import services as provisioning
 
     run_dir = Path(os.environ.get("SANDCAT_RUN_DIR", root / "data" / "distributed")).resolve()
-    provisioning.start_services(None, run_dir)
-    secret_file = run_dir / "jwt_secret"
-    if not secret_file.exists():
-        secret_file.write_text(secrets.token_urlsafe(48))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stop_leftovers(run_dir)
+    # Services a killed run left are reused if they answer, else restarted.
+    provisioning.start_services(None, run_dir, recover=True, stop_timeout=STOP_SECONDS)
     env = service_overrides(read_env_file(run_dir / "services.env"))
-    env["SANDCAT__SERVER__JWT_SECRET"] = secret_file.read_text().strip()
+    env["SANDCAT__SERVER__JWT_SECRET"] = ensure_secret(run_dir)
     api_port = int(os.environ.get("SANDCAT__SERVER__PORT", "50001"))
     ws_port = int(os.environ.get("SANDCAT__WEBSOCKET__PORT", "50000"))
     topology = Topology(
@@ -178,6 +249,7 @@ def main() -> int:
         api_port=api_port,
         ws_ports=[ws_port, ws_port + 2],
         sandcat=[str(root / ".venv" / "bin" / "sandcat")],
+        pid_dir=run_dir,
     )
     stop = False
 
@@ -199,8 +271,9 @@ def main() -> int:
         while not stop and all(p.poll() is None for p in topology.procs.values()):
             time.sleep(0.2)
     finally:
+        # Bounded: STOP_SECONDS for the Sandcat processes, then for the services.
         topology.stop()
-        provisioning.stop_services(run_dir)
+        provisioning.stop_services(run_dir, timeout=STOP_SECONDS)
     return 0
 
 
