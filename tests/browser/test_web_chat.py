@@ -15,6 +15,7 @@ import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from playwright.async_api import (
     Browser,
@@ -29,7 +30,8 @@ from playwright.async_api import (
 from sandcat.protocol.bincode import Writer
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupInvitation
 from sandcat.server import Running
-from tests.client import Api, CodeBook, User
+from tests.client import Api, CodeBook, User, befriend
+from tests.conftest import StartServer
 from tests.unit.test_codec_vectors import VECTOR
 
 pytestmark = pytest.mark.embedded_only
@@ -208,8 +210,17 @@ async def test_two_users_register_befriend_chat_sync_and_group(
     await conversation(bob, "Alice").click()
     await expect(bob.locator(".bubble", has_text="Hello Bob")).to_be_visible()
     await expect(conversation(bob, "Alice").locator(".badge")).to_have_count(0)
-    await send_text(bob, "Hi Alice")
+    await send_text(bob, "Hi Alice")  # acked in frame order: the Read before it is stored
     await expect(alice.locator(".bubble", has_text="Hi Alice")).to_be_visible()
+
+    # A reload keeps the tab's session and rebuilds the history from the server's pull,
+    # with the read state the server kept.
+    await bob.reload()
+    await expect(bob.locator("#connection")).to_have_text("online")
+    await expect(conversation(bob, "Alice")).to_contain_text("You: Hi Alice")
+    await expect(conversation(bob, "Alice").locator(".badge")).to_have_count(0)
+    await conversation(bob, "Alice").click()
+    await expect(bob.locator(".bubble", has_text="Hello Bob")).to_be_visible()
 
     # Bob goes offline; what Alice sends meanwhile arrives by the pull after the reconnect.
     await bob.context.set_offline(True)
@@ -288,3 +299,25 @@ async def test_two_users_register_befriend_chat_sync_and_group(
     await expect(other.locator("#connection")).to_have_text("online")
     await expect(bob.locator("#banner")).to_contain_text("signed in on another page")
     await expect(bob.locator("#connection")).to_have_text("offline")
+
+
+async def test_rate_limit_is_said_in_words(
+    browser: Browser, start_server: StartServer, codes: CodeBook, session: aiohttp.ClientSession
+) -> None:
+    async with start_server(limits__messages_per_second=1, limits__messages_burst=1) as server:
+        api = Api(session, base_url(server), codes)
+        ann = await api.new_user("Ann", "ann@example.com")
+        ben = await api.new_user("Ben", "ben@example.com")
+        await befriend(api, ann, ben)
+        page = await open_page(browser, server)
+        await page.fill("#login-email", ann.email)
+        await page.fill("#login-password", ann.password)
+        await page.click("#login-submit")
+        await expect(page.locator("#connection")).to_have_text("online")
+        await conversation(page, "Ben").click()
+        for text in ("one", "two", "three"):
+            await page.fill("#text-input", text)
+            await page.press("#text-input", "Enter")
+        await expect(page.locator(".bubble.failed .bubble-error").first).to_contain_text(
+            "sending too fast"
+        )
