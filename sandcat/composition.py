@@ -29,7 +29,7 @@ from sandcat.adapters.embedded.social import (
 from sandcat.adapters.embedded.sqlite import SqliteDatabase, apply_migrations, lock_data_dir
 from sandcat.adapters.embedded.users import SqliteCodeStore, SqliteUserStore
 from sandcat.adapters.smtp.mailer import SmtpMailer
-from sandcat.api.common import add_routes, error_middleware, json_response
+from sandcat.api.common import BODY_TIMEOUT, add_routes, error_middleware, json_response
 from sandcat.api.files import FileRoutes
 from sandcat.api.friends import FriendRoutes
 from sandcat.api.groups import GroupRoutes
@@ -245,7 +245,15 @@ async def build(config: Config) -> AsyncIterator[Apps]:
             api_app = web.Application(
                 middlewares=[error_middleware],
                 client_max_size=config.limits.upload_bytes + 1024 * 1024,
+                # aiohttp closes a connection without a complete request head (or idle
+                # between requests) after the header timeout, and one whose body was not
+                # read to its end after reading what still comes for at most 10 s.
+                handler_args={
+                    "keepalive_timeout": config.limits.http_header_timeout,
+                    "lingering_time": min(10.0, config.limits.http_body_timeout),
+                },
             )
+            api_app[BODY_TIMEOUT] = config.limits.http_body_timeout
             user_routes = UserRoutes(
                 users=users, config=config, ws_addr=ws_address, friends=friends
             )

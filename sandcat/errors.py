@@ -56,6 +56,13 @@ class TooManyRequests(SandcatError):
         self.retry_after = max(1, retry_after)
 
 
+class RequestTimeout(SandcatError):
+    """408: the request body stopped arriving; the body keeps the kind ``BadRequest``."""
+
+    kind = "BadRequest"
+    status = 408
+
+
 class CodeIsExpired(SandcatError):
     kind = "CodeIsExpired"
     status = 400

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from sandcat.api.listener import CappedSite, ConnectionCap
 from sandcat.composition import Apps, build, ws_public_addr
 from sandcat.config import Config
 from sandcat.gateway.connections import CLOSE_GOING_AWAY
@@ -37,9 +38,11 @@ async def running(config: Config) -> AsyncIterator[Running]:
                 runner = web.AppRunner(apps.api, access_log=None)
                 await runner.setup()
                 runners.append(runner)
-                site = web.TCPSite(
-                    runner, config.server.host, config.server.port, reuse_address=True
+                cap = ConnectionCap(
+                    per_ip=config.limits.http_connections_per_ip,
+                    total=config.limits.http_connections,
                 )
+                site = CappedSite(runner, cap, config.server.host, config.server.port)
                 await site.start()
                 api_port = runner.addresses[0][1]
             if apps.gateway is not None:

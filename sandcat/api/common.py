@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
-from sandcat.errors import BodyParsing, PathParsing, PayloadTooLarge, SandcatError, TooManyRequests
+from sandcat.errors import (
+    BodyParsing,
+    PathParsing,
+    PayloadTooLarge,
+    RequestTimeout,
+    SandcatError,
+    TooManyRequests,
+)
 from sandcat.errors import UnAuthorized as UnAuthorizedError
 from sandcat.log import get_logger
 
 log = get_logger("sandcat.api")
+T = TypeVar("T")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Seconds a request body may stall between chunks (``limits.http_body_timeout``).
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -58,13 +69,23 @@ def client_ip(request: web.Request, trust_forwarded: bool) -> str:
     return request.remote or "unknown"
 
 
+async def body_read(request: web.Request, read: Awaitable[T]) -> T:
+    """One read of the request body (``read`` returns what is buffered), or 408 when nothing
+    arrives within ``limits.http_body_timeout``: a client that stops sending holds nothing."""
+    try:
+        async with asyncio.timeout(request.config_dict.get(BODY_TIMEOUT, 30.0)):
+            return await read
+    except TimeoutError:
+        raise RequestTimeout("the request body stopped arriving") from None
+
+
 async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
     """The JSON object body, at most ``limit`` bytes (413), well-formed (400 ``BodyParsing``)."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the JSON body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.read(65536):  # read() returns what is buffered
+    while chunk := await body_read(request, request.content.read(65536)):
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"the JSON body is larger than {limit} bytes")

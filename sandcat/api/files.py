@@ -7,7 +7,7 @@ from contextlib import aclosing
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from sandcat.api.common import Handler, path_param
+from sandcat.api.common import Handler, body_read, path_param
 from sandcat.api.users import UserRoutes
 from sandcat.errors import BodyParsing, PayloadTooLarge
 from sandcat.services.files import OCTET_STREAM, FileService
@@ -45,20 +45,20 @@ class FileRoutes:
         """The ``file`` field of a complete multipart body: its name, type and bytes. A body
         cut before its closing boundary is refused, never stored as a shorter file."""
         reader = await request.multipart()
-        part = await reader.next()
+        part = await body_read(request, reader.next())
         while part is not None and not (isinstance(part, BodyPartReader) and part.name == "file"):
-            part = await reader.next()
+            part = await body_read(request, reader.next())
         if part is None:
             raise BodyParsing("multipart field `file` is missing")
         data = bytearray()
-        while chunk := await part.read_chunk(_CHUNK):
+        while chunk := await body_read(request, part.read_chunk(_CHUNK)):
             data += chunk
             if len(data) > self._limit:
                 raise PayloadTooLarge(f"uploads are limited to {self._limit} bytes")
         if not part.at_eof():
             raise BodyParsing("the multipart body ends inside the file")
-        while (rest := await reader.next()) is not None:
-            await rest.release()
+        while (rest := await body_read(request, reader.next())) is not None:
+            await body_read(request, rest.release())
         if not reader.at_eof():
             raise BodyParsing("the multipart body has no closing boundary")
         return part.filename, part.headers.get("Content-Type", ""), bytes(data)

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from tests.client import Api, User, befriend
+from tests.client import Api, User, befriend, until
 from tests.conftest import E2E_TARGET, StartServer
 
 
@@ -189,3 +189,75 @@ async def test_email_is_unique_whatever_its_case_and_changes_only_with_a_code(
     assert moved["email"] == fresh
     alice.email = fresh.upper()  # logging in by e-mail ignores case too
     await api.login(alice)
+
+
+async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    """What the server sent before closing the connection, which it must do in time."""
+    async with asyncio.timeout(seconds):
+        return await reader.read()
+
+
+async def test_half_sent_and_silent_connections_are_closed(start_server: StartServer) -> None:
+    if E2E_TARGET == "distributed":
+        return  # the timeouts are config keys of this embedded server
+    async with start_server(limits__http_header_timeout=0.5, limits__http_body_timeout=0.5) as srv:
+        assert srv.api_port is not None
+        silent = await _connect(srv.api_port)
+        half_head = await _connect(srv.api_port)
+        half_head[1].write(b"POST /api/user/login HTTP/1.1\r\nHost: x\r\nContent-Le")
+        half_body = await _connect(srv.api_port)
+        half_body[1].write(
+            b"POST /api/user/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"account": '
+        )
+        assert await _closed_within(silent[0], 5) == b""
+        assert await _closed_within(half_head[0], 5) == b""
+        answer = await _closed_within(half_body[0], 5)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+        assert b'"kind":"BadRequest"' in answer
+        for _, writer in (silent, half_head, half_body):
+            writer.close()
+
+
+async def test_http_connections_are_capped_per_address_and_in_all(
+    start_server: StartServer,
+) -> None:
+    if E2E_TARGET == "distributed":
+        return  # the caps are config keys of this embedded server
+    async with start_server(limits__http_connections_per_ip=3) as srv:
+        assert srv.api_port is not None
+        held = [await _connect(srv.api_port) for _ in range(3)]
+        reader, writer = await _connect(srv.api_port)
+        refused = await _closed_within(reader, 5)
+        assert refused.startswith(b"HTTP/1.1 503"), refused[:100]
+        assert b'"kind":"BadRequest"' in refused and b"from this address" in refused
+        writer.close()
+        # A request on a held connection is served; once one closes, a new one is admitted.
+        reader, writer = held[0]
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await _closed_within(reader, 5)).startswith(b"HTTP/1.1 200")
+        writer.close()
+
+        async def admitted() -> bool:
+            reader, writer = await _connect(srv.api_port or 0)
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = await _closed_within(reader, 5)
+            writer.close()
+            return answer.startswith(b"HTTP/1.1 200")
+
+        await until(admitted, what="a slot freed by a closed connection")
+        for _, writer in held[1:]:
+            writer.close()
+    async with start_server(limits__http_connections=2) as srv:
+        assert srv.api_port is not None
+        held = [await _connect(srv.api_port) for _ in range(2)]
+        reader, writer = await _connect(srv.api_port)
+        refused = await _closed_within(reader, 5)
+        assert refused.startswith(b"HTTP/1.1 503") and b"too many open connections" in refused
+        writer.close()
+        for _, writer in held:
+            writer.close()
