@@ -176,7 +176,7 @@ export class Api {
     return this.request("GET", `/message/seq/${encodeURIComponent(userId)}`);
   }
 
-  /** Received copies with seq in (start, end] and sent ones with send_seq in (sendStart, sendEnd]. */
+  /** Received copies with seq in (start, end], sent ones with send_seq in (sendStart, sendEnd]. */
   pull(userId, start, end, sendStart, sendEnd) {
     return this.request("POST", "/message", {
       json: { user_id: userId, start, end, send_start: sendStart, send_end: sendEnd },

@@ -453,7 +453,8 @@ function handle(msg) {
       for (const [fsId, request] of state.requests) {
         if (request.user_id === friend.id) state.requests.delete(fsId);
       }
-      addMessage(conversationFor(friend.id, false), notice(msg, `You and ${friend.name} are now friends.`));
+      const text = `You and ${friend.name} are now friends.`;
+      addMessage(conversationFor(friend.id, false), notice(msg, text));
       break;
     }
     case MsgType.FRIEND_DELETE: {
@@ -468,7 +469,8 @@ function handle(msg) {
       if (!info) break;
       const group = addGroup(info, members);
       const by = mine ? "You" : memberName(group, msg.send_id);
-      addMessage(conversationFor(group.id, true), notice(msg, `${by} created the group “${group.name}”.`));
+      const text = `${by} created the group “${group.name}”.`;
+      addMessage(conversationFor(group.id, true), notice(msg, text));
       break;
     }
     case MsgType.GROUP_INVITE_NEW: {
@@ -476,7 +478,8 @@ function handle(msg) {
       const group = state.groups.get(msg.group_id);
       const by = mine ? "You" : group ? memberName(group, msg.send_id) : "A member";
       const conv = conversationFor(msg.group_id, true);
-      addMessage(conv, notice(msg, `${by} invited ${ids.length} new member${ids.length > 1 ? "s" : ""}.`));
+      const count = ids.length > 1 ? `${ids.length} new members` : "a new member";
+      addMessage(conv, notice(msg, `${by} invited ${count}.`));
       loadGroup(msg.group_id); // the new members' names, or the whole group for a new member
       break;
     }
@@ -532,16 +535,16 @@ function onAck(ack, live) {
 /** The gateway's refusal text, said for a person. */
 function explainRefusal(reason) {
   if (reason.includes("not your friend")) {
-    return "Not delivered: you are not friends with this person (yet). Send a friend request first.";
+    return (
+      "Not delivered: you are not friends with this person (yet). " +
+      "Send a friend request first."
+    );
   }
   if (reason.includes("rate limited")) {
     return "Not delivered: you are sending too fast. Wait a moment and try again.";
   }
   if (reason.includes("larger than")) return `Not delivered: the message is too long (${reason}).`;
-  if (reason.includes("not a member") || reason.includes("member")) {
-    return `Not delivered: ${reason}.`;
-  }
-  return `Not delivered: ${reason}`;
+  return `Not delivered: ${reason}.`;
 }
 
 // ---------------------------------------------------------------- the model
@@ -615,7 +618,10 @@ function chatMessage(msg) {
     nickname: msg.nickname,
     mine: msg.send_id === me,
     contentType: msg.content_type,
-    content: msg.content_type === ContentType.TEXT ? fromUtf8.decode(msg.content) : parseFile(msg.content),
+    content:
+      msg.content_type === ContentType.TEXT
+        ? fromUtf8.decode(msg.content)
+        : parseFile(msg.content),
     time: msg.send_time || msg.create_time,
     seq: msg.seq,
     isRead: msg.is_read,
@@ -775,7 +781,12 @@ async function searchUser() {
         "div",
         { class: "person" },
         avatarEl(user.name, user.avatar, user.id),
-        h("div", { class: "person-text" }, h("strong", { text: user.name }), h("span", { text: user.account })),
+        h(
+          "div",
+          { class: "person-text" },
+          h("strong", { text: user.name }),
+          h("span", { text: user.account }),
+        ),
         button,
       ),
     );
@@ -806,7 +817,12 @@ function pickList(container, people) {
   if (!people.length) container.append(h("p", { class: "hint", text: "No friends to add yet." }));
   for (const person of people) {
     container.append(
-      h("label", { class: "pick-item" }, h("input", { type: "checkbox", value: person.id }), person.name),
+      h(
+        "label",
+        { class: "pick-item" },
+        h("input", { type: "checkbox", value: person.id }),
+        person.name,
+      ),
     );
   }
 }
@@ -939,8 +955,18 @@ function renderRequests() {
           h("strong", { text: request.name }),
           h("span", { text: request.apply_msg || "wants to be your friend" }),
         ),
-        h("button", { type: "button", class: "primary accept", text: "Accept", onclick: () => answerRequest(request, true) }),
-        h("button", { type: "button", class: "deny", text: "Decline", onclick: () => answerRequest(request, false) }),
+        h("button", {
+          type: "button",
+          class: "primary accept",
+          text: "Accept",
+          onclick: () => answerRequest(request, true),
+        }),
+        h("button", {
+          type: "button",
+          class: "deny",
+          text: "Decline",
+          onclick: () => answerRequest(request, false),
+        }),
       ),
     );
   }
@@ -965,7 +991,12 @@ function renderConversations() {
         h(
           "div",
           { class: "conv-text" },
-          h("div", { class: "conv-top" }, h("strong", { class: "conv-title", text: conv.title }), h("time", { text: formatTime(lastTime(conv)) })),
+          h(
+            "div",
+            { class: "conv-top" },
+            h("strong", { class: "conv-title", text: conv.title }),
+            h("time", { text: formatTime(lastTime(conv)) }),
+          ),
           h(
             "div",
             { class: "conv-bottom" },
@@ -1007,13 +1038,26 @@ function renderPane() {
   box.dataset.conv = conv.id;
 }
 
+/** What the page says under one of the user's own messages. */
+const STATUS_TEXT = {
+  sending: "sending…",
+  queued: "waiting for connection",
+  failed: "not delivered",
+  sent: "✓",
+};
+
 function renderMessages(conv) {
   const out = [];
   let lastDay = "";
   for (const m of conv.messages) {
     const day = new Date(m.time || Date.now()).toDateString();
     if (day !== lastDay) {
-      out.push(h("div", { class: "day", text: new Date(m.time || Date.now()).toLocaleDateString([], { weekday: "long", day: "numeric", month: "long" }) }));
+      const label = new Date(m.time || Date.now()).toLocaleDateString([], {
+        weekday: "long",
+        day: "numeric",
+        month: "long",
+      });
+      out.push(h("div", { class: "day", text: label }));
       lastDay = day;
     }
     if (m.system) {
@@ -1021,10 +1065,9 @@ function renderMessages(conv) {
       continue;
     }
     const group = state.groups.get(conv.id);
-    const sender = conv.isGroup && !m.mine ? (group && group.members.get(m.from)) || m.nickname || "member" : null;
-    const status = m.mine
-      ? { sending: "sending…", queued: "waiting for connection", failed: "not delivered", sent: "✓" }[m.status]
-      : "";
+    const sender =
+      conv.isGroup && !m.mine ? group?.members.get(m.from) || m.nickname || "member" : null;
+    const status = m.mine ? STATUS_TEXT[m.status] : "";
     out.push(
       h(
         "div",
@@ -1034,7 +1077,12 @@ function renderMessages(conv) {
           { class: `bubble${m.status === "failed" ? " failed" : ""}`, "data-key": m.key },
           sender ? h("div", { class: "sender", text: sender }) : null,
           renderBody(m),
-          h("div", { class: "meta" }, h("time", { text: formatTime(m.time, true) }), status ? h("span", { class: "status", text: status }) : null),
+          h(
+            "div",
+            { class: "meta" },
+            h("time", { text: formatTime(m.time, true) }),
+            status ? h("span", { class: "status", text: status }) : null,
+          ),
           m.error ? h("div", { class: "bubble-error", text: m.error }) : null,
         ),
       ),
@@ -1047,13 +1095,22 @@ function renderBody(m) {
   if (m.contentType === ContentType.TEXT) return h("div", { class: "text", text: m.content });
   const url = `/file/get/${encodeURIComponent(m.content.key)}`;
   if (m.contentType === ContentType.IMAGE) {
-    return h("a", { href: url, target: "_blank", rel: "noopener" }, h("img", { class: "image", src: url, alt: m.content.name }));
+    return h(
+      "a",
+      { href: url, target: "_blank", rel: "noopener" },
+      h("img", { class: "image", src: url, alt: m.content.name }),
+    );
   }
   return h(
     "a",
     { class: "file", href: url, download: m.content.name },
     h("span", { class: "file-icon", text: (m.content.ext || "file").slice(0, 4) }),
-    h("span", { class: "file-text" }, h("strong", { text: m.content.name }), h("span", { text: formatSize(m.content.size) })),
+    h(
+      "span",
+      { class: "file-text" },
+      h("strong", { text: m.content.name }),
+      h("span", { text: formatSize(m.content.size) }),
+    ),
   );
 }
 
