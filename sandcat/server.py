@@ -15,6 +15,7 @@ from sandcat.api.listener import CappedSite, ConnectionCap
 from sandcat.composition import Apps, build, ws_public_addr
 from sandcat.config import Config
 from sandcat.gateway.connections import CLOSE_GOING_AWAY
+from sandcat.gateway.websocket import GatewaySite
 from sandcat.log import get_logger
 
 log = get_logger(__name__)
@@ -49,11 +50,13 @@ async def running(config: Config) -> AsyncIterator[Running]:
                 runner = web.AppRunner(apps.gateway, access_log=None, shutdown_timeout=1.0)
                 await runner.setup()
                 runners.append(runner)
-                site = web.TCPSite(
+                assert apps.gateway_edge is not None
+                # WebSocket upgrades go to the gateway's own protocol, the rest to aiohttp.
+                site = GatewaySite(
                     runner,
+                    apps.gateway_edge.protocol,
                     config.websocket.host,
                     config.websocket.port,
-                    reuse_address=True,
                     backlog=4096,
                 )
                 await site.start()

@@ -17,11 +17,30 @@ did not answer the previous beat's ping.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-
-from aiohttp import web
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol, cast
 
 from sandcat import _native
+from sandcat.gateway.websocket import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_INVALID_DATA,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TOO_BIG,
+    MAX_HEAD_BYTES,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Upgrade,
+    close_frame,
+    control_frame,
+    parse_upgrade,
+    unmask,
+)
 from sandcat.log import get_logger
 from sandcat.metrics import COUNTS
 from sandcat.protocol.msg import NEVER_PUSHED, Msg
@@ -74,62 +93,314 @@ class Flusher:
             conn.flush()
 
 
-class Connection:
+class Edge(Protocol):
+    """What a connection asks of the gateway (``sandcat.gateway.server.Gateway``)."""
+
+    flusher: Flusher
+
+    @property
+    def max_frames(self) -> int: ...
+
+    @property
+    def max_bytes(self) -> int: ...
+
+    @property
+    def max_message(self) -> int: ...
+
+    async def open(self, conn: Connection, upgrade: Upgrade) -> None: ...
+
+    async def message(self, conn: Connection, opcode: int, payload: bytes) -> None: ...
+
+    def lost(self, conn: Connection) -> None: ...
+
+
+#: A connection's phases: reading the request head, authenticating (frames are buffered),
+#: open, and gone (the socket is closed).
+_HEAD, _OPENING, _OPEN, _GONE = range(4)
+#: Messages read ahead of the one being handled before the socket stops being read.
+INBOX_PAUSE = 64
+
+
+class Connection(asyncio.Protocol):
+    """One WebSocket connection: the protocol of its socket, reading frames as they arrive
+    (no task while nothing arrives) and writing through the per-turn flush.
+
+    Everything a message needs later (the rate bucket, the ack line: ``session``), the read
+    buffer, the queue of messages waiting for the one being handled and the task handling
+    them exist only while there is something to hold.
+    """
+
     __slots__ = (
         "_backlog",
         "_beat",
+        "_buf",
         "_closed",
         "_closing",
-        "_flusher",
-        "_max_bytes",
-        "_max_frames",
+        "_edge",
+        "_fallback",
+        "_fragments",
+        "_grace",
+        "_inbox",
         "_out",
         "_out_bytes",
+        "_state",
         "_transport",
+        "_worker",
         "conn_id",
         "ip",
         "platform",
+        "session",
         "user_id",
-        "ws",
     )
 
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        transport: asyncio.Transport,
-        user_id: str,
-        platform: int,
-        ip: str,
-        conn_id: str,
-        *,
-        flusher: Flusher,
-        max_frames: int,
-        max_bytes: int,
-    ) -> None:
-        self.ws = ws
-        self.user_id = user_id
-        self.platform = platform
-        self.ip = ip
-        self.conn_id = conn_id
-        self._transport = transport
-        self._flusher = flusher
-        self._out: list[bytes] = []
+    def __init__(self, edge: Edge, fallback: Callable[[], asyncio.Protocol]) -> None:
+        self._edge = edge
+        self._fallback: Callable[[], asyncio.Protocol] | None = fallback
+        self._state = _HEAD
+        self._buf: bytearray | None = None
+        self._fragments: list[bytes] | None = None  # a fragmented message: opcode byte first
+        self._inbox: deque[tuple[int, bytes]] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._out: list[bytes] | None = None
         self._out_bytes = 0
         self._backlog = 0  # frames flushed into a transport buffer that has not drained
-        self._max_frames = max_frames
-        self._max_bytes = max_bytes
         self._closing: tuple[int, str] | None = None
-        self._closed: asyncio.Task[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
+        self._grace: asyncio.TimerHandle | None = None
         self._beat = 0  # heartbeats since the peer was last heard: 1 quiet, 2 pinged
+        self.user_id = ""
+        self.platform = 0
+        self.ip = ""
+        self.conn_id = ""
+        #: The gateway's per-connection state, made at the first message.
+        self.session: object | None = None
 
-    def heard(self) -> None:
-        """The peer sent a frame: it is alive."""
+    # ------------------------------------------------------------------ the socket
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        state, self._state = self._state, _GONE
+        if self._closing is None:
+            self._closing = (1006, "connection lost")
+        self._out = self._buf = self._fragments = None
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+        if state == _OPEN and self.conn_id:
+            self._edge.lost(self)  # (lost while opening: ``_open`` tells the gateway)
+
+    def data_received(self, data: bytes) -> None:
+        if self._state == _OPEN:
+            buf = self._buf
+            if buf is None:
+                self._read(data)  # the common case: whole frames in one read
+            else:
+                buf += data
+                self._read(buf)
+        elif self._state == _HEAD:
+            self._head(data)
+        elif self._state == _OPENING:
+            if self._buf is None:
+                self._buf = bytearray()
+            self._buf += data
+            if len(self._buf) > self._edge.max_message + MAX_HEAD_BYTES:
+                self._transport.pause_reading()
+
+    def _head(self, data: bytes) -> None:
+        buf = self._buf
+        if buf is None:
+            buf = self._buf = bytearray()
+        buf += data
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD_BYTES:
+                self._hand_over()
+            return
+        upgrade = parse_upgrade(bytes(buf[:end]))
+        if upgrade is None:
+            self._hand_over()
+            return
+        del buf[: end + 4]
+        if not buf:
+            self._buf = None
+        self._fallback = None
+        self._state = _OPENING
+        peer = self._transport.get_extra_info("peername")
+        self.ip = str(peer[0]) if peer else "unknown"
+        self._transport.write(upgrade.accept)  # always accept, then close: clients read codes
+        self._worker = asyncio.get_running_loop().create_task(self._open(upgrade))
+
+    def _hand_over(self) -> None:
+        """Not a WebSocket upgrade of the gateway's route: aiohttp serves it."""
+        assert self._fallback is not None and self._buf is not None
+        protocol = self._fallback()
+        transport, data = self._transport, bytes(self._buf)
+        self._state, self._buf, self._fallback = _GONE, None, None
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        protocol.data_received(data)
+
+    async def _open(self, upgrade: Upgrade) -> None:
+        try:
+            await self._edge.open(self, upgrade)
+        except Exception:
+            log.exception("ws_open_failed", user_id=upgrade.user_id)
+            self.close(CLOSE_INTERNAL_ERROR, "internal error")
+        finally:
+            self._worker = None
+        if self._state == _GONE:
+            if self.conn_id:
+                self._edge.lost(self)  # lost during the open, after registering
+            return
+        self._state = _OPEN  # closing already (refused) or not, the peer's frames are read
+        if self._buf is not None:
+            self._read(self._buf)
+        self._transport.resume_reading()
+
+    def opened(self, user_id: str, platform: int, conn_id: str) -> None:
+        """The gateway accepted the connection (token checked): it may register it."""
+        self.user_id, self.platform, self.conn_id = user_id, platform, conn_id
+        self._transport.write(PING_FRAME)
+
+    @property
+    def gone(self) -> bool:
+        return self._state == _GONE
+
+    # ------------------------------------------------------------------ reading frames
+
+    def _read(self, data: bytes | bytearray) -> None:
+        """Handle every whole frame in ``data``; keep the rest for the next read."""
+        size = len(data)
+        pos = 0
+        limit = self._edge.max_message
+        while self._state == _OPEN:
+            if size - pos < 2:
+                break
+            b0, b1 = data[pos], data[pos + 1]
+            length = b1 & 0x7F
+            head = pos + 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+                head = pos + 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                head = pos + 10
+            opcode = b0 & 0x0F
+            if b0 & 0x70 or not b1 & 0x80:  # reserved bits (no extension) or an unmasked frame
+                self._fail(CLOSE_PROTOCOL_ERROR, "protocol error")
+                return
+            if opcode >= 8:
+                if length > 125 or not b0 & 0x80:
+                    self._fail(CLOSE_PROTOCOL_ERROR, "bad control frame")
+                    return
+            elif length + self._fragment_bytes() > limit:
+                self._fail(CLOSE_TOO_BIG, "message too big")
+                return
+            end = head + 4 + length
+            if end > size:
+                break
+            payload = unmask(data[head + 4 : end], data[head : head + 4])
+            pos = end
+            self._frame(b0 & 0x80, opcode, payload)
+        if pos >= size or self._state != _OPEN:
+            self._buf = None
+        elif isinstance(data, bytearray) and data is self._buf:
+            del data[:pos]
+        else:
+            self._buf = bytearray(data[pos:])
+
+    def _fail(self, code: int, reason: str) -> None:
+        """A frame that cannot be read past: close, and end the socket once that is sent."""
+        self.close(code, reason)
+        self._buf = self._fragments = None
+        self._transport.close()
+
+    def _fragment_bytes(self) -> int:
+        fragments = self._fragments
+        return sum(len(f) for f in fragments) - 1 if fragments else 0
+
+    def _frame(self, fin: int, opcode: int, payload: bytes) -> None:
         self._beat = 0
+        COUNTS.frames_in += 1
+        if self._closing is not None and opcode != OP_CLOSE:
+            return  # closing: only the peer's close frame matters now
+        if opcode in (OP_BINARY, OP_TEXT):
+            if self._fragments is not None:
+                self._fail(CLOSE_PROTOCOL_ERROR, "a new message inside a fragmented one")
+            elif fin:
+                self._message(opcode, payload)
+            else:
+                self._fragments = [bytes((opcode,)), payload]
+        elif opcode == OP_CONTINUATION:
+            fragments = self._fragments
+            if fragments is None:
+                self._fail(CLOSE_PROTOCOL_ERROR, "a continuation without a message")
+                return
+            fragments.append(payload)
+            if fin:
+                self._fragments = None
+                self._message(fragments[0][0], b"".join(fragments[1:]))
+        elif opcode == OP_PING:
+            self._transport.write(control_frame(OP_PONG, payload))
+        elif opcode == OP_CLOSE:
+            self._peer_closed(payload)
+        elif opcode != OP_PONG:
+            self._fail(CLOSE_PROTOCOL_ERROR, "unknown opcode")
 
-    def pong(self, payload: bytes) -> None:
-        """Answer a ping (its payload is at most 125 bytes: the reader enforces it)."""
-        if self._closing is None and not self._transport.is_closing():
-            self._transport.write(bytes((0x8A, len(payload))) + payload)
+    def _message(self, opcode: int, payload: bytes) -> None:
+        if opcode == OP_TEXT:
+            try:
+                payload.decode()
+            except UnicodeDecodeError:
+                self._fail(CLOSE_INVALID_DATA, "text frame is not UTF-8")
+                return
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = deque()
+        inbox.append((opcode, payload))
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+        elif len(inbox) >= INBOX_PAUSE:
+            self._transport.pause_reading()
+
+    async def _work(self) -> None:
+        """Hand the queued messages to the gateway one at a time, in arrival order."""
+        inbox = self._inbox
+        edge = self._edge
+        try:
+            while inbox:
+                opcode, payload = inbox.popleft()
+                if len(inbox) == INBOX_PAUSE // 2 and self._state == _OPEN:
+                    self._transport.resume_reading()
+                await edge.message(self, opcode, payload)
+        finally:
+            self._worker = None
+            self._inbox = None
+
+    def _peer_closed(self, payload: bytes) -> None:
+        """The peer's close frame: answer it (unless ours went first) and end the socket."""
+        if self._closing is None:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else CLOSE_NORMAL
+            if code < 1000 or code in (1005, 1006, 1015):  # codes never sent in a frame
+                code = CLOSE_PROTOCOL_ERROR
+            self._closing = (code, "")
+            self._transport.write(close_frame(code, ""))
+            self._transport.close()
+        elif self._closing[0] == CLOSE_SLOW:
+            self._transport.abort()
+        else:
+            self._transport.close()
+        self._buf = None
+
+    # ------------------------------------------------------------------ writing
 
     def beat(self) -> None:
         """One heartbeat: ping after a quiet interval, drop the peer that did not answer."""
@@ -149,16 +420,18 @@ class Connection:
         if self._closing is not None:
             return
         out = self._out
-        if not out:
-            self._flusher.mark(self)
+        if out is None:
+            out = self._out = []
+            self._edge.flusher.mark(self)
         out.append(frame)
         self._out_bytes += len(frame)
         buffered = self._transport.get_write_buffer_size()
         if not buffered:
             self._backlog = 0
+        edge = self._edge
         if (
-            len(out) + self._backlog > self._max_frames
-            or self._out_bytes + buffered > self._max_bytes
+            len(out) + self._backlog > edge.max_frames
+            or self._out_bytes + buffered > edge.max_bytes
         ):
             log.warning(
                 "slow_client_closed",
@@ -179,7 +452,7 @@ class Connection:
         for frame in out:
             pieces.append(frame_header(len(frame)))
             pieces.append(frame)
-        self._out = []
+        self._out = None
         self._out_bytes = 0
         transport = self._transport
         if transport.is_closing():
@@ -190,38 +463,35 @@ class Connection:
 
     def queued(self) -> tuple[int, int]:
         """Frames not yet written or still in the socket's buffer, and that buffer's bytes."""
-        return len(self._out) + self._backlog, self._transport.get_write_buffer_size()
+        return len(self._out or ()) + self._backlog, self._transport.get_write_buffer_size()
 
     def close(self, code: int, reason: str) -> None:
-        """Send nothing more and close with ``code`` (the handshake runs in its own task)."""
-        if self._closing is None:
-            self._closing = (code, reason)
-            self._out = []
-            self._out_bytes = 0
-            self._closed = asyncio.get_running_loop().create_task(
-                self._close(code, reason), name=f"ws-close-{self.conn_id}"
-            )
-
-    async def _close(self, code: int, reason: str) -> None:
-        done = False
-        try:
-            async with asyncio.timeout(CLOSE_GRACE_SECONDS):
-                await self.ws.close(code=code, message=reason.encode())
-            done = True
-        except (TimeoutError, ConnectionError, RuntimeError):
-            pass
-        finally:
-            if not done or code == CLOSE_SLOW:
-                # A peer that stopped reading never drains the buffer: drop the socket now
-                # rather than hold its descriptor and buffer until TCP gives up.
-                self._transport.abort()
+        """Send nothing more and close with ``code``: the peer's answering close frame ends
+        the socket, or the close grace does."""
+        if self._closing is not None or self._state == _GONE:
+            return
+        self._closing = (code, reason)
+        self._out = None
+        self._out_bytes = 0
+        self._transport.write(close_frame(code, reason))
+        # A peer that stopped reading never answers nor drains the buffer: drop the socket
+        # after the grace rather than hold its descriptor and buffer until TCP gives up.
+        self._grace = asyncio.get_running_loop().call_later(
+            CLOSE_GRACE_SECONDS, self._transport.abort
+        )
 
     async def closed(self) -> None:
-        """Close with 1000 unless closing already, and wait for the handshake to end."""
-        self.close(1000, "bye")
-        if self._closed is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._closed
+        """Close with 1000 unless closing already, and wait until the socket is gone."""
+        self.close(CLOSE_NORMAL, "bye")
+        if self._state == _GONE:
+            return
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._closed)
+
+    @property
+    def close_code(self) -> int | None:
+        return self._closing[0] if self._closing else None
 
 
 class Heartbeat:

@@ -1,21 +1,23 @@
 """The WebSocket endpoint ``/ws/{user_id}/conn/{pointer_id}/{platform}/{token}``.
 
-Per connection this handler is the single reader. Acks leave strictly in the order the
-frames arrived: a stored message's ack waits for its commit and the acks behind it wait
-for it (``AckLine``), with no task per connection; writes go through the connection's
-per-turn flush (``sandcat.gateway.connections``). Pings come from the process's one
-``Heartbeat`` timer, not from aiohttp's per-connection heartbeat, and this reader answers
-the peer's pings itself; the rate bucket and the ack line are made at the first message,
-so an idle connection holds neither.
+The gateway's own protocol (``sandcat.gateway.connections.Connection``) answers the
+upgrade and reads the frames; ``Gateway.open`` checks the token and registers the
+connection, ``Gateway.message`` handles its messages one at a time in arrival order. Acks
+leave strictly in the order the frames arrived: a stored message's ack waits for its
+commit and the acks behind it wait for it (``AckLine``); writes go through the
+connection's per-turn flush. Pings come from the process's one ``Heartbeat`` timer. An
+idle connection holds no task, timer, rate bucket or ack line: the bucket and the line are
+made at its first message (``Session``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from sandcat import _native
 from sandcat.config import Config
@@ -29,6 +31,7 @@ from sandcat.gateway.connections import (
     Heartbeat,
     Registry,
 )
+from sandcat.gateway.websocket import OP_BINARY, Upgrade
 from sandcat.ids import nanoid
 from sandcat.log import get_logger
 from sandcat.metrics import (
@@ -112,13 +115,14 @@ class AckLine:
                 break
             elif stored.cancelled() or stored.exception() is not None:
                 released += 1
-                COUNTS.refused(REFUSED_NOT_STORED)
-                log.error(
-                    "message_not_stored",
-                    user_id=self._conn.user_id,
-                    error=repr(None if stored.cancelled() else stored.exception()),
-                )
-                ack = error_ack(msg, "the message could not be stored; resend it")
+                failure = None if stored.cancelled() else stored.exception()
+                if isinstance(failure, MessageRefused):  # e.g. its group was dismissed meanwhile
+                    COUNTS.refused(REFUSED_POLICY)
+                    ack = error_ack(msg, failure.details or "refused")
+                else:
+                    COUNTS.refused(REFUSED_NOT_STORED)
+                    log.error("message_not_stored", user_id=self._conn.user_id, error=repr(failure))
+                    ack = error_ack(msg, "the message could not be stored; resend it")
             else:
                 released += 1
                 ack = ack_for(msg, stored.result())
@@ -133,7 +137,20 @@ class AckLine:
                 room.set_result(None)
 
 
+class Session:
+    """What a connection's messages need between them, made at its first message."""
+
+    __slots__ = ("acks", "bad", "bucket")
+
+    def __init__(self, bucket: TokenBucket, acks: AckLine) -> None:
+        self.bucket = bucket
+        self.acks = acks
+        self.bad = 0  # malformed frames so far
+
+
 class Gateway:
+    """The gateway's side of every connection (``sandcat.gateway.connections.Edge``)."""
+
     def __init__(
         self,
         *,
@@ -149,8 +166,9 @@ class Gateway:
         self._cluster = cluster
         self._limits = config.limits
         self._heartbeat = Heartbeat(registry, config.websocket.ping_interval_seconds)
-        self._trust = config.server.trust_forwarded_for
+        self.flusher = registry.flusher
         self.bad_frames = 0
+        self._leaving: set[asyncio.Task[None]] = set()
         self._inflight = InFlight()
         #: Set when shutdown begins: frames get an error ack, new sockets a 1001 close.
         self.draining = False
@@ -161,119 +179,110 @@ class Gateway:
         self.draining = True
         await self._inflight.wait_idle()
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get("/ws/{user_id}/conn/{pointer_id}/{platform}/{token}", self.handle)]
+    @property
+    def max_frames(self) -> int:
+        return self._limits.send_queue_frames
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(
-            autoping=False,  # pings are answered by the read loop, sent by the heartbeat
-            max_msg_size=self._limits.ws_message_bytes,
-            compress=False,  # frames are small bincode: deflate would cost more than it saves
-        )
-        await ws.prepare(request)  # always accept, then close: the client reads close codes
+    @property
+    def max_bytes(self) -> int:
+        return self._limits.send_queue_bytes
+
+    @property
+    def max_message(self) -> int:
+        return self._limits.ws_message_bytes
+
+    def routes(self) -> list[web.RouteDef]:
+        """The aiohttp side of the route: what reaches it is not a WebSocket upgrade (the
+        gateway's own protocol answers those, ``sandcat.gateway.websocket``)."""
+        return [web.get("/ws/{user_id}/conn/{pointer_id}/{platform}/{token}", self.not_upgrade)]
+
+    async def not_upgrade(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPBadRequest(text="a WebSocket upgrade (version 13) is expected here")
+
+    def protocol(self, fallback: Callable[[], asyncio.Protocol]) -> Connection:
+        """A new socket's protocol (``GatewaySite`` calls this once per accepted socket)."""
+        return Connection(self, fallback)
+
+    async def open(self, conn: Connection, upgrade: Upgrade) -> None:
+        """An upgraded socket: check its token and limits, then register it."""
         if self.draining:
-            await ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down")
-            return ws
-        user_id = request.match_info["user_id"]
+            conn.close(CLOSE_GOING_AWAY, "server shutting down")
+            return
+        user_id = upgrade.user_id
         try:
-            token_user = await self._users.authenticate(request.match_info["token"])
+            token_user = await self._users.authenticate(upgrade.token)
         except UnAuthorized:
             token_user = ""
         if token_user != user_id:
-            await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
-            return ws
-        ip = request.remote or "unknown"
-        if self._registry.count_ip(ip) >= self._limits.connections_per_ip:
-            await ws.close(code=CLOSE_POLICY, message=b"too many connections from this address")
-            return ws
-        transport = request.transport
-        if transport is None:  # the peer went away during the token check
-            return ws
-        platform = 1 if request.match_info["platform"] == "1" else 0
-        conn = Connection(
-            ws,
-            transport,
-            user_id,
-            platform,
-            ip,
-            nanoid(10),
-            flusher=self._registry.flusher,
-            max_frames=self._limits.send_queue_frames,
-            max_bytes=self._limits.send_queue_bytes,
-        )
+            conn.close(CLOSE_UNAUTHORIZED, "unauthorized")
+            return
+        if self._registry.count_ip(conn.ip) >= self._limits.connections_per_ip:
+            conn.close(CLOSE_POLICY, "too many connections from this address")
+            return
+        if conn.gone:  # the peer went away during the token check
+            return
+        conn.opened(user_id, upgrade.platform, nanoid(10))
         self._registry.register(conn)
         COUNTS.ws_connections += 1
         self._heartbeat.ensure()
-        log.info("ws_connected", user_id=user_id, conn_id=conn.conn_id, platform=platform)
-        try:
-            if self._cluster is not None:
-                await self._cluster.connected(conn)
-            await ws.ping()
-            await self._read_loop(ws, conn)
-        finally:
-            self._registry.unregister(conn)
-            if self._cluster is not None:
-                await self._cluster.disconnected(conn)
-            await conn.closed()
-            log.info("ws_closed", user_id=user_id, conn_id=conn.conn_id, code=ws.close_code)
-        return ws
+        log.info("ws_connected", user_id=user_id, conn_id=conn.conn_id, platform=conn.platform)
+        if self._cluster is not None:
+            await self._cluster.connected(conn)
 
-    async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection) -> None:
-        bucket: TokenBucket | None = None
-        acks: AckLine | None = None
-        bad = 0
+    def lost(self, conn: Connection) -> None:
+        """A registered connection's socket is gone."""
+        self._registry.unregister(conn)
+        log.info("ws_closed", user_id=conn.user_id, conn_id=conn.conn_id, code=conn.close_code)
+        if self._cluster is not None:
+            task = asyncio.get_running_loop().create_task(self._cluster.disconnected(conn))
+            self._leaving.add(task)
+            task.add_done_callback(self._leaving.discard)
+
+    async def message(self, conn: Connection, opcode: int, payload: bytes) -> None:
+        """One text or binary message of ``conn``, in the order they arrived."""
+        session = conn.session
+        if not isinstance(session, Session):
+            session = conn.session = Session(
+                TokenBucket(self._limits.messages_per_second, self._limits.messages_burst),
+                AckLine(conn, self._inflight),
+            )
+        acks = session.acks
         counts = COUNTS
-        async for frame in ws:
-            counts.frames_in += 1
-            conn.heard()
-            if frame.type == WSMsgType.PING:
-                conn.pong(frame.data)
-                continue
-            if bucket is None or acks is None:
-                if frame.type == WSMsgType.PONG:
-                    continue
-                bucket = TokenBucket(self._limits.messages_per_second, self._limits.messages_burst)
-                acks = AckLine(conn, self._inflight)
-            msg: Msg | None = None
-            try:
-                if frame.type == WSMsgType.BINARY:
-                    msg = _native.decode_msg(frame.data)
-                elif frame.type == WSMsgType.TEXT:
-                    try:
-                        msg = Msg.from_json(orjson.loads(frame.data))
-                    except orjson.JSONDecodeError as exc:
-                        raise DecodeError("malformed JSON Msg") from exc
-                else:
-                    continue
-            except DecodeError as exc:
-                bad += 1
-                self.bad_frames += 1
-                counts.refused(REFUSED_MALFORMED)
-                log.warning(
-                    "bad_frame", user_id=conn.user_id, conn_id=conn.conn_id, reason=exc.details
-                )
-                if bad >= self._limits.bad_frames_before_close:
-                    conn.close(CLOSE_INVALID_DATA, "too many malformed frames")
-                    return
-                acks.now(error_ack(None, f"malformed frame: {exc.details}"))
-                continue
-            if self.draining:
-                counts.refused(REFUSED_SHUTTING_DOWN)
-                acks.now(error_ack(msg, "server shutting down: resend after reconnecting"))
-                continue
-            if not bucket.take():
-                counts.refused(REFUSED_RATE_LIMITED)
-                acks.now(error_ack(msg, "rate limited: slow down"))
-                continue
-            msg.platform = conn.platform  # the connection's platform, whatever the frame says
-            try:
-                result = await self._messages.accept(conn.user_id, msg)
-            except MessageRefused as exc:
-                counts.refused(REFUSED_POLICY)
-                acks.now(error_ack(msg, exc.details or "refused"))
-                continue
-            counts.messages_accepted += 1
-            if isinstance(result, Msg):
-                acks.now(result)
+        try:
+            if opcode == OP_BINARY:
+                msg = _native.decode_msg(payload)
             else:
-                await acks.later(msg, result)
+                try:
+                    msg = Msg.from_json(orjson.loads(payload))
+                except orjson.JSONDecodeError as exc:
+                    raise DecodeError("malformed JSON Msg") from exc
+        except DecodeError as exc:
+            session.bad += 1
+            self.bad_frames += 1
+            counts.refused(REFUSED_MALFORMED)
+            log.warning("bad_frame", user_id=conn.user_id, conn_id=conn.conn_id, reason=exc.details)
+            if session.bad >= self._limits.bad_frames_before_close:
+                conn.close(CLOSE_INVALID_DATA, "too many malformed frames")
+                return
+            acks.now(error_ack(None, f"malformed frame: {exc.details}"))
+            return
+        if self.draining:
+            counts.refused(REFUSED_SHUTTING_DOWN)
+            acks.now(error_ack(msg, "server shutting down: resend after reconnecting"))
+            return
+        if not session.bucket.take():
+            counts.refused(REFUSED_RATE_LIMITED)
+            acks.now(error_ack(msg, "rate limited: slow down"))
+            return
+        msg.platform = conn.platform  # the connection's platform, whatever the frame says
+        try:
+            result = await self._messages.accept(conn.user_id, msg)
+        except MessageRefused as exc:
+            counts.refused(REFUSED_POLICY)
+            acks.now(error_ack(msg, exc.details or "refused"))
+            return
+        counts.messages_accepted += 1
+        if isinstance(result, Msg):
+            acks.now(result)
+        else:
+            await acks.later(msg, result)
