@@ -197,7 +197,12 @@ class Gateway:
         return [web.get("/ws/{user_id}/conn/{pointer_id}/{platform}/{token}", self.not_upgrade)]
 
     async def not_upgrade(self, request: web.Request) -> web.StreamResponse:
-        raise web.HTTPBadRequest(text="a WebSocket upgrade (version 13) is expected here")
+        """The route without an upgrade, or an upgrade after another request on the same
+        connection (the gateway reads an upgrade as a connection's first request only):
+        400, and the connection closes so that a retry starts on a new one."""
+        response = web.Response(status=400, text="a WebSocket upgrade is expected here")
+        response.force_close()
+        return response
 
     def protocol(self, fallback: Callable[[], asyncio.Protocol]) -> Connection:
         """A new socket's protocol (``GatewaySite`` calls this once per accepted socket)."""
