@@ -46,6 +46,7 @@ export class Api {
     this.token = "";
     this.refreshToken = "";
     this.onSessionEnded = () => {};
+    this.onRefreshed = () => {};
   }
 
   async request(method, path, { json, form, text = false, retry = true } = {}) {
@@ -93,6 +94,7 @@ export class Api {
       );
       if (!response.ok) return false;
       this.token = await response.text();
+      this.onRefreshed();
       return true;
     } catch {
       return false;

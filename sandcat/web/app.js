@@ -52,7 +52,7 @@ const state = {
   syncing: null,
   syncAgain: false,
   seen: new Set(), // server_ids already shown
-  friends: new Map(), // user id -> {id, name, avatar, account}
+  friends: new Map(), // user id -> {id, name, avatar, signature}
   requests: new Map(), // fs_id -> friend request
   groups: new Map(), // group id -> {id, name, owner, members: Map(user id -> name)}
   conversations: new Map(), // conversation id -> conversation
@@ -212,6 +212,7 @@ function endSession(reason) {
   state.user = null;
   $("chat").hidden = true;
   $("auth").hidden = false;
+  document.title = "Sandcat";
   $("auth-error").textContent = reason;
 }
 
@@ -319,7 +320,6 @@ async function onClose(ws, code) {
   if (code === 4002) {
     // An expired access token is renewed; a revoked session cannot be.
     if (await api.refresh()) {
-      saveTokens();
       connect();
     } else {
       endSession(CLOSE_CODES[4002]);
@@ -554,7 +554,7 @@ function addFriend(friend) {
     id: friend.friend_id,
     name: friend.remark || friend.name,
     avatar: friend.avatar,
-    account: friend.account,
+    signature: friend.signature,
   };
   state.friends.set(entry.id, entry);
   const conv = conversationFor(entry.id, false);
@@ -785,7 +785,7 @@ async function searchUser() {
           "div",
           { class: "person-text" },
           h("strong", { text: user.name }),
-          h("span", { text: user.account }),
+          h("span", { text: `found by ${user.match_type}` }),
         ),
         button,
       ),
@@ -977,6 +977,8 @@ function renderConversations() {
   list.replaceChildren();
   const convs = [...state.conversations.values()].sort((a, b) => lastTime(b) - lastTime(a));
   $("no-conversations").hidden = convs.length > 0;
+  const total = convs.reduce((sum, conv) => sum + unreadOf(conv).length, 0);
+  document.title = total ? `(${total}) Sandcat` : "Sandcat";
   for (const conv of convs) {
     const unread = unreadOf(conv).length;
     list.append(
@@ -1027,7 +1029,7 @@ function renderPane() {
     ? group
       ? `${group.members.size} members`
       : "group"
-    : state.friends.get(conv.id)?.account || "";
+    : state.friends.get(conv.id)?.signature || "friend";
   fillAvatar($("pane-avatar"), conv.title, conv.isGroup ? "" : conv.avatar, conv.id);
   $("pane-avatar").classList.toggle("group", conv.isGroup);
   $("open-invite").hidden = !conv.isGroup || conv.closed;
@@ -1152,6 +1154,7 @@ function wire() {
     if (!document.hidden) renderAll();
   });
   api.onSessionEnded = () => endSession(CLOSE_CODES[4002]);
+  api.onRefreshed = saveTokens;
 }
 
 async function boot() {
