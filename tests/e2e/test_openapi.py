@@ -9,6 +9,7 @@ gateway) and its prefix. HEAD routes that aiohttp adds beside each GET are not l
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -77,3 +78,15 @@ async def test_the_document_covers_exactly_the_registered_routes(
     assert sorted(listed - actual) == [], "in sandcat/api/openapi.yaml but not registered"
     # The check can fail: a route the server lacks is noticed.
     assert ("api", "GET", "/no/such/route") not in actual
+
+
+def test_docs_protocol_lists_every_route_of_the_document() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    missing = [
+        f"{method.upper()} {path}"
+        for path, item in load_document()["paths"].items()
+        for method in METHODS & item.keys()
+        if f"{method.upper()} {path}`" not in text and not path.startswith("/ws/")
+    ]
+    assert missing == [], "routes missing from docs/protocol.md"
+    assert "/ws/{user_id}/conn/{pointer_id}/{platform}/{token}" in text
