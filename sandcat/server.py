@@ -43,7 +43,7 @@ async def running(config: Config) -> AsyncIterator[Running]:
                     per_ip=config.limits.http_connections_per_ip,
                     total=config.limits.http_connections,
                 )
-                site = CappedSite(runner, cap, config.server.host, config.server.port)
+                site: web.TCPSite = CappedSite(runner, cap, config.server.host, config.server.port)
                 await site.start()
                 api_port = runner.addresses[0][1]
             if apps.gateway is not None:

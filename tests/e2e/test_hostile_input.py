@@ -5,12 +5,14 @@ without proof. Each answer is a 4xx with an error kind, never a 500 (``docs/secu
 from __future__ import annotations
 
 import asyncio
+import struct
 from urllib.parse import urlsplit
 
 import aiohttp
+import pytest
 
-from tests.client import Api, User, befriend, until
-from tests.conftest import E2E_TARGET, StartServer
+from tests.client import Api, CodeBook, User, befriend, until
+from tests.conftest import StartServer
 
 
 async def _raw(api: Api, request: bytes) -> tuple[int, bytes]:
@@ -122,13 +124,12 @@ async def test_friend_re_applies_are_not_stored_or_pushed_again(api: Api) -> Non
     await befriend(api, bob, alice)
 
 
+@pytest.mark.embedded_only  # config keys of an embedded server of its own
 async def test_after_the_cool_down_a_denied_user_may_apply_once_more(
-    start_server: StartServer, session: aiohttp.ClientSession, codes: object
+    start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
 ) -> None:
-    if E2E_TARGET == "distributed":
-        return  # the cool-down is a config key of this embedded server
     async with start_server(limits__friend_reapply_cooldown_seconds=0) as srv:
-        api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)  # type: ignore[arg-type]
+        api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
         alice = await api.new_user("alice", "alice@example.com")
         bob = await api.new_user("bob", "bob@example.com")
         first = await _apply(api, alice, bob)
@@ -201,9 +202,8 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
         return await reader.read()
 
 
+@pytest.mark.embedded_only  # config keys of an embedded server of its own
 async def test_half_sent_and_silent_connections_are_closed(start_server: StartServer) -> None:
-    if E2E_TARGET == "distributed":
-        return  # the timeouts are config keys of this embedded server
     async with start_server(limits__http_header_timeout=0.5, limits__http_body_timeout=0.5) as srv:
         assert srv.api_port is not None
         silent = await _connect(srv.api_port)
@@ -223,11 +223,10 @@ async def test_half_sent_and_silent_connections_are_closed(start_server: StartSe
             writer.close()
 
 
+@pytest.mark.embedded_only  # config keys of an embedded server of its own
 async def test_http_connections_are_capped_per_address_and_in_all(
     start_server: StartServer,
 ) -> None:
-    if E2E_TARGET == "distributed":
-        return  # the caps are config keys of this embedded server
     async with start_server(limits__http_connections_per_ip=3) as srv:
         assert srv.api_port is not None
         held = [await _connect(srv.api_port) for _ in range(3)]
@@ -261,3 +260,31 @@ async def test_http_connections_are_capped_per_address_and_in_all(
         writer.close()
         for _, writer in held:
             writer.close()
+
+
+async def test_an_unmasked_client_frame_is_closed_with_1002(api: Api) -> None:
+    """RFC 6455 §5.1: a server MUST close the connection on an unmasked client frame."""
+    alice = await api.new_user("alice", "alice@example.com")
+    ws = urlsplit(alice.ws_addr)
+    reader, writer = await asyncio.open_connection(ws.hostname, ws.port)
+    try:
+        upgrade = (
+            f"GET {ws.path}/{alice.id}/conn/{alice.id}/0/{alice.token} HTTP/1.1\r\n"
+            f"Host: {ws.hostname}:{ws.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        writer.write(upgrade.encode())
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        payload = b"\x01\x02\x03"
+        writer.write(bytes((0x82, len(payload))) + payload)  # FIN + binary, mask bit clear
+        async with asyncio.timeout(10):
+            while True:  # skip what the server sends first (pings), up to its close frame
+                b0, b1 = await reader.readexactly(2)
+                body = await reader.readexactly(b1 & 0x7F)
+                if b0 & 0x0F == 0x8:
+                    break
+        assert struct.unpack("!H", body[:2])[0] == 1002
+    finally:
+        writer.close()
