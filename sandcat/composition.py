@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from sandcat import _native
+from sandcat import __version__, _native, control
 from sandcat.adapters.embedded.files import LocalFileStore
 from sandcat.adapters.embedded.mailer import LogMailer
 from sandcat.adapters.embedded.messages import SqliteInbox, SqliteMessageLog
@@ -29,7 +30,7 @@ from sandcat.adapters.embedded.social import (
 from sandcat.adapters.embedded.sqlite import SqliteDatabase, apply_migrations, lock_data_dir
 from sandcat.adapters.embedded.users import SqliteCodeStore, SqliteUserStore
 from sandcat.adapters.smtp.mailer import SmtpMailer
-from sandcat.api.common import BODY_TIMEOUT, add_routes, error_middleware, json_response
+from sandcat.api.common import BODY_TIMEOUT, add_routes, error_middleware
 from sandcat.api.files import FileRoutes
 from sandcat.api.friends import FriendRoutes
 from sandcat.api.groups import GroupRoutes
@@ -43,6 +44,12 @@ from sandcat.gateway.server import Gateway
 from sandcat.ids import SystemClock
 from sandcat.jobs.scheduler import Scheduler
 from sandcat.log import get_logger
+from sandcat.observability import (
+    Check,
+    Observability,
+    http_metrics_middleware,
+    metrics_registry,
+)
 from sandcat.ports import (
     CodeStore,
     Counters,
@@ -85,6 +92,7 @@ class Apps:
     registry: Registry
     gateway_edge: Gateway | None
     ws_address: WsAddress
+    observability: Observability
     #: Called once the gateway listens, with its public ``ws_addr`` (distributed: registers).
     on_listening: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
 
@@ -110,6 +118,8 @@ class Adapters:
     relay: PushRouter | None = None
     #: How a logout reaches the user's sockets in other processes (else: this registry).
     sessions: SessionEnder | None = None
+    #: What ``/ready`` checks: (name, a call that raises unless that part works).
+    checks: list[tuple[str, Check]] = field(default_factory=list)
 
 
 def db_path(config: Config) -> Path:
@@ -141,8 +151,31 @@ def _mailer(config: Config) -> Mailer:
     return SmtpMailer(config.mail) if config.mail.server else LogMailer()
 
 
-async def _health(_: web.Request) -> web.StreamResponse:
-    return json_response({"status": "ok"})
+def _probe_dir(data_dir: Path) -> None:
+    """Create and remove a file in ``data_dir`` (raises if the folder is gone or read-only)."""
+    with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".ready-"):
+        pass
+
+
+def _sqlite_check(db: SqliteDatabase, data_dir: Path) -> Check:
+    async def sqlite_writable() -> None:
+        await asyncio.to_thread(_probe_dir, data_dir)
+        await db.write(lambda conn: None)  # BEGIN IMMEDIATE .. COMMIT: the write lock
+
+    return sqlite_writable
+
+
+def _admin(config: Config, users: SqliteUserStore, registry: Registry) -> control.Handler:
+    """What the control socket runs: the admin commands on this process's own stores."""
+    from sandcat.admin import AdminOps, registry_connections  # admin imports this module
+
+    ops = AdminOps(
+        users=users,
+        sessions=registry,
+        passwords=PasswordService(config.auth),
+        connections=registry_connections(registry),
+    )
+    return ops.run
 
 
 async def _embedded(config: Config, stack: AsyncExitStack, registry: Registry) -> Adapters:
@@ -157,8 +190,10 @@ async def _embedded(config: Config, stack: AsyncExitStack, registry: Registry) -
     message_log.add_listener(DeliveryService(delivery=registry, frames=registry).on_stored)
     message_log.start()
     stack.push_async_callback(message_log.stop)
+    users = SqliteUserStore(db)
+    await stack.enter_async_context(control.serving(data_dir, _admin(config, users, registry)))
     return Adapters(
-        users=SqliteUserStore(db),
+        users=users,
         codes=SqliteCodeStore(db),
         inbox=inbox,
         counters=inbox,
@@ -168,6 +203,7 @@ async def _embedded(config: Config, stack: AsyncExitStack, registry: Registry) -
         membership=InProcessMembershipCache(),
         files=LocalFileStore(data_dir / "files"),
         jwt_secret=await asyncio.to_thread(resolve_secret, config.server.jwt_secret, data_dir),
+        checks=[("sqlite", _sqlite_check(db, data_dir))],
     )
 
 
@@ -235,6 +271,16 @@ async def build(config: Config) -> AsyncIterator[Apps]:
         stack.push_async_callback(scheduler.stop)
 
         role = config.role
+        observability = Observability(
+            version=__version__,
+            mode=config.mode,
+            role=role,
+            checks=adapters.checks,
+            metrics=metrics_registry(
+                registry, {"version": __version__, "mode": config.mode, "role": role}
+            ),
+        )
+        public_metrics = config.metrics.port < 0
         ws_address = WsAddress(ws_public_addr(config), gateways=adapters.gateways)
         api_app: web.Application | None = None
         gateway_app: web.Application | None = None
@@ -243,7 +289,7 @@ async def build(config: Config) -> AsyncIterator[Apps]:
         if role in {"all", "api"}:
             await files.ensure_default_avatars(ASSETS)
             api_app = web.Application(
-                middlewares=[error_middleware],
+                middlewares=[http_metrics_middleware, error_middleware],
                 client_max_size=config.limits.upload_bytes + 1024 * 1024,
                 # aiohttp closes a connection without a complete request head (or idle
                 # between requests) after the header timeout, and one whose body was not
@@ -277,7 +323,7 @@ async def build(config: Config) -> AsyncIterator[Apps]:
                 GroupRoutes(groups=groups, auth=user_routes, body_limit=body_limit).routes(),
             )
             add_routes(api_app, OpenApiRoutes().routes())
-            api_app.router.add_get("/health", _health)
+            observability.add_routes(api_app, metrics=public_metrics)
             WebPage(codes_in_log=not config.mail.server).add_to(api_app)
         if role in {"all", "gateway"}:
             gateway_edge = Gateway(
@@ -289,7 +335,7 @@ async def build(config: Config) -> AsyncIterator[Apps]:
             )
             gateway_app = web.Application()
             gateway_app.add_routes(gateway_edge.routes())
-            gateway_app.router.add_get("/health", _health)
+            observability.add_routes(gateway_app, metrics=public_metrics)
             if adapters.cluster is not None:
                 cluster = adapters.cluster
                 on_listening.append(cluster.start)
@@ -303,6 +349,7 @@ async def build(config: Config) -> AsyncIterator[Apps]:
             registry=registry,
             gateway_edge=gateway_edge,
             ws_address=ws_address,
+            observability=observability,
             on_listening=on_listening,
         )
         for conn in registry.all_connections():

@@ -38,6 +38,7 @@ from sandcat.jobs.inbox_cleaner import clean_inbox
 from sandcat.jobs.partitions import archive_partitions, ensure_partitions
 from sandcat.jobs.scheduler import Scheduler
 from sandcat.log import get_logger
+from sandcat.observability import Check
 from sandcat.services.files import DEFAULT_AVATARS
 from sandcat.services.pipeline import QueuedMessageLog
 from sandcat.services.push import RemotePushRouter
@@ -51,6 +52,13 @@ PULL_WAIT_SECONDS = 2.0
 #: Polls the msg-server stores at once: the next poll's inbox and history writes start while
 #: the previous ones are still in FerretDB and PostgreSQL (offsets still commit in order).
 CONSUMER_IN_FLIGHT = 2
+#: What ``/ready`` checks per role: the services that role's requests or jobs use.
+READY_NEEDS: dict[str, tuple[str, ...]] = {
+    "all": ("postgres", "redis", "kafka", "mongodb", "s3"),
+    "api": ("postgres", "redis", "kafka", "mongodb", "s3"),
+    "gateway": ("postgres", "redis", "kafka"),
+    "msg-server": ("postgres", "redis", "kafka", "mongodb"),
+}
 
 
 async def migrate_distributed(config: Config) -> list[str]:
@@ -174,6 +182,14 @@ async def distributed_adapters(
                 _referenced(pool), clock.now_ms() - ORPHAN_GRACE_SECONDS * 1000
             ),
         )
+    mongo_db = mongo[config.db.mongodb.database]
+    probes: dict[str, Check] = {
+        "postgres": lambda: pool.fetchval("SELECT 1"),
+        "redis": redis.ping,
+        "kafka": queue.ping,
+        "mongodb": lambda: mongo_db.command("ping"),
+        "s3": files.ping,
+    }
     return Adapters(
         users=PostgresUserStore(pool=pool),
         codes=RedisCodeStore(client=redis),
@@ -190,4 +206,5 @@ async def distributed_adapters(
         cluster=cluster,
         relay=remote,
         sessions=remote,
+        checks=[(name, probes[name]) for name in READY_NEEDS[role]],
     )

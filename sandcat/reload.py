@@ -12,7 +12,6 @@ import dataclasses
 from dataclasses import dataclass
 
 from sandcat.config import Config
-from sandcat.log import set_level
 
 #: Limits read when they are used (per connection, frame or request), so a reload applies.
 LIVE_LIMITS = frozenset(
@@ -41,6 +40,8 @@ class Reloaded:
     applied: list[str]
     #: Keys whose new value takes a restart.
     restart_needed: list[str]
+    #: The new log level to set (after the reload's own line is written), if it changed.
+    log_level: str | None = None
 
 
 def _leaves(value: object, prefix: str = "") -> dict[str, object]:
@@ -53,7 +54,8 @@ def _leaves(value: object, prefix: str = "") -> dict[str, object]:
 
 
 def apply_reload(current: Config, fresh: Config) -> Reloaded:
-    """Apply ``fresh``'s log level and live limits to the running process (``current``)."""
+    """Apply ``fresh``'s live limits to the running process (``current``); the caller sets
+    ``log_level`` once it has logged the result."""
     old, new = _leaves(current), _leaves(fresh)
     applied: list[str] = []
     restart: list[str] = []
@@ -62,15 +64,14 @@ def apply_reload(current: Config, fresh: Config) -> Reloaded:
         if before == value:
             continue
         section, _, name = key.partition(".")
-        if key == "log.level":
-            set_level(str(value))
-        elif section == "limits" and name in LIVE_LIMITS:
+        if section == "limits" and name in LIVE_LIMITS:
             setattr(current.limits, name, value)
-        else:
+        elif key != "log.level":
             restart.append(key)
             continue
         applied.append(f"{key}: {before} -> {value}")
     running = dataclasses.replace(
         current, log=dataclasses.replace(current.log, level=fresh.log.level)
     )
-    return Reloaded(running, applied, restart)
+    level = fresh.log.level if fresh.log.level != current.log.level else None
+    return Reloaded(running, applied, restart, level)
