@@ -9,6 +9,7 @@ Every wait is Playwright's auto-waiting on a selector or an assertion, never a s
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import zlib
@@ -119,7 +120,10 @@ async def send_text(page: Page, text: str) -> None:
     await page.fill("#text-input", text)
     await page.press("#text-input", "Enter")
     bubble = page.locator(".bubble-row.mine .bubble", has_text=text)
-    await expect(bubble.locator(".status")).to_have_text("✓")  # acked by the server
+    status = bubble.locator(".status")
+    await expect(status).to_have_text(re.compile("✓|not delivered"))
+    # Acked by the server; a refusal fails with the reason the page shows.
+    assert await status.inner_text() == "✓", await bubble.inner_text()
 
 
 def conversation(page: Page, title: str) -> Locator:
