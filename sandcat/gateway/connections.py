@@ -107,6 +107,9 @@ class Edge(Protocol):
     @property
     def max_message(self) -> int: ...
 
+    @property
+    def head_timeout(self) -> float: ...
+
     async def open(self, conn: Connection, upgrade: Upgrade) -> None: ...
 
     async def message(self, conn: Connection, opcode: int, payload: bytes) -> None: ...
@@ -179,6 +182,10 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        # A socket that never completes its request head is dropped (``_head`` cancels it).
+        self._grace = asyncio.get_running_loop().call_later(
+            self._edge.head_timeout, self._transport.abort
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         state, self._state = self._state, _GONE
@@ -220,6 +227,9 @@ class Connection(asyncio.Protocol):
             if len(buf) > MAX_HEAD_BYTES:
                 self._hand_over()
             return
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
         upgrade = parse_upgrade(bytes(buf[:end]))
         if upgrade is None:
             self._hand_over()
@@ -235,8 +245,12 @@ class Connection(asyncio.Protocol):
         self._worker = asyncio.get_running_loop().create_task(self._open(upgrade))
 
     def _hand_over(self) -> None:
-        """Not a WebSocket upgrade of the gateway's route: aiohttp serves it."""
+        """Not a WebSocket upgrade of the gateway's route: aiohttp serves it (and times
+        out what it does not get whole)."""
         assert self._fallback is not None and self._buf is not None
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
         protocol = self._fallback()
         transport, data = self._transport, bytes(self._buf)
         self._state, self._buf, self._fallback = _GONE, None, None

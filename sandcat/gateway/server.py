@@ -191,6 +191,10 @@ class Gateway:
     def max_message(self) -> int:
         return self._limits.ws_message_bytes
 
+    @property
+    def head_timeout(self) -> float:
+        return self._limits.http_header_timeout
+
     def routes(self) -> list[web.RouteDef]:
         """The aiohttp side of the route: what reaches it is not a WebSocket upgrade (the
         gateway's own protocol answers those, ``sandcat.gateway.websocket``)."""

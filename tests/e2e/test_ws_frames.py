@@ -14,6 +14,7 @@ import aiohttp
 from sandcat.server import Running
 from tests import wire
 from tests.client import Api, User, befriend
+from tests.conftest import StartServer
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -130,3 +131,13 @@ async def test_other_requests_on_the_gateway_port_are_served_by_aiohttp(
     ws = await session.ws_connect(f"{alice.ws_addr}/{alice.id}/conn/{alice.id}/0/{alice.token}")
     assert server.apps.registry.holds(alice.id, 0)
     await ws.close()
+
+
+async def test_a_socket_without_a_whole_request_head_is_dropped(
+    start_server: StartServer,
+) -> None:
+    async with start_server(limits__http_header_timeout=0.3) as srv:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.ws_port)
+        writer.write(b"GET /ws/a/conn/b/0/c HTTP/1.1\r\nUpgrade: websocket\r\n")  # and no more
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
