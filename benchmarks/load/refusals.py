@@ -102,6 +102,18 @@ RULES: tuple[tuple[re.Pattern[str], Cause], ...] = tuple(
             ),
         ),
         (
+            r"\b4001\b|knock off",
+            Cause(
+                "knock-off",
+                "--users, --workers",
+                "one user may hold one connection per platform: a second one closes the first",
+            ),
+        ),
+        (
+            r"\b1001\b|shutting down",
+            Cause("server stopped", "--api", "the server is shutting down or restarting"),
+        ),
+        (
             r"at most \d+ members|group_members",
             Cause("size limit", "limits.group_members", "raise it above the largest group"),
         ),

@@ -258,6 +258,7 @@ def chat_summary(
         + sum(int(r["send_seq_violations"]) for r in results),
         "seq_gaps": sum(int(r["seq_gaps"]) for r in results),
         "closed_by_server": max(int(r["closed_by_server"]) for r in results),
+        "close_samples": [e for r in results for e in r["close_samples"]][:3],
         "generator_max_core": max(float(r["cpu_cores"]) for r in results),
         "reader_errors": [e for r in results for e in r["reader_errors"]][:3],
     }
@@ -298,8 +299,10 @@ async def one_to_one(
     workers = min(ctx.workers, len(accounts))
     sender_ids = list(range(min(senders, len(accounts))))
     probes: list[dict[str, Any]] = []
+    closed = 0  # connections the server has closed so far (the workers count them all along)
 
     async def probe(rate: float, stage: str) -> dict[str, Any]:
+        nonlocal closed
         results, watch, timing = await traffic(ctx, pool, workers, user_ids, sender_ids, rate)
         summary = chat_summary(rate, results, watch, timing)
         summary["stage"] = stage
@@ -313,6 +316,10 @@ async def one_to_one(
         where = f"one-to-one at {rate:.0f}/s"
         ctx.refused(where, summary["ack_errors"], summary["error_samples"])
         ctx.refused(where, len(summary["reader_errors"]), summary["reader_errors"])
+        if summary["closed_by_server"] > closed:
+            new = summary["closed_by_server"] - closed
+            closed = summary["closed_by_server"]
+            ctx.refused(where, new, summary["close_samples"])
         return summary
 
     try:
@@ -613,26 +620,36 @@ async def idle_connections(
     source_addrs: tuple[str, ...],
     hold: float,
 ) -> dict[str, Any]:
-    """Open ``len(accounts) * len(platforms)`` WebSockets, hold them idle, measure the server."""
+    """Open ``len(accounts) * len(platforms)`` WebSockets, hold them idle, measure the server.
+
+    The server's open descriptors (less those open before: its connections) and RSS are
+    sampled twice a second from the first connect to the end of the hold, for the plots of
+    connections over time and RSS over connections."""
     before = procstat.snapshot(ctx.target.pids)
     begin = time.monotonic()
-    pool = await open_pool(
-        ctx,
-        accounts,
-        kind="idle",
-        platforms=platforms,
-        source_addrs=source_addrs,
-        connect_concurrency=200,
-    )
+    samples: list[tuple[float, int, int]] = []
+    sampling = asyncio.create_task(_sample_server(ctx.target.pids, begin, samples))
     try:
-        ramp = time.monotonic() - begin
-        await asyncio.sleep(2.0)
-        settled = procstat.snapshot(ctx.target.pids)
-        await asyncio.sleep(hold)
-        held = procstat.snapshot(ctx.target.pids)
-        still = sum(int(r["open"]) for r in await pool.run("count", [None] * len(pool.pids), 60))
+        pool = await open_pool(
+            ctx,
+            accounts,
+            kind="idle",
+            platforms=platforms,
+            source_addrs=source_addrs,
+            connect_concurrency=200,
+        )
+        try:
+            ramp = time.monotonic() - begin
+            await asyncio.sleep(2.0)
+            settled = procstat.snapshot(ctx.target.pids)
+            await asyncio.sleep(hold)
+            held = procstat.snapshot(ctx.target.pids)
+            answers = await pool.run("count", [None] * len(pool.pids), 60)
+            still = sum(int(r["open"]) for r in answers)
+        finally:
+            await pool.stop()
     finally:
-        await pool.stop()
+        sampling.cancel()
     wanted = len(accounts) * len(platforms)
     out: dict[str, Any] = {
         "wanted": wanted,
@@ -642,6 +659,7 @@ async def idle_connections(
         "source_addrs": list(source_addrs),
         "server_processes": len(ctx.target.pids),
         "hold_seconds": hold,
+        "samples": [{"t": t, "connections": n, "rss_mb": rss / 2**20} for t, n, rss in samples],
     }
     if ctx.target.pids:
         out["server_rss_before_mb"] = before.rss / 2**20
@@ -653,6 +671,20 @@ async def idle_connections(
         f"{out.get('rss_per_conn_kb') or 0:.1f} KB/conn, ramp {ramp:.1f} s"
     )
     return out
+
+
+async def _sample_server(
+    pids: tuple[int, ...], begin: float, out: list[tuple[float, int, int]]
+) -> None:
+    """Append (seconds since ``begin``, open descriptors over the first sample's, RSS) every
+    half second until cancelled."""
+    if not pids:
+        return
+    base = sum(procstat.open_files(pid) for pid in pids)
+    while True:
+        files = sum(procstat.open_files(pid) for pid in pids) - base
+        out.append((time.monotonic() - begin, files, procstat.snapshot(pids).rss))
+        await asyncio.sleep(0.5)
 
 
 # ---------------------------------------------------------------- (d) offline sync

@@ -349,6 +349,8 @@ class Worker:
         self.tally: _Tally | _PipeTally | None = None
         self.connect_errors: list[str] = []
         self.closed_by_server = 0
+        #: The first server closes, as "closed by the server: CODE REASON".
+        self.close_samples: list[str] = []
 
     async def open(self) -> dict[str, Any]:
         setup = self.setup
@@ -401,6 +403,10 @@ class Worker:
                     self.tally.on_frame(conn, frame.data)
             elif frame.type in CLOSED:
                 self.closed_by_server += 1
+                if len(self.close_samples) < 5:
+                    code = frame.data if frame.type == aiohttp.WSMsgType.CLOSE else ws.close_code
+                    reason = frame.extra if isinstance(frame.extra, str) else ""
+                    self.close_samples.append(f"closed by the server: {code} {reason}".strip())
                 return
 
     async def traffic(self, run: TrafficRun) -> dict[str, Any]:
@@ -429,6 +435,7 @@ class Worker:
             conn.pending.clear()
         out = tally.result()
         out["closed_by_server"] = self.closed_by_server
+        out["close_samples"] = self.close_samples
         out["reader_errors"] = [
             repr(task.exception())
             for task in self.readers

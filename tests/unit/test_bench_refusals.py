@@ -22,6 +22,15 @@ from benchmarks.load.refusals import Refusals, explain
         ("POST /group/u: HTTP 413 b'{}'", "size limit", "limits.http_body_bytes"),
         ("closed 1008 too many connections from this address", "connection limit", "per_ip"),
         ("closed 4008 slow", "slow reader", "limits.send_queue_frames"),
+        ("closed by the server: 4008 slow", "slow reader", "limits.send_queue_frames"),
+        ("closed by the server: 4001 knock off", "knock-off", "--users"),
+        ("closed by the server: 4002 unauthorized", "auth", "access_ttl"),
+        ("closed by the server: 1001 server shutting down", "server stopped", "--api"),
+        (
+            "closed by the server: 1008 too many connections from this address",
+            "connection limit",
+            "limits.connections_per_ip",
+        ),
         (
             "ClientConnectorError: Cannot connect to host 127.0.0.1:1",
             "unreachable",
