@@ -17,6 +17,7 @@ from sandcat.config import Config
 LIVE_LIMITS = frozenset(
     {
         "text_bytes",
+        "ws_message_bytes",
         "send_queue_frames",
         "send_queue_bytes",
         "connections_per_ip",
