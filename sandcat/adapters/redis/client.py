@@ -6,6 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from sandcat.config import RedisConfig
@@ -21,6 +24,8 @@ def connect(*, config: RedisConfig, max_connections: int = 100) -> Redis:
     At most ``max_connections`` connections; a command waits (up to 10 s) for a free one
     rather than failing when many run at once. Each push listener holds one for itself.
     Nothing is opened until the first command; ``await client.aclose()`` at shutdown.
+    A command that meets a broken connection (Redis restarted: every pooled connection is
+    dead) is tried again on a new one, twice at most, instead of failing its request.
     """
     pool = BlockingConnectionPool(
         host=config.host,
@@ -29,6 +34,8 @@ def connect(*, config: RedisConfig, max_connections: int = 100) -> Redis:
         max_connections=max_connections,
         timeout=10,
         socket_connect_timeout=5,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 2),
+        retry_on_error=[RedisConnectionError],
     )
     return Redis.from_pool(pool)
 
