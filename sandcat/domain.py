@@ -77,3 +77,20 @@ class Stored:
     ack: Ack
     duplicate: bool
     receiver_seqs: list[tuple[str, int]] = field(default_factory=list)
+
+
+#: Between the conversation and the ``local_id`` in an idempotency key (ids never hold it).
+_KEY_SEPARATOR = "\x1f"
+
+
+def idempotency_key(send_id: str, receiver_id: str, local_id: str) -> tuple[str, str]:
+    """What makes a resend a duplicate: the sender and its ``local_id`` *within the
+    conversation* (the receiver, or the group) it went to. The same ``local_id`` sent to
+    another receiver is another message, stored and acked as such."""
+    return send_id, f"{receiver_id}{_KEY_SEPARATOR}{local_id}"
+
+
+def idempotency_parts(key: tuple[str, str]) -> tuple[str, str, str]:
+    """``(send_id, receiver_id, local_id)`` of an ``idempotency_key``."""
+    receiver_id, _, local_id = key[1].partition(_KEY_SEPARATOR)
+    return key[0], receiver_id, local_id

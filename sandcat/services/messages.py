@@ -9,7 +9,7 @@ from typing import Protocol
 
 from sandcat import _native
 from sandcat.config import LimitsConfig
-from sandcat.domain import Stored, Submission
+from sandcat.domain import Stored, Submission, idempotency_key
 from sandcat.errors import DecodeError, SandcatError
 from sandcat.ids import Clock, nanoid
 from sandcat.log import get_logger
@@ -162,7 +162,11 @@ class MessageService:
                 store=True,
                 outbox=True,
                 history=kind == MsgType.SINGLE_MSG,
-                idem_key=(user_id, msg.local_id) if msg.local_id else None,
+                idem_key=(
+                    idempotency_key(user_id, msg.receiver_id, msg.local_id)
+                    if msg.local_id
+                    else None
+                ),
             )
             return self._log.submit(submission)
         if kind == MsgType.GROUP_MSG:
@@ -178,7 +182,11 @@ class MessageService:
                 store=True,
                 outbox=True,
                 history=True,
-                idem_key=(user_id, msg.local_id) if msg.local_id else None,
+                idem_key=(
+                    idempotency_key(user_id, msg.receiver_id, msg.local_id)
+                    if msg.local_id
+                    else None
+                ),
             )
             return self._log.submit(submission)
         if kind in RELAY_ONLY:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
-from tests.client import Api, CodeBook, User, befriend, until
+from tests.client import Api, CodeBook, Socket, User, befriend, pull, until
 from tests.conftest import StartServer
 
 
@@ -288,3 +289,34 @@ async def test_an_unmasked_client_frame_is_closed_with_1002(api: Api) -> None:
         assert struct.unpack("!H", body[:2])[0] == 1002
     finally:
         writer.close()
+
+
+async def test_a_local_id_reused_for_another_receiver_is_another_message(
+    api: Api, session: aiohttp.ClientSession
+) -> None:
+    """The idempotency key is (sender, conversation, local_id): a resend to the same
+    receiver is answered with the first ack, the same local_id to someone else is a new
+    message that reaches them (it used to be answered with the first ack, and dropped)."""
+    alice = await api.new_user("alice", "alice@example.com")
+    bob = await api.new_user("bob", "bob@example.com")
+    carol = await api.new_user("carol", "carol@example.com")
+    await befriend(api, alice, bob)
+    await befriend(api, alice, carol)
+    sock = await Socket.connect(session, alice)
+
+    async def send(to: User, text: bytes) -> dict[str, Any]:
+        await sock.send(receiver_id=to.id, local_id="same-local-id", content=text)
+        return await sock.recv_until(
+            lambda m: m["msg_type"] == 24 and m["local_id"] == "same-local-id"
+        )
+
+    first = await send(bob, b"for bob")
+    again = await send(bob, b"for bob")
+    assert (again["server_id"], again["send_seq"]) == (first["server_id"], first["send_seq"])
+    other = await send(carol, b"for carol")
+    assert other["content_type"] != 9 and other["server_id"] != first["server_id"]
+    assert other["send_seq"] == first["send_seq"] + 1
+    _, seqs = await api.call("GET", f"/api/message/seq/{carol.id}", token=carol.token)
+    got = await pull(api, carol, start=1, end=seqs["seq"])  # seq 1: the friend request
+    assert [bytes(m["content"]) for m in got] == [b"for carol"]
+    await sock.close()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
-from sandcat.domain import Ack, Stored, Submission
+from sandcat.domain import Ack, Stored, Submission, idempotency_key, idempotency_parts
 from sandcat.log import get_logger
 from sandcat.metrics import COUNTS
 from sandcat.ports import PullCursor
@@ -40,11 +40,12 @@ _SEQUENCE_CONFLICT = (
     " ON CONFLICT(user_id) DO UPDATE SET rec_max_seq = excluded.rec_max_seq, "
     "send_max_seq = excluded.send_max_seq"
 )
-#: The messages that answer resends of a (send_id, local_id) list, through the partial index
-#: ``messages_idempotency`` (CROSS JOIN keeps the key list as the outer loop).
+#: The messages that answer resends of a (send_id, local_id, receiver_id) list, through the
+#: partial index ``messages_idempotency`` (CROSS JOIN keeps the key list as the outer loop).
 _IDEMPOTENCY_LOOKUP = (
-    "SELECT m.send_id, m.local_id, m.server_id, m.send_time, m.send_seq FROM (VALUES {keys}) "
-    "AS k CROSS JOIN messages AS m ON m.send_id = k.column1 AND m.local_id = k.column2 "
+    "SELECT m.send_id, m.receiver_id, m.local_id, m.server_id, m.send_time, m.send_seq "
+    "FROM (VALUES {keys}) AS k CROSS JOIN messages AS m ON m.send_id = k.column1 "
+    "AND m.local_id = k.column2 AND m.receiver_id = k.column3 "
     "WHERE m.idempotent = 1 AND m.send_time > ?"
 )
 #: Most rows in one statement (a power of two); SQLite's bound-parameter limit also caps it.
@@ -92,12 +93,18 @@ def _idempotent_acks(
 ) -> dict[tuple[str, str], Ack]:
     """The remembered acks of ``keys`` created after ``since_ms``, in as few queries as fit."""
     found: dict[tuple[str, str], Ack] = {}
-    for start, size in _chunks(conn, len(keys), 2):
-        sql = _IDEMPOTENCY_LOOKUP.format(keys=", ".join(["(?, ?)"] * size))
-        params: list[Any] = [part for key in keys[start : start + size] for part in key]
+    for start, size in _chunks(conn, len(keys), 3):
+        sql = _IDEMPOTENCY_LOOKUP.format(keys=", ".join(["(?, ?, ?)"] * size))
+        params: list[Any] = []
+        for key in keys[start : start + size]:
+            send_id, receiver_id, local_id = idempotency_parts(key)
+            params += (send_id, local_id, receiver_id)
         params.append(since_ms)
-        for send_id, local_id, server_id, send_time, send_seq in conn.execute(sql, params):
-            found[(send_id, local_id)] = Ack(server_id, send_time, send_seq)
+        for send_id, receiver_id, local_id, server_id, send_time, send_seq in conn.execute(
+            sql, params
+        ):
+            key = idempotency_key(send_id, receiver_id, local_id)
+            found[key] = Ack(server_id, send_time, send_seq)
     return found
 
 
