@@ -260,6 +260,35 @@ async def test_two_users_register_befriend_chat_sync_and_group(
     await expect(image).to_be_visible()
     assert await image.evaluate("img => img.complete && img.naturalWidth === 240")
 
+    # A request Alice declines disappears; a new friend of hers is invited to the group, and
+    # both pages say so.
+    alice_user = User(id="", email="alice@example.com", password="alice-pw")
+    alice_user.id = (await api.login(alice_user))["user"]["id"]
+    carol = await api.new_user("Carol", "carol@example.com")
+    await api.call(
+        "POST",
+        "/friend",
+        token=carol.token,
+        json={
+            "user_id": carol.id,
+            "friend_id": alice_user.id,
+            "apply_msg": "Carol here",
+            "req_remark": None,
+            "source": "search",
+        },
+    )
+    await alice.locator(".request", has_text="Carol here").locator(".deny").click()
+    await expect(alice.locator("#requests")).to_be_hidden()
+    dan = await api.new_user("Dan", "dan@example.com")
+    await befriend(api, alice_user, dan)
+    await expect(conversation(alice, "Dan")).to_be_visible()
+    await alice.click("#open-invite")
+    await alice.locator("#invite-members label", has_text="Dan").locator("input").check()
+    await alice.click("#invite-button")
+    await expect(alice.locator(".notice", has_text="You invited a new member")).to_be_visible()
+    await expect(alice.locator("#pane-sub")).to_have_text("3 members")
+    await expect(bob.locator(".notice", has_text="Alice invited a new member")).to_be_visible()
+
     shots = tmp_path / "screenshots"
     shots.mkdir()
     await alice.screenshot(path=str(shots / "desktop.png"))
