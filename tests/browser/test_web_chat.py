@@ -333,6 +333,12 @@ async def test_two_users_register_befriend_chat_sync_and_group(
     await expect(bob.locator("#banner")).to_contain_text("signed in on another page")
     await expect(bob.locator("#connection")).to_have_text("offline")
 
+    # Bob logs out elsewhere (over HTTP): the open page gets 4002, cannot renew its token, and
+    # goes back to the sign-in form saying why.
+    await api.call("DELETE", f"/user/logout/{bob_user.id}", token=bob_user.token)
+    await expect(other.locator("#auth")).to_be_visible()
+    await expect(other.locator("#auth-error")).to_contain_text("Your session has ended")
+
 
 async def test_rate_limit_is_said_in_words(
     browser: Browser, start_server: StartServer, codes: CodeBook, session: aiohttp.ClientSession
