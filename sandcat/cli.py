@@ -1,12 +1,16 @@
-"""The ``sandcat`` command line: serve, migrate, check-config, info, users seed."""
+"""The ``sandcat`` command line: serve, migrate, check-config, info, backup, restore, users,
+connections, dlq."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from sandcat import __version__, _native
 from sandcat.config import ROLE_ALIASES, Config, load_config
@@ -15,6 +19,8 @@ from sandcat.log import get_logger, setup_logging
 
 log = get_logger("sandcat.cli")
 DEFAULT_CONFIG = "config.yml"
+#: A port taken, a privileged port, an address not on this machine: one line, no traceback.
+LISTEN_ERRORS = frozenset({errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL})
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +46,7 @@ def _load(args: argparse.Namespace, role: str | None = None) -> Config:
         loaded.config.log.level,
         loaded.config.log.format,
         prefix=os.environ.get("SANDCAT_LOG_PREFIX", ""),
+        output=loaded.config.log.output,
     )
     for warning in loaded.warnings:
         log.warning("config_warning", details=warning)
@@ -56,12 +63,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvloop
 
-        uvloop.run(serve_forever(config))
+        uvloop.run(serve_forever(config, reload=lambda: _load(args, args.role)))
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep serving without it
-        asyncio.run(serve_forever(config))
+        asyncio.run(serve_forever(config, reload=lambda: _load(args, args.role)))
     except DataDirBusy as exc:
         log.error("data_dir_busy", details=str(exc))
         print(f"sandcat: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno not in LISTEN_ERRORS:
+            raise
+        log.error("listen_failed", details=str(exc))
+        print(f"sandcat: cannot listen: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -104,12 +117,96 @@ def _cmd_users_seed(args: argparse.Namespace) -> int:
         friends=args.friends,
         group_size=args.group_size,
     )
-    users = asyncio.run(admin.seed_users(config, request))
-    text = admin.render(users, request, args.format)
+    seeded = asyncio.run(admin.seed(config, request))
+    text = admin.render(seeded, request, args.format)
     if args.output in {None, "-"}:
         sys.stdout.write(text)
     else:
         Path(args.output).write_text(text, encoding="utf-8")
+    return 0
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
+    print("\t".join(columns))
+    for row in rows:
+        print("\t".join("" if row.get(c) is None else str(row.get(c)) for c in columns))
+
+
+USER_COLUMNS = ("id", "name", "account", "email", "disabled", "create_time")
+
+
+def admin_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The admin command and its arguments, as ``admin.run_admin`` takes them."""
+    keys = ("user", "limit", "offset", "password")
+    return args.op, {
+        key: getattr(args, key) for key in keys if getattr(args, key, None) is not None
+    }
+
+
+def _cmd_admin(args: argparse.Namespace) -> int:
+    """``sandcat users list|show|...`` and ``sandcat connections list|kick``."""
+    config = _load(args)
+    from sandcat import admin
+    from sandcat.adapters.embedded.sqlite import DataDirBusy
+    from sandcat.errors import SandcatError
+
+    op, params = admin_request(args)
+    try:
+        result = asyncio.run(admin.run_admin(config, op, params))
+    except (SandcatError, admin.AdminError, DataDirBusy) as exc:
+        print(f"sandcat: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=1))
+    elif op == "users.list":
+        _print_rows(result, USER_COLUMNS)
+    elif op == "connections.list":
+        columns = ("user_id", "platform", "gateway" if config.mode == "distributed" else "ip")
+        _print_rows(result, columns)
+    else:
+        for key, value in result.items():
+            shown = len(value) if key == "connections" else value
+            print(f"{key}: {'' if shown is None else shown}")
+    return 0
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from sandcat import backup
+
+    if config.mode == "distributed":
+        print(backup.distributed_plan(config), end="")
+        return 0
+    try:
+        manifest = backup.backup_embedded(config, Path(args.path))
+    except backup.BackupError as exc:
+        print(f"sandcat: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"backed up {manifest['source']} to {args.path}: {backup.DB_NAME}, "
+        f"{manifest['files']} file(s)" + (", jwt_secret" if manifest["jwt_secret"] else "")
+    )
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from sandcat import backup
+    from sandcat.adapters.embedded.sqlite import DataDirBusy
+
+    if config.mode == "distributed":
+        print(backup.distributed_plan(config), end="")
+        return 0
+    try:
+        manifest = backup.restore_embedded(config, Path(args.path), force=args.force)
+    except (backup.BackupError, DataDirBusy) as exc:
+        print(f"sandcat: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"restored the backup of {manifest['created']} into {config.embedded.data_dir}: "
+        f"{backup.DB_NAME}, {manifest['files']} file(s)"
+        + (", jwt_secret" if manifest["jwt_secret"] else "")
+    )
     return 0
 
 
@@ -123,6 +220,16 @@ def _cmd_dlq_replay(args: argparse.Namespace) -> int:
     moved = asyncio.run(replay_dead_letters(config.kafka, limit=args.limit))
     print(f"replayed {moved} record(s) from {config.kafka.topic}-dlq to {config.kafka.topic}")
     return 0
+
+
+def _admin_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, op: str, help_text: str
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    _config_arg(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=_cmd_admin, op=op)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,19 +261,72 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(info)
     info.set_defaults(func=_cmd_info)
 
+    backup = sub.add_parser(
+        "backup",
+        help="copy the embedded data folder while the server runs (distributed: how to)",
+    )
+    _config_arg(backup)
+    backup.add_argument("path", help="a new (or empty) folder for the backup")
+    backup.set_defaults(func=_cmd_backup)
+
+    restore = sub.add_parser(
+        "restore", help="put a backup into the configured data folder (no server on it)"
+    )
+    _config_arg(restore)
+    restore.add_argument("path", help="a folder made by `sandcat backup`")
+    restore.add_argument(
+        "--force", action="store_true", help="replace a database already in the data folder"
+    )
+    restore.set_defaults(func=_cmd_restore)
+
     users = sub.add_parser("users", help="user administration on the configured store")
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
-    seed = users_sub.add_parser("seed", help="create many users directly (benchmarks)")
+    seed = users_sub.add_parser(
+        "seed",
+        help="create many users directly (benchmarks; embedded mode, no server running)",
+    )
     _config_arg(seed)
     seed.add_argument("--count", type=int, required=True, help="how many users")
     seed.add_argument("--prefix", default="bench", help="name and e-mail prefix (unique per run)")
     seed.add_argument("--password", required=True, help="the password every seeded user gets")
     seed.add_argument("--domain", default="bench.example.com", help="e-mail domain")
-    seed.add_argument("--friends", choices=("none", "ring", "all-pairs"), default="none")
-    seed.add_argument("--group-size", type=int, default=0, help="members per group (0: none)")
+    seed.add_argument(
+        "--friends",
+        choices=("none", "ring", "all-pairs"),
+        default="none",
+        help="friendships among the seeded users: none, each with the next (ring), or all",
+    )
+    seed.add_argument(
+        "--group-size",
+        type=int,
+        default=0,
+        help="groups of this many consecutive users, the first one owning it (0: none)",
+    )
     seed.add_argument("--format", choices=("json", "csv"), default="json")
     seed.add_argument("-o", "--output", default=None, help="file to write (default: stdout)")
     seed.set_defaults(func=_cmd_users_seed)
+    listing = _admin_parser(users_sub, "list", "users.list", "users not deleted, oldest first")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many")
+    listing.add_argument("--offset", type=int, default=0, help="skip this many first")
+    for action, help_text in (
+        ("show", "one user, their token generation and open connections"),
+        ("disable", "refuse the user's logins, revoke their tokens, close their sockets"),
+        ("enable", "allow the user to log in again"),
+        ("delete", "mark the user deleted, revoke their tokens, close their sockets"),
+        ("reset-password", "set a new password (printed), revoke tokens, close sockets"),
+    ):
+        command = _admin_parser(users_sub, action, f"users.{action}", help_text)
+        command.add_argument("user", help="id, account, e-mail or phone")
+        if action == "reset-password":
+            command.add_argument("--password", help="the new password (default: a random one)")
+
+    connections = sub.add_parser("connections", help="the open WebSocket connections")
+    conn_sub = connections.add_subparsers(dest="connections_command", required=True)
+    _admin_parser(conn_sub, "list", "connections.list", "every open connection")
+    kick = _admin_parser(
+        conn_sub, "kick", "connections.kick", "close the user's sockets (4002), revoke tokens"
+    )
+    kick.add_argument("user", help="id, account, e-mail or phone")
 
     dlq = sub.add_parser("dlq", help="the Kafka dead-letter topic (distributed mode)")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -182,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ConfigError as exc:
-        print(f"sandcat: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"sandcat: {line}", file=sys.stderr)
         return 2
     return code

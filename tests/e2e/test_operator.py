@@ -1,6 +1,7 @@
 """The operator's commands against a real ``sandcat serve`` process: admin commands through
 its control socket (and on a stopped server's folder), and a backup taken while a client
-streams, restored and served again with every acknowledged message."""
+streams, restored and served again with every acknowledged message; the admin commands and
+the backup plan against the distributed topology."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import base64
 import json
 import os
+import secrets
 import signal
 import stat
 import sys
@@ -19,7 +21,11 @@ from typing import Any
 
 import aiohttp
 
+from sandcat.admin import run_admin
+from sandcat.cli import admin_request, build_parser
+from sandcat.config import load_config
 from tests.client import Api, CodeBook, Socket, User, pull, until
+from tests.cluster import Cluster, LogCodes
 from tests.e2e.test_smtp_and_process import _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,10 +104,17 @@ async def sandcat(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def admin(env: dict[str, str], *args: str) -> Any:
-    code, out, err = await sandcat(env, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
+async def admin(env: dict[str, str], *args: str, process: bool = False) -> Any:
+    """``sandcat ARGS --json``: in a process of its own, or (quicker, and what that process
+    runs) parsed by the CLI's parser and run here, reaching the server the same way."""
+    if process:
+        code, out, err = await sandcat(env, *args, "--json")
+        assert code == 0, err
+        return json.loads(out)
+    op, params = admin_request(build_parser().parse_args([*args, "--json"]))
+    overrides = {key: value for key, value in env.items() if key.startswith("SANDCAT__")}
+    config = load_config(None, environ=overrides).config
+    return await run_admin(config, op, params)
 
 
 async def login_status(api: Api, user: User, password: str | None = None) -> int:
@@ -126,7 +139,7 @@ async def test_admin_commands_reach_the_running_server(
         sock_path = tmp_path / "data" / "control.sock"
         assert stat.S_IMODE(sock_path.stat().st_mode) == 0o600
 
-        listed = await admin(env, "users", "list")
+        listed = await admin(env, "users", "list", process=True)
         assert [u["email"] for u in listed] == ["alice@example.com", "bob@example.com"]
         assert not any(u["disabled"] for u in listed)
 
@@ -169,11 +182,13 @@ async def test_admin_commands_reach_the_running_server(
 
         code, _, err = await sandcat(env, "users", "show", "nobody@example.com")
         assert code == 1 and "no user 'nobody@example.com'" in err
+        code, out, err = await sandcat(env, "users", "show", alice.email)
+        assert code == 0 and f"email: {alice.email}\nphone: \ndisabled: False" in out, err
         assert any("admin_command" in line and "users.disable" in line for line in served.lines)
 
     # No server: the command opens the folder itself, under its lock.
     assert not sock_path.exists()
-    await admin(env, "users", "disable", alice.id)
+    await admin(env, "users", "disable", alice.id, process=True)
     assert [u["disabled"] for u in await admin(env, "users", "list")] == [True]
     async with serve(env, session) as served:
         assert await login_status(served.api, alice, reset["password"]) == 403
@@ -255,3 +270,35 @@ async def test_restore_refuses_a_folder_a_server_holds(
     assert code == 1 and "exists: restore into a new folder" in err
     code, out, err = await sandcat(env, "restore", str(tmp_path / "b"), "--force")
     assert code == 0 and "restored" in out, err
+
+
+async def test_admin_commands_in_distributed_mode(
+    cluster: Cluster, session: aiohttp.ClientSession
+) -> None:
+    """The same commands on PostgreSQL, reaching the gateways through Redis: a kick closes
+    the socket on whichever gateway holds it."""
+    api = Api(session, cluster.api_base, LogCodes(cluster.log), tag=secrets.token_hex(4))
+    env = {**os.environ, **cluster.topology.base_env}
+    alice = await api.new_user("alice", "alice@example.com")
+    sock = await Socket.connect(session, alice)
+    await sock.ready(alice)
+    listed = await admin(env, "connections", "list")
+    assert [c["platform"] for c in listed if c["user_id"] == alice.id] == [0]
+    assert len((await admin(env, "users", "show", alice.email))["connections"]) == 1
+    kicked = await admin(env, "connections", "kick", alice.email, process=True)
+    assert kicked["closed"] == 1
+    assert await sock.expect_close() == 4002
+    status, _ = await api.call("GET", f"/api/user/{alice.id}", token=alice.token, expect=None)
+    assert status == 401
+    await admin(env, "users", "disable", alice.id)
+    assert await login_status(api, alice) == 403
+    await admin(env, "users", "enable", alice.id)
+    assert await login_status(api, alice) == 200
+    # Distributed: the backup is a plan per service, with no secret in it.
+    password = f"pw-{secrets.token_hex(8)}"
+    plan_env = {**env, "SANDCAT__DB__POSTGRES__PASSWORD": password}
+    code, out, err = await sandcat(plan_env, "backup", "/nonexistent/never-written")
+    assert code == 0, err
+    assert "pg_dump" in out and "mongodump" in out and "aws s3 sync" in out
+    for secret in (password, env["SANDCAT__SERVER__JWT_SECRET"], env["SANDCAT__OSS__SECRET_KEY"]):
+        assert secret not in out
