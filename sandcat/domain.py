@@ -26,6 +26,8 @@ class UserRecord:
     create_time: int = 0
     update_time: int = 0
     is_delete: bool = False
+    #: Set by an operator (``sandcat users disable``): the user cannot log in.
+    disabled: bool = False
 
 
 @dataclass(slots=True)

@@ -44,6 +44,19 @@ class UserStore(Protocol):
         """The generation new tokens of ``user_id`` carry; 0 for an unknown user."""
 
 
+class UserAdminStore(UserStore, Protocol):
+    """What the operator's commands (``sandcat users ...``) need beyond ``UserStore``."""
+
+    async def list_users(self, limit: int, offset: int) -> list[UserRecord]:
+        """Users not deleted, oldest first."""
+
+    async def set_disabled(self, user_id: str, disabled: bool, now_ms: int) -> bool:
+        """Mark the user (not deleted) disabled or enabled; False if there is no such user."""
+
+    async def delete_user(self, user_id: str, now_ms: int) -> bool:
+        """Mark the user deleted (the row stays, its e-mail stays taken); False if absent."""
+
+
 class SessionEnder(Protocol):
     async def end_sessions(self, user_id: str) -> None:
         """Close the user's open WebSocket connections with 4002, wherever they are (their
