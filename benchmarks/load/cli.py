@@ -408,11 +408,12 @@ async def _idle_suite(
     """Idle connections, spread over as many server processes as the open-file limit needs."""
     wanted = args.idle_users * 2
     hard = report.machine_facts()["open_files_hard_limit"]
+    # Each process, server or generator, holds at most the open-file limit less a margin.
     processes = max(1, -(-wanted // max(1, hard - 1000)))
     await servers.start(processes)
     try:
         target = Target(tuple(servers.api), servers.pids)
-        idle_ctx = Context(target, max(args.workers, 3), ctx.timing, ctx.progress)
+        idle_ctx = Context(target, max(args.workers, 3, processes), ctx.timing, ctx.progress)
         await _login(idle_ctx, target, accounts)
         result = await scenarios.idle_connections(
             idle_ctx,
