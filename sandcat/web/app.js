@@ -56,8 +56,9 @@ const state = {
   requests: new Map(), // fs_id -> friend request
   groups: new Map(), // group id -> {id, name, owner, members: Map(user id -> name)}
   conversations: new Map(), // conversation id -> conversation
-  pending: new Map(), // local_id -> message waiting for its ack
-  unsent: [], // frames to send once connected
+  pending: new Map(), // local_id -> {message, frame} waiting for its ack (resent on reconnect)
+  unsent: [], // other frames (reads) to send once connected
+  renewed: false, // the access token was renewed after a 4002 and not used since
   current: null,
 };
 
@@ -287,9 +288,16 @@ function connect() {
   ws.onopen = () => {
     state.connected = true;
     state.reconnectAttempt = 0;
+    state.renewed = false;
     setConnection("online", true);
     setBanner("");
     for (const frame of state.unsent.splice(0)) ws.send(frame);
+    // Unacked messages again: a resend with the same local_id is answered, not stored twice.
+    for (const { message, frame } of state.pending.values()) {
+      message.status = "sending";
+      ws.send(frame);
+    }
+    renderAll();
     sync();
   };
   ws.onmessage = (event) => {
@@ -318,8 +326,9 @@ async function onClose(ws, code) {
     return;
   }
   if (code === 4002) {
-    // An expired access token is renewed; a revoked session cannot be.
-    if (await api.refresh()) {
+    // An expired access token is renewed (once); a revoked session cannot be.
+    if (!state.renewed && (await api.refresh())) {
+      state.renewed = true;
       connect();
     } else {
       endSession(CLOSE_CODES[4002]);
@@ -512,13 +521,14 @@ function handle(msg) {
 }
 
 function onAck(ack, live) {
-  const message = state.pending.get(ack.local_id);
+  const pending = state.pending.get(ack.local_id);
   if (ack.send_seq > 0) noteSeq("sendSeq", ack.send_seq, live);
-  if (!message) {
+  if (!pending) {
     if (ack.content_type === ContentType.ERROR) toast(explainRefusal(fromUtf8.decode(ack.content)));
     return;
   }
   state.pending.delete(ack.local_id);
+  const { message } = pending;
   if (ack.content_type === ContentType.ERROR) {
     message.status = "failed";
     message.error = explainRefusal(fromUtf8.decode(ack.content));
@@ -664,10 +674,11 @@ function lastTime(conv) {
 
 // ---------------------------------------------------------------- sending
 
-function sendFrame(msg) {
-  const frame = encodeMsg(msg);
-  if (state.connected && state.ws) state.ws.send(frame);
-  else state.unsent.push(frame);
+/** Send now when connected; false when the frame has to wait for the connection. */
+function transmit(frame) {
+  if (!state.connected || !state.ws) return false;
+  state.ws.send(frame);
+  return true;
 }
 
 function sendChat(conv, contentType, content) {
@@ -692,8 +703,9 @@ function sendChat(conv, contentType, content) {
   const message = chatMessage(msg);
   message.status = state.connected ? "sending" : "queued";
   addMessage(conv, message);
-  state.pending.set(msg.local_id, message);
-  sendFrame(msg);
+  const frame = encodeMsg(msg);
+  state.pending.set(msg.local_id, { message, frame });
+  transmit(frame);
   renderAll();
 }
 
@@ -730,7 +742,7 @@ function markRead(conv) {
   if (!unread.length) return;
   for (const message of unread) message.isRead = true;
   const me = state.user.id;
-  sendFrame(
+  const frame = encodeMsg(
     newMsg({
       receiver_id: me,
       local_id: randomId(),
@@ -742,6 +754,7 @@ function markRead(conv) {
       ),
     }),
   );
+  if (!transmit(frame)) state.unsent.push(frame);
 }
 
 // ---------------------------------------------------------------- contacts and groups

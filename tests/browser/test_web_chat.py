@@ -233,10 +233,16 @@ async def test_two_users_register_befriend_chat_sync_and_group(
     await send_text(alice, "Sent while you were away")
     await send_text(alice, "And a second one")
     await expect(bob.locator(".bubble", has_text="And a second one")).to_have_count(0)
+    await bob.fill("#text-input", "Written offline")
+    await bob.press("#text-input", "Enter")
+    queued = bob.locator(".bubble", has_text="Written offline").locator(".status")
+    await expect(queued).to_have_text("waiting for connection")
     await bob.context.set_offline(False)
     await expect(bob.locator("#connection")).to_have_text("online")
     await expect(bob.locator(".bubble", has_text="Sent while you were away")).to_be_visible()
     await expect(bob.locator(".bubble", has_text="And a second one")).to_be_visible()
+    await expect(queued).to_have_text("✓")
+    await expect(alice.locator(".bubble", has_text="Written offline")).to_be_visible()
 
     # A group: Alice creates it with Bob, both talk, Alice sends an image.
     await alice.click("#open-new-group")
