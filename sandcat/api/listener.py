@@ -125,3 +125,4 @@ class CappedSite(web.TCPSite):
         self._server = await asyncio.get_running_loop().create_server(
             protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
         )
+        self._bound_port = self._server.sockets[0].getsockname()[1]
