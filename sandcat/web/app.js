@@ -386,7 +386,8 @@ function sync() {
 async function pullGap() {
   const me = state.user.id;
   const counters = await api.counters(me);
-  // Pages until the server's answer is shorter than asked (a server may cap one pull).
+  // A server may cap one pull (limits.pull_max_messages): pull again from the highest seqs
+  // received until the range is covered or nothing more comes.
   let start = state.seq;
   let sendStart = state.sendSeq;
   while (start < counters.seq || sendStart < counters.send_seq) {
@@ -477,7 +478,7 @@ function handle(msg) {
       const { info, members } = decodeGroupInvitation(msg.content);
       if (!info) break;
       const group = addGroup(info, members);
-      const by = mine ? "You" : memberName(group, msg.send_id);
+      const by = memberName(group, msg.send_id);
       const text = `${by} created the group “${group.name}”.`;
       addMessage(conversationFor(group.id, true), notice(msg, text));
       break;
@@ -485,7 +486,7 @@ function handle(msg) {
     case MsgType.GROUP_INVITE_NEW: {
       const ids = decodeStrings(msg.content);
       const group = state.groups.get(msg.group_id);
-      const by = mine ? "You" : group ? memberName(group, msg.send_id) : "A member";
+      const by = memberName(group, msg.send_id);
       const conv = conversationFor(msg.group_id, true);
       const count = ids.length > 1 ? `${ids.length} new members` : "a new member";
       addMessage(conv, notice(msg, `${by} invited ${count}.`));
@@ -497,13 +498,19 @@ function handle(msg) {
     case MsgType.GROUP_DISMISS: {
       const conv = conversationFor(msg.group_id, true);
       const group = state.groups.get(msg.group_id);
-      const who = group ? memberName(group, msg.send_id) : "A member";
-      const text = {
-        [MsgType.GROUP_MEMBER_EXIT]: `${who} left the group.`,
-        [MsgType.GROUP_REMOVE_MEMBER]: `${who} removed members from the group.`,
-        [MsgType.GROUP_DISMISS]: `${who} dismissed the group.`,
-      }[msg.msg_type];
-      if (msg.msg_type === MsgType.GROUP_DISMISS) conv.closed = true;
+      const who = memberName(group, msg.send_id);
+      let text = `${who} dismissed the group.`;
+      let left = [];
+      if (msg.msg_type === MsgType.GROUP_MEMBER_EXIT) {
+        text = `${who} left the group.`;
+        left = [msg.send_id];
+      } else if (msg.msg_type === MsgType.GROUP_REMOVE_MEMBER) {
+        left = decodeStrings(msg.content);
+        const names = left.map((id) => (id === me ? "you" : memberName(group, id)));
+        text = `${who} removed ${names.join(", ")} from the group.`;
+      }
+      for (const id of left) group?.members.delete(id);
+      if (msg.msg_type === MsgType.GROUP_DISMISS || left.includes(me)) conv.closed = true;
       addMessage(conv, notice(msg, text));
       break;
     }
@@ -597,7 +604,7 @@ async function loadGroup(groupId) {
 
 function memberName(group, userId) {
   if (userId === state.user.id) return "You";
-  return group.members.get(userId) || state.friends.get(userId)?.name || "A member";
+  return group?.members.get(userId) || state.friends.get(userId)?.name || "a member";
 }
 
 function conversationFor(id, isGroup) {
@@ -644,7 +651,7 @@ function notice(msg, text) {
   return {
     key: msg.server_id || randomId(),
     system: true,
-    content: text,
+    content: text.charAt(0).toUpperCase() + text.slice(1),
     time: msg.send_time || msg.create_time,
     seq: msg.seq,
     mine: msg.send_id === state.user.id,
