@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sandcat.protocol.msg import Msg
@@ -70,6 +71,30 @@ class Submission:
     history: bool = False
     idem_key: tuple[str, str] | None = None
     push_self: bool = True
+    #: A group message: the membership epoch its ``receivers`` were read at. The distributed
+    #: allocation refuses it (``StaleMembership``) once the group's epoch has moved on.
+    epoch: int | None = None
+    #: A group message: reads its receivers and epoch again after ``StaleMembership``
+    #: (raises ``MessageRefused`` when the sender may no longer post).
+    regroup: Callable[[], Awaitable[tuple[list[str], int]]] | None = None
+    #: A membership change's notice: the group's members from now on (empty: dismissed). The
+    #: distributed allocation installs them and moves the epoch with the notice's seqs.
+    members: frozenset[str] | None = None
+
+
+#: A batch allocation's view of one request's group: ``(group_id, epoch, members)``. With
+#: ``epoch`` the request is allocated only while the group is at that epoch; with
+#: ``members`` it installs them (empty: dismissed) and moves the epoch on.
+GroupStamp = tuple[str, int | None, frozenset[str] | None]
+
+
+class StaleMembership(Exception):
+    """A batch allocation found group messages read at an epoch their group has left
+    (``indices`` of the requests); nothing was allocated."""
+
+    def __init__(self, indices: list[int]) -> None:
+        super().__init__(f"stale membership for requests {indices}")
+        self.indices = indices
 
 
 @dataclass(slots=True)

@@ -6,10 +6,11 @@ Adapters in ``sandcat/adapters/*`` implement them; services never import a drive
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from sandcat.domain import Ack, Stored, Submission, UserChanges, UserRecord
+from sandcat.domain import Ack, GroupStamp, Stored, Submission, UserChanges, UserRecord
 from sandcat.protocol.msg import Msg
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
 
@@ -264,16 +265,30 @@ class GroupStore(Protocol):
 
 
 class MembershipCache(Protocol):
-    """Member ids per group, so a group message does not read the database each time.
+    """Member ids per group and their membership epoch, so a group message does not read
+    the database each time.
 
-    Every membership change invalidates the group's entry.
+    A cache shared by several processes (Redis) takes part in ordering changes against
+    group messages: a change's notice installs the new set and moves the epoch in the
+    call that allocates its seqs (``Submission.members``), a group message is allocated
+    only at the epoch its receivers were read at (``Submission.epoch``). See
+    docs/message-flow.md, "Membership windows".
     """
 
-    async def get(self, group_id: str) -> frozenset[str] | None: ...
+    async def get(self, group_id: str) -> tuple[frozenset[str], int] | None:
+        """The cached members and their epoch; None when not cached (load, then ``put``)."""
 
-    async def put(self, group_id: str, members: frozenset[str]) -> None: ...
+    async def put(self, group_id: str, members: frozenset[str]) -> int | None:
+        """Cache a set loaded after a miss; returns its epoch, or None when it was not
+        cached because a change overtook the load or is under way (load again)."""
 
-    async def invalidate(self, group_id: str) -> None: ...
+    async def invalidate(self, group_id: str) -> None:
+        """A change of the group is written (called under ``changing``): forget the set,
+        unless the change's notice installs the new one."""
+
+    def changing(self, group_id: str) -> AbstractAsyncContextManager[None]:
+        """Held by a membership change from its permission check until its notice is
+        durable: excludes the group's other changes in every process sharing the cache."""
 
 
 # --- Distributed mode -------------------------------------------------------------------
@@ -293,11 +308,15 @@ class SeqAllocator(Protocol):
         segment mark is ever returned."""
 
     async def allocate_many(
-        self, requests: Sequence[tuple[str | None, Sequence[str]]]
+        self,
+        requests: Sequence[tuple[str | None, Sequence[str]]],
+        groups: Sequence[GroupStamp | None] = (),
     ) -> list[tuple[int, list[int]]]:
         """``allocate`` for every ``(sender, receivers)`` request of a batch, in ONE atomic
         call, as if the requests were allocated one after the other in their order: a
-        counter's seqs go to the earlier request first."""
+        counter's seqs go to the earlier request first. ``groups`` (by request index) checks
+        and moves group epochs in the same order; a check that fails raises
+        ``StaleMembership`` and allocates nothing."""
 
     async def mark_stored(
         self, items: Sequence[tuple[str, int, int]]

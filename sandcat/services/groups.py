@@ -1,18 +1,25 @@
 """Groups: create, invite, update, remove, leave, dismiss, reads, and the group-message gate.
 
-Ordering is what makes membership windows exact. Every membership change of a group runs
-under that group's lock: it writes the database, invalidates the cached member set and
-submits its notification before the lock is released. A group message takes its recipients
-from the cache (or, on a miss, loads them under the same lock) and is submitted in the same
-event-loop step, so in the message log every message sits either wholly before a change's
-notification (old members) or wholly after it (new members). A removed member therefore
-receives notice 5 and then nothing; a departed member receives nothing after leaving.
+Ordering is what makes membership windows exact (docs/message-flow.md, "Membership
+windows"). Every change of a group runs under that group's lock and the cache's change lock
+(``MembershipCache.changing``: shared by every process in distributed mode) until its
+notification is durable: it writes the database, invalidates the cached member set and
+submits its notification, which carries the members from then on. A group message takes its
+recipients and their epoch from the cache (or, on a miss, loads them under the group's lock)
+and is submitted in the same event-loop step. Embedded, the message log is FIFO, so every
+message sits wholly before a change's notification (old members) or wholly after it (new
+members). Distributed, the seq allocation that puts each message and notice in every
+member's order also checks the message's epoch and installs the notice's members, in one
+atomic call. Either way a removed member receives notice 5 and then nothing, a departed
+member nothing after leaving, a new member nothing sent before joining.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
+from collections.abc import AsyncIterator
 
 from sandcat import _native
 from sandcat.config import LimitsConfig
@@ -26,6 +33,9 @@ from sandcat.services.messages import MessageRefused
 from sandcat.services.notify import Notifier
 
 OWNER, ADMIN = 0, 1
+#: A miss whose load a change overtook loads again, at most this many times (backing off
+#: 10, 20, 40 ... ms: the change's notice installs the new set when it is allocated).
+LOAD_ATTEMPTS = 8
 
 
 #: Members carried in a GroupInvitation notification (the HTTP response carries them all).
@@ -57,6 +67,12 @@ class GroupService:
             lock = asyncio.Lock()
             self._locks[group_id] = lock
         return lock
+
+    @contextlib.asynccontextmanager
+    async def _changing(self, group_id: str) -> AsyncIterator[None]:
+        """A change of the group: this process's lock, then the cache's change lock."""
+        async with self._lock(group_id), self._cache.changing(group_id):
+            yield
 
     def _user_ids(self, values: list[str]) -> list[str]:
         """Listed user ids without blanks and repeats, at most ``limits.group_members``."""
@@ -125,13 +141,14 @@ class GroupService:
             group_id=info.id,
             receivers=[m.user_id for m in members if m.user_id != user_id],
             content=pushed.encode(),
+            members=frozenset(m.user_id for m in members),
         )
         return invitation
 
     async def invite(self, user_id: str, group_id: str, member_ids: list[str]) -> None:
         """Any member may add users; every member (old and new) gets type 3."""
         ids = self._user_ids(member_ids)
-        async with self._lock(group_id):
+        async with self._changing(group_id):
             roles = await self._roles(user_id, group_id)
             new = [uid for uid in ids if uid not in roles]
             if not new:
@@ -143,14 +160,14 @@ class GroupService:
             if not added:
                 raise BadRequest("none of the listed users exists")
             await self._cache.invalidate(group_id)
-            stored = self._notifier.group_event(
+            await self._notifier.group_event(
                 MsgType.GROUP_INVITE_NEW,
                 actor=user_id,
                 group_id=group_id,
                 receivers=[uid for uid in [*roles, *added] if uid != user_id],
                 content=_native.encode_strings(added),
+                members=frozenset([*roles, *added]),
             )
-        await stored
 
     async def update(
         self,
@@ -165,7 +182,7 @@ class GroupService:
         """Owner or admin only; empty fields keep their value; members get type 9."""
         name = name.strip()
         self._check_info(name, description, announcement)
-        async with self._lock(group_id):
+        async with self._changing(group_id):
             roles = await self._roles(user_id, group_id)
             if roles[user_id] not in {OWNER, ADMIN}:
                 raise Forbidden("only the owner or an admin can update the group")
@@ -179,21 +196,20 @@ class GroupService:
             )
             if info is None:
                 raise NotFound("no such group")
-            stored = self._notifier.group_event(
+            await self._notifier.group_event(
                 MsgType.GROUP_UPDATE,
                 actor=user_id,
                 group_id=group_id,
                 receivers=[uid for uid in roles if uid != user_id],
                 content=info.encode(),
             )
-        await stored
         return info
 
     async def remove(self, user_id: str, group_id: str, member_ids: list[str]) -> None:
         """Owner or admin only (admins cannot remove admins, nobody removes the owner);
         the remaining members and the removed ones get type 5."""
         ids = self._user_ids(member_ids)
-        async with self._lock(group_id):
+        async with self._changing(group_id):
             roles = await self._roles(user_id, group_id)
             role = roles[user_id]
             if role not in {OWNER, ADMIN}:
@@ -209,46 +225,46 @@ class GroupService:
                 raise BadRequest("none of the listed users is a member")
             removed = await self._groups.remove_members(group_id, targets)
             await self._cache.invalidate(group_id)
-            stored = self._notifier.group_event(
+            await self._notifier.group_event(
                 MsgType.GROUP_REMOVE_MEMBER,
                 actor=user_id,
                 group_id=group_id,
                 receivers=[uid for uid in roles if uid != user_id],
                 content=_native.encode_strings(removed),
+                members=frozenset(roles).difference(removed),
             )
-        await stored
 
     async def leave(self, user_id: str, group_id: str) -> None:
         """A member leaves; the others get type 4. The owner dismisses instead."""
-        async with self._lock(group_id):
+        async with self._changing(group_id):
             roles = await self._roles(user_id, group_id)
             if roles[user_id] == OWNER:
                 raise BadRequest("the owner cannot leave the group; dismiss it instead")
             await self._groups.remove_members(group_id, [user_id])
             await self._cache.invalidate(group_id)
-            stored = self._notifier.group_event(
+            await self._notifier.group_event(
                 MsgType.GROUP_MEMBER_EXIT,
                 actor=user_id,
                 group_id=group_id,
                 receivers=[uid for uid in roles if uid != user_id],
+                members=frozenset(roles).difference([user_id]),
             )
-        await stored
 
     async def dismiss(self, user_id: str, group_id: str) -> None:
         """The owner deletes the group; every other member gets type 6."""
-        async with self._lock(group_id):
+        async with self._changing(group_id):
             roles = await self._roles(user_id, group_id)
             if roles[user_id] != OWNER:
                 raise Forbidden("only the owner can dismiss the group")
             await self._groups.delete_group(group_id)
             await self._cache.invalidate(group_id)
-            stored = self._notifier.group_event(
+            await self._notifier.group_event(
                 MsgType.GROUP_DISMISS,
                 actor=user_id,
                 group_id=group_id,
                 receivers=[uid for uid in roles if uid != user_id],
+                members=frozenset(),
             )
-        await stored
 
     async def info(self, user_id: str, group_id: str) -> GroupInfo:
         """The group, for a member."""
@@ -273,22 +289,33 @@ class GroupService:
         await self.info(user_id, group_id)
         return await self._groups.members(group_id, ids)
 
-    async def _member_set(self, group_id: str) -> frozenset[str]:
-        members = await self._cache.get(group_id)
-        if members is None:
+    async def _member_set(self, group_id: str) -> tuple[frozenset[str], int]:
+        """The members and their epoch: cached, or loaded under the group's lock. A load a
+        change overtook (or one made while a change is under way elsewhere) is not cached
+        and not used: it loads again once the change's notice has installed the new set."""
+        for attempt in range(LOAD_ATTEMPTS):
+            cached = await self._cache.get(group_id)
+            if cached is not None:
+                return cached
             async with self._lock(group_id):
-                members = await self._cache.get(group_id)
-                if members is None:
-                    members = frozenset(await self._groups.member_roles(group_id))
-                    if members:
-                        await self._cache.put(group_id, members)
-        return members
+                cached = await self._cache.get(group_id)
+                if cached is not None:
+                    return cached
+                members = frozenset(await self._groups.member_roles(group_id))
+                if not members:
+                    return members, 0
+                epoch = await self._cache.put(group_id, members)
+                if epoch is not None:
+                    return members, epoch
+            await asyncio.sleep(0.01 * 2**attempt)
+        raise MessageRefused("the group's members are changing; send the message again")
 
-    async def recipients(self, group_id: str, sender_id: str) -> list[str]:
-        """``GroupGate``: every member but the sender; only members may post."""
-        members = await self._member_set(group_id)
+    async def recipients(self, group_id: str, sender_id: str) -> tuple[list[str], int]:
+        """``GroupGate``: every member but the sender, and the membership epoch they were
+        read at; only members may post."""
+        members, epoch = await self._member_set(group_id)
         if not members:
             raise MessageRefused("no such group")
         if sender_id not in members:
             raise MessageRefused("you are not a member of this group")
-        return [uid for uid in members if uid != sender_id]
+        return [uid for uid in members if uid != sender_id], epoch

@@ -59,8 +59,9 @@ class FriendGate(Protocol):
 
 
 class GroupGate(Protocol):
-    async def recipients(self, group_id: str, sender_id: str) -> list[str]:
-        """Every member but the sender; raises ``MessageRefused`` if the sender may not post."""
+    async def recipients(self, group_id: str, sender_id: str) -> tuple[list[str], int]:
+        """Every member but the sender and the membership epoch they were read at; raises
+        ``MessageRefused`` if the sender may not post."""
 
 
 def ack_for(msg: Msg, stored: Stored) -> Msg:
@@ -173,7 +174,8 @@ class MessageService:
             if self._groups is None:
                 raise MessageRefused("group messages are not available")
             group_id = msg.group_id or msg.receiver_id
-            receivers = await self._groups.recipients(group_id, user_id)
+            gate = self._groups
+            receivers, epoch = await gate.recipients(group_id, user_id)
             msg.group_id = group_id
             msg.receiver_id = group_id
             submission = Submission(
@@ -187,6 +189,8 @@ class MessageService:
                     if msg.local_id
                     else None
                 ),
+                epoch=epoch,
+                regroup=lambda: gate.recipients(group_id, user_id),
             )
             return self._log.submit(submission)
         if kind in RELAY_ONLY:

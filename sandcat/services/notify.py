@@ -31,6 +31,7 @@ class Notifier:
         group_id: str,
         content: bytes,
         outbox: bool,
+        members: frozenset[str] | None = None,
     ) -> asyncio.Future[Stored]:
         now = self._clock.now_ms()
         msg = Msg(
@@ -47,7 +48,9 @@ class Notifier:
         # The HTTP caller's platform is unknown, so no device of the actor gets a push:
         # with ``outbox`` the actor's devices find the copy through their send_seq.
         return self._log.submit(
-            Submission(msg=msg, receivers=receivers, outbox=outbox, push_self=False)
+            Submission(
+                msg=msg, receivers=receivers, outbox=outbox, push_self=False, members=members
+            )
         )
 
     def friend_event(
@@ -73,9 +76,11 @@ class Notifier:
         group_id: str,
         receivers: list[str],
         content: bytes = b"",
+        members: frozenset[str] | None = None,
     ) -> asyncio.Future[Stored]:
         """Types 2-6 and 9 to ``receivers``; the actor's outbox keeps a copy (one send_seq),
-        so the actor's other devices learn of the change through their next pull."""
+        so the actor's other devices learn of the change through their next pull.
+        ``members``: the group's members from this notice on, for a membership change."""
         return self._submit(
             kind,
             sender=actor,
@@ -84,4 +89,5 @@ class Notifier:
             group_id=group_id,
             content=content,
             outbox=True,
+            members=members,
         )

@@ -16,7 +16,8 @@ Kafka record and its sender's ack. Every backend round trip is made once per *ba
 3. **Settling** (batched across records): acked records that carry an idempotency key wait
    for ONE idempotency insert covering every record acked meanwhile
    (``IdempotencyStore.put_acks``); then their futures resolve. Records without a key resolve
-   on their broker ack.
+   on their broker ack. A failed insert is retried (the records are in the queue already:
+   an error ack would make the sender store its message twice).
 
 Order: admission is serial, so seqs are allocated in submission order (a sender's
 ``send_seq`` follows its send order, and a conversation's ``seq`` too), and records are
@@ -32,10 +33,11 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import Protocol
 
-from sandcat.domain import Ack, Stored, Submission
+from sandcat.domain import Ack, GroupStamp, StaleMembership, Stored, Submission
 from sandcat.domain_records import MessageRecord
 from sandcat.log import get_logger
 from sandcat.ports import IdempotencyStore, SeqAllocator
+from sandcat.services.messages import MessageRefused
 
 log = get_logger(__name__)
 
@@ -54,6 +56,11 @@ def record_key(submission: Submission) -> str:
     if msg.group_id:
         return msg.group_id
     return submission.receivers[0] if submission.receivers else msg.send_id
+
+
+#: Bounds of the pause between two attempts of an idempotency insert that failed (seconds).
+SETTLE_RETRY_MIN = 0.1
+SETTLE_RETRY_MAX = 2.0
 
 
 class QueuedMessageLog:
@@ -147,11 +154,18 @@ class QueuedMessageLog:
                 future.set_result(Stored(ack, duplicate=True))
             else:
                 todo.append((sub, future))
-        if not todo:
-            return
-        allocated = await self._seqs.allocate_many(
-            [(sub.msg.send_id if sub.outbox else None, sub.receivers) for sub, _ in todo]
-        )
+        while True:
+            if not todo:
+                return
+            try:
+                allocated = await self._seqs.allocate_many(
+                    [(sub.msg.send_id if sub.outbox else None, sub.receivers) for sub, _ in todo],
+                    [_stamp(sub) for sub, _ in todo],
+                )
+                break
+            except StaleMembership as stale:  # a change of their group came first
+                log.info("group_messages_read_again", count=len(stale.indices))
+                todo = await _regroup(todo, stale.indices)
         outcomes: list[Stored] = []
         for (sub, _), (send_seq, seqs) in zip(todo, allocated, strict=True):
             msg = sub.msg
@@ -225,6 +239,11 @@ class QueuedMessageLog:
     # --- settling: one idempotency insert per wave of acks -----------------------------------
 
     async def _settle_loop(self) -> None:
+        """A failed insert is retried with the next wave, never turned into an error ack:
+        the records are already in the queue and will be stored, so a sender told to resend
+        would store its message twice. Until the insert lands, their keys stay in flight
+        (a resend follows the original) and their senders wait for the ack."""
+        pause = SETTLE_RETRY_MIN
         while True:
             await self._acked_wakeup.wait()
             self._acked_wakeup.clear()
@@ -232,15 +251,44 @@ class QueuedMessageLog:
                 wave, self._acked = self._acked, []
                 try:
                     await self._idem.put_acks([(*key, stored.ack) for key, _, stored in wave])
-                except Exception as exc:
-                    log.exception("idempotency_insert_failed", size=len(wave))
-                    for _, future, _ in wave:
-                        if not future.done():
-                            future.set_exception(exc)
+                except Exception:
+                    log.exception("idempotency_insert_failed", size=len(wave), retry_in=pause)
+                    self._acked = wave + self._acked
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, SETTLE_RETRY_MAX)
                     continue
+                pause = SETTLE_RETRY_MIN
                 for _, future, stored in wave:
                     if not future.done():
                         future.set_result(stored)
+
+
+def _stamp(sub: Submission) -> GroupStamp | None:
+    if sub.epoch is None and sub.members is None:
+        return None
+    return sub.msg.group_id, sub.epoch, sub.members
+
+
+async def _regroup(todo: list[Entry], indices: list[int]) -> list[Entry]:
+    """Read the receivers of the stale group messages again (all at once); those whose
+    sender may no longer post (removed, or the group dismissed) get their refusal."""
+    stale = [todo[i] for i in indices]
+
+    async def again(sub: Submission) -> tuple[list[str], int]:
+        if sub.regroup is None:
+            raise MessageRefused("the group's members changed; send the message again")
+        return await sub.regroup()
+
+    outcomes = await asyncio.gather(*(again(sub) for sub, _ in stale), return_exceptions=True)
+    refused: set[int] = set()
+    for index, (sub, future), outcome in zip(indices, stale, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            refused.add(index)
+            if not future.done():
+                future.set_exception(outcome)
+        else:
+            sub.receivers, sub.epoch = outcome
+    return [entry for i, entry in enumerate(todo) if i not in refused]
 
 
 def _record(sub: Submission, stored: Stored) -> bytes:

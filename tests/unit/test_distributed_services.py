@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 
 import pytest
 
-from sandcat.domain import Ack, Stored, Submission
+from sandcat.domain import Ack, GroupStamp, StaleMembership, Stored, Submission
 from sandcat.domain_records import MessageRecord
 from sandcat.errors import DecodeError
 from sandcat.protocol.msg import Msg
-from sandcat.services.messages import Push
+from sandcat.services.messages import MessageRefused, Push
 from sandcat.services.pipeline import QueuedMessageLog, record_key
 from sandcat.services.push import RemotePushRouter, decode_batch, encode_batch
 from sandcat.services.storage import StorageService, inbox_copies
@@ -28,6 +28,8 @@ class FakeSeqs:
         self.cur: dict[tuple[str, int], int] = {}
         self.pending: dict[tuple[str, int], set[int]] = {}
         self.calls = 0  # allocate_many round trips
+        #: Groups whose next checked allocation is stale (once).
+        self.stale_groups: set[str] = set()
 
     async def allocate(self, sender: str | None, receivers: Sequence[str]) -> tuple[int, list[int]]:
         def bump(user: str, kind: int) -> int:
@@ -40,9 +42,20 @@ class FakeSeqs:
         return send_seq, [bump(r, 0) for r in receivers]
 
     async def allocate_many(
-        self, requests: Sequence[tuple[str | None, Sequence[str]]]
+        self,
+        requests: Sequence[tuple[str | None, Sequence[str]]],
+        groups: Sequence[GroupStamp | None] = (),
     ) -> list[tuple[int, list[int]]]:
+        """Group epochs: a stamp's check fails while ``stale_epochs`` holds its group."""
         self.calls += 1
+        stale = [
+            i
+            for i, stamp in enumerate(groups)
+            if stamp is not None and stamp[1] is not None and stamp[0] in self.stale_groups
+        ]
+        if stale:
+            self.stale_groups.clear()
+            raise StaleMembership(stale)
         return [await self.allocate(sender, receivers) for sender, receivers in requests]
 
     def _exposed(self, user: str, kind: int) -> int:
@@ -147,6 +160,40 @@ async def test_pipeline_idempotency_across_and_within_batches() -> None:
     assert one.ack == two.ack == later.ack
     assert len(queue.records) == 3  # "same" once, and both empty local_ids
     assert [e.ack.send_seq for e in empty] == [2, 3]
+
+
+def group_msg(
+    sender: str, group: str, receivers: list[str], epoch: int, regroup: list[str] | None
+) -> Submission:
+    """A group message read at ``epoch``; read again it finds ``regroup`` (None: refused)."""
+
+    async def again() -> tuple[list[str], int]:
+        if regroup is None:
+            raise MessageRefused("you are not a member of this group")
+        return regroup, epoch + 1
+
+    msg = Msg(send_id=sender, receiver_id=group, group_id=group, server_id=sender, msg_type=1)
+    return Submission(msg=msg, receivers=receivers, epoch=epoch, regroup=again)
+
+
+async def test_stale_group_messages_are_read_again_and_allocated_in_the_same_batch() -> None:
+    """A change of the group came first: the batch's messages of that group get their
+    receivers again (the removed sender is refused); nothing else of the batch is lost."""
+    seqs, queue = FakeSeqs(), FakeQueue()
+    seqs.stale_groups.add("g")
+    log = QueuedMessageLog(seqs=seqs, idempotency=FakeIdem(), queue=queue)
+    log.start()
+    kept = log.submit(group_msg("a", "g", ["b", "x"], 1, ["b"]))
+    other = log.submit(chat("a", "c", "1"))
+    gone = log.submit(group_msg("x", "g", ["a", "b"], 1, None))
+    stored = await kept
+    assert stored.receiver_seqs == [("b", 1)]  # x was removed: not a receiver any more
+    assert (await other).ack.send_seq == 2
+    with pytest.raises(MessageRefused):
+        await gone
+    await log.stop()
+    assert seqs.calls == 2  # the stale try, then the whole batch at once
+    assert [key for key, _ in queue.records] == ["g", "c"]
 
 
 async def test_pipeline_publish_failure_fails_the_ack_and_releases_seqs() -> None:

@@ -6,9 +6,10 @@ Every method is one hop to the SQLite thread; lists of ids travel as one JSON pa
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import orjson
 
@@ -390,28 +391,37 @@ class SqliteGroupStore:
 
 
 class InProcessMembershipCache:
-    """Implements ``MembershipCache`` in memory: LRU, bounded by the member ids it holds."""
+    """Implements ``MembershipCache`` in memory: LRU, bounded by the member ids it holds.
+
+    One process, one FIFO message log: the group service's lock orders changes against
+    group messages, so the epoch stays 0 and ``changing`` holds nothing more."""
 
     def __init__(self, *, max_ids: int = 2_000_000) -> None:
         self._groups: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._size = 0
         self._max_ids = max_ids
 
-    async def get(self, group_id: str) -> frozenset[str] | None:
+    async def get(self, group_id: str) -> tuple[frozenset[str], int] | None:
         members = self._groups.get(group_id)
-        if members is not None:
-            self._groups.move_to_end(group_id)
-        return members
+        if members is None:
+            return None
+        self._groups.move_to_end(group_id)
+        return members, 0
 
-    async def put(self, group_id: str, members: frozenset[str]) -> None:
+    async def put(self, group_id: str, members: frozenset[str]) -> int | None:
         await self.invalidate(group_id)
         self._groups[group_id] = members
         self._size += len(members)
         while self._size > self._max_ids and len(self._groups) > 1:
             _, evicted = self._groups.popitem(last=False)
             self._size -= len(evicted)
+        return 0
 
     async def invalidate(self, group_id: str) -> None:
         old = self._groups.pop(group_id, None)
         if old is not None:
             self._size -= len(old)
+
+    @contextlib.asynccontextmanager
+    async def changing(self, group_id: str) -> AsyncIterator[None]:
+        yield

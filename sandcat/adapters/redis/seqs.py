@@ -8,7 +8,10 @@ Keys per user (the original's counters plus the pending sets):
 
 One Lua call serves a whole batch of allocations (``allocate_many``): each counter is raised
 once by what the batch needs and its seqs go to the batch's requests in their order, so a
-batch is allocated exactly as its requests one after the other would be.
+batch is allocated exactly as its requests one after the other would be. The same call
+checks the membership epoch of the batch's group messages and installs the member sets of
+its membership-change notices (``sandcat.adapters.redis.membership``): a group's messages
+and changes are ordered by their allocations.
 
 Segments: ``max_seq`` is never above the user's durable mark (``SegmentStore``). When an
 allocation does not fit below ``max_seq`` the script allocates nothing and names the counters
@@ -31,27 +34,61 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 
 from sandcat.adapters.redis.client import redis_errors
+from sandcat.adapters.redis.membership import (
+    INSTALL_MEMBERS_LUA,
+    MEMBERS_TTL_SECONDS,
+    group_keys,
+)
+from sandcat.domain import GroupStamp, StaleMembership
 from sandcat.ports import SegmentStore
 
 #: Segment kinds as ``SegmentStore`` names them.
 REC = "rec"
 SEND = "send"
 
-# KEYS: (hash, pending) per counter, then the global "pending since" ZSET;
-# ARGV: how many seqs each counter needs.
-# Reply {1, first seq of each counter} or {0, index, max_seq seen (-1: missing), ...}.
+# KEYS: (hash, pending) per counter, then (member set, epoch) per group, then the global
+# "pending since" ZSET. ARGV: n counters, g groups, the member sets' ttl, how many seqs each
+# counter needs, then the group operations in request order: (request index, group index,
+# 'c', epoch) checks that the group is at that epoch, (request index, group index, 'i',
+# k, k members) installs the members and moves the epoch on.
+# Reply {1, first seq of each counter}, {0, index, max_seq seen (-1: missing), ...} (new
+# segments needed, nothing done) or {2, request index, ...} (stale checks, nothing done).
 # The pending members go in with one ZADD per counter and one for "pending since" (in
 # chunks of ``chunk`` members: Lua's unpack has a stack limit).
-_ALLOCATE = """
+_ALLOCATE = (
+    INSTALL_MEMBERS_LUA
+    + """
+local n = tonumber(ARGV[1])
 local since = KEYS[#KEYS]
 local chunk = 2000
+local epochs = {}
+local stale = {2}
+local a = n + 4
+while a <= #ARGV do
+  local gi = tonumber(ARGV[a + 1])
+  if epochs[gi] == nil then
+    epochs[gi] = tonumber(redis.call('GET', KEYS[2 * n + 2 * gi]) or '0')
+  end
+  if ARGV[a + 2] == 'c' then
+    if tonumber(ARGV[a + 3]) ~= epochs[gi] then
+      stale[#stale + 1] = tonumber(ARGV[a])
+    end
+    a = a + 4
+  else
+    epochs[gi] = epochs[gi] + 1
+    a = a + 4 + tonumber(ARGV[a + 3])
+  end
+end
+if #stale > 1 then
+  return stale
+end
 local need = {0}
-for i = 1, #ARGV do
+for i = 1, n do
   local state = redis.call('HMGET', KEYS[2 * i - 1], 'cur_seq', 'max_seq')
   if not state[2] then
     need[#need + 1] = i
     need[#need + 1] = -1
-  elseif tonumber(state[1] or 0) + tonumber(ARGV[i]) > tonumber(state[2]) then
+  elseif tonumber(state[1] or 0) + tonumber(ARGV[i + 3]) > tonumber(state[2]) then
     need[#need + 1] = i
     need[#need + 1] = tonumber(state[2])
   end
@@ -63,12 +100,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {1}
 local stamps = {}
-for i = 1, #ARGV do
-  local n = tonumber(ARGV[i])
+for i = 1, n do
+  local count = tonumber(ARGV[i + 3])
   local pending = KEYS[2 * i]
-  local last = redis.call('HINCRBY', KEYS[2 * i - 1], 'cur_seq', n)
+  local last = redis.call('HINCRBY', KEYS[2 * i - 1], 'cur_seq', count)
   local members = {}
-  for seq = last - n + 1, last do
+  for seq = last - count + 1, last do
     members[#members + 1] = seq
     members[#members + 1] = seq
     stamps[#stamps + 1] = now
@@ -85,13 +122,29 @@ for i = 1, #ARGV do
   if #members > 0 then
     redis.call('ZADD', pending, unpack(members))
   end
-  out[#out + 1] = last - n + 1
+  out[#out + 1] = last - count + 1
 end
 if #stamps > 0 then
   redis.call('ZADD', since, unpack(stamps))
 end
+a = n + 4
+while a <= #ARGV do
+  if ARGV[a + 2] == 'c' then
+    a = a + 4
+  else
+    local gi = tonumber(ARGV[a + 1])
+    local k = tonumber(ARGV[a + 3])
+    local members = {}
+    for j = a + 4, a + 3 + k do
+      members[#members + 1] = ARGV[j]
+    end
+    install_members(KEYS[2 * n + 2 * gi - 1], KEYS[2 * n + 2 * gi], members, ARGV[3])
+    a = a + 4 + k
+  end
+end
 return out
 """
+)
 
 # KEYS: hashes; ARGV: the step, then each hash's new durable mark. Only ever raises max_seq;
 # a missing hash (new user, lost Redis) starts at its previous mark.
@@ -111,7 +164,7 @@ return 1
 
 # KEYS: (seq hash, seq pending, send hash, send pending) per user, then the "pending since"
 # ZSET; ARGV per user: n, n stored seqs, m, m stored send_seqs.
-# Reply: exposed (seq, send_seq) per user.
+# Reply: exposed (seq, send_seq) per user; -1 for a counter missing from Redis.
 _MARK_STORED = """
 local since = KEYS[#KEYS]
 local function exposed(hash, pending)
@@ -119,7 +172,11 @@ local function exposed(hash, pending)
   if first[1] then
     return tonumber(first[1]) - 1
   end
-  return tonumber(redis.call('HGET', hash, 'cur_seq') or 0)
+  local cur = redis.call('HGET', hash, 'cur_seq')
+  if not cur then
+    return -1
+  end
+  return tonumber(cur)
 end
 local out = {}
 local a = 1
@@ -136,6 +193,19 @@ for base = 0, #KEYS - 5, 4 do
   out[#out + 1] = exposed(KEYS[base + 3], KEYS[base + 4])
 end
 return out
+"""
+
+
+# KEYS: hashes; ARGV: each one's durable mark. A missing hash (a counter never used, or Redis
+# lost its data) is installed at its mark, ``cur = max = mark``: no seq above the mark was
+# ever issued, and the next allocation raises a new segment.
+_SEED = """
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, 'cur_seq', ARGV[i], 'max_seq', ARGV[i])
+  end
+end
+return 1
 """
 
 
@@ -174,6 +244,7 @@ class RedisSeqAllocator:
         self._allocate = client.register_script(_ALLOCATE)
         self._install = client.register_script(_INSTALL)
         self._mark_stored = client.register_script(_MARK_STORED)
+        self._seed = client.register_script(_SEED)
         self._release_stale = client.register_script(_RELEASE_STALE)
         #: One segment raise at a time per counter in this process; others wait for it.
         self._raising: dict[tuple[str, str], asyncio.Future[None]] = {}
@@ -182,10 +253,14 @@ class RedisSeqAllocator:
         return (await self.allocate_many([(sender, receivers)]))[0]
 
     async def allocate_many(
-        self, requests: Sequence[tuple[str | None, Sequence[str]]]
+        self,
+        requests: Sequence[tuple[str | None, Sequence[str]]],
+        groups: Sequence[GroupStamp | None] = (),
     ) -> list[tuple[int, list[int]]]:
         """Every request's seqs in one Lua call: each counter is raised once by what the
-        whole batch needs, and its seqs are handed out to the requests in their order."""
+        whole batch needs, and its seqs are handed out to the requests in their order.
+        The same call checks the group epochs of ``groups`` and installs their new member
+        sets (see ``sandcat.adapters.redis.membership``)."""
         slots: dict[tuple[str, str], int] = {}
         counters: list[tuple[str, str]] = []
         counts: list[int] = []
@@ -204,15 +279,30 @@ class RedisSeqAllocator:
                 count(sender, SEND)
             for receiver in receivers:
                 count(receiver, REC)
-        if not counters:
+        group_slots: dict[str, int] = {}
+        operations: list[str | int] = []
+        for index, stamp in enumerate(groups):
+            if stamp is None:
+                continue
+            group_id, epoch, members = stamp
+            slot = group_slots.setdefault(group_id, len(group_slots) + 1)
+            if epoch is not None:
+                operations += (index, slot, "c", epoch)
+            if members is not None:
+                operations += (index, slot, "i", len(members), *members)
+        if not counters and not operations:
             return [(0, []) for _ in requests]
         keys = [key for user_id, kind in counters for key in _counter_keys(user_id, kind)]
+        keys += (key for group_id in group_slots for key in group_keys(group_id))
         keys.append(PENDING_SINCE)
+        args = [len(counters), len(group_slots), MEMBERS_TTL_SECONDS, *counts, *operations]
         while True:
             with redis_errors("allocate"):
-                reply: list[int] = await self._allocate(keys=keys, args=counts)
+                reply: list[int] = await self._allocate(keys=keys, args=args)
             if reply[0] == 1:
                 break
+            if reply[0] == 2:
+                raise StaleMembership(sorted(set(reply[1:])))
             needs = reply[1:]
             await self._new_segments(
                 [(*counters[needs[i] - 1], needs[i + 1]) for i in range(0, len(needs), 2)]
@@ -301,11 +391,17 @@ class RedisSeqAllocator:
         return await self._run_mark_stored(stored)
 
     async def exposed(self, user_id: str) -> tuple[int, int]:
-        return (await self._run_mark_stored({user_id: ([], [])}))[user_id]
+        """The watermarks a client reads (``GET /message/seq``, the clamp of a pull). A
+        counter missing from Redis exposes its durable mark: after a Redis loss every seq
+        issued before it is at most the mark (without this the watermark read 0 and pulls
+        were clamped to nothing until the user's next message)."""
+        return (await self._run_mark_stored({user_id: ([], [])}, seed=True))[user_id]
 
     async def _run_mark_stored(
-        self, stored: dict[str, tuple[list[int], list[int]]]
+        self, stored: dict[str, tuple[list[int], list[int]]], seed: bool = False
     ) -> dict[str, tuple[int, int]]:
+        """Release ``stored`` and read the watermarks (one Lua call). A missing counter
+        reads 0, or with ``seed`` its durable mark (see ``exposed``)."""
         if not stored:
             return {}
         keys: list[str] = []
@@ -316,7 +412,37 @@ class RedisSeqAllocator:
         keys.append(PENDING_SINCE)
         with redis_errors("mark_stored"):
             reply: list[int] = await self._mark_stored(keys=keys, args=args)
-        return {user_id: (reply[2 * i], reply[2 * i + 1]) for i, user_id in enumerate(stored)}
+        exposed = {user_id: (reply[2 * i], reply[2 * i + 1]) for i, user_id in enumerate(stored)}
+        missing = [user_id for user_id, pair in exposed.items() if -1 in pair]
+        if missing and seed:
+            exposed.update(await self._seed_missing(missing, exposed))
+        elif missing:
+            exposed.update({u: (max(exposed[u][0], 0), max(exposed[u][1], 0)) for u in missing})
+        return exposed
+
+    async def _seed_missing(
+        self, user_ids: list[str], exposed: dict[str, tuple[int, int]]
+    ) -> dict[str, tuple[int, int]]:
+        """The durable marks of the missing counters, installed in Redis (``_SEED``) so
+        the store is asked once per counter."""
+        marks = await asyncio.gather(*(self._segments.marks(user_id) for user_id in user_ids))
+        keys: list[str] = []
+        values: list[int] = []
+        out: dict[str, tuple[int, int]] = {}
+        for user_id, (rec_mark, send_mark) in zip(user_ids, marks, strict=True):
+            seq, send_seq = exposed[user_id]
+            if seq == -1:
+                keys.append(_counter_keys(user_id, REC)[0])
+                values.append(rec_mark)
+                seq = rec_mark
+            if send_seq == -1:
+                keys.append(_counter_keys(user_id, SEND)[0])
+                values.append(send_mark)
+                send_seq = send_mark
+            out[user_id] = (seq, send_seq)
+        with redis_errors("seed"):
+            await self._seed(keys=keys, args=values)
+        return out
 
     async def release_stale(self, older_than_ms: int, limit: int = 10_000) -> int:
         """Release seqs allocated more than ``older_than_ms`` ago and never stored (their
