@@ -475,6 +475,9 @@ def plots(results: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
     plt.close(fig)
     written.append(path)
 
+    if relay_ratio_plot(results, out_dir / "relay-ratio.png"):
+        written.append(out_dir / "relay-ratio.png")
+
     fig, ax = plt.subplots(figsize=(7, 4.8))
     series = [(label, False, res.get("group_fanout") or {}) for label, res in results.items()]
     series += [
@@ -570,6 +573,99 @@ def idle_plot(runs: dict[str, list[dict[str, float]]], path: Path) -> None:
     plt.close(fig)
 
 
+def relay_ratios(results: dict[str, dict[str, Any]]) -> dict[str, list[tuple[str, float]]]:
+    """Per run: (scenario, sandcat / relay server CPU per delivered message), where the run
+    drove the relay baseline (the same medians as the relay section's table)."""
+    out: dict[str, list[tuple[str, float]]] = {}
+    for label, res in results.items():
+        base = res.get("baseline") or {}
+        pairs: list[tuple[str, dict[str, float], dict[str, float]]] = []
+        one, relay_one = res.get("one_to_one"), base.get("one_to_one")
+        if one and relay_one:
+            pairs.append(
+                (
+                    "one-to-one\nopen-loop",
+                    _median(one["at_75pct"], "server_cpu_us_per_unit"),
+                    _median(relay_one["at_75pct"], "server_cpu_us_per_unit"),
+                )
+            )
+        pipe, relay_pipe = res.get("pipeline"), base.get("pipeline")
+        if pipe and relay_pipe:
+            pairs.append(
+                (
+                    "one-to-one\npipelined",
+                    _median(pipe["runs"], "server_cpu_us_per_unit"),
+                    _median(relay_pipe["runs"], "server_cpu_us_per_unit"),
+                )
+            )
+        relay_groups = base.get("group_fanout") or {}
+        for size in sorted(res.get("group_fanout") or {}, key=int):
+            relay_bursts = _bursts(relay_groups.get(size) or [])
+            if relay_bursts:
+                pairs.append(
+                    (
+                        f"group of\n{int(size):,}",
+                        _median(_bursts(res["group_fanout"][size]), "server_cpu_us_per_unit"),
+                        _median(relay_bursts, "server_cpu_us_per_unit"),
+                    )
+                )
+        ratios = [
+            (name, ours["median"] / floor["median"])
+            for name, ours, floor in pairs
+            if ours["runs"] and floor["runs"] and floor["median"] > 0
+        ]
+        if ratios:
+            out[label] = ratios
+    return out
+
+
+def relay_ratio_plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
+    """Bars of sandcat / relay server CPU per delivered message, from zero, with the goal
+    and parity as lines; False (no file) when no run drove the relay baseline."""
+    ratios = relay_ratios(results)
+    if not ratios:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = list(dict.fromkeys(name for rows in ratios.values() for name, _ in rows))
+    width = 0.8 / len(ratios)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for i, label in enumerate(results):
+        if label not in ratios:
+            continue
+        values = dict(ratios[label])
+        xs = [k + (i - (len(ratios) - 1) / 2) * width for k, name in enumerate(scenarios)]
+        heights = [values.get(name, 0.0) for name in scenarios]
+        bars = ax.bar(xs, heights, width, label=label, color=colours[i % len(colours)])
+        ax.bar_label(bars, labels=[f"{h:.1f}×" if h else "" for h in heights], fontsize=8)
+    ax.axhline(RELAY_GOAL, color="grey", linestyle="--", linewidth=1)
+    ax.text(
+        0.01,
+        RELAY_GOAL,
+        f"goal: ≤ {RELAY_GOAL:.1f}×",
+        fontsize=8,
+        color="grey",
+        va="bottom",
+        transform=ax.get_yaxis_transform(),
+    )
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.text(0.01, 1.0, "the relay", fontsize=8, va="bottom", transform=ax.get_yaxis_transform())
+    ax.set_xticks(range(len(scenarios)), scenarios, fontsize=8)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("server CPU per delivered message, sandcat / relay")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Cost against the bare relay (lower is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _kept_sections(existing: str) -> str:
     """The sections other benchmarks write (``KEPT_HEADINGS``), kept verbatim."""
     kept: list[str] = []
@@ -641,6 +737,15 @@ def write_doc(
         "![group fan-out deliveries per server core-second against group size]"
         "(plots/fanout-vs-group-size.png)",
         "",
+        *(
+            [
+                "![server CPU per delivered message, sandcat / relay, per scenario]"
+                "(plots/relay-ratio.png)",
+                "",
+            ]
+            if relay_ratios(results)
+            else []
+        ),
         *(
             [
                 "![idle connections over time, and server RSS against connections]"
