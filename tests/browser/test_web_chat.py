@@ -265,6 +265,11 @@ async def test_two_users_register_befriend_chat_sync_and_group(
     image = bob.locator(".bubble img.image")
     await expect(image).to_be_visible()
     assert await image.evaluate("img => img.complete && img.naturalWidth === 240")
+    notes: FilePayload = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"bring snacks"}
+    await alice.set_input_files("#file-input", files=[notes])
+    attachment = bob.locator("a.file", has_text="notes.txt")
+    await expect(attachment).to_contain_text("12 B")
+    assert await attachment.evaluate("a => fetch(a.href).then(r => r.text())") == "bring snacks"
 
     # A request Alice declines disappears; a new friend of hers is invited to the group, and
     # both pages say so.
