@@ -33,8 +33,11 @@ const CLOSE_CODES = {
   4001: "You were signed out here because this account signed in on another page or device.",
   4002: "Your session has ended (signed out or password changed). Please sign in again.",
   4008: "The connection fell behind and was reset. Reconnecting…",
-  1008: "Too many connections from this address. Close other tabs and try again.",
+  1008: "Too many connections from this address. Close other tabs; reconnecting…",
+  1011: "The server could not open the session. Reconnecting…",
+  1009: "A message was too big for the connection. Reconnecting…",
   1007: "The server closed the connection after malformed frames. Reconnecting…",
+  1002: "The server closed the connection after a protocol error. Reconnecting…",
   1001: "The server is restarting. Reconnecting…",
 };
 
