@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -210,3 +211,27 @@ def test_log_output_to_a_file(tmp_path: Path) -> None:
     finally:
         handler.close()
     assert "to_the_file" in log_file.read_text()
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "SANDCAT__SERVER__PORT": str(port),
+            "SANDCAT__WEBSOCKET__PORT": "0",
+            "SANDCAT__EMBEDDED__DATA_DIR": str(tmp_path / "data"),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "sandcat", "serve"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("sandcat: cannot listen: [Errno 98]")
+    assert "address already in use" in done.stderr.splitlines()[-1]
