@@ -1,9 +1,11 @@
 """The built-in web page (sandcat/web/) in a real Chromium against a real embedded server.
 
-Two browser users go through register -> friend -> chat -> offline, reconnect and sync ->
-group chat with an image -> knocked off by another login, checking what the page shows.
-Every wait is Playwright's auto-waiting on a selector or an assertion, never a sleep.
-``SANDCAT_SCREENSHOTS=docs/screenshots`` also saves the README's screenshots there.
+Two browser users go through register -> friend -> chat -> reload -> offline, reconnect and
+sync -> group chat with an image and a file -> invite -> the friendship ended -> knocked off
+by another login -> logged out elsewhere, checking what the page shows; the rate limit and
+the JavaScript codec have tests of their own. Every wait is Playwright's auto-waiting on a
+selector or an assertion, never a sleep. ``SANDCAT_SCREENSHOTS=docs/screenshots`` also saves
+the README's screenshots there.
 """
 
 from __future__ import annotations
@@ -28,9 +30,15 @@ from playwright.async_api import (
     expect,
 )
 
-from sandcat.protocol.bincode import Writer
-from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupInvitation
+from sandcat.protocol.payloads import (
+    Friend,
+    FriendshipWithUser,
+    GroupInfo,
+    GroupInvitation,
+    GroupMember,
+)
 from sandcat.server import Running
+from tests import wire
 from tests.client import Api, CodeBook, User, befriend
 from tests.conftest import StartServer
 from tests.unit.test_codec_vectors import VECTOR
@@ -75,7 +83,7 @@ def gradient_png(width: int = 240, height: int = 150) -> bytes:
 
 
 def keep_screenshots(shots: Path) -> None:
-    """Copy the screenshots to ``$SANDCAT_SCREENSHOTS`` when it is set (``make screenshots``)."""
+    """Copy the screenshots to ``$SANDCAT_SCREENSHOTS`` when it is set."""
     target = os.environ.get("SANDCAT_SCREENSHOTS")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
@@ -95,8 +103,8 @@ def base_url(server: Running) -> str:
     return f"http://127.0.0.1:{server.api_port}"
 
 
-async def open_page(browser: Browser, server: Running, viewport: ViewportSize = DESKTOP) -> Page:
-    context = await browser.new_context(viewport=viewport)
+async def open_page(browser: Browser, server: Running) -> Page:
+    context = await browser.new_context(viewport=DESKTOP)
     page = await context.new_page()
     await page.goto(base_url(server) + "/")
     return page
@@ -139,10 +147,8 @@ async def test_codec_matches_the_reference_vectors(browser: Browser, server: Run
     )
     friend = Friend("fs1", "u2", "acc", "Bob", "", "m", 2, "here", 1, None, None, "qr", "sig", 6, 7)
     info = GroupInfo("g1", "u1", "Team", "", "d", "a", 8, 9)
-    invitation = GroupInvitation(info, [])
-    read = Writer()
-    read.buf += (2).to_bytes(8, "little") + (5).to_bytes(8, "little") + (7).to_bytes(8, "little")
-    read.string("u")
+    member = GroupMember(3, "g1", "u2", "Bob", "", 10, "north", "m", None, "", 1)
+    invitation = GroupInvitation(info, [member])
     result = await page.evaluate(
         """async ([vector, fsHex, friendHex, invitationHex]) => {
             const bc = await import("/web/bincode.js");
@@ -179,11 +185,13 @@ async def test_codec_matches_the_reference_vectors(browser: Browser, server: Run
     assert decoded["related_msg_id"] == "r"
     assert result["empty"] == 64 + 32 + 12 + 1 + 1
     assert "trailing" in result["trailing"]
-    assert result["read"] == read.getvalue().hex()
+    assert result["read"] == wire.read_payload([5, 7], "u").hex()
     assert result["request"]["apply_msg"] == "hi é" and result["request"]["region"] is None
     assert result["friend"]["name"] == "Bob" and result["friend"]["update_time"] == 7
     assert result["invitation"]["info"]["name"] == "Team"
-    assert result["invitation"]["members"] == []
+    [decoded_member] = result["invitation"]["members"]
+    assert decoded_member["group_name"] == "Bob" and decoded_member["region"] == "north"
+    assert decoded_member["remark"] is None and decoded_member["role"] == 1
 
 
 async def test_two_users_register_befriend_chat_sync_and_group(
