@@ -194,6 +194,7 @@ async def test_codec_matches_the_reference_vectors(browser: Browser, server: Run
     assert decoded_member["remark"] is None and decoded_member["role"] == 1
 
 
+@pytest.mark.timeout(120)  # 10-20 s here; room for a machine busy with other suites
 async def test_two_users_register_befriend_chat_sync_and_group(
     browser: Browser, server: Running, codes: CodeBook, api: Api, tmp_path: Path
 ) -> None:
