@@ -13,7 +13,7 @@ import aiohttp
 
 from sandcat.server import Running
 from tests import wire
-from tests.client import Api, User, befriend
+from tests.client import Api, CodeBook, User, befriend
 from tests.conftest import StartServer
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -69,7 +69,15 @@ class Raw:
         return got
 
 
-async def test_upgrade_fragments_pings_and_the_closing_handshake(server: Running, api: Api) -> None:
+def _api(server: Running, session: aiohttp.ClientSession, codes: CodeBook) -> Api:
+    """The in-process server's API (these tests read its registry, whatever the target)."""
+    return Api(session, f"http://127.0.0.1:{server.api_port}", codes)
+
+
+async def test_upgrade_fragments_pings_and_the_closing_handshake(
+    server: Running, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    api = _api(server, session, codes)
     alice = await api.new_user("alice", "alice@example.com")
     bob = await api.new_user("bob", "bob@example.com")
     await befriend(api, alice, bob)
@@ -100,7 +108,10 @@ async def test_upgrade_fragments_pings_and_the_closing_handshake(server: Running
     sock.writer.close()
 
 
-async def test_protocol_errors_close_with_1002(server: Running, api: Api) -> None:
+async def test_protocol_errors_close_with_1002(
+    server: Running, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    api = _api(server, session, codes)
     alice = await api.new_user("alice", "alice@example.com")
     assert server.ws_port is not None
     for bad in (
@@ -118,8 +129,9 @@ async def test_protocol_errors_close_with_1002(server: Running, api: Api) -> Non
 
 
 async def test_other_requests_on_the_gateway_port_are_served_by_aiohttp(
-    server: Running, api: Api, session: aiohttp.ClientSession
+    server: Running, session: aiohttp.ClientSession, codes: CodeBook
 ) -> None:
+    api = _api(server, session, codes)
     alice = await api.new_user("alice", "alice@example.com")
     base = f"http://127.0.0.1:{server.ws_port}"
     async with session.get(f"{base}/ws/{alice.id}/conn/{alice.id}/0/{alice.token}") as resp:
