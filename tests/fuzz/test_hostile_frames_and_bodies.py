@@ -171,6 +171,7 @@ async def _exchange(w: World, frames: list[bytes]) -> None:
             COUNTS["error acks"] += 1
 
 
+@pytest.mark.timeout(180)  # a loaded machine: the run is bounded by its examples
 @FUZZ
 @given(data=st.data())
 async def test_random_and_mutated_frames_get_documented_answers(
@@ -272,6 +273,7 @@ def _assert_documented(method: str, path: str, status: int, raw: bytes) -> None:
         assert isinstance(body, dict) and isinstance(body.get("kind"), str), (path, raw[:300])
 
 
+@pytest.mark.timeout(180)  # a loaded machine: the run is bounded by its examples
 @FUZZ
 @given(data=st.data())
 async def test_json_bodies_of_every_shape_on_every_route(world: World, data: st.DataObject) -> None:
@@ -307,6 +309,7 @@ PATH_TEMPLATES = [
 ]
 
 
+@pytest.mark.timeout(180)  # a loaded machine: the run is bounded by its examples
 @FUZZ
 @given(data=st.data())
 async def test_path_parameters_with_traversal_and_odd_unicode(
