@@ -169,7 +169,8 @@ def test_serve_prints_the_same_lines_instead_of_a_traceback(tmp_path: Path) -> N
     ]
     for done in outputs:
         assert done.returncode == 2 and "Traceback" not in done.stderr
-        assert done.stderr.splitlines() == [
+        # (a build without the compiled twins adds its own warning line: not ours)
+        assert [line for line in done.stderr.splitlines() if line.startswith("sandcat: ")] == [
             "sandcat: config key websocket.protocol: 'gopher' is not ws or wss "
             "(set by SANDCAT__WEBSOCKET__PROTOCOL)",
             "sandcat: config key websocket.port: 50000 is also server.port "
