@@ -108,6 +108,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_users_seed(args: argparse.Namespace) -> int:
     config = _load(args)
     from sandcat import admin
+    from sandcat.adapters.embedded.sqlite import DataDirBusy
 
     request = admin.SeedRequest(
         count=args.count,
@@ -117,7 +118,11 @@ def _cmd_users_seed(args: argparse.Namespace) -> int:
         friends=args.friends,
         group_size=args.group_size,
     )
-    seeded = asyncio.run(admin.seed(config, request))
+    try:
+        seeded = asyncio.run(admin.seed(config, request))
+    except DataDirBusy as exc:  # seeding writes the store directly: never beside a server
+        print(f"sandcat: {exc}", file=sys.stderr)
+        return 1
     text = admin.render(seeded, request, args.format)
     if args.output in {None, "-"}:
         sys.stdout.write(text)

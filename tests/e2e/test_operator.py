@@ -266,6 +266,8 @@ async def test_restore_refuses_a_folder_a_server_holds(
         assert code == 1 and "another sandcat process (pid" in err
         code, _, err = await sandcat(env, "backup", str(tmp_path / "b"))
         assert code == 1 and "is not empty" in err
+        code, _, err = await sandcat(env, "users", "seed", "--count", "2", "--password", "p")
+        assert code == 1 and "another sandcat process (pid" in err
     code, _, err = await sandcat(env, "restore", str(tmp_path / "b"))
     assert code == 1 and "exists: restore into a new folder" in err
     code, out, err = await sandcat(env, "restore", str(tmp_path / "b"), "--force")
