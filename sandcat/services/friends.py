@@ -11,7 +11,7 @@ from sandcat.protocol.msg import MsgType
 from sandcat.protocol.payloads import Friend, FriendshipWithUser
 from sandcat.services.notify import Notifier
 
-PENDING = 0
+PENDING, REJECTED = 0, 2
 
 
 def check_text(field: str, value: str | None, limit: int) -> None:
@@ -117,13 +117,13 @@ class FriendService:
         """A re-apply the store left alone: a pending request is answered as it stands (no
         new row, no second push); a recent denial is refused until its cool-down ends."""
         request = await self._friends.request_between(user_id, target.id)
-        if request is None:  # deleted between the two statements; rare enough to refuse
-            raise BadRequest("the friend request changed meanwhile; apply again")
-        if request.status != PENDING:
+        if request is not None and request.status == REJECTED:
             retry_after = (request.update_time + cool_down_ms - now + 999) // 1000
             raise TooManyRequests(
                 "this user denied your friend request; you can apply again later", retry_after
             )
+        if request is None or request.status != PENDING:  # answered between the statements
+            raise BadRequest("the friend request changed meanwhile; apply again")
         return FriendshipWithUser(
             fs_id=request.id,
             user_id=target.id,
