@@ -1682,13 +1682,16 @@ def start_services(
     return state
 
 
-def _signal_stop(run_dir: Path, name: str) -> None:
-    """Send the service its stop signal, if its pid file names a live process of ours."""
+def _signal_stop(run_dir: Path, name: str) -> bool:
+    """Send the service its stop signal if its pid file names a live process of ours;
+    returns whether it did."""
     entry = _read_pidfile(run_dir / f"{name}.pid")
     svc = SERVICES.get(name)
-    if entry is not None and _pid_is_ours(*entry):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(entry[0], svc.stop_signal() if svc else signal.SIGTERM)
+    if entry is None or not _pid_is_ours(*entry):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(entry[0], svc.stop_signal() if svc else signal.SIGTERM)
+    return True
 
 
 def _stop_one(
@@ -1750,10 +1753,14 @@ def stop_services(
     state = _load_state(rdir)
     targets = _names(names) if names else list(ALL_SERVICES)
     deadline = time.monotonic() + timeout
-    for name in targets:
-        _signal_stop(rdir, name)
+    signalled = {name for name in targets if _signal_stop(rdir, name)}
     keep = bool(names)
-    stopped = [name for name in targets if _stop_one(rdir, name, state, keep, deadline)]
+    # A service that exited at once on the signal counts as stopped too.
+    stopped = [
+        name
+        for name in targets
+        if _stop_one(rdir, name, state, keep, deadline) or name in signalled
+    ]
     if rdir.exists():
         _write_outputs(rdir, state)
     return stopped

@@ -81,6 +81,9 @@ def test_a_service_left_running_is_reused_or_restarted(
     assert _pid(run_dir, "redis") != first and not services._proc_alive(first)
     assert state["services"]["redis"]["port"] == port
     assert services.status_services(run_dir) == {"redis": "up"}
+    restarted = _pid(run_dir, "redis")
+    assert services.stop_services(run_dir, timeout=10) == ["redis"]
+    assert not services._proc_alive(restarted)
 
 
 def test_a_half_made_postgres_folder_is_rebuilt(
