@@ -289,15 +289,19 @@ class GroupService:
         await self.info(user_id, group_id)
         return await self._groups.members(group_id, ids)
 
-    async def _member_set(self, group_id: str) -> tuple[frozenset[str], int]:
-        """The members and their epoch: cached, or loaded under the group's lock. A load a
-        change overtook (or one made while a change is under way elsewhere) is not cached
-        and not used: it loads again once the change's notice has installed the new set."""
-        for attempt in range(LOAD_ATTEMPTS):
+    async def _member_set(self, group_id: str, *, locked: bool) -> tuple[frozenset[str], int]:
+        """The members and their epoch: cached, or loaded (under the group's lock when
+        ``locked``). A load a change overtook (or one made while a change is under way
+        elsewhere) is not cached and not used: it loads again once the change's notice has
+        installed the new set (unlocked, from inside the accept pipeline: it refuses at
+        once rather than hold the pipeline)."""
+        for attempt in range(LOAD_ATTEMPTS if locked else 1):
+            if attempt:
+                await asyncio.sleep(0.01 * 2 ** (attempt - 1))
             cached = await self._cache.get(group_id)
             if cached is not None:
                 return cached
-            async with self._lock(group_id):
+            async with self._lock(group_id) if locked else contextlib.nullcontext():
                 cached = await self._cache.get(group_id)
                 if cached is not None:
                     return cached
@@ -307,13 +311,17 @@ class GroupService:
                 epoch = await self._cache.put(group_id, members)
                 if epoch is not None:
                     return members, epoch
-            await asyncio.sleep(0.01 * 2**attempt)
         raise MessageRefused("the group's members are changing; send the message again")
 
-    async def recipients(self, group_id: str, sender_id: str) -> tuple[list[str], int]:
+    async def recipients(
+        self, group_id: str, sender_id: str, *, again: bool = False
+    ) -> tuple[list[str], int]:
         """``GroupGate``: every member but the sender, and the membership epoch they were
-        read at; only members may post."""
-        members, epoch = await self._member_set(group_id)
+        read at; only members may post. ``again`` (a message whose epoch went stale, read
+        from inside the accept pipeline): a miss loads without the group's lock, which a
+        change in this process may hold until its notice, queued behind that pipeline, is
+        allocated; the guarded ``put`` keeps such a load safe."""
+        members, epoch = await self._member_set(group_id, locked=not again)
         if not members:
             raise MessageRefused("no such group")
         if sender_id not in members:

@@ -59,9 +59,12 @@ class FriendGate(Protocol):
 
 
 class GroupGate(Protocol):
-    async def recipients(self, group_id: str, sender_id: str) -> tuple[list[str], int]:
+    async def recipients(
+        self, group_id: str, sender_id: str, *, again: bool = False
+    ) -> tuple[list[str], int]:
         """Every member but the sender and the membership epoch they were read at; raises
-        ``MessageRefused`` if the sender may not post."""
+        ``MessageRefused`` if the sender may not post. ``again``: read once more for a
+        message the allocation found stale (must not wait for a change of this process)."""
 
 
 def ack_for(msg: Msg, stored: Stored) -> Msg:
@@ -190,7 +193,7 @@ class MessageService:
                     else None
                 ),
                 epoch=epoch,
-                regroup=lambda: gate.recipients(group_id, user_id),
+                regroup=lambda: gate.recipients(group_id, user_id, again=True),
             )
             return self._log.submit(submission)
         if kind in RELAY_ONLY:

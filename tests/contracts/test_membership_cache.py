@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from typing import cast
 
 import asyncpg
 import pytest
@@ -14,8 +15,14 @@ from sandcat.adapters.embedded.social import InProcessMembershipCache
 from sandcat.adapters.postgres.segments import PostgresSegmentStore
 from sandcat.adapters.redis.membership import RedisMembershipCache
 from sandcat.adapters.redis.seqs import RedisSeqAllocator
+from sandcat.config import LimitsConfig
 from sandcat.domain import StaleMembership
-from sandcat.ports import MembershipCache
+from sandcat.ids import SystemClock
+from sandcat.ports import FriendStore, GroupStore, MembershipCache
+from sandcat.services.groups import GroupService
+from sandcat.services.messages import MessageRefused
+from sandcat.services.notify import Notifier
+from tests.client import until
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -163,3 +170,41 @@ async def test_changes_of_one_group_take_turns_across_processes(redis_client: Re
     release.set()
     await asyncio.gather(one, two)
     assert order == ["first in", "g2", "first out", "second in", "second out"]
+
+
+class CountingGroups:
+    """The one ``GroupStore`` read the message gate makes, counted."""
+
+    def __init__(self, roles: dict[str, int]) -> None:
+        self.roles = roles
+        self.loads = 0
+
+    async def member_roles(self, group_id: str) -> dict[str, int]:
+        self.loads += 1
+        return dict(self.roles)
+
+
+async def test_a_load_during_a_change_elsewhere_waits_for_it_or_is_refused_in_the_pipeline(
+    redis_client: Redis,
+) -> None:
+    """The gate's miss loads again (backing off) until the change elsewhere ends; read
+    again from inside the accept pipeline (``again``) it refuses at once instead."""
+    store = CountingGroups({"a": 0, "b": 2})
+    gate = GroupService(
+        groups=cast(GroupStore, store),
+        friends=cast(FriendStore, None),
+        cache=RedisMembershipCache(client=redis_client),
+        notifier=cast(Notifier, None),
+        clock=SystemClock(),
+        limits=LimitsConfig(),
+    )
+    elsewhere = RedisMembershipCache(client=redis_client)
+    async with elsewhere.changing("g"):
+        with pytest.raises(MessageRefused, match="changing"):
+            await gate.recipients("g", "a", again=True)
+        assert store.loads == 1
+        waiting = asyncio.create_task(gate.recipients("g", "a"))
+        await until(lambda: store.loads >= 3, what="the gate loaded again")
+        assert not waiting.done()
+    assert await waiting == (["b"], 0)
+    assert await gate.recipients("g", "a", again=True) == (["b"], 0)  # cached now
