@@ -9,17 +9,21 @@ the sender's boxes, pushes equal to the store, seqs in order, every seq hole exp
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from miniopy_async.api import Minio
 
 from tests.client import Api, User, until
 from tests.cluster import Cluster
 from tests.faults.conftest import Backends, new_users
 from tests.faults.harness import TALLY, Peer, Report, Stream, verify
+from tests.services import Services
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -159,10 +163,12 @@ async def test_redis_flushall(
 def _gateway_of(cluster: Cluster, ws_addr: str) -> str:
     port = ws_addr.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
     topology = cluster.topology
-    return next(
-        name
-        for name, (_, extra) in topology.specs.items()
-        if extra.get("SANDCAT__WEBSOCKET__PORT") == port
+    return str(
+        next(
+            name
+            for name, (_, extra) in topology.specs.items()
+            if extra.get("SANDCAT__WEBSOCKET__PORT") == port
+        )
     )
 
 
@@ -206,3 +212,79 @@ async def _kill_a_gateway(fcluster: Cluster, fapi: Api, session: aiohttp.ClientS
     await asyncio.gather(*(peer.close() for peer in peers))
     await asyncio.to_thread(fcluster.topology.restart, victim)
     assert report.acked >= 150
+
+
+async def _upload(api: Api, user: User, chunks: AsyncIterator[bytes]) -> tuple[int, Any]:
+    """``POST /api/file/upload`` with a multipart body sent as ``chunks`` arrive."""
+    headers = {
+        "Authorization": f"Bearer {user.token}",
+        "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+    }
+    async with api.session.post(
+        f"{api.base}/api/file/upload", data=chunks, headers=headers
+    ) as resp:
+        if resp.content_type == "application/json":
+            return resp.status, await resp.json()
+        return resp.status, await resp.text()
+
+
+BOUNDARY = "sandcat-fault-boundary"
+
+
+def _multipart(content: bytes) -> tuple[bytes, bytes, bytes]:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="f.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return head, content, f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+async def _bucket(cluster: Cluster, services: Services) -> set[str]:
+    endpoint = services.s3_endpoint.split("://", 1)[1]
+    client = Minio(
+        endpoint,
+        access_key=services.s3_access_key,
+        secret_key=services.s3_secret_key,
+        secure=False,
+        region=services.s3_region,
+    )
+    bucket = cluster.topology.base_env["SANDCAT__OSS__BUCKET"]
+    try:
+        return {str(o.object_name) async for o in client.list_objects(bucket, recursive=True)}
+    finally:
+        await client.close_session()  # type: ignore[no-untyped-call]
+
+
+async def test_s3_down_during_an_upload(
+    backends: Backends, fcluster: Cluster, fapi: Api, session: aiohttp.ClientSession
+) -> None:
+    """S3 stops while a client is sending a file: a clear error (the file store is
+    unavailable), no object written; once S3 is back the same upload works. The message
+    stream does not notice."""
+    uploader = await fapi.new_user("up", "up@example.com")
+    content = os.urandom(1 << 20)
+    before = await _bucket(fcluster, backends.services)
+
+    async def inject(stream: Stream) -> None:
+        head, body, tail = _multipart(content)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield head + body[: len(body) // 2]
+            await backends.stop("s3")  # down while the upload is on its way
+            yield body[len(body) // 2 :] + tail
+
+        status, answer = await _upload(fapi, uploader, chunks())
+        assert status >= 500 and answer["details"] == "the file store is unavailable", answer
+        await backends.start("s3")
+
+    await run_through(fapi, session, inject)
+    assert await _bucket(fcluster, backends.services) == before  # nothing half-written
+
+    async def whole() -> AsyncIterator[bytes]:
+        yield b"".join(_multipart(content))
+
+    status, key = await _upload(fapi, uploader, whole())
+    assert status == 200
+    _, back = await fapi.call("GET", f"/api/file/get/{key}")
+    assert back == content
+    assert await _bucket(fcluster, backends.services) == before | {key}
