@@ -69,6 +69,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The fault-injection suite (docs/reliability.md): services and roles stopped, killed and
+# restarted while a client stream runs. scripts/test.sh runs it on the services it started
+# (SANDCAT_FAULTS_RUN_DIR); alone it starts its own and stops them afterwards.
+.PHONY: test-faults
+test-faults: install
+	$(BIN)/pytest -q -p no:cacheprovider tests/faults
+
 bench-micro: install
 	$(BIN)/pytest benchmarks/micro -q --benchmark-only -p no:cacheprovider
 

@@ -35,7 +35,9 @@ set -a
 source "$RUN_DIR/services.env"
 set +a
 echo "== pytest"
-run_pytest $BIN/pytest -q -p no:cacheprovider tests
+run_pytest $BIN/pytest -q -p no:cacheprovider --ignore=tests/faults tests
+echo "== make test-faults (stops and restarts these services one at a time)"
+SANDCAT_FAULTS_RUN_DIR="$RUN_DIR" run_pytest make --no-print-directory test-faults
 echo "== pytest, the protocol-only e2e suites against the distributed topology"
 SANDCAT_E2E_TARGET=distributed run_pytest $BIN/pytest -q -p no:cacheprovider \
     -m "not embedded_only" \
