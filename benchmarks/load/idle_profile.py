@@ -5,7 +5,9 @@ authenticated WebSockets opened by a child process, then RSS, object counts and 
     python -m benchmarks.load.idle_profile --connections 20000
     python -m benchmarks.load.idle_profile --connections 5000 --tracemalloc
 
-RSS is read without tracemalloc (it inflates the heap); run both for the full picture.
+RSS is read without tracemalloc (it inflates the heap); run both for the full picture. The
+server's CPU share over the hold (the profiler's process, which does nothing else then) is
+the idle CPU, heartbeats included (``--ping-interval``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from sandcat.services.auth import ACCESS, TokenService
 
 SECRET = "idle-profile-secret-idle-profile-secret"
 
-#: The child: opens the WebSockets (one line per URL on stdin), reports, holds until EOF.
+#: The child: opens the WebSockets (their URLs on one stdin line), reports, holds them
+#: (reading, so that pings are answered) until the next line.
 CLIENT = r"""
 import asyncio, sys, aiohttp, uvloop
 async def main():
@@ -38,11 +41,13 @@ async def main():
     sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(
         limit=0, local_addr=(a, 0))) for a in addrs]
     gate = asyncio.Semaphore(200)
-    held = []
+    held, readers = [], []
     async def one(i, url):
         async with gate:
-            held.append(await sessions[i % len(sessions)].ws_connect(
-                url, autoping=True, heartbeat=None, max_msg_size=0))
+            ws = await sessions[i % len(sessions)].ws_connect(
+                url, autoping=True, heartbeat=None, max_msg_size=0)
+            held.append(ws)
+            readers.append(asyncio.ensure_future(ws.receive()))  # it answers the pings
     await asyncio.gather(*(one(i, u) for i, u in enumerate(urls)))
     print(len(held), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -71,6 +76,7 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
         "server.port": 0,
         "websocket.port": 0,
         "limits.connections_per_ip": args.connections + 1,
+        "websocket.ping_interval_seconds": args.ping_interval,
     }
     config = load_config(None, environ={}, overrides=overrides).config
     users = await seed_users(
@@ -96,6 +102,8 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
         result: dict[str, Any] = {}
 
         async def measure() -> None:
+            busy = time.process_time() - cpu
+            result["idle_cpu_percent"] = 100 * busy / (time.monotonic() - wall)
             gc.collect()
             n = len(run.apps.registry.all_connections())
             result["connections"] = n
@@ -119,12 +127,20 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
                 ]
 
         start = time.monotonic()
-        result["still_open"] = await hold(urls, args.source_addrs, measure, args.hold)
+        cpu = wall = 0.0
+
+        def settled() -> None:
+            nonlocal cpu, wall
+            cpu, wall = time.process_time(), time.monotonic()
+
+        result["still_open"] = await hold(urls, args.source_addrs, measure, args.hold, settled)
         result["open_seconds"] = time.monotonic() - start
     return result
 
 
-async def hold(urls: list[str], addrs: str, measure: Any, seconds: float = 0.0) -> int:
+async def hold(
+    urls: list[str], addrs: str, measure: Any, seconds: float = 0.0, on_open: Any = None
+) -> int:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -139,8 +155,10 @@ async def hold(urls: list[str], addrs: str, measure: Any, seconds: float = 0.0) 
     opened = int(await child.stdout.readline())
     if opened != len(urls):
         raise RuntimeError(f"opened {opened} of {len(urls)}")
+    if on_open is not None:
+        on_open()
     if measure is not None:
-        await asyncio.sleep(seconds)  # the server settles: pings answered, timers run
+        await asyncio.sleep(seconds)  # the server idles: heartbeats run, pings are answered
         await measure()
     child.stdin.write(b"\n")
     await child.stdin.drain()
@@ -155,6 +173,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--source-addrs", default="127.0.0.2,127.0.0.3")
     parser.add_argument("--hold", type=float, default=2.0, help="seconds before measuring")
+    parser.add_argument("--ping-interval", type=float, default=30.0, help="heartbeat seconds")
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--frames", type=int, default=1, help="tracemalloc traceback depth")
     parser.add_argument("--top", type=int, default=25)

@@ -66,7 +66,7 @@ class Servers:
             env=self.env(0, 0),
             check=True,
             capture_output=True,
-            timeout=600,
+            timeout=3600,  # seeding the 50,000 users of the 100k idle run: > 10 min here
         )
         return done.stdout.decode()
 
