@@ -13,10 +13,12 @@ from typing import Any
 
 from benchmarks.load.stats import spread
 
-#: Sections written by other benchmarks (micro, sharding), kept verbatim on regeneration.
+#: Sections written by other benchmarks (micro, sharding, the idle profile and the reconnect
+#: storm), kept verbatim on regeneration.
 KEPT_HEADINGS = (
     "## Micro-benchmarks (native vs pure)",
     "## Hybrid-sharded inbox (use_sharding false vs true)",
+    "## Idle connections and reconnect storms",
 )
 GOALS = (
     "one-to-one, embedded: ≤ 2.0× the relay's server CPU per delivered message (pipelined "
