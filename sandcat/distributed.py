@@ -174,7 +174,11 @@ async def distributed_adapters(
             the consumer has caught up (a record still in Kafka would be stored first)."""
             return await seqs.release_stale(abandon_ms) if consumer.idle else 0
 
-        scheduler.every(60, "release_abandoned_seqs", release_abandoned)
+        # Looked for at a quarter of the abandon time (at most every minute), so a short
+        # abandon time is honoured within about a quarter more.
+        scheduler.every(
+            min(60, max(1, abandon_ms // 4000)), "release_abandoned_seqs", release_abandoned
+        )
         scheduler.every(
             24 * 3600,
             "orphan_files",

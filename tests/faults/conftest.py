@@ -84,6 +84,9 @@ def fcluster(real_services: Services, tmp_path_factory: pytest.TempPathFactory) 
         {
             "SANDCAT__SERVER__ALLOW_STRANGER_MESSAGES": "true",
             "SANDCAT__LIMITS__GROUP_INVITE_STRANGERS": "true",
+            # A gateway killed between allocating seqs and publishing leaves them pending:
+            # released after this long (default 600 s; docs/reliability.md).
+            "SANDCAT__KAFKA__CONSUMER__ABANDON_AFTER_SECONDS": "20",
             # Every client is on 127.0.0.1: 200 of them end on one gateway.
             "SANDCAT__LIMITS__CONNECTIONS_PER_IP": "10000",
             "SANDCAT__LIMITS__HTTP_CONNECTIONS_PER_IP": "10000",
