@@ -200,6 +200,28 @@ async def test_after_losing_redis_new_seqs_are_above_every_issued_one(
     assert await other.allocate(None, ["b"]) == (0, [16])
 
 
+async def test_after_losing_redis_the_watermark_is_the_durable_mark(
+    redis_client: Redis, segments: SpySegments
+) -> None:
+    """A user who gets nothing after the loss still reads a watermark covering what was
+    stored before it (it read 0, and pulls were clamped to nothing), and a counter seeded
+    at a mark raised meanwhile does not skip the new segment."""
+    seqs = RedisSeqAllocator(client=redis_client, segments=segments, step=5)
+    for _ in range(7):
+        _, got = await seqs.allocate("a", ["b"])
+        await seqs.mark_stored([("b", got[0], 0)])
+    await redis_client.flushdb()
+    assert await seqs.exposed("b") == (10, 0)  # b's mark: nothing above it was issued
+    assert await seqs.allocate("a", ["b"]) == (11, [11])
+    # The seed reads a mark that an allocation has just raised, before the allocation
+    # installs it: the new segment still starts right above the old mark.
+    await redis_client.flushdb()
+    raised = await segments.real.raise_mark("c", "rec", 5)
+    await seqs._seed(keys=["seq:c"], args=[raised])
+    await seqs._install(keys=["seq:c"], args=[5, raised])
+    assert await seqs.allocate(None, ["c"]) == (0, [raised - 4])
+
+
 async def test_exposed_stops_below_the_lowest_unstored_seq(
     redis_client: Redis, segments: SpySegments
 ) -> None:

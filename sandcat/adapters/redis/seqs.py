@@ -157,6 +157,10 @@ for i, key in ipairs(KEYS) do
     redis.call('HSET', key, 'cur_seq', mark - step, 'max_seq', mark)
   elseif tonumber(max) < mark then
     redis.call('HSET', key, 'max_seq', mark)
+  elseif tonumber(max) == mark and tonumber(redis.call('HGET', key, 'cur_seq')) == mark then
+    -- seeded at this very mark (``_SEED`` read it between the raise and now): nothing of
+    -- the new segment was handed out, so it starts where a missing hash would
+    redis.call('HSET', key, 'cur_seq', mark - step)
   end
 end
 return 1
