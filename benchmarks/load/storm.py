@@ -2,7 +2,7 @@
 reconnects at once with its token and syncs by seq; one sender keeps sending to one
 receiver throughout.
 
-    python -m benchmarks.load.storm --clients 20000
+    python -m benchmarks.load.storm --clients 19000
 
 The server is ``sandcat serve -c benchmarks/load/bench-config.yml`` on a fresh data folder,
 killed with SIGKILL and started again on the same folder at once. Measured: the time from
@@ -38,6 +38,7 @@ from sandcat.services.auth import ACCESS, TokenService
 
 SECRET = "storm-bench-secret-storm-bench-secret"
 PER_CHILD = 9000  # connections per client process (the open-file limit is 20,000)
+DEADLINE = 900.0  # seconds the clients may take to connect, or to reconnect
 
 #: A client process: holds its sockets; when one closes, reconnects it (every 50-100 ms
 #: until accepted), then asks for its seq; prints one JSON line when all are back.
@@ -240,7 +241,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
     opened = time.monotonic()
     for child in children:
         assert child.stdout is not None
-        if (await child.stdout.readline()).strip() != b"ready":
+        if (await asyncio.wait_for(child.stdout.readline(), DEADLINE)).strip() != b"ready":
             raise RuntimeError("a client process failed to connect")
     out: dict[str, Any] = {"clients": len(jobs), "open_seconds": time.monotonic() - opened}
     stream = Stream(ws_base, stream_pair[0], stream_pair[1])
@@ -260,7 +261,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         reports = []
         for child in children:
             assert child.stdout is not None
-            reports.append(json.loads(await child.stdout.readline()))
+            reports.append(json.loads(await asyncio.wait_for(child.stdout.readline(), DEADLINE)))
         cpu = procstat.cpu_seconds(pid)
         done = max(r["last"] for r in reports)
         await asyncio.sleep(2.0)  # the stream's last acks and pushes
@@ -300,7 +301,7 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--clients", type=int, default=20000)
+    parser.add_argument("--clients", type=int, default=19000, help="one process: < 20,000 files")
     parser.add_argument("--source-addrs", default="127.0.0.2,127.0.0.3,127.0.0.4")
     parser.add_argument("--period", type=float, default=0.02, help="stream: seconds per send")
     import uvloop
