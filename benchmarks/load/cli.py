@@ -327,7 +327,8 @@ async def cmd_suite(args: argparse.Namespace) -> int:
         results: dict[str, Any] = {}
         try:
             ctx = Context(Target(tuple(servers.api), servers.pids), args.workers, timing, progress)
-            await _login(ctx, ctx.target, accounts)
+            if set(wanted) - {"idle"}:  # the idle suite logs its users in on its own servers
+                await _login(ctx, ctx.target, accounts)
             groups = await scenarios.make_groups(ctx, accounts, sizes) if "group" in wanted else {}
             plain = argparse.Namespace(
                 **{**vars(args), "scenarios": args.scenarios.replace("idle", "")}
