@@ -133,6 +133,7 @@ async def distributed_adapters(
             seqs=seqs,
             router=remote,
             route_in_background=True,
+            claims=idempotency,
         )
         stack.push_async_callback(storage.close)
         consumer = KafkaConsumerLoop(

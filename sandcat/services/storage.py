@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import Any, Protocol
 
+from sandcat.domain import Ack, idempotency_key
 from sandcat.domain_records import MessageRecord
 from sandcat.log import get_logger
 from sandcat.ports import HistoryStore, InboxWriter, SeqAllocator
@@ -59,6 +60,19 @@ def _position(push: Push) -> tuple[int, int]:
 MAX_QUEUED_ROUTES = 64
 
 
+class KeyClaims(Protocol):
+    async def claim(self, items: Sequence[tuple[str, str, Ack]]) -> dict[tuple[str, str], str]:
+        """Put the idempotency keys not already held; return each key's ``server_id``."""
+
+
+def _key(record: MessageRecord) -> tuple[str, str] | None:
+    """The idempotency key the accepting gateway gave the record's submission, if any."""
+    msg = record.msg
+    if not (record.store and record.outbox and msg.local_id):
+        return None
+    return idempotency_key(msg.send_id, msg.receiver_id, msg.local_id)
+
+
 class StorageService:
     def __init__(
         self,
@@ -68,8 +82,13 @@ class StorageService:
         seqs: SeqAllocator,
         router: PushRouter,
         route_in_background: bool = False,
+        claims: KeyClaims | None = None,
     ) -> None:
+        """``claims``: the idempotency keys, claimed before storing (distributed mode), so a
+        message accepted twice (a resend after its gateway died between the broker's ack
+        and the key's insert) is stored once."""
         self._inbox = inbox
+        self._claims = claims
         self._history = history
         self._seqs = seqs
         self._router = router
@@ -89,8 +108,9 @@ class StorageService:
     async def store_batch(self, records: Sequence[MessageRecord]) -> None:
         """Durably store every record, release their seqs, then push (best effort; in the
         routing stage when routing in the background)."""
-        copies = [copy for record in records for copy in inbox_copies(record)]
-        history = [record.msg for record in records if record.history]
+        kept, dropped = await self._claim(records)
+        copies = [copy for record in kept for copy in inbox_copies(record)]
+        history = [record.msg for record in kept if record.history]
         writes: list[Coroutine[Any, Any, None]] = []
         if copies:
             writes.append(self._inbox.insert_copies(copies))
@@ -106,12 +126,41 @@ class StorageService:
         elif writes:
             await writes[0]
         async with self._exposing:  # one batch at a time: watermarks applied in order
-            await self._expose(records)
+            await self._expose(kept, dropped)
 
-    async def _expose(self, records: Sequence[MessageRecord]) -> None:
-        """Release the stored batch's seqs, then push what the new watermarks allow."""
+    async def _claim(
+        self, records: Sequence[MessageRecord]
+    ) -> tuple[list[MessageRecord], list[MessageRecord]]:
+        """The records to store, and the duplicates (their key belongs to another record)."""
+        keyed = [(record, _key(record)) for record in records]
+        items = [
+            (*key, Ack(r.msg.server_id, r.msg.send_time, r.msg.send_seq))
+            for r, key in keyed
+            if key is not None
+        ]
+        if self._claims is None or not items:
+            return list(records), []
+        owners = await self._claims.claim(items)
+        kept: list[MessageRecord] = []
+        dropped: list[MessageRecord] = []
+        for record, key in keyed:
+            owner = owners.get(key) if key is not None else None
+            if owner is None or owner == record.msg.server_id:
+                kept.append(record)
+            else:
+                log.warning(
+                    "duplicate_record_skipped", server_id=record.msg.server_id, original=owner
+                )
+                dropped.append(record)
+        return kept, dropped
+
+    async def _expose(
+        self, records: Sequence[MessageRecord], dropped: Sequence[MessageRecord] = ()
+    ) -> None:
+        """Release the stored batch's seqs (and the skipped duplicates': a gap), then push
+        what the new watermarks allow."""
         triples: list[tuple[str, int, int]] = []
-        for record in records:
+        for record in (*records, *dropped):
             triples.extend((uid, seq, 0) for uid, seq in record.receivers)
             if record.msg.send_seq:
                 triples.append((record.msg.send_id, 0, record.msg.send_seq))

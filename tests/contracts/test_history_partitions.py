@@ -217,3 +217,25 @@ async def test_idempotency_keys_in_batches(pool: asyncpg.Pool) -> None:
     # storing again refreshes the key (and its 24 hours)
     await store.put_acks([("alice", "old", Ack("srv5", 14, 5))])
     assert await store.get_acks([("alice", "old")]) == {("alice", "old"): Ack("srv5", 14, 5)}
+
+
+async def test_a_live_key_is_claimed_once(pool: asyncpg.Pool) -> None:
+    """The msg-server claims a record's key before storing it: the key keeps the first
+    record it was claimed or put for, so a resend accepted twice (its first gateway died
+    before inserting the key) is recognised; an expired key is taken over."""
+    clock = FakeClock(ms(2024, 5, 1))
+    store = PostgresIdempotency(pool=pool, clock=clock)
+    assert await store.claim([]) == {}
+    owners = await store.claim(
+        [("alice", "l1", Ack("s1", 10, 1)), ("alice", "l1", Ack("s2", 11, 2))]
+    )
+    assert owners == {("alice", "l1"): "s1"}  # within a batch, the first record wins
+    # The resend's gateway inserts its own ack afterwards: the claim stands.
+    await store.put_acks([("alice", "l1", Ack("s2", 11, 2))])
+    assert await store.get_acks([("alice", "l1")]) == {("alice", "l1"): Ack("s1", 10, 1)}
+    assert await store.claim([("alice", "l1", Ack("s2", 11, 2))]) == {("alice", "l1"): "s1"}
+    # A gateway that put its key first owns it; the consumer's replay agrees.
+    await store.put_acks([("bob", "l1", Ack("s3", 12, 1))])
+    assert await store.claim([("bob", "l1", Ack("s3", 12, 1))]) == {("bob", "l1"): "s3"}
+    clock.now_value += 24 * 3600 * 1000  # both expired: a new message may reuse the id
+    assert await store.claim([("alice", "l1", Ack("s4", 13, 3))]) == {("alice", "l1"): "s4"}

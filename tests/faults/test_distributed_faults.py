@@ -9,6 +9,7 @@ the sender's boxes, pushes equal to the store, seqs in order, every seq hole exp
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -135,14 +136,33 @@ async def test_mongo_wire_server_restarted(
     await run_through(fapi, session, inject)
 
 
+async def _gateways_registered(api: Api, user: User) -> None:
+    """Login answers again: the gateways renewed their leases (every 5 s) after Redis lost
+    them (until then login has no ``ws_addr`` to give: 500, no gateway available)."""
+
+    async def login_works() -> bool:
+        status, _ = await api.call("POST", "/api/user/login", json=_login(user), expect=None)
+        return status == 200
+
+    await until(login_works, 30, "login finds a gateway again")
+
+
+def _login(user: User) -> dict[str, str]:
+    password = base64.b64encode(user.password.encode()).decode().rstrip("=")
+    return {"account": user.email, "password": password}
+
+
 async def test_redis_restarted(
     backends: Backends, fapi: Api, session: aiohttp.ClientSession
 ) -> None:
     """Redis keeps nothing on disk here: a restart loses every counter, presence entry and
     registry lease; seqs continue above everything issued (one segment jump per box)."""
 
+    probe = await fapi.new_user("probe", "probe@example.com")
+
     async def inject(stream: Stream) -> None:
         await backends.restart("redis")
+        await _gateways_registered(fapi, probe)
 
     await run_through(fapi, session, inject, seq_jumps=1)
 
@@ -150,12 +170,15 @@ async def test_redis_restarted(
 async def test_redis_flushall(
     backends: Backends, fapi: Api, session: aiohttp.ClientSession
 ) -> None:
+    probe = await fapi.new_user("probe", "probe@example.com")
+
     async def inject(stream: Stream) -> None:
         client = aioredis.Redis.from_url(backends.services.redis_url)
         try:
             await client.flushall()
         finally:
             await client.aclose()
+        await _gateways_registered(fapi, probe)
 
     await run_through(fapi, session, inject, seq_jumps=1)
 
@@ -208,7 +231,9 @@ async def _kill_a_gateway(fcluster: Cluster, fapi: Api, session: aiohttp.ClientS
         await stream.until_acked(100, 60, "after the clients moved")
     finally:
         await stream.stop()
-    report = await verify(fapi, users, peers, stream)
+    # A gateway killed between raising a receiver's segment and installing it in Redis
+    # leaves that segment unused: one jump per box is allowed, as after a Redis loss.
+    report = await verify(fapi, users, peers, stream, seq_jumps=1)
     await asyncio.gather(*(peer.close() for peer in peers))
     await asyncio.to_thread(fcluster.topology.restart, victim)
     assert report.acked >= 150

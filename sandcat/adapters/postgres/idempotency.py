@@ -18,13 +18,20 @@ _GET_MANY = (
     "JOIN unnest($1::VARCHAR[], $2::VARCHAR[]) AS k(send_id, local_id) "
     "ON i.send_id = k.send_id AND i.local_id = k.local_id WHERE i.created_at > $3"
 )
+#: A live key is never replaced (the msg-server may have claimed it for the record it
+#: stored: ``claim``); an expired one is.
 _PUT_MANY = (
     "INSERT INTO idempotency (send_id, local_id, server_id, send_time, send_seq, created_at) "
     "SELECT k.*, $6::BIGINT FROM unnest($1::VARCHAR[], $2::VARCHAR[], $3::VARCHAR[], "
     "$4::BIGINT[], $5::BIGINT[]) AS k "
     "ON CONFLICT (send_id, local_id) DO UPDATE SET server_id = excluded.server_id, "
     "send_time = excluded.send_time, send_seq = excluded.send_seq, "
-    "created_at = excluded.created_at"
+    "created_at = excluded.created_at WHERE idempotency.created_at <= $7"
+)
+_OWNERS = (
+    "SELECT i.send_id, i.local_id, i.server_id FROM idempotency i "
+    "JOIN unnest($1::VARCHAR[], $2::VARCHAR[]) AS k(send_id, local_id) "
+    "ON i.send_id = k.send_id AND i.local_id = k.local_id"
 )
 
 
@@ -84,15 +91,35 @@ class PostgresIdempotency:
             return
         # One row per key (ON CONFLICT cannot touch a row twice in one statement).
         latest = {(send_id, local_id): ack for send_id, local_id, ack in items}
-        acks = list(latest.values())
+        await self._put(latest)
+
+    async def _put(self, acks_by_key: dict[tuple[str, str], Ack]) -> None:
+        now = self._clock.now_ms()
+        acks = list(acks_by_key.values())
         await self._pool.execute(
             _PUT_MANY,
-            *_columns(list(latest)),
+            *_columns(list(acks_by_key)),
             [ack.server_id for ack in acks],
             [ack.send_time for ack in acks],
             [ack.send_seq for ack in acks],
-            self._clock.now_ms(),
+            now,
+            now - self._ttl_ms,
         )
+
+    @pg_errors
+    async def claim(self, items: Sequence[tuple[str, str, Ack]]) -> dict[tuple[str, str], str]:
+        """The msg-server's side: put each key (the first of a key in ``items`` wins) unless
+        a live one is there, then return the ``server_id`` each key belongs to. A record
+        whose key belongs to another ``server_id`` is a resend accepted twice (its first
+        gateway died between the broker's ack and its own insert): it is not stored again."""
+        if not items:
+            return {}
+        first: dict[tuple[str, str], Ack] = {}
+        for send_id, local_id, ack in items:
+            first.setdefault((send_id, local_id), ack)
+        await self._put(first)
+        rows = await self._pool.fetch(_OWNERS, *_columns(list(first)))
+        return {(row[0], row[1]): row[2] for row in rows}
 
     @pg_errors
     async def purge(self) -> int:
