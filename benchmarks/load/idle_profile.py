@@ -4,6 +4,7 @@ authenticated WebSockets opened by a child process, then RSS, object counts and 
 
     python -m benchmarks.load.idle_profile --connections 20000
     python -m benchmarks.load.idle_profile --connections 5000 --tracemalloc
+    python -m benchmarks.load.idle_profile --connections 100000 --processes 6
 
 RSS is read without tracemalloc (it inflates the heap); run both for the full picture. The
 server's CPU share over the hold (the profiler's process, which does nothing else then) is
@@ -108,6 +109,7 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
             n = len(run.apps.registry.all_connections())
             result["connections"] = n
             result["rss_per_conn_bytes"] = (rss_bytes() - before_rss) / n
+            result["server_rss_mb"] = rss_bytes() / 2**20
             diff = type_counts() - before_types
             result["objects_per_conn"] = {
                 k: round(v / n, 2) for k, v in diff.most_common(40) if v >= n // 2
@@ -129,8 +131,11 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
         start = time.monotonic()
         cpu = wall = 0.0
 
-        def settled() -> None:
+        async def settled() -> None:
             nonlocal cpu, wall
+            if args.gate:  # one of several: all open, then all measure
+                print("open", flush=True)
+                await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
             cpu, wall = time.process_time(), time.monotonic()
 
         result["still_open"] = await hold(urls, args.source_addrs, measure, args.hold, settled)
@@ -156,7 +161,7 @@ async def hold(
     if opened != len(urls):
         raise RuntimeError(f"opened {opened} of {len(urls)}")
     if on_open is not None:
-        on_open()
+        await on_open()
     if measure is not None:
         await asyncio.sleep(seconds)  # the server idles: heartbeats run, pings are answered
         await measure()
@@ -168,6 +173,63 @@ async def hold(
     return still
 
 
+async def spread(args: argparse.Namespace) -> dict[str, Any]:
+    """``--processes`` profiles at once, each with its own server and its share of the
+    connections, all held together; their figures summed."""
+    share = -(-args.connections // args.processes)
+    addrs = [f"127.0.0.{2 + n}" for n in range(2 * args.processes)]
+    begin = time.monotonic()
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks.load.idle_profile",
+            "--connections",
+            str(share),
+            "--hold",
+            str(args.hold),
+            "--ping-interval",
+            str(args.ping_interval),
+            "--source-addrs",
+            ",".join(addrs[2 * n : 2 * n + 2]),
+            "--gate",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for n in range(args.processes)
+    ]
+
+    async def line(child: asyncio.subprocess.Process, prefix: bytes) -> bytes:
+        assert child.stdout is not None
+        while not (got := await child.stdout.readline()).startswith(prefix):
+            if not got:
+                raise RuntimeError("a profile process ended early")
+        return got
+
+    await asyncio.gather(*(line(c, b"open") for c in children))
+    opened = time.monotonic() - begin
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(b"\n")
+    answers = await asyncio.gather(*(line(c, b'{"idle_cpu_percent"') for c in children))
+    results = [json.loads(answer) for answer in answers]
+    for child in children:
+        await child.wait()
+    total = sum(r["connections"] for r in results)
+    return {
+        "processes": args.processes,
+        "connections": total,
+        "still_open": sum(r["still_open"] for r in results),
+        "seconds_to_open_all": opened,
+        "rss_per_conn_bytes": sum(r["rss_per_conn_bytes"] * r["connections"] for r in results)
+        / total,
+        "server_rss_mb": sum(r["server_rss_mb"] for r in results),
+        "idle_cpu_percent": sum(r["idle_cpu_percent"] for r in results),
+        "per_process": results,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--connections", type=int, default=5000)
@@ -177,9 +239,15 @@ def main() -> None:
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--frames", type=int, default=1, help="tracemalloc traceback depth")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--processes", type=int, default=1, help="servers, each its own share")
+    parser.add_argument("--gate", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
     import uvloop
 
-    print(json.dumps(uvloop.run(profile(parser.parse_args())), indent=1))
+    if args.processes > 1:
+        print(json.dumps(uvloop.run(spread(args)), indent=1))
+    else:
+        print(json.dumps(uvloop.run(profile(args)), indent=None if args.gate else 1))
 
 
 if __name__ == "__main__":
