@@ -100,7 +100,10 @@ class LimitsConfig:
     send_queue_frames: int = 1000
     send_queue_bytes: int = 1048576
     connections_per_ip: int = 200
-    login_per_minute_per_account: int = 10
+    #: Failed logins on one account from one address (the owner elsewhere is not locked out).
+    login_failures_per_minute_per_account_and_ip: int = 10
+    #: Failed logins on one account from every address together.
+    login_per_minute_per_account: int = 100
     login_per_minute_per_ip: int = 60
     code_sends_per_5_minutes_per_email: int = 3
     code_sends_per_minute_per_ip: int = 30
@@ -116,6 +119,8 @@ class LimitsConfig:
     http_connections_per_ip: int = 200
     http_connections: int = 10000
     name_chars: int = 64
+    #: Avatar, gender, address, region and signature of a profile.
+    profile_field_chars: int = 256
     remark_chars: int = 256
     search_pattern_chars: int = 32
     pull_max_messages: int = 0

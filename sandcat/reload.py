@@ -27,6 +27,7 @@ LIVE_LIMITS = frozenset(
         "bad_frames_before_close",
         "group_members",
         "name_chars",
+        "profile_field_chars",
         "remark_chars",
         "search_pattern_chars",
     }

@@ -32,6 +32,14 @@ class WindowLimiter:
         if len(self._events) > 100_000:
             self._prune(now)
 
+    def refund(self, key: str) -> None:
+        """Take back the latest event of ``key``: counting an attempt when it starts and
+        refunding it when it turns out not to count (a login that succeeded) bounds the
+        attempts in flight too, which counting only at the end would not."""
+        events = self._events.get(key)
+        if events:
+            events.pop()
+
     def _prune(self, now: float) -> None:
         for key in [k for k, v in self._events.items() if not v or v[-1] <= now - self._window]:
             del self._events[key]

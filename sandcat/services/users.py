@@ -15,6 +15,7 @@ from sandcat.errors import (
     CodeIsInvalid,
     Forbidden,
     NotFound,
+    TooManyRequests,
     UnAuthorized,
 )
 from sandcat.ids import Clock, nanoid
@@ -25,6 +26,9 @@ from sandcat.services.ratelimit import WindowLimiter
 
 log = get_logger(__name__)
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}$")
+#: Digits with an optional leading ``+``; E.164 numbers have at most 15 digits, 20 leaves
+#: room for an extension.
+_PHONE = re.compile(r"^\+?[0-9]{3,20}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +72,16 @@ class UserService:
             limits.code_sends_per_5_minutes_per_email, 300, "code requests for this e-mail"
         )
         self._code_per_ip = WindowLimiter(limits.code_sends_per_minute_per_ip, 60, "code requests")
-        self._login_per_account = WindowLimiter(
-            limits.login_per_minute_per_account, 60, "login attempts for this account"
+        # Failed logins are counted per (account, address) with a tight budget, so a third
+        # party cannot lock the owner out from elsewhere, and per account across every
+        # address with a much larger one, which a distributed guesser still meets.
+        self._failures_per_account_ip = WindowLimiter(
+            limits.login_failures_per_minute_per_account_and_ip,
+            60,
+            "failed logins for this account from this address",
+        )
+        self._failures_per_account = WindowLimiter(
+            limits.login_per_minute_per_account, 60, "failed logins for this account"
         )
         self._login_per_ip = WindowLimiter(limits.login_per_minute_per_ip, 60, "login attempts")
 
@@ -98,11 +110,19 @@ class UserService:
             raise BadRequest(f"name is longer than {self._limits.name_chars} characters")
         return name
 
+    def _check_field(self, field: str, value: str | None) -> None:
+        """400 when a free-text profile field is over ``limits.profile_field_chars``."""
+        if value is not None and len(value) > self._limits.profile_field_chars:
+            raise BadRequest(
+                f"{field} is longer than {self._limits.profile_field_chars} characters"
+            )
+
     async def register(
         self, *, name: str, email: str, password: str, code: str, avatar: str
     ) -> UserRecord:
         email = check_email(email)
         name = self._check_name(name)
+        self._check_field("avatar", avatar)
         if not password:
             raise BadRequest("password must not be empty")
         if await self._users.email_taken(email):
@@ -130,7 +150,16 @@ class UserService:
         if not account or not password:
             raise BadRequest("account and password must not be empty")
         self._login_per_ip.hit(ip)
-        self._login_per_account.hit(account.lower())
+        # Each attempt is counted as a failure before the (slow) verification and refunded
+        # when the password is right, so attempts in flight are bounded too. Unknown
+        # accounts are counted the same way: the answers do not tell them apart.
+        key = account.lower()
+        self._failures_per_account_ip.hit(f"{key}\n{ip}")
+        try:
+            self._failures_per_account.hit(key)
+        except TooManyRequests:
+            self._failures_per_account_ip.refund(f"{key}\n{ip}")
+            raise
         user = await self._users.find_login(account)
         if user is None:
             # Same cost and same answer as a wrong password: no account enumeration.
@@ -138,6 +167,8 @@ class UserService:
             raise AccountOrPassword("wrong account or password")
         if not user.password or not await self._passwords.verify(user.password, password):
             raise AccountOrPassword("wrong account or password")
+        self._failures_per_account_ip.refund(f"{key}\n{ip}")
+        self._failures_per_account.refund(key)
         if user.disabled:  # told only to whoever knows the password
             raise Forbidden("this account is disabled")
         generation = await self._users.token_generation(user.id)
@@ -177,6 +208,12 @@ class UserService:
         which is accepted): a new address goes through ``change_email`` with a code."""
         if changes.name is not None and changes.name.strip():
             changes.name = self._check_name(changes.name)
+        for field in ("avatar", "gender", "address", "region", "signature"):
+            self._check_field(field, getattr(changes, field))
+        if changes.phone is not None and changes.phone.strip():
+            changes.phone = changes.phone.strip()
+            if not _PHONE.match(changes.phone):
+                raise BadRequest("phone must be 3 to 20 digits, with an optional leading +")
         if changes.email and changes.email.strip():
             current = await self.get(user_id)
             if (current.email or "").lower() != changes.email.strip().lower():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -123,6 +124,29 @@ async def test_update_refuses_someone_elses_email(users: UserStore) -> None:
     moved = await users.update_user("u2", UserChanges(email="new@example.com"), 2000)
     assert moved is not None and moved.email == "new@example.com"
     assert await users.email_taken("new@example.com")
+
+
+async def test_update_refuses_a_phone_that_logs_in_as_someone_else(users: UserStore) -> None:
+    """Login matches account, e-mail and phone: a phone may name no other user."""
+    await users.insert_user(user("u1", phone="555"))
+    await users.insert_user(user("u2"))
+    await users.insert_user(user("42", account="4242"))
+    for taken in ("555", "42", "4242", "u1@example.com", "acc-u1"):
+        with pytest.raises(BadRequest) as refused:
+            await users.update_user("u2", UserChanges(phone=taken), 2000)
+        assert "phone" in str(refused.value)
+    assert (await users.get_user("u2")) == user("u2")
+    kept = await users.update_user("u1", UserChanges(phone="555", name="same"), 2000)
+    assert kept is not None and kept.phone == "555"
+    # Two users racing for one free number: exactly one gets it.
+    results = await asyncio.gather(
+        users.update_user("u2", UserChanges(phone="777"), 2000),
+        users.update_user("42", UserChanges(phone="777"), 2000),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["BadRequest", "UserRecord"]
+    found = await users.find_login("777")
+    assert found is not None and found.id in {"u2", "42"}
 
 
 async def test_set_password(users: UserStore) -> None:

@@ -6,7 +6,7 @@ import sqlite3
 import time
 
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
-from sandcat.adapters.user_sql import EMAIL_TAKEN, USER_COLUMNS, user_values
+from sandcat.adapters.user_sql import EMAIL_TAKEN, PHONE_TAKEN, USER_COLUMNS, user_values
 from sandcat.domain import UserChanges, UserRecord
 from sandcat.errors import BadRequest
 
@@ -88,6 +88,17 @@ class SqliteUserStore:
                 ).fetchone()
             ):
                 raise BadRequest(EMAIL_TAKEN)
+            # Login matches account, e-mail and phone (find_login): a phone must name no
+            # one else. The write lock serialises this check with the UPDATE below.
+            if (
+                changes.phone
+                and conn.execute(
+                    "SELECT 1 FROM users WHERE id <> ?2 AND (id = ?1 OR account = ?1 "
+                    "OR lower(email) = lower(?1) OR (phone = ?1 AND is_delete = 0))",
+                    (changes.phone, user_id),
+                ).fetchone()
+            ):
+                raise BadRequest(PHONE_TAKEN)
             conn.execute(
                 "UPDATE users SET "
                 "name = COALESCE(NULLIF(?, ''), name), avatar = COALESCE(NULLIF(?, ''), avatar), "

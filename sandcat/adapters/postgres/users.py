@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from sandcat.adapters.postgres.errors import pg_errors
-from sandcat.adapters.user_sql import EMAIL_TAKEN, USER_COLUMNS, user_values
+from sandcat.adapters.user_sql import EMAIL_TAKEN, PHONE_TAKEN, USER_COLUMNS, user_values
 from sandcat.domain import UserChanges, UserRecord
 from sandcat.errors import BadRequest
 
@@ -79,6 +79,18 @@ class PostgresUserStore:
                 user_id,
             ):
                 raise BadRequest(EMAIL_TAKEN)
+            if changes.phone:
+                # Login matches account, e-mail and phone (find_login): a phone must name
+                # no one else. Phone changes take one transaction lock, so two users
+                # cannot both pass the check with the same number.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('users.phone'))")
+                if await conn.fetchval(
+                    "SELECT 1 FROM users WHERE id <> $2 AND (id = $1 OR account = $1 "
+                    "OR lower(email) = lower($1) OR (phone = $1 AND NOT is_delete))",
+                    changes.phone,
+                    user_id,
+                ):
+                    raise BadRequest(PHONE_TAKEN)
             try:
                 row = await conn.fetchrow(
                     "UPDATE users SET "
