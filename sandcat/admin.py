@@ -43,7 +43,8 @@ from sandcat.ports import SessionEnder, UserAdminStore
 from sandcat.protocol.payloads import GroupInfo
 from sandcat.services.auth import PasswordService
 
-log = get_logger(__name__)
+#: Admin commands write to the same logger as the HTTP edge's audit lines.
+audit_log = get_logger("sandcat.audit")
 
 FRIEND_PATTERNS = ("none", "ring", "all-pairs")
 
@@ -89,8 +90,9 @@ class AdminOps:
         await self.users.revoke_tokens(user.id)
         await self.sessions.end_sessions(user.id)
 
-    async def run(self, op: str, args: dict[str, Any]) -> Any:
-        """One command; logs an audit line for each change."""
+    async def run(self, op: str, args: dict[str, Any], os_user: str) -> Any:
+        """One command, run by the OS user ``os_user``; each change writes a
+        ``sandcat.audit`` line (``admin_users_disable actor=admin target=<id> os_user=...``)."""
         if op == "users.list":
             limit, offset = int(args.get("limit", 100)), int(args.get("offset", 0))
             return [user_row(u) for u in await self.users.list_users(limit, offset)]
@@ -125,7 +127,12 @@ class AdminOps:
             await self._end(user)
         else:
             raise BadRequest(f"unknown admin command {op!r}")
-        log.info("admin_command", actor="operator", command=op, target=user.id, client="cli")
+        audit_log.info(
+            "admin_" + op.replace(".", "_").replace("-", "_"),
+            actor="admin",
+            target=user.id,
+            os_user=os_user,
+        )
         return result
 
 
@@ -218,7 +225,7 @@ async def run_admin(config: Config, op: str, args: dict[str, Any]) -> Any:
     """Run one admin command where it must run (see the module docstring)."""
     if config.mode == "distributed":
         async with _distributed_ops(config) as ops:
-            return await ops.run(op, args)
+            return await ops.run(op, args, control.local_user())
     data_dir = Path(config.embedded.data_dir)
     try:
         return await control.request(data_dir, op, args)
@@ -226,7 +233,7 @@ async def run_admin(config: Config, op: str, args: dict[str, Any]) -> Any:
         unreachable = str(exc)
     try:
         async with _offline_ops(config) as ops:
-            return await ops.run(op, args)
+            return await ops.run(op, args, control.local_user())
     except DataDirBusy as exc:
         raise AdminError(
             f"{exc}; but its control socket does not answer ({unreachable}): "

@@ -7,7 +7,8 @@ server listens on ``control.sock``, a Unix socket in its data folder, mode 0600:
 account that runs the server (or root) can connect, and nothing of it is reachable over
 the network. One JSON line in (``{"op": ..., "args": {...}}``), one JSON line out
 (``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``), then the
-connection closes.
+connection closes. The server asks the kernel which OS user connected (``SO_PEERCRED``)
+and hands it to the handler, so the audit line names who ran the command.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import asyncio
 import contextlib
 import json
 import os
+import pwd
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -31,11 +35,38 @@ MAX_PATH_BYTES = 107
 #: A request or a reply (a user list page) fits in this.
 LINE_LIMIT = 4 * 1024 * 1024
 
-Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+#: ``handler(op, args, os_user)``: ``os_user`` is the account that ran the command.
+Handler = Callable[[str, dict[str, Any], str], Awaitable[Any]]
 
 
 class ControlUnavailable(RuntimeError):
     """No server answers on the control socket."""
+
+
+def user_name(uid: int) -> str:
+    """The login name of ``uid``, or the number when the system has no name for it."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def local_user() -> str:
+    """The OS user running this process."""
+    return user_name(os.getuid())
+
+
+def _peer_user(writer: asyncio.StreamWriter) -> str:
+    """The OS user at the other end of a Unix socket, as the kernel reports it (Linux's
+    ``SO_PEERCRED``; ``?`` where the platform has no such option)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return "?"
+    size = struct.calcsize("3i")
+    _pid, uid, _gid = struct.unpack(
+        "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size)
+    )
+    return user_name(uid)
 
 
 def socket_path(data_dir: Path) -> Path:
@@ -60,7 +91,7 @@ async def serving(data_dir: Path, handler: Handler) -> AsyncIterator[Path | None
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            reply = await _answer(await reader.readline(), handler)
+            reply = await _answer(await reader.readline(), handler, _peer_user(writer))
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
@@ -79,7 +110,7 @@ async def serving(data_dir: Path, handler: Handler) -> AsyncIterator[Path | None
         path.unlink(missing_ok=True)
 
 
-async def _answer(line: bytes, handler: Handler) -> dict[str, Any]:
+async def _answer(line: bytes, handler: Handler, os_user: str) -> dict[str, Any]:
     try:
         request = json.loads(line)
         op = request["op"]
@@ -89,7 +120,7 @@ async def _answer(line: bytes, handler: Handler) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError) as exc:
         return {"ok": False, "error": f"bad request: {exc}"}
     try:
-        return {"ok": True, "result": await handler(op, args)}
+        return {"ok": True, "result": await handler(op, args, os_user)}
     except SandcatError as exc:
         return {"ok": False, "error": str(exc)}
 

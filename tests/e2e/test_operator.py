@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from sandcat import control
 from sandcat.admin import run_admin
 from sandcat.cli import admin_request, build_parser
 from sandcat.config import load_config
@@ -184,11 +185,23 @@ async def test_admin_commands_reach_the_running_server(
         assert code == 1 and "no user 'nobody@example.com'" in err
         code, out, err = await sandcat(env, "users", "show", alice.email)
         assert code == 0 and f"email: {alice.email}\nphone: \ndisabled: False" in out, err
-        assert any("admin_command" in line and "users.disable" in line for line in served.lines)
+        # Each change wrote a sandcat.audit line naming the OS user who ran the command.
+        me = control.local_user()
+        for event, target in (
+            ("admin_connections_kick", alice.id),
+            ("admin_users_disable", bob.id),
+            ("admin_users_enable", bob.id),
+            ("admin_users_reset_password", alice.id),
+            ("admin_users_delete", bob.id),
+        ):
+            line = f"sandcat.audit {event} actor=admin target={target} os_user={me}"
+            assert any(line in seen for seen in served.lines), line
+        assert not any(reset["password"] in seen for seen in served.lines)
 
     # No server: the command opens the folder itself, under its lock.
     assert not sock_path.exists()
-    await admin(env, "users", "disable", alice.id, process=True)
+    code, _, err = await sandcat(env, "users", "disable", alice.id)
+    assert code == 0 and f"admin_users_disable actor=admin target={alice.id}" in err, err
     assert [u["disabled"] for u in await admin(env, "users", "list")] == [True]
     async with serve(env, session) as served:
         assert await login_status(served.api, alice, reset["password"]) == 403
