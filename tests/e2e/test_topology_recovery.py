@@ -108,7 +108,11 @@ def test_a_half_made_postgres_folder_is_rebuilt(
 
 
 def test_sandcat_processes_left_by_a_killed_run_are_stopped(tmp_path: Path) -> None:
-    polite = _started("import time; print('ready', flush=True); time.sleep(60)")
+    # SIGINT's default handler set explicitly: a shell's background job starts ignoring it.
+    polite = _started(
+        "import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
     stubborn = _stubborn()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
