@@ -18,6 +18,7 @@ import asyncio
 import collections
 import gc
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -71,6 +72,13 @@ def type_counts() -> collections.Counter[str]:
 
 async def profile(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="idle-profile-"))
+    try:
+        return await _profile(args, data)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def _profile(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     overrides = {
         "embedded.data_dir": str(data),
         "server.jwt_secret": SECRET,

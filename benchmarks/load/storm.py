@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -206,6 +207,13 @@ class Stream:
 
 async def storm(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="storm-"))
+    try:
+        return await _storm(args, data)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def _storm(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     api_port, ws_port = free_port(), free_port()
     server = Server(data / "db", api_port, ws_port, data / "server.log")
     env = {k: v for k, v in server.env.items() if k.startswith("SANDCAT__")}
