@@ -18,13 +18,20 @@ def nanoid(size: int = 21) -> str:
 
 
 class Clock(Protocol):
-    def now_ms(self) -> int: ...
+    """Every reading of time that decides behaviour goes through one (tests pass a fake)."""
 
-    def now(self) -> float: ...
+    def now_ms(self) -> int:
+        """Wall-clock milliseconds: timestamps that are stored or sent."""
+
+    def now(self) -> float:
+        """Wall-clock seconds."""
+
+    def monotonic(self) -> float:
+        """Seconds that never go back: durations (rate limits, holds), never stored."""
 
 
 class SystemClock:
-    """Wall clock for timestamps; monotonic time is used separately for rate limits."""
+    """The process's clocks."""
 
     __slots__ = ()
 
@@ -33,3 +40,10 @@ class SystemClock:
 
     def now(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+#: The clock of components built without one (production passes nothing else).
+SYSTEM_CLOCK = SystemClock()

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
 from sandcat.errors import TooManyRequests
+from sandcat.ids import SYSTEM_CLOCK, Clock
 
 
 class WindowLimiter:
     """At most ``limit`` events per ``window`` seconds per key."""
 
-    def __init__(self, limit: int, window: float, what: str) -> None:
+    def __init__(
+        self, limit: int, window: float, what: str, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self._limit = limit
         self._window = window
         self._what = what
+        self._clock = clock
         self._events: dict[str, deque[float]] = {}
 
     def hit(self, key: str) -> None:
         """Record one event for ``key``; raises :class:`TooManyRequests` when over the limit."""
         if self._limit <= 0:
             return
-        now = time.monotonic()
+        now = self._clock.monotonic()
         events = self._events.setdefault(key, deque())
         while events and events[0] <= now - self._window:
             events.popleft()
@@ -48,18 +51,19 @@ class WindowLimiter:
 class TokenBucket:
     """``rate`` tokens per second up to ``burst``; ``take`` says whether one was available."""
 
-    __slots__ = ("_burst", "_last", "_rate", "_tokens")
+    __slots__ = ("_burst", "_clock", "_last", "_rate", "_tokens")
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._rate = rate
         self._burst = float(max(1, burst))
         self._tokens = self._burst
-        self._last = time.monotonic()
+        self._clock = clock
+        self._last = clock.monotonic()
 
     def take(self) -> bool:
         if self._rate <= 0:
             return True
-        now = time.monotonic()
+        now = self._clock.monotonic()
         self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
         self._last = now
         if self._tokens >= 1.0:

@@ -69,9 +69,14 @@ class UserService:
         self._code_ttl = auth.code_ttl_seconds
         self._limits = limits
         self._code_per_email = WindowLimiter(
-            limits.code_sends_per_5_minutes_per_email, 300, "code requests for this e-mail"
+            limits.code_sends_per_5_minutes_per_email,
+            300,
+            "code requests for this e-mail",
+            clock=clock,
         )
-        self._code_per_ip = WindowLimiter(limits.code_sends_per_minute_per_ip, 60, "code requests")
+        self._code_per_ip = WindowLimiter(
+            limits.code_sends_per_minute_per_ip, 60, "code requests", clock=clock
+        )
         # Failed logins are counted per (account, address) with a tight budget, so a third
         # party cannot lock the owner out from elsewhere, and per account across every
         # address with a much larger one, which a distributed guesser still meets.
@@ -79,11 +84,14 @@ class UserService:
             limits.login_failures_per_minute_per_account_and_ip,
             60,
             "failed logins for this account from this address",
+            clock=clock,
         )
         self._failures_per_account = WindowLimiter(
-            limits.login_per_minute_per_account, 60, "failed logins for this account"
+            limits.login_per_minute_per_account, 60, "failed logins for this account", clock=clock
         )
-        self._login_per_ip = WindowLimiter(limits.login_per_minute_per_ip, 60, "login attempts")
+        self._login_per_ip = WindowLimiter(
+            limits.login_per_minute_per_ip, 60, "login attempts", clock=clock
+        )
 
     async def send_code(self, email: str, ip: str) -> None:
         email = check_email(email)

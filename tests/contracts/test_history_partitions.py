@@ -17,6 +17,7 @@ from sandcat.adapters.postgres.migrate import apply_pg_migrations
 from sandcat.domain import Ack
 from sandcat.jobs.partitions import archive_partitions, ensure_partitions
 from sandcat.protocol.msg import Msg
+from tests.clock import FakeClock
 from tests.contracts.conftest import OpenPg, with_database
 from tests.services import Services
 
@@ -163,17 +164,6 @@ async def test_archive_refuses_bad_settings(pool: asyncpg.Pool) -> None:
         await archive_partitions(pool, ms(2024, 1), 0, "drop")
 
 
-class FakeClock:
-    def __init__(self, now: int) -> None:
-        self.now_value = now
-
-    def now_ms(self) -> int:
-        return self.now_value
-
-    def now(self) -> float:
-        return self.now_value / 1000
-
-
 async def test_idempotency_keys_last_24_hours(pool: asyncpg.Pool) -> None:
     clock = FakeClock(ms(2024, 5, 1))
     store = PostgresIdempotency(pool=pool, clock=clock)
@@ -181,10 +171,10 @@ async def test_idempotency_keys_last_24_hours(pool: asyncpg.Pool) -> None:
     await store.put_ack("alice", "l1", Ack("srv1", 123, 7))
     assert await store.get_ack("alice", "l1") == Ack("srv1", 123, 7)
     assert await store.get_ack("bob", "l1") is None
-    clock.now_value += 24 * 3600 * 1000 - 1
+    clock.ms += 24 * 3600 * 1000 - 1
     assert await store.get_ack("alice", "l1") == Ack("srv1", 123, 7)
     await store.put_ack("alice", "l2", Ack("srv2", 456, 8))
-    clock.now_value += 1
+    clock.ms += 1
     assert await store.get_ack("alice", "l1") is None
     assert await store.purge() == 1
     assert await store.get_ack("alice", "l2") == Ack("srv2", 456, 8)
@@ -198,7 +188,7 @@ async def test_idempotency_keys_in_batches(pool: asyncpg.Pool) -> None:
     assert await store.get_acks([]) == {}
     await store.put_acks([])
     await store.put_ack("alice", "old", Ack("srv0", 1, 1))
-    clock.now_value += 24 * 3600 * 1000  # "old" has expired
+    clock.ms += 24 * 3600 * 1000  # "old" has expired
     await store.put_acks(
         [
             ("alice", "l1", Ack("srv1", 10, 2)),
@@ -237,5 +227,5 @@ async def test_a_live_key_is_claimed_once(pool: asyncpg.Pool) -> None:
     # A gateway that put its key first owns it; the consumer's replay agrees.
     await store.put_acks([("bob", "l1", Ack("s3", 12, 1))])
     assert await store.claim([("bob", "l1", Ack("s3", 12, 1))]) == {("bob", "l1"): "s3"}
-    clock.now_value += 24 * 3600 * 1000  # both expired: a new message may reuse the id
+    clock.ms += 24 * 3600 * 1000  # both expired: a new message may reuse the id
     assert await store.claim([("alice", "l1", Ack("s4", 13, 3))]) == {("alice", "l1"): "s4"}

@@ -15,6 +15,7 @@ from typing import Any
 
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.domain import Ack, Stored, Submission, idempotency_key, idempotency_parts
+from sandcat.ids import SYSTEM_CLOCK, Clock
 from sandcat.log import get_logger
 from sandcat.metrics import COUNTS
 from sandcat.ports import PullCursor
@@ -227,9 +228,13 @@ def _write_one(
 class SqliteMessageLog(BatchingWorker):
     """Implements ``MessageLog``: FIFO submissions, batched into one transaction each."""
 
-    def __init__(self, db: SqliteDatabase, *, max_batch: int = 256) -> None:
+    def __init__(
+        self, db: SqliteDatabase, *, max_batch: int = 256, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        """``clock``: the age of idempotency keys (a resend within 24 h gets its ack)."""
         super().__init__(max_batch=max_batch, name="sqlite-writer")
         self._db = db
+        self._clock = clock
         self._counters = _Counters()
         self._next_id: int | None = None  # the next ``messages.id``: this is the only writer
         self._listeners: list[OnStored] = []
@@ -278,7 +283,7 @@ class SqliteMessageLog(BatchingWorker):
                     listener(sub, result)
 
     def _write_batch(self, conn: sqlite3.Connection, subs: list[Submission]) -> list[Stored]:
-        now_ms = int(time.time() * 1000)
+        now_ms = self._clock.now_ms()
         keys = list(dict.fromkeys(sub.idem_key for sub in subs if sub.idem_key is not None))
         acks = _idempotent_acks(conn, keys, now_ms - IDEMPOTENCY_TTL_MS) if keys else {}
         if self._next_id is None:
