@@ -17,12 +17,12 @@ batches queued for routing meanwhile go out together, oldest first.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
 from sandcat.domain import Ack, idempotency_key
 from sandcat.domain_records import MessageRecord
+from sandcat.ids import SYSTEM_CLOCK, Clock
 from sandcat.log import get_logger
 from sandcat.ports import HistoryStore, InboxWriter, SeqAllocator
 from sandcat.protocol.msg import Msg
@@ -83,11 +83,13 @@ class StorageService:
         router: PushRouter,
         route_in_background: bool = False,
         claims: KeyClaims | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """``claims``: the idempotency keys, claimed before storing (distributed mode), so a
         message accepted twice (a resend after its gateway died between the broker's ack
-        and the key's insert) is stored once."""
+        and the key's insert) is stored once. ``clock`` times the holds."""
         self._inbox = inbox
+        self._clock = clock
         self._claims = claims
         self._history = history
         self._seqs = seqs
@@ -225,7 +227,7 @@ class StorageService:
     def _release(self, planned: list[Push], exposed: dict[str, tuple[int, int]]) -> list[Push]:
         """The pushes at or below their user's watermark (exposure rule), each user's in seq
         order; the others are held until a later batch moves the watermark past them."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         for push in planned:
             self._held.setdefault(push[0], []).append((now, push))
             self._held_count += 1
