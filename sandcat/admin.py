@@ -32,7 +32,6 @@ from sandcat.adapters.embedded.sqlite import (
     lock_data_dir,
 )
 from sandcat.adapters.embedded.users import SqliteUserStore
-from sandcat.composition import db_path, migrate
 from sandcat.config import Config
 from sandcat.domain import UserRecord
 from sandcat.errors import BadRequest, ConfigError, NotFound
@@ -42,6 +41,7 @@ from sandcat.log import get_logger
 from sandcat.ports import SessionEnder, UserAdminStore
 from sandcat.protocol.payloads import GroupInfo
 from sandcat.services.auth import PasswordService
+from sandcat.wiring import db_path
 
 #: Admin commands write to the same logger as the HTTP edge's audit lines.
 audit_log = get_logger("sandcat.audit")
@@ -297,7 +297,7 @@ async def seed(config: Config, request: SeedRequest) -> Seeded:
         raise ConfigError("users seed: --group-size must be 0 (no groups) or at least 2")
     if config.mode != "embedded":
         raise ConfigError("users seed: embedded mode only (it writes the SQLite store)")
-    migrate(config)
+    apply_migrations(str(db_path(config)))
     fd = lock_data_dir(Path(config.embedded.data_dir))
     # The whole seed is one bulk load: per-transaction fsync buys nothing here.
     db = SqliteDatabase(str(db_path(config)), synchronous="NORMAL")

@@ -1,7 +1,8 @@
 """Distributed mode: PostgreSQL, MongoDB, Kafka, Redis and S3 behind the same ports.
 
-Part of the composition root (``composition.build`` calls it): opens the clients a role
-needs, builds the adapters, and starts the msg-server's consumer and scheduled jobs.
+The mirror image of ``sandcat.embedded``: ``composition.build`` calls
+``distributed_adapters``, which opens the clients a role needs, builds the adapters, and
+starts the msg-server's consumer and scheduled jobs.
 """
 
 from __future__ import annotations
@@ -29,9 +30,7 @@ from sandcat.adapters.redis.membership import RedisMembershipCache
 from sandcat.adapters.redis.presence import RedisGatewayRegistry, RedisPresence, RedisPushBus
 from sandcat.adapters.redis.seqs import RedisSeqAllocator
 from sandcat.adapters.s3.files import S3FileStore
-from sandcat.composition import Adapters, gateway_id
 from sandcat.config import Config
-from sandcat.gateway.cluster import GatewayCluster
 from sandcat.gateway.connections import Registry
 from sandcat.ids import SystemClock
 from sandcat.jobs.inbox_cleaner import clean_inbox
@@ -43,6 +42,7 @@ from sandcat.services.files import DEFAULT_AVATARS
 from sandcat.services.pipeline import QueuedMessageLog
 from sandcat.services.push import RemotePushRouter
 from sandcat.services.storage import StorageService
+from sandcat.wiring import Adapters
 
 log = get_logger(__name__)
 
@@ -117,15 +117,6 @@ async def distributed_adapters(
     presence = RedisPresence(client=redis)
     bus = RedisPushBus(client=redis)
     remote = RemotePushRouter(presence=presence, bus=bus)
-    cluster = None
-    if role in {"all", "gateway"}:
-        cluster = GatewayCluster(
-            gateway_id=gateway_id(config),
-            presence=presence,
-            registry=gateways,
-            bus=bus,
-            local=registry,
-        )
     if role in {"all", "msg-server"}:
         storage = StorageService(
             inbox=inbox,
@@ -207,9 +198,10 @@ async def distributed_adapters(
         files=files,
         jwt_secret=config.server.jwt_secret,
         pull_wait_seconds=PULL_WAIT_SECONDS,
+        presence=presence,
         gateways=gateways,
-        cluster=cluster,
-        relay=remote,
-        sessions=remote,
+        bus=bus,
+        router=remote,
+        login_gateways=gateways,
         checks=[(name, probes[name]) for name in READY_NEEDS[role]],
     )

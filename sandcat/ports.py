@@ -5,6 +5,7 @@ Adapters in ``sandcat/adapters/*`` implement them; services never import a drive
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -79,9 +80,36 @@ class CodeStore(Protocol):
 
 
 class MessageLog(Protocol):
-    """Makes accepted messages durable, assigning seqs, and hands them to delivery."""
+    """Makes accepted messages durable, assigning seqs (embedded: ``SqliteMessageLog``;
+    distributed: ``QueuedMessageLog``)."""
 
-    async def submit(self, submission: Submission) -> Stored: ...
+    def submit(self, submission: Submission) -> asyncio.Future[Stored]:
+        """Queue in call order; the future resolves once the submission is durable."""
+
+
+class MessageQueue(Protocol):
+    """The broker behind ``QueuedMessageLog`` (Kafka)."""
+
+    async def publish(self, key: str, value: bytes) -> Awaitable[None]:
+        """Enqueue one record; the result resolves on the broker's ack. Calls that return
+        in order put a key's records in that order."""
+
+
+class FriendGate(Protocol):
+    """Whether a one-to-one message (or a search) may pass (``FriendService``)."""
+
+    async def are_friends(self, user_id: str, other_id: str) -> bool: ...
+
+
+class GroupGate(Protocol):
+    """Who receives a group message (``GroupService``)."""
+
+    async def recipients(
+        self, group_id: str, sender_id: str, *, again: bool = False
+    ) -> tuple[list[str], int]:
+        """Every member but the sender and the membership epoch they were read at; raises
+        ``MessageRefused`` if the sender may not post. ``again``: read once more for a
+        message the allocation found stale (must not wait for a change of this process)."""
 
 
 #: Where a pull page ends: ``(send_time, seq in its box, box)`` of its last copy (box 0 =
@@ -121,9 +149,28 @@ class Counters(Protocol):
 
 
 class Delivery(Protocol):
-    """Best-effort push of durable messages to connected users (sync is the source of truth)."""
+    """Best-effort push to the users connected to this process (sync is the source of
+    truth): the gateway's ``Registry``."""
 
     def deliver(self, user_id: str, msg: Msg, *, exclude_platform: int | None = None) -> None: ...
+
+    def deliver_frame(self, user_id: str, frame: bytes, exclude_platform: int | None) -> int:
+        """Queue an already encoded frame on the user's connections; returns how many."""
+
+    def online_elsewhere(self, user_id: str, platform: int) -> bool:
+        """Whether the user has a connection here on another platform than ``platform``."""
+
+
+#: One copy to push: (user, copy, platform to exclude).
+Push = tuple[str, Msg, int | None]
+
+
+class PushRouter(Protocol):
+    """Pushes wherever the recipients are connected (``RemotePushRouter``: presence and the
+    push bus, in-process in embedded mode)."""
+
+    async def route(self, pushes: Sequence[Push]) -> None:
+        """Send each copy to the connections of its user, wherever they are (best effort)."""
 
 
 #: Bytes read from storage per step of a download: its memory per request.
@@ -361,6 +408,13 @@ class IdempotencyStore(Protocol):
     async def put_acks(self, items: Sequence[tuple[str, str, Ack]]) -> None:
         """Store ``(send_id, local_id, ack)`` items in one round trip (a key given twice
         keeps its last ack)."""
+
+
+class KeyClaims(Protocol):
+    """The msg-server's claim of idempotency keys before it stores their records."""
+
+    async def claim(self, items: Sequence[tuple[str, str, Ack]]) -> dict[tuple[str, str], str]:
+        """Put the idempotency keys not already held; return each key's ``server_id``."""
 
 
 class Presence(Protocol):

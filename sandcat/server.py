@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from sandcat.api.listener import CappedSite, ConnectionCap
-from sandcat.composition import Apps, build, ws_public_addr
+from sandcat.composition import build
 from sandcat.config import Config
 from sandcat.errors import ConfigError
 from sandcat.gateway.connections import CLOSE_GOING_AWAY
 from sandcat.gateway.websocket import GatewaySite
 from sandcat.log import get_logger, set_level
 from sandcat.reload import apply_reload
+from sandcat.wiring import Apps, ws_public_addr
 
 log = get_logger(__name__)
 

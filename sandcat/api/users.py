@@ -20,10 +20,9 @@ from sandcat.api.common import (
 from sandcat.config import Config
 from sandcat.domain import UserChanges
 from sandcat.errors import InternalServer, PathParsing, SandcatError, UnAuthorized
-from sandcat.ports import GatewayRegistry
+from sandcat.ports import FriendGate, GatewayRegistry
 from sandcat.protocol.shapes import user_json, user_with_match_type_json
 from sandcat.services.auth import decode_b64_password
-from sandcat.services.messages import FriendGate
 from sandcat.services.users import UserService
 
 
@@ -34,7 +33,7 @@ class UserRoutes:
         users: UserService,
         config: Config,
         ws_addr: WsAddress,
-        friends: FriendGate | None = None,
+        friends: FriendGate,
     ) -> None:
         self._users = users
         self._limit = config.limits.http_body_bytes
@@ -165,7 +164,7 @@ class UserRoutes:
         if found is None:
             return json_response(None)
         user, match_type = found
-        is_friend = self._friends is not None and await self._friends.are_friends(user_id, user.id)
+        is_friend = await self._friends.are_friends(user_id, user.id)
         return json_response(user_with_match_type_json(user, match_type, is_friend))
 
     async def get(self, request: web.Request) -> web.StreamResponse:

@@ -1,4 +1,5 @@
-"""A gateway's link to the others in distributed mode.
+"""A gateway's link to the others (in embedded mode, to the one-process cluster of
+``sandcat.gateway.local``).
 
 It announces the gateway in the registry (TTL heartbeats), keeps presence
 (user, platform -> this gateway) current, listens to its own push channel and hands each
@@ -42,7 +43,6 @@ class GatewayCluster:
         self._heartbeat = heartbeat_seconds
         self._ws_addr = ""
         self._tasks: list[asyncio.Task[None]] = []
-        self.pushed_frames = 0
 
     async def start(self, ws_addr: str) -> None:
         self._ws_addr = ws_addr
@@ -104,6 +104,4 @@ class GatewayCluster:
             if exclude == END_SESSIONS:
                 self._local.close_sessions(user_id)
                 continue
-            self.pushed_frames += self._local.deliver_frame(
-                user_id, frame, None if exclude < 0 else exclude
-            )
+            self._local.deliver_frame(user_id, frame, None if exclude < 0 else exclude)

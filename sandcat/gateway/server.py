@@ -158,7 +158,7 @@ class Gateway:
         messages: MessageService,
         registry: Registry,
         config: Config,
-        cluster: GatewayCluster | None = None,
+        cluster: GatewayCluster,
     ) -> None:
         self._users = users
         self._messages = messages
@@ -235,17 +235,15 @@ class Gateway:
         COUNTS.ws_connections += 1
         self._heartbeat.ensure()
         log.info("ws_connected", user_id=user_id, conn_id=conn.conn_id, platform=conn.platform)
-        if self._cluster is not None:
-            await self._cluster.connected(conn)
+        await self._cluster.connected(conn)
 
     def lost(self, conn: Connection) -> None:
         """A registered connection's socket is gone."""
         self._registry.unregister(conn)
         log.info("ws_closed", user_id=conn.user_id, conn_id=conn.conn_id, code=conn.close_code)
-        if self._cluster is not None:
-            task = asyncio.get_running_loop().create_task(self._cluster.disconnected(conn))
-            self._leaving.add(task)
-            task.add_done_callback(self._leaving.discard)
+        task = asyncio.get_running_loop().create_task(self._cluster.disconnected(conn))
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
 
     async def message(self, conn: Connection, opcode: int, payload: bytes) -> None:
         """One text or binary message of ``conn``, in the order they arrived."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Protocol
 
 from sandcat import _native
 from sandcat.config import LimitsConfig
@@ -13,7 +11,16 @@ from sandcat.domain import Stored, Submission, idempotency_key
 from sandcat.errors import DecodeError, SandcatError
 from sandcat.ids import Clock, nanoid
 from sandcat.log import get_logger
-from sandcat.ports import Delivery, InboxStore, UserStore
+from sandcat.ports import (
+    Delivery,
+    FriendGate,
+    GroupGate,
+    InboxStore,
+    MessageLog,
+    Push,
+    PushRouter,
+    UserStore,
+)
 from sandcat.protocol.msg import NEVER_PUSHED, ContentType, Msg, MsgType
 
 log = get_logger(__name__)
@@ -26,45 +33,11 @@ RELAY_ONLY = frozenset({14, 16, 19, 21, 22})
 CALL_TYPES = frozenset(range(14, 23))
 
 
-Push = tuple[str, Msg, int | None]  # (user, copy, platform to exclude)
-
-
 class MessageRefused(SandcatError):
     """A client message that is answered with an error ack; the connection stays open."""
 
     kind = "BadRequest"
     status = 400
-
-
-class MessageLogPort(Protocol):
-    def submit(self, submission: Submission) -> asyncio.Future[Stored]:
-        """Queue in call order; the future resolves once the submission is durable."""
-
-
-class FrameDelivery(Protocol):
-    def deliver_frame(self, user_id: str, frame: bytes, exclude_platform: int | None) -> int:
-        """Queue an already encoded frame on the user's connections; returns how many."""
-
-    def online_elsewhere(self, user_id: str, platform: int) -> bool:
-        """Whether the user has a connection here on another platform than ``platform``."""
-
-
-class PushRouter(Protocol):
-    async def route(self, pushes: Sequence[Push]) -> None:
-        """Send each copy to the connections of its user, wherever they are (best effort)."""
-
-
-class FriendGate(Protocol):
-    async def are_friends(self, user_id: str, other_id: str) -> bool: ...
-
-
-class GroupGate(Protocol):
-    async def recipients(
-        self, group_id: str, sender_id: str, *, again: bool = False
-    ) -> tuple[list[str], int]:
-        """Every member but the sender and the membership epoch they were read at; raises
-        ``MessageRefused`` if the sender may not post. ``again``: read once more for a
-        message the allocation found stale (must not wait for a change of this process)."""
 
 
 def ack_for(msg: Msg, stored: Stored) -> Msg:
@@ -96,15 +69,15 @@ class MessageService:
     def __init__(
         self,
         *,
-        log: MessageLogPort,
+        log: MessageLog,
         inbox: InboxStore,
         users: UserStore,
         relay: PushRouter,
         clock: Clock,
         limits: LimitsConfig,
         allow_strangers: bool,
-        friends: FriendGate | None = None,
-        groups: GroupGate | None = None,
+        friends: FriendGate,
+        groups: GroupGate,
     ) -> None:
         self._log = log
         self._inbox = inbox
@@ -133,7 +106,7 @@ class MessageService:
             raise MessageRefused("receiver_id is empty")
         if not await self._user_exists(receiver):
             raise MessageRefused("no such receiver")
-        if self._allow_strangers or receiver == sender or self._friends is None:
+        if self._allow_strangers or receiver == sender:
             return
         if not await self._friends.are_friends(sender, receiver):
             raise MessageRefused("the receiver is not your friend")
@@ -174,8 +147,6 @@ class MessageService:
             )
             return self._log.submit(submission)
         if kind == MsgType.GROUP_MSG:
-            if self._groups is None:
-                raise MessageRefused("group messages are not available")
             group_id = msg.group_id or msg.receiver_id
             gate = self._groups
             receivers, epoch = await gate.recipients(group_id, user_id)
@@ -242,9 +213,8 @@ def plan_pushes(
 class DeliveryService:
     """Pushes a durable message to its recipients and to the sender's other devices."""
 
-    def __init__(self, *, delivery: Delivery, frames: FrameDelivery) -> None:
+    def __init__(self, *, delivery: Delivery) -> None:
         self._delivery = delivery
-        self._frames = frames
 
     def on_stored(self, submission: Submission, stored: Stored) -> None:
         msg = submission.msg
@@ -253,7 +223,7 @@ class DeliveryService:
             template = msg.copy(send_seq=0)
             frames = _native.encode_fanout(template, [seq for _, seq in stored.receiver_seqs])
             for (receiver, _), frame in zip(stored.receiver_seqs, frames, strict=True):
-                self._frames.deliver_frame(receiver, frame, None)
+                self._delivery.deliver_frame(receiver, frame, None)
             receivers: list[tuple[str, int]] = []
         else:
             receivers = stored.receiver_seqs
@@ -265,6 +235,6 @@ class DeliveryService:
             # The sender's other device gets the echo and the ack copy; with none online
             # here, neither copy is built.
             push_self=submission.push_self
-            and self._frames.online_elsewhere(msg.send_id, msg.platform),
+            and self._delivery.online_elsewhere(msg.send_id, msg.platform),
         ):
             self._delivery.deliver(user_id, copy, exclude_platform=exclude)

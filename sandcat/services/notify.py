@@ -12,12 +12,12 @@ import asyncio
 
 from sandcat.domain import Stored, Submission
 from sandcat.ids import Clock, nanoid
+from sandcat.ports import MessageLog
 from sandcat.protocol.msg import Msg, MsgType
-from sandcat.services.messages import MessageLogPort
 
 
 class Notifier:
-    def __init__(self, *, log: MessageLogPort, clock: Clock) -> None:
+    def __init__(self, *, log: MessageLog, clock: Clock) -> None:
         self._log = log
         self._clock = clock
 

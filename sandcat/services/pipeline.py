@@ -30,24 +30,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable
-from typing import Protocol
 
 from sandcat.domain import Ack, GroupStamp, StaleMembership, Stored, Submission
 from sandcat.domain_records import MessageRecord
 from sandcat.log import get_logger
-from sandcat.ports import IdempotencyStore, SeqAllocator
+from sandcat.ports import IdempotencyStore, MessageQueue, SeqAllocator
 from sandcat.services.messages import MessageRefused
 
 log = get_logger(__name__)
 
 Entry = tuple[Submission, "asyncio.Future[Stored]"]
-
-
-class MessageQueue(Protocol):
-    async def publish(self, key: str, value: bytes) -> Awaitable[None]:
-        """Enqueue one record; the result resolves on the broker's ack. Calls that return
-        in order put a key's records in that order."""
 
 
 def record_key(submission: Submission) -> str:

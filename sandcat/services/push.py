@@ -13,9 +13,8 @@ from collections.abc import Sequence
 
 from sandcat import _native
 from sandcat.log import get_logger
-from sandcat.ports import Delivery, Presence, PushBus
+from sandcat.ports import Presence, Push, PushBus
 from sandcat.protocol.bincode import Reader, Writer
-from sandcat.services.messages import Push
 
 log = get_logger(__name__)
 
@@ -41,19 +40,10 @@ def decode_batch(data: bytes) -> list[PushEntry]:
     return entries
 
 
-class LocalPushRouter:
-    """Implements ``PushRouter`` in one process: straight to the local connections."""
-
-    def __init__(self, *, delivery: Delivery) -> None:
-        self._delivery = delivery
-
-    async def route(self, pushes: Sequence[Push]) -> None:
-        for user_id, msg, exclude in pushes:
-            self._delivery.deliver(user_id, msg, exclude_platform=exclude)
-
-
 class RemotePushRouter:
-    """Implements ``PushRouter`` for the msg-server."""
+    """Implements ``PushRouter`` and ``SessionEnder`` over presence and the push bus: the
+    msg-server's and the gateways' in distributed mode, the one process's in embedded
+    mode (``sandcat.gateway.local``)."""
 
     def __init__(self, *, presence: Presence, bus: PushBus) -> None:
         self._presence = presence

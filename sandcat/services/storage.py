@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from sandcat.domain import Ack, idempotency_key
 from sandcat.domain_records import MessageRecord
 from sandcat.ids import SYSTEM_CLOCK, Clock
 from sandcat.log import get_logger
-from sandcat.ports import HistoryStore, InboxWriter, SeqAllocator
+from sandcat.ports import HistoryStore, InboxWriter, KeyClaims, Push, PushRouter, SeqAllocator
 from sandcat.protocol.msg import Msg
-from sandcat.services.messages import Push, PushRouter, plan_pushes
+from sandcat.services.messages import plan_pushes
 
 
 def inbox_copies(record: MessageRecord) -> list[tuple[str, int, Msg]]:
@@ -58,11 +58,6 @@ def _position(push: Push) -> tuple[int, int]:
 
 #: Batches of pushes waiting for the routing stage before ``store_batch`` waits for it.
 MAX_QUEUED_ROUTES = 64
-
-
-class KeyClaims(Protocol):
-    async def claim(self, items: Sequence[tuple[str, str, Ack]]) -> dict[tuple[str, str], str]:
-        """Put the idempotency keys not already held; return each key's ``server_id``."""
 
 
 def _key(record: MessageRecord) -> tuple[str, str] | None:

@@ -23,9 +23,9 @@ from sandcat.admin import (
     seed,
     seed_users,
 )
-from sandcat.composition import db_path
 from sandcat.errors import BadRequest, ConfigError
 from sandcat.services.auth import PasswordService
+from sandcat.wiring import db_path
 from tests.conftest import make_config
 
 

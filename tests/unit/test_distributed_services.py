@@ -14,8 +14,9 @@ import pytest
 from sandcat.domain import Ack, GroupStamp, StaleMembership, Stored, Submission
 from sandcat.domain_records import MessageRecord
 from sandcat.errors import DecodeError
+from sandcat.ports import Push
 from sandcat.protocol.msg import Msg
-from sandcat.services.messages import MessageRefused, Push
+from sandcat.services.messages import MessageRefused
 from sandcat.services.pipeline import QueuedMessageLog, record_key
 from sandcat.services.push import RemotePushRouter, decode_batch, encode_batch
 from sandcat.services.storage import StorageService, inbox_copies
