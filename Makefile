@@ -57,7 +57,7 @@ run: install
 	$(BIN)/sandcat serve
 
 run-distributed: install
-	$(BIN)/python scripts/topology.py
+	$(BIN)/python -m scripts.topology
 
 test: install
 	bash scripts/test.sh

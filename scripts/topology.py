@@ -1,12 +1,13 @@
 """Start a distributed Sandcat topology as separate processes (stdlib only).
 
-Used by ``make run-distributed`` (foreground, Ctrl-C stops everything within about
-``2 * STOP_SECONDS``) and by the distributed end-to-end tests. After an unclean stop (a crash,
-a SIGKILL) the next ``make run-distributed`` stops the Sandcat processes the killed run left
-(their pid files), reuses the backing services that still answer and restarts the others.
+Used by ``make run-distributed`` (``python -m scripts.topology``, foreground, Ctrl-C stops
+everything within about ``2 * STOP_SECONDS``) and by the distributed end-to-end tests. After
+an unclean stop (a crash, a SIGKILL) the next ``make run-distributed`` stops the Sandcat
+processes the killed run left (their pid files), reuses the backing services that still answer
+and restarts the others.
 
 Given the backing services' ``services.env`` (written by
-``scripts/services.py``), it runs ``sandcat migrate`` once, then the ``api`` role, any
+``scripts.provision``), it runs ``sandcat migrate`` once, then the ``api`` role, any
 number of ``gateway`` roles and one ``msg-server``, each logging to the caller's stderr
 with a role prefix.
 """
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
+
+from scripts import provision
 
 #: Seconds the Sandcat processes get, together, to drain and exit on Ctrl-C (their own
 #: drain, server.shutdown_seconds, is shorter), and the backing services after them.
@@ -186,13 +189,10 @@ def write_pid_file(path: Path, pid: int) -> None:
 def stop_leftovers(pid_dir: Path, timeout: float = STOP_SECONDS) -> list[int]:
     """Stop the Sandcat processes an earlier run left behind (it was killed before it could
     stop them; they still hold the ports). Returns their pids."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import services as provisioning
-
     found: list[int] = []
     for pid_file in sorted(pid_dir.glob("sandcat-*.pid")):
-        entry = provisioning._read_pidfile(pid_file)
-        if entry is not None and provisioning._pid_is_ours(*entry):
+        entry = provision.read_pidfile(pid_file)
+        if entry is not None and provision.pid_is_ours(*entry):
             print(
                 f"sandcat distributed: {pid_file.stem} (pid {entry[0]}) is left from an "
                 "earlier run: stopping it",
@@ -204,9 +204,9 @@ def stop_leftovers(pid_dir: Path, timeout: float = STOP_SECONDS) -> list[int]:
         pid_file.unlink()
     deadline = time.monotonic() + timeout
     for pid in found:
-        while provisioning._proc_alive(pid) and time.monotonic() < deadline:
+        while provision.proc_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if provisioning._proc_alive(pid):
+        if provision.proc_alive(pid):
             os.kill(pid, signal.SIGKILL)
     return found
 
@@ -232,14 +232,11 @@ def ensure_secret(run_dir: Path) -> str:
 def main() -> int:
     """``make run-distributed``: services, migrations, api + two gateways + msg-server."""
     root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "scripts"))
-    import services as provisioning
-
     run_dir = Path(os.environ.get("SANDCAT_RUN_DIR", root / "data" / "distributed")).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     stop_leftovers(run_dir)
     # Services a killed run left are reused if they answer, else restarted.
-    provisioning.start_services(None, run_dir, recover=True, stop_timeout=STOP_SECONDS)
+    provision.start_services(None, run_dir, recover=True, stop_timeout=STOP_SECONDS)
     env = service_overrides(read_env_file(run_dir / "services.env"))
     env["SANDCAT__SERVER__JWT_SECRET"] = ensure_secret(run_dir)
     api_port = int(os.environ.get("SANDCAT__SERVER__PORT", "50001"))
@@ -273,7 +270,7 @@ def main() -> int:
     finally:
         # Bounded: STOP_SECONDS for the Sandcat processes, then for the services.
         topology.stop()
-        provisioning.stop_services(run_dir, timeout=STOP_SECONDS)
+        provision.stop_services(run_dir, timeout=STOP_SECONDS)
     return 0
 
 

@@ -12,13 +12,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from scripts import topology as topology_mod
 from tests.client import CodeBook
-from tests.services import Services, load_script
+from tests.services import Services
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-topology_mod = load_script("topology")
 
 
 class LogCodes(CodeBook):

@@ -1,22 +1,20 @@
 """Real backing services for contract and distributed tests.
 
-``make test`` starts them once (``scripts/services.py``) and exports ``SANDCAT_TEST_*``;
-a bare ``pytest`` run starts them itself for the session. Never skipped: a service that
-cannot start fails the run with the service's name and log.
+``make test`` starts them once (``scripts/services.py``, the ``scripts.provision`` package)
+and exports ``SANDCAT_TEST_*``; a bare ``pytest`` run starts them itself for the session.
+Never skipped: a service that cannot start fails the run with the service's name and log.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts import provision
+
 ENV_KEYS = (
     "SANDCAT_TEST_PG_DSN",
     "SANDCAT_TEST_REDIS_URL",
@@ -41,18 +39,6 @@ class Services:
     s3_region: str
 
 
-def load_script(name: str) -> ModuleType:
-    """``scripts/<name>.py`` as a module (the scripts are stdlib-only files, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"sandcat_{name}", ROOT / "scripts" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
 def _from_env(env: dict[str, str]) -> Services:
     return Services(*(env[key] for key in ENV_KEYS))
 
@@ -62,9 +48,8 @@ def provide() -> Iterator[Services]:
     if all(os.environ.get(key) for key in ENV_KEYS):
         yield _from_env(dict(os.environ))
         return
-    provisioner = load_script("services")
     run_dir = tempfile.mkdtemp(prefix="sandcat-services-")
-    provisioner.start_services(None, run_dir)
+    provision.start_services(None, run_dir)
     try:
         env: dict[str, str] = {}
         for line in (Path(run_dir) / "services.env").read_text().splitlines():
@@ -72,4 +57,4 @@ def provide() -> Iterator[Services]:
             env[key] = value
         yield _from_env(env)
     finally:
-        provisioner.stop_services(run_dir)
+        provision.stop_services(run_dir)

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-
-from benchmarks.load import resp
+import redis.asyncio
 
 _TEXT_CODE = re.compile(r"register_code email=(\S+) code=(\d{6})")
 
@@ -151,24 +150,25 @@ class RedisCodes:
         self._host = host
         self._port = port
         self._hash = hash_layout
-        self._client: resp.Redis | None = None
+        self._client: redis.asyncio.Redis | None = None
 
     async def code_for(self, email: str, timeout: float) -> str:
         if self._client is None:
-            self._client = await resp.Redis.connect(self._host, self._port)
-        command = (
-            ("HGET", "register_code", email) if self._hash else ("GET", f"register_code:{email}")
-        )
+            self._client = redis.asyncio.Redis(host=self._host, port=self._port)
+        client = self._client
         async with asyncio.timeout(timeout):
             while True:
-                value = await self._client.command(*command)
+                if self._hash:
+                    value = await client.hget("register_code", email)
+                else:
+                    value = await client.get(f"register_code:{email}")
                 if isinstance(value, bytes):
                     return value.decode()
                 await asyncio.sleep(0.02)
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.close()
+            await self._client.aclose()
 
 
 def code_source(spec: str) -> CodeSource:

@@ -1,7 +1,7 @@
 """The load generator against a distributed topology it starts itself.
 
 ``python -m benchmarks.load.distributed --out DIR [run options]`` provisions PostgreSQL,
-Redis, Kafka, FerretDB and S3 locally (``scripts/services.py``), starts the api, two
+Redis, Kafka, FerretDB and S3 locally (``scripts.provision``), starts the api, two
 gateways and a msg-server (``scripts/topology.py``) with the benchmark config, runs
 ``python -m benchmarks.load run`` against the api's URL (users registered through the
 public API with codes from the api's log; every role's PID watched for CPU), and stops
@@ -11,30 +11,16 @@ everything. Results land in ``DIR/distributed.json`` for ``report``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import secrets
-import sys
 import tempfile
 from pathlib import Path
-from types import ModuleType
 
 from benchmarks.load import cli
 from benchmarks.load.launch import CONFIG
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"sandcat_{name}", ROOT / "scripts" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from scripts import provision
+from scripts import topology as topology_mod
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,9 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="results folder")
     parser.add_argument("--register", type=int, default=200, help="users to register")
     args, run_args = parser.parse_known_args(argv)
-    services, topology_mod = _script("services"), _script("topology")
     run_dir = Path(tempfile.mkdtemp(prefix="sandcat-bench-dist-"))
-    services.start_services(None, run_dir)
+    provision.start_services(None, run_dir)
     log = run_dir / "topology.log"
     try:
         env = topology_mod.service_overrides(topology_mod.read_env_file(run_dir / "services.env"))
@@ -84,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 topology.stop()
     finally:
-        services.stop_services(run_dir)
+        provision.stop_services(run_dir)
     # A run by URL cannot tell which build served it; this one started the processes itself.
     results = Path(args.out) / "distributed.json"
     if results.exists():

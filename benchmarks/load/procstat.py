@@ -1,32 +1,25 @@
-"""CPU time and memory of processes, read from ``/proc`` (Linux), and the generator's own CPU."""
+"""CPU time and memory of processes (psutil), and the generator's own CPU."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
-_TICKS = os.sysconf("SC_CLK_TCK")
+import psutil
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of every thread of ``pid``."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as file:
-        # The command name may hold spaces: the fields we need follow its closing paren.
-        fields = file.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as file:
-        for line in file:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return int(psutil.Process(pid).memory_info().rss)
 
 
 def open_files(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    return int(psutil.Process(pid).num_fds())
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,12 +20,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sandcat.ids import nanoid
 from sandcat.server import Running
+from scripts import provision
+from scripts import topology as topology_mod
 from tests import wire
 from tests.client import Api, CodeBook, Socket, User, befriend, until
-from tests.cluster import _create_database, topology_mod
+from tests.cluster import _create_database
 from tests.conftest import StartServer
 from tests.e2e.test_smtp_and_process import _free_port
-from tests.services import Services, load_script
+from tests.services import Services
 
 ROOT = Path(__file__).resolve().parents[2]
 service_overrides = topology_mod.service_overrides
@@ -499,9 +501,8 @@ async def test_distributed_readiness_names_the_stopped_backend(
 ) -> None:
     """A distributed process (role all) on the shared services but a Redis of its own:
     ready, then 503 naming redis once that Redis stops; /metrics has the Kafka latency."""
-    provisioner = load_script("services")
     run_dir = tmp_path / "redis-run"
-    provisioner.start_services(["redis"], str(run_dir))
+    provision.start_services(["redis"], str(run_dir))
     try:
         own_redis = read_env_file(run_dir / "services.env")["SANDCAT_TEST_REDIS_URL"]
         env = service_overrides(
@@ -555,7 +556,7 @@ async def test_distributed_readiness_names_the_stopped_backend(
             assert metrics["sandcat_kafka_publish_seconds_count{}"] >= 2
             assert metrics["sandcat_build_info{mode=distributed,role=all,version=0.1.0}"] == 1
 
-            provisioner.stop_services(str(run_dir))
+            provision.stop_services(str(run_dir))
             status, body = await ready()
             assert status == 503
             assert body["failing"] == ["redis"], body
@@ -563,4 +564,4 @@ async def test_distributed_readiness_names_the_stopped_backend(
             srv.proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(srv.proc.wait(), 10) == 0
     finally:
-        provisioner.stop_services(str(run_dir))
+        provision.stop_services(str(run_dir))

@@ -1,4 +1,4 @@
-"""``make run-distributed`` after an unclean stop (scripts/topology.py, scripts/services.py):
+"""``make run-distributed`` after an unclean stop (scripts/topology.py, scripts/provision):
 the recovery functions on real processes (a full topology start, kill and restart takes
 longer than a test here should): services left running are reused when they answer and
 restarted when they do not, a half-made PostgreSQL folder is rebuilt, Sandcat processes a
@@ -20,10 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import load_script
-
-services = load_script("services")
-topology = load_script("topology")
+from scripts import provision, topology
 
 IGNORES_SIGINT = (
     "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
@@ -53,12 +50,12 @@ def run_dir() -> Iterator[Path]:
     try:
         yield path
     finally:
-        services.stop_services(path, timeout=10)
+        provision.stop_services(path, timeout=10)
         shutil.rmtree(path, ignore_errors=True)
 
 
 def _pid(run_dir: Path, name: str) -> int:
-    entry = services._read_pidfile(run_dir / f"{name}.pid")
+    entry = provision.read_pidfile(run_dir / f"{name}.pid")
     assert entry is not None
     return int(entry[0])
 
@@ -66,27 +63,27 @@ def _pid(run_dir: Path, name: str) -> int:
 def test_a_service_left_running_is_reused_or_restarted(
     run_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    services.start_services(["redis"], run_dir)
+    provision.start_services(["redis"], run_dir)
     first = _pid(run_dir, "redis")
-    with pytest.raises(services.ServiceError, match="already running"):
-        services.start_services(["redis"], run_dir)
+    with pytest.raises(provision.ServiceError, match="already running"):
+        provision.start_services(["redis"], run_dir)
     # The topology script was killed: the next start finds redis by its pid file.
-    state = services.start_services(["redis"], run_dir, recover=True)
+    state = provision.start_services(["redis"], run_dir, recover=True)
     assert _pid(run_dir, "redis") == first
     assert "redis: reusing pid" in capsys.readouterr().err
     port = state["services"]["redis"]["port"]
     # Alive but not answering (stopped): stopped for good and started again, same port.
     os.kill(first, signal.SIGSTOP)
     t0 = time.monotonic()
-    state = services.start_services(["redis"], run_dir, recover=True, stop_timeout=2)
+    state = provision.start_services(["redis"], run_dir, recover=True, stop_timeout=2)
     assert time.monotonic() - t0 < 30
     assert "does not answer: restarting it" in capsys.readouterr().err
-    assert _pid(run_dir, "redis") != first and not services._proc_alive(first)
+    assert _pid(run_dir, "redis") != first and not provision.proc_alive(first)
     assert state["services"]["redis"]["port"] == port
-    assert services.status_services(run_dir) == {"redis": "up"}
+    assert provision.status_services(run_dir) == {"redis": "up"}
     restarted = _pid(run_dir, "redis")
-    assert services.stop_services(run_dir, timeout=10) == ["redis"]
-    assert not services._proc_alive(restarted)
+    assert provision.stop_services(run_dir, timeout=10) == ["redis"]
+    assert not provision.proc_alive(restarted)
 
 
 def test_a_half_made_postgres_folder_is_rebuilt(
@@ -96,14 +93,14 @@ def test_a_half_made_postgres_folder_is_rebuilt(
     data.mkdir(parents=True)
     (data / "PG_VERSION").write_text("16\n")  # initdb got this far, then was killed
     (data / "base").mkdir()
-    services.start_services(["postgres"], run_dir)
+    provision.start_services(["postgres"], run_dir)
     assert "is half-made (an interrupted initdb): removing it, initdb again" in (
         capsys.readouterr().err
     )
-    assert services.status_services(run_dir) == {"postgres": "up"}
+    assert provision.status_services(run_dir) == {"postgres": "up"}
     # A cluster that has run is kept on the next start, not rebuilt.
-    services.stop_services(run_dir, ["postgres"], timeout=10)
-    services.start_services(["postgres"], run_dir)
+    provision.stop_services(run_dir, ["postgres"], timeout=10)
+    provision.start_services(["postgres"], run_dir)
     assert "half-made" not in capsys.readouterr().err
 
 

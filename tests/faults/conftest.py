@@ -20,12 +20,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from scripts import provision
 from tests.client import Api, CodeBook, User
 from tests.cluster import Cluster, start_cluster
 from tests.faults.harness import TALLY
-from tests.services import ENV_KEYS, Services, load_script
-
-provisioner = load_script("services")
+from tests.services import ENV_KEYS, Services
 
 
 @dataclass
@@ -36,10 +35,10 @@ class Backends:
     services: Services
 
     async def stop(self, name: str) -> None:
-        await asyncio.to_thread(provisioner.stop_services, self.run_dir, [name])
+        await asyncio.to_thread(provision.stop_services, self.run_dir, [name])
 
     async def start(self, name: str) -> None:
-        await asyncio.to_thread(provisioner.start_services, [name], self.run_dir)
+        await asyncio.to_thread(provision.start_services, [name], self.run_dir)
 
     async def restart(self, name: str) -> None:
         await self.stop(name)
@@ -61,11 +60,11 @@ def backends() -> Iterator[Backends]:
         yield Backends(Path(given), _read_env(Path(given)))
         return
     run_dir = Path(tempfile.mkdtemp(prefix="sandcat-faults-"))
-    provisioner.start_services(None, run_dir)
+    provision.start_services(None, run_dir)
     try:
         yield Backends(run_dir, _read_env(run_dir))
     finally:
-        provisioner.stop_services(run_dir)
+        provision.stop_services(run_dir)
 
 
 @pytest.fixture(scope="session")

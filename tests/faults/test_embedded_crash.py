@@ -16,15 +16,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from scripts import topology as topology_mod
 from tests.client import Api, until
 from tests.faults.conftest import TailCodes
 from tests.faults.harness import Stream
 from tests.faults.test_distributed_faults import run_through
-from tests.services import load_script
 
 pytestmark = pytest.mark.timeout(180)
-
-topology_mod = load_script("topology")
 
 
 class Server:
