@@ -31,7 +31,8 @@ class SqliteUserStore:
             if (
                 user.email
                 and conn.execute(
-                    "SELECT 1 FROM users WHERE lower(email) = lower(?)", (user.email,)
+                    "SELECT 1 FROM users WHERE (email IS NOT NULL AND lower(email) = lower(?))",
+                    (user.email,),
                 ).fetchone()
             ):
                 raise BadRequest(EMAIL_TAKEN)
@@ -57,7 +58,7 @@ class SqliteUserStore:
         def run(conn: sqlite3.Connection) -> UserRecord | None:
             row = conn.execute(
                 f"SELECT {USER_COLUMNS} FROM users WHERE is_delete = 0 AND "
-                "(account = ?1 OR lower(email) = lower(?1) OR phone = ?1) "
+                "(account = ?1 OR (email IS NOT NULL AND lower(email) = lower(?1)) OR phone = ?1) "
                 "ORDER BY account = ?1 DESC LIMIT 1",
                 (login,),
             ).fetchone()
@@ -69,7 +70,8 @@ class SqliteUserStore:
         def run(conn: sqlite3.Connection) -> bool:
             return (
                 conn.execute(
-                    "SELECT 1 FROM users WHERE lower(email) = lower(?)", (email,)
+                    "SELECT 1 FROM users WHERE (email IS NOT NULL AND lower(email) = lower(?))",
+                    (email,),
                 ).fetchone()
                 is not None
             )
@@ -83,7 +85,8 @@ class SqliteUserStore:
             if (
                 changes.email
                 and conn.execute(
-                    "SELECT 1 FROM users WHERE lower(email) = lower(?) AND id <> ?",
+                    "SELECT 1 FROM users WHERE (email IS NOT NULL AND lower(email) = lower(?)) "
+                    "AND id <> ?",
                     (changes.email, user_id),
                 ).fetchone()
             ):
@@ -94,7 +97,8 @@ class SqliteUserStore:
                 changes.phone
                 and conn.execute(
                     "SELECT 1 FROM users WHERE id <> ?2 AND (id = ?1 OR account = ?1 "
-                    "OR lower(email) = lower(?1) OR (phone = ?1 AND is_delete = 0))",
+                    "OR (email IS NOT NULL AND lower(email) = lower(?1)) "
+                    "OR (phone = ?1 AND is_delete = 0))",
                     (changes.phone, user_id),
                 ).fetchone()
             ):

@@ -26,7 +26,8 @@ class PostgresUserStore:
     async def insert_user(self, user: UserRecord) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             if user.email and await conn.fetchval(
-                "SELECT 1 FROM users WHERE lower(email) = lower($1)", user.email
+                "SELECT 1 FROM users WHERE (email IS NOT NULL AND lower(email) = lower($1))",
+                user.email,
             ):
                 raise BadRequest(EMAIL_TAKEN)
             try:
@@ -55,7 +56,7 @@ class PostgresUserStore:
     async def find_login(self, login: str) -> UserRecord | None:
         row = await self._pool.fetchrow(
             f"SELECT {USER_COLUMNS} FROM users WHERE NOT is_delete AND "
-            "(account = $1 OR lower(email) = lower($1) OR phone = $1) "
+            "(account = $1 OR (email IS NOT NULL AND lower(email) = lower($1)) OR phone = $1) "
             "ORDER BY account = $1 DESC, "
             "lower(email) IS NOT DISTINCT FROM lower($1) DESC LIMIT 1",
             login,
@@ -65,7 +66,9 @@ class PostgresUserStore:
     @pg_errors
     async def email_taken(self, email: str) -> bool:
         return bool(
-            await self._pool.fetchval("SELECT 1 FROM users WHERE lower(email) = lower($1)", email)
+            await self._pool.fetchval(
+                "SELECT 1 FROM users WHERE (email IS NOT NULL AND lower(email) = lower($1))", email
+            )
         )
 
     @pg_errors
@@ -74,7 +77,8 @@ class PostgresUserStore:
     ) -> UserRecord | None:
         async with self._pool.acquire() as conn, conn.transaction():
             if changes.email and await conn.fetchval(
-                "SELECT 1 FROM users WHERE lower(email) = lower($1) AND id <> $2",
+                "SELECT 1 FROM users WHERE (email IS NOT NULL AND lower(email) = lower($1)) "
+                "AND id <> $2",
                 changes.email,
                 user_id,
             ):
@@ -86,7 +90,8 @@ class PostgresUserStore:
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('users.phone'))")
                 if await conn.fetchval(
                     "SELECT 1 FROM users WHERE id <> $2 AND (id = $1 OR account = $1 "
-                    "OR lower(email) = lower($1) OR (phone = $1 AND NOT is_delete))",
+                    "OR (email IS NOT NULL AND lower(email) = lower($1)) "
+                    "OR (phone = $1 AND NOT is_delete))",
                     changes.phone,
                     user_id,
                 ):
