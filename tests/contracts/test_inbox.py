@@ -4,16 +4,16 @@ sharding) return, delete and mark the same copies alike."""
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import pytest
 
-from sandcat.adapters.embedded.messages import SqliteInbox
+from sandcat.adapters.embedded.messages import SqliteInbox, SqliteMessageLog
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.adapters.mongo.inbox import MongoInbox
+from sandcat.domain import Submission
 from sandcat.ports import PullCursor, pull_cursor
 from sandcat.protocol.msg import Msg
 from tests.contracts.conftest import OpenMongo, OpenSqlite
@@ -44,39 +44,42 @@ class Writer(Protocol):
 
 
 class SqliteCopies:
-    """Writes copies into the embedded inbox table as the embedded message log does."""
+    """Writes copies into the embedded inbox through the embedded message log itself (its own
+    rows and seqs), so a change of the writer's row layout shows here. Each message becomes
+    one submission to its received copies' owners (and the sender's outbox when it has a
+    sent copy), in send_time order; the seqs the log allocates must be those the copies
+    were planned with."""
 
     def __init__(self, db: SqliteDatabase) -> None:
-        self._db = db
+        self._log = SqliteMessageLog(db)
 
     async def insert_copies(self, copies: Sequence[tuple[str, int, Msg]]) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            for owner, box, m in copies:  # each copy its own message row: the test owns ids
-                message_id = conn.execute(
-                    "INSERT INTO messages (send_id, receiver_id, local_id, server_id, "
-                    "create_time, send_time, msg_type, content_type, content, group_id, "
-                    "related_msg_id, send_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        m.send_id,
-                        m.receiver_id,
-                        m.local_id,
-                        m.server_id,
-                        m.create_time,
-                        m.send_time,
-                        m.msg_type,
-                        m.content_type,
-                        m.content,
-                        m.group_id,
-                        m.related_msg_id,
-                        m.send_seq,
-                    ),
-                ).lastrowid
-                conn.execute(
-                    "INSERT INTO inbox (owner_id, box, seq, message_id) VALUES (?, ?, ?, ?)",
-                    (owner, box, m.send_seq if box else m.seq, message_id),
+        messages: dict[str, tuple[Msg, list[tuple[str, int]], int]] = {}
+        for owner, box, m in copies:
+            msg, receivers, send_seq = messages.get(m.server_id, (m, [], 0))
+            if box == SENT:
+                send_seq = m.send_seq
+            else:
+                receivers.append((owner, m.seq))
+            messages[m.server_id] = (msg, receivers, send_seq)
+        self._log.start()
+        try:
+            # In send_time order, as they were sent (ties in the order of ``copies``).
+            for msg, receivers, send_seq in sorted(
+                messages.values(), key=lambda planned: planned[0].send_time
+            ):
+                stored = await self._log.submit(
+                    Submission(
+                        msg=msg.copy(seq=0, send_seq=0),
+                        receivers=[owner for owner, _ in receivers],
+                        outbox=send_seq > 0,
+                        push_self=False,
+                    )
                 )
-
-        await self._db.write(run)
+                assert stored.receiver_seqs == receivers, msg.server_id
+                assert stored.ack.send_seq == send_seq, msg.server_id
+        finally:
+            await self._log.stop()
 
 
 @dataclass
@@ -146,7 +149,7 @@ def conversation() -> list[tuple[str, int, Msg]]:
     group = chat("carol", "alice", 5, 0, MAY_31 + 4 * minute, group="g1", n=1)
     copies += [
         ("alice", RECEIVED, group),
-        ("carol", SENT, group.copy(seq=0, send_seq=9)),
+        ("carol", SENT, group.copy(seq=0, send_seq=1)),
     ]
     return copies
 
