@@ -29,13 +29,13 @@ neither looked up nor allocated: it settles with its original's outcome.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 from sandcat.domain import Ack, GroupStamp, StaleMembership, Stored, Submission
 from sandcat.domain_records import MessageRecord
 from sandcat.log import get_logger
 from sandcat.ports import IdempotencyStore, MessageQueue, SeqAllocator
 from sandcat.services.messages import MessageRefused
+from sandcat.util.batching import BatchingWorker
 
 log = get_logger(__name__)
 
@@ -67,9 +67,9 @@ class QueuedMessageLog:
         self._seqs = seqs
         self._idem = idempotency
         self._queue = queue
-        self._max_batch = max_batch
-        self._pending: deque[Entry] = deque()
-        self._wakeup = asyncio.Event()
+        self._admission: BatchingWorker[Submission, Stored] = BatchingWorker(
+            self._admit_batch, max_batch=max_batch, name="queued-log-admit"
+        )
         #: Acked records waiting for the idempotency insert.
         self._acked: list[tuple[tuple[str, str], asyncio.Future[Stored], Stored]] = []
         self._acked_wakeup = asyncio.Event()
@@ -83,10 +83,9 @@ class QueuedMessageLog:
         self.batches = 0
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        self._admission.start()
         self._tasks = [
-            loop.create_task(self._admit_loop(), name="queued-log-admit"),
-            loop.create_task(self._settle_loop(), name="queued-log-settle"),
+            asyncio.get_running_loop().create_task(self._settle_loop(), name="queued-log-settle")
         ]
 
     async def stop(self) -> None:
@@ -94,6 +93,7 @@ class QueuedMessageLog:
             return
         if self._open:  # let what was accepted land before stopping
             await asyncio.gather(*list(self._open), return_exceptions=True)
+        await self._admission.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -101,29 +101,19 @@ class QueuedMessageLog:
 
     def submit(self, submission: Submission) -> asyncio.Future[Stored]:
         """Queue in call order; the future resolves once the submission is durable."""
-        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        future = self._admission.submit(submission)
         self._open.add(future)
         future.add_done_callback(self._open.discard)
-        self._pending.append((submission, future))
-        self._wakeup.set()
         return future
 
     # --- admission: one batch at a time -------------------------------------------------
 
-    async def _admit_loop(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._pending:
-                size = min(self._max_batch, len(self._pending))
-                batch = [self._pending.popleft() for _ in range(size)]
-                try:
-                    await self._admit(batch)
-                except Exception as exc:  # the adapters raise; every waiter learns of it
-                    log.exception("admit_batch_failed", size=len(batch))
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+    async def _admit_batch(self, batch: list[Entry]) -> None:
+        try:
+            await self._admit(batch)
+        except Exception:  # the adapters raise; the worker fails the batch's waiters
+            log.exception("admit_batch_failed", size=len(batch))
+            raise
 
     async def _admit(self, batch: list[Entry]) -> None:
         self.batches += 1

@@ -27,6 +27,7 @@ INNER = sorted(
     [
         *PACKAGE.glob("services/*.py"),
         *PACKAGE.glob("protocol/*.py"),
+        *PACKAGE.glob("util/*.py"),
         PACKAGE / "ports.py",
         PACKAGE / "domain.py",
         PACKAGE / "domain_records.py",
@@ -66,6 +67,14 @@ def test_inner_layers_do_not_reach_outwards(path: Path) -> None:
         "sandcat.server",
     )
     bad = {m for m in _imports(path) if m.startswith(outward)}
+    assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(PACKAGE.glob("util/*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_util_knows_nothing_of_sandcat(path: Path) -> None:
+    bad = {m for m in _imports(path) if m.split(".")[0] == "sandcat"}
     assert not bad, f"{path.name} imports {sorted(bad)}"
 
 

@@ -20,7 +20,7 @@ from sandcat.log import get_logger
 from sandcat.metrics import COUNTS
 from sandcat.ports import PullCursor
 from sandcat.protocol.msg import Msg
-from sandcat.services.batching import BatchingWorker
+from sandcat.util.batching import BatchingWorker
 
 log = get_logger(__name__)
 
@@ -225,14 +225,16 @@ def _write_one(
     return Stored(ack, duplicate=False, receiver_seqs=receiver_seqs)
 
 
-class SqliteMessageLog(BatchingWorker):
+class SqliteMessageLog:
     """Implements ``MessageLog``: FIFO submissions, batched into one transaction each."""
 
     def __init__(
         self, db: SqliteDatabase, *, max_batch: int = 256, clock: Clock = SYSTEM_CLOCK
     ) -> None:
         """``clock``: the age of idempotency keys (a resend within 24 h gets its ack)."""
-        super().__init__(max_batch=max_batch, name="sqlite-writer")
+        self._worker: BatchingWorker[Submission, Stored] = BatchingWorker(
+            self._process, max_batch=max_batch, name="sqlite-writer"
+        )
         self._db = db
         self._clock = clock
         self._counters = _Counters()
@@ -242,7 +244,18 @@ class SqliteMessageLog(BatchingWorker):
     def add_listener(self, listener: OnStored) -> None:
         self._listeners.append(listener)
 
-    async def process(self, batch: list[tuple[Submission, asyncio.Future[Stored]]]) -> None:
+    def start(self) -> None:
+        self._worker.start()
+
+    async def stop(self) -> None:
+        """Stop once what was accepted has landed."""
+        await self._worker.stop()
+
+    def submit(self, submission: Submission) -> asyncio.Future[Stored]:
+        """Queue in call order; the future resolves once the submission is durable."""
+        return self._worker.submit(submission)
+
+    async def _process(self, batch: list[tuple[Submission, asyncio.Future[Stored]]]) -> None:
         """Store ``batch`` in one transaction on this thread, then let the loop run before the
         next one: the acks and pushes of this batch go out, and the loop never stalls for
         more than one bounded batch (``max_batch`` messages, a few ms) at a time."""

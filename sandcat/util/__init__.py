@@ -1,0 +1,1 @@
+"""Small generic pieces with no knowledge of the domain (no sandcat import)."""

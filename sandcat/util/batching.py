@@ -1,0 +1,66 @@
+"""A FIFO queue drained by one worker task in batches.
+
+``submit`` queues an item in call order and returns its future; the worker takes up to
+``max_batch`` queued items at a time and hands them, with their futures, to the
+``process`` callback, which must settle every future of its batch (it may set them in any
+order and do more after each). A callback that raises fails the futures it left unsettled.
+``stop`` lets what was accepted land first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class BatchingWorker(Generic[T, R]):
+    def __init__(
+        self,
+        process: Callable[[list[tuple[T, asyncio.Future[R]]]], Awaitable[None]],
+        *,
+        max_batch: int,
+        name: str,
+    ) -> None:
+        self._process = process
+        self._max_batch = max_batch
+        self._name = name
+        self._pending: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            if self._pending:  # let what was accepted land before stopping
+                await asyncio.gather(*(f for _, f in list(self._pending)), return_exceptions=True)
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def submit(self, item: T) -> asyncio.Future[R]:
+        """Queue in call order; the future settles once ``process`` has handled the item."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        self._wakeup.set()
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                size = min(self._max_batch, len(self._pending))
+                batch = [self._pending.popleft() for _ in range(size)]
+                try:
+                    await self._process(batch)
+                except Exception as exc:  # every waiter of the batch learns of it
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)

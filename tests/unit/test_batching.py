@@ -1,0 +1,50 @@
+"""``sandcat.util.batching.BatchingWorker``: order, batch bound, failures, stop."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sandcat.util.batching import BatchingWorker
+
+
+async def test_items_go_in_order_in_bounded_batches_and_a_failure_stays_in_its_batch() -> None:
+    batches: list[list[int]] = []
+
+    async def process(batch: list[tuple[int, asyncio.Future[str]]]) -> None:
+        batches.append([item for item, _ in batch])
+        if any(item == 4 for item, _ in batch):
+            batch[0][1].set_result("settled before the failure")
+            raise RuntimeError("bad batch")
+        for item, future in batch:
+            future.set_result(f"r{item}")
+
+    worker: BatchingWorker[int, str] = BatchingWorker(process, max_batch=3, name="test-worker")
+    worker.start()
+    futures = [worker.submit(i) for i in range(8)]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert batches == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert results[:3] == ["r0", "r1", "r2"] and results[6:] == ["r6", "r7"]
+    assert results[3] == "settled before the failure"
+    assert [type(r) for r in results[4:6]] == [RuntimeError, RuntimeError]
+    await worker.stop()
+
+
+async def test_stop_lets_what_was_accepted_land() -> None:
+    gate, busy = asyncio.Event(), asyncio.Event()
+
+    async def process(batch: list[tuple[int, asyncio.Future[int]]]) -> None:
+        busy.set()
+        await gate.wait()
+        for item, future in batch:
+            future.set_result(item * 2)
+
+    worker: BatchingWorker[int, int] = BatchingWorker(process, max_batch=2, name="test-worker")
+    worker.start()
+    futures = [worker.submit(i) for i in range(5)]
+    await busy.wait()
+    stopping = asyncio.ensure_future(worker.stop())
+    await asyncio.wait([stopping], timeout=0.05)
+    assert not stopping.done()  # the first batch is still being processed
+    gate.set()
+    await stopping
+    assert [f.result() for f in futures] == [0, 2, 4, 6, 8]
