@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
@@ -59,6 +60,20 @@ READY_NEEDS: dict[str, tuple[str, ...]] = {
     "gateway": ("postgres", "redis", "kafka"),
     "msg-server": ("postgres", "redis", "kafka", "mongodb"),
 }
+
+
+def _failpoint() -> Callable[[], None] | None:
+    """``SANDCAT_FAILPOINT=after_store_before_commit``, read once at start (the crash test of
+    tests/e2e/test_distributed.py): exit with 75 once the first batch is stored, before
+    its offsets are committed."""
+    if os.environ.get("SANDCAT_FAILPOINT") != "after_store_before_commit":
+        return None
+
+    def crash() -> None:
+        log.error("failpoint", name="after_store_before_commit")
+        os._exit(75)
+
+    return crash
 
 
 async def migrate_distributed(config: Config) -> list[str]:
@@ -128,7 +143,10 @@ async def distributed_adapters(
         )
         stack.push_async_callback(storage.close)
         consumer = KafkaConsumerLoop(
-            config.kafka, store=storage.store_batch, max_in_flight=CONSUMER_IN_FLIGHT
+            config.kafka,
+            store=storage.store_batch,
+            max_in_flight=CONSUMER_IN_FLIGHT,
+            after_store=_failpoint(),
         )
         await consumer.start()
         task = asyncio.get_running_loop().create_task(consumer.run(), name="kafka-consumer")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -130,9 +129,13 @@ class KafkaConsumerLoop:
         store: StoreBatch,
         max_backoff: float = 5.0,
         max_in_flight: int = 1,
+        after_store: Callable[[], None] | None = None,
     ) -> None:
+        """``after_store`` runs once each batch is stored, before its offsets go to the
+        commit stage (the msg-server's crash test exits there)."""
         self._config = config
         self._store = store
+        self._after_store = after_store
         self._max_backoff = max_backoff
         self._max_in_flight = max(1, max_in_flight)
         self._consumer = AIOKafkaConsumer(
@@ -147,7 +150,6 @@ class KafkaConsumerLoop:
         self._dlq = AIOKafkaProducer(
             bootstrap_servers=list(config.hosts), acks="all", enable_idempotence=True
         )
-        self.stored_batches = 0
         self.dead_letters = 0
         #: True while the last poll found nothing new: the consumer has caught up.
         self.idle = False
@@ -239,11 +241,8 @@ class KafkaConsumerLoop:
                 )
             await asyncio.sleep(backoff)
             backoff = min(self._max_backoff, backoff * 2)
-        self.stored_batches += 1
-        if os.environ.get("SANDCAT_FAILPOINT") == "after_store_before_commit":
-            # Test failpoint: the crash window between durable storage and the commit.
-            log.error("failpoint", name="after_store_before_commit")
-            os._exit(75)
+        if self._after_store is not None:
+            self._after_store()
 
     def _commit_later(self, offsets: dict[TopicPartition, int]) -> None:
         """Hand a stored poll's offsets to the commit stage (started if idle)."""
