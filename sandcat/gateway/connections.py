@@ -161,7 +161,9 @@ class Connection(asyncio.Protocol):
         self._fallback: Callable[[], asyncio.Protocol] | None = fallback
         self._state = _HEAD
         self._buf: bytearray | None = None
-        self._fragments: list[bytes] | None = None  # a fragmented message: opcode byte first
+        # A fragmented message so far: its opcode byte, then the payload (its size is the
+        # length less one, read in O(1): frames of one byte or none cost no more than others).
+        self._fragments: bytearray | None = None
         self._inbox: deque[tuple[int, bytes]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._out: list[bytes] | None = None
@@ -339,7 +341,7 @@ class Connection(asyncio.Protocol):
 
     def _fragment_bytes(self) -> int:
         fragments = self._fragments
-        return sum(len(f) for f in fragments) - 1 if fragments else 0
+        return len(fragments) - 1 if fragments is not None else 0
 
     def _frame(self, fin: int, opcode: int, payload: bytes) -> None:
         self._beat = 0
@@ -352,16 +354,16 @@ class Connection(asyncio.Protocol):
             elif fin:
                 self._message(opcode, payload)
             else:
-                self._fragments = [bytes((opcode,)), payload]
+                self._fragments = bytearray((opcode,)) + payload
         elif opcode == OP_CONTINUATION:
             fragments = self._fragments
             if fragments is None:
                 self._fail(CLOSE_PROTOCOL_ERROR, "a continuation without a message")
                 return
-            fragments.append(payload)
+            fragments += payload
             if fin:
                 self._fragments = None
-                self._message(fragments[0][0], b"".join(fragments[1:]))
+                self._message(fragments[0], bytes(fragments[1:]))
         elif opcode == OP_PING:
             self._transport.write(control_frame(OP_PONG, payload))
         elif opcode == OP_CLOSE:

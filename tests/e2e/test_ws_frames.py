@@ -108,6 +108,31 @@ async def test_upgrade_fragments_pings_and_the_closing_handshake(
     sock.writer.close()
 
 
+async def test_a_message_in_one_byte_fragments_is_one_message(
+    server: Running, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """Every byte its own frame (and empty continuations between them): reassembled into
+    the one message, acked once."""
+    api = _api(server, session, codes)
+    alice = await api.new_user("alice", "alice@example.com")
+    bob = await api.new_user("bob", "bob@example.com")
+    await befriend(api, alice, bob)
+    assert server.ws_port is not None
+    sock, _ = await Raw.upgrade(server.ws_port, alice)
+    assert await sock.read() == (0x89, b"")
+    body = wire.encode(wire.msg(send_id=alice.id, receiver_id=bob.id, local_id="tiny"))
+    frames = [frame(0x2, body[:1], fin=False)]
+    for byte in body[1:-1]:
+        frames += [frame(0x0, bytes((byte,)), fin=False), frame(0x0, b"", fin=False)]
+    frames.append(frame(0x0, body[-1:]))
+    sock.writer.write(b"".join(frames))
+    opcode, payload = await sock.read_data()
+    ack = wire.decode(payload)
+    assert opcode == 0x82 and ack["msg_type"] == 24 and ack["local_id"] == "tiny"
+    assert ack["send_seq"] == 1
+    sock.writer.close()
+
+
 async def test_protocol_errors_close_with_1002(
     server: Running, session: aiohttp.ClientSession, codes: CodeBook
 ) -> None:
