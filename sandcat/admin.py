@@ -36,9 +36,9 @@ from sandcat.config import Config
 from sandcat.domain import UserRecord
 from sandcat.errors import BadRequest, ConfigError, NotFound
 from sandcat.gateway.connections import Registry
-from sandcat.ids import Clock, SystemClock, nanoid
+from sandcat.ids import SystemClock, nanoid
 from sandcat.log import get_logger
-from sandcat.ports import SessionEnder, UserAdminStore
+from sandcat.ports import Clock, SessionEnder, UserAdminStore
 from sandcat.protocol.payloads import GroupInfo
 from sandcat.services.auth import PasswordService
 from sandcat.wiring import db_path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Protocol
 
 _ALPHABET = b"_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 #: Byte b -> letter b mod 64: a 64-letter alphabet takes every random byte without bias,
@@ -17,21 +16,8 @@ def nanoid(size: int = 21) -> str:
     return os.urandom(size).translate(_TRANSLATE).decode("ascii")
 
 
-class Clock(Protocol):
-    """Every reading of time that decides behaviour goes through one (tests pass a fake)."""
-
-    def now_ms(self) -> int:
-        """Wall-clock milliseconds: timestamps that are stored or sent."""
-
-    def now(self) -> float:
-        """Wall-clock seconds."""
-
-    def monotonic(self) -> float:
-        """Seconds that never go back: durations (rate limits, holds), never stored."""
-
-
 class SystemClock:
-    """The process's clocks."""
+    """The process's clocks (implements ``sandcat.ports.Clock``)."""
 
     __slots__ = ()
 

@@ -16,6 +16,19 @@ from sandcat.protocol.msg import Msg
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
 
 
+class Clock(Protocol):
+    """Every reading of time that decides behaviour goes through one (tests pass a fake)."""
+
+    def now_ms(self) -> int:
+        """Wall-clock milliseconds: timestamps that are stored or sent."""
+
+    def now(self) -> float:
+        """Wall-clock seconds."""
+
+    def monotonic(self) -> float:
+        """Seconds that never go back: durations (rate limits, holds), never stored."""
+
+
 class UserStore(Protocol):
     async def insert_user(self, user: UserRecord) -> None:
         """Insert a user with zeroed sequences; raises ``BadRequest`` on a taken e-mail."""

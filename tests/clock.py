@@ -1,4 +1,4 @@
-"""A fake ``Clock`` (``sandcat.ids``): time moves only when the test says so."""
+"""A fake ``Clock`` (``sandcat.ports``): time moves only when the test says so."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sandcat.config import LimitsConfig
 from sandcat.domain import UserRecord
 from sandcat.errors import BadRequest, Forbidden, NotFound, TooManyRequests
-from sandcat.ids import Clock, nanoid
-from sandcat.ports import FriendRequest, FriendStore, UserStore
+from sandcat.ids import nanoid
+from sandcat.ports import Clock, FriendRequest, FriendStore, UserStore
 from sandcat.protocol.msg import MsgType
 from sandcat.protocol.payloads import Friend, FriendshipWithUser
 from sandcat.services.notify import Notifier

@@ -24,8 +24,8 @@ from collections.abc import AsyncIterator
 from sandcat import _native
 from sandcat.config import LimitsConfig
 from sandcat.errors import BadRequest, Forbidden, NotFound
-from sandcat.ids import Clock, nanoid
-from sandcat.ports import FriendStore, GroupStore, MembershipCache
+from sandcat.ids import nanoid
+from sandcat.ports import Clock, FriendStore, GroupStore, MembershipCache
 from sandcat.protocol.msg import MsgType
 from sandcat.protocol.payloads import GroupInfo, GroupInvitation, GroupMember
 from sandcat.services.friends import check_text

@@ -9,9 +9,10 @@ from sandcat import _native
 from sandcat.config import LimitsConfig
 from sandcat.domain import Stored, Submission, idempotency_key
 from sandcat.errors import DecodeError, SandcatError
-from sandcat.ids import Clock, nanoid
+from sandcat.ids import nanoid
 from sandcat.log import get_logger
 from sandcat.ports import (
+    Clock,
     Delivery,
     FriendGate,
     GroupGate,

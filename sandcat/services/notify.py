@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 
 from sandcat.domain import Stored, Submission
-from sandcat.ids import Clock, nanoid
-from sandcat.ports import MessageLog
+from sandcat.ids import nanoid
+from sandcat.ports import Clock, MessageLog
 from sandcat.protocol.msg import Msg, MsgType
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import deque
 
 from sandcat.errors import TooManyRequests
-from sandcat.ids import SYSTEM_CLOCK, Clock
+from sandcat.ids import SYSTEM_CLOCK
+from sandcat.ports import Clock
 
 
 class WindowLimiter:

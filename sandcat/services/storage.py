@@ -22,9 +22,17 @@ from typing import Any
 
 from sandcat.domain import Ack, idempotency_key
 from sandcat.domain_records import MessageRecord
-from sandcat.ids import SYSTEM_CLOCK, Clock
+from sandcat.ids import SYSTEM_CLOCK
 from sandcat.log import get_logger
-from sandcat.ports import HistoryStore, InboxWriter, KeyClaims, Push, PushRouter, SeqAllocator
+from sandcat.ports import (
+    Clock,
+    HistoryStore,
+    InboxWriter,
+    KeyClaims,
+    Push,
+    PushRouter,
+    SeqAllocator,
+)
 from sandcat.protocol.msg import Msg
 from sandcat.services.messages import plan_pushes
 

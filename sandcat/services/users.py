@@ -18,9 +18,9 @@ from sandcat.errors import (
     TooManyRequests,
     UnAuthorized,
 )
-from sandcat.ids import Clock, nanoid
+from sandcat.ids import nanoid
 from sandcat.log import get_logger
-from sandcat.ports import CodeStore, Mailer, SessionEnder, UserStore
+from sandcat.ports import Clock, CodeStore, Mailer, SessionEnder, UserStore
 from sandcat.services.auth import ACCESS, REFRESH, Claims, PasswordService, TokenService
 from sandcat.services.ratelimit import WindowLimiter
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.domain import Ack, Stored, Submission, idempotency_key, idempotency_parts
-from sandcat.ids import SYSTEM_CLOCK, Clock
+from sandcat.ids import SYSTEM_CLOCK
 from sandcat.log import get_logger
 from sandcat.metrics import COUNTS
-from sandcat.ports import PullCursor
+from sandcat.ports import Clock, PullCursor
 from sandcat.protocol.msg import Msg
 from sandcat.util.batching import BatchingWorker
 

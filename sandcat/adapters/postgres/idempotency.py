@@ -8,7 +8,8 @@ import asyncpg
 
 from sandcat.adapters.postgres.errors import pg_errors
 from sandcat.domain import Ack
-from sandcat.ids import Clock, SystemClock
+from sandcat.ids import SystemClock
+from sandcat.ports import Clock
 
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
 
