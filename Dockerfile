@@ -31,15 +31,13 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
     && sandcat info | tee /dev/stderr | grep -q "^framing: cython" \
     && sandcat info | grep -q "^shard hashing: rust"
 WORKDIR /app
-COPY migrations ./migrations
 COPY config.yml ./config.yml
 # The listeners bind every interface, so login cannot derive the address clients use:
 # `docker run -e SANDCAT__WEBSOCKET__PUBLIC_ADDR=ws://HOST:50000/ws ...` (check-config and
 # serve refuse to start without it, rather than hand out ws://0.0.0.0).
 ENV SANDCAT__SERVER__HOST=0.0.0.0 \
     SANDCAT__WEBSOCKET__HOST=0.0.0.0 \
-    SANDCAT__EMBEDDED__DATA_DIR=/data \
-    SANDCAT_MIGRATIONS_DIR=/app/migrations
+    SANDCAT__EMBEDDED__DATA_DIR=/data
 RUN mkdir -m 0700 /data && chown sandcat /data
 USER sandcat
 VOLUME /data

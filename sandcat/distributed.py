@@ -17,10 +17,12 @@ import asyncpg
 from pymongo import AsyncMongoClient
 
 from sandcat.adapters.kafka.queue import KafkaConsumerLoop, KafkaQueue, ensure_topics
+from sandcat.adapters.mongo.cleaner import clean_inbox
 from sandcat.adapters.mongo.inbox import MongoInbox, mongo_url
 from sandcat.adapters.postgres.history import PostgresHistory
 from sandcat.adapters.postgres.idempotency import PostgresIdempotency
 from sandcat.adapters.postgres.migrate import apply_pg_migrations
+from sandcat.adapters.postgres.partitions import archive_partitions, ensure_partitions
 from sandcat.adapters.postgres.pool import open_pool, pg_dsn
 from sandcat.adapters.postgres.segments import PostgresSegmentStore
 from sandcat.adapters.postgres.social import PostgresFriendStore, PostgresGroupStore
@@ -34,8 +36,6 @@ from sandcat.adapters.s3.files import S3FileStore
 from sandcat.config import Config
 from sandcat.gateway.connections import Registry
 from sandcat.ids import SystemClock
-from sandcat.jobs.inbox_cleaner import clean_inbox
-from sandcat.jobs.partitions import archive_partitions, ensure_partitions
 from sandcat.jobs.scheduler import Scheduler
 from sandcat.log import get_logger
 from sandcat.observability import Check

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from sandcat.adapters.embedded.sqlite import MIGRATIONS_DIR
 from sandcat.adapters.postgres.history import PostgresHistory
 from sandcat.adapters.postgres.idempotency import PostgresIdempotency
 from sandcat.adapters.postgres.migrate import apply_pg_migrations
+from sandcat.adapters.postgres.partitions import archive_partitions, ensure_partitions
 from sandcat.domain import Ack
-from sandcat.jobs.partitions import archive_partitions, ensure_partitions
+from sandcat.migrations import MIGRATIONS_DIR
 from sandcat.protocol.msg import Msg
 from tests.clock import FakeClock
 from tests.contracts.conftest import OpenPg, with_database

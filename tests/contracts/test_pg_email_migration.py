@@ -1,4 +1,4 @@
-"""``migrations/postgres/0004_email_case_insensitive.sql`` on a database made before it:
+"""``sandcat/migrations/postgres/0004_email_case_insensitive.sql`` on a database made before it:
 case variants already stored keep the oldest account's address, and from then on the
 unique index refuses a variant."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from sandcat.adapters.embedded.sqlite import MIGRATIONS_DIR
 from sandcat.adapters.postgres.migrate import apply_pg_migrations
 from sandcat.ids import nanoid
+from sandcat.migrations import MIGRATIONS_DIR
 from tests.contracts.conftest import with_database
 from tests.services import Services
 

@@ -25,7 +25,8 @@ from sandcat.adapters.redis.seqs import RedisSeqAllocator
 from sandcat.config import RedisConfig
 from sandcat.errors import DbError
 
-#: The table of ``migrations/postgres/0001_init.sql``, for a database made before it existed.
+#: The table of ``sandcat/migrations/postgres/0001_init.sql``, for a database made before
+#: it existed.
 _SEQUENCE_TABLE = (
     "CREATE TABLE IF NOT EXISTS sequence (user_id VARCHAR PRIMARY KEY, "
     "rec_max_seq BIGINT NOT NULL DEFAULT 0, send_max_seq BIGINT NOT NULL DEFAULT 0)"

@@ -18,9 +18,9 @@ from pymongo.monitoring import (
 )
 
 from sandcat._native import collection_name, month_of, shard_of
+from sandcat.adapters.mongo.cleaner import clean_inbox, except_type_codes
 from sandcat.adapters.mongo.inbox import SEQ_INDEX_COLLECTION, SINGLE_COLLECTION, MongoInbox
 from sandcat.config import MongoCleanConfig
-from sandcat.jobs.inbox_cleaner import clean_inbox, except_type_codes
 from sandcat.protocol.msg import Msg
 from tests.contracts.conftest import OpenMongo
 

@@ -78,6 +78,15 @@ def test_util_knows_nothing_of_sandcat(path: Path) -> None:
     assert not bad, f"{path.name} imports {sorted(bad)}"
 
 
+@pytest.mark.parametrize(
+    "path", sorted(PACKAGE.glob("jobs/*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_jobs_driving_an_adapter_live_beside_it(path: Path) -> None:
+    bad = {m for m in _imports(path) if m.startswith("sandcat.adapters")}
+    bad |= {m for m in _imports(path) if m.split(".")[0] in DRIVERS}
+    assert not bad, f"{path.name} imports {sorted(bad)}: move it under sandcat/adapters/"
+
+
 def _module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

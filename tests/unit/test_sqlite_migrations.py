@@ -1,5 +1,5 @@
 """An embedded database made by an earlier release keeps every message through the upgrade
-to the store-once layout (``migrations/sqlite/0004_messages_once.sql``)."""
+to the store-once layout (``sandcat/migrations/sqlite/0004_messages_once.sql``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sandcat.adapters.embedded.messages import SqliteInbox
-from sandcat.adapters.embedded.sqlite import MIGRATIONS_DIR, SqliteDatabase, apply_migrations
+from sandcat.adapters.embedded.sqlite import SqliteDatabase, apply_migrations
+from sandcat.migrations import MIGRATIONS_DIR
 
 FAT_ROW = (
     "INSERT INTO inbox (owner_id, box, seq, other_seq, send_id, receiver_id, local_id, "
@@ -82,7 +83,7 @@ def test_a_new_database_is_private_to_its_owner(tmp_path: Path) -> None:
 
 def test_email_uniqueness_ignores_case_from_0007_on(tmp_path: Path) -> None:
     """Case variants already stored keep the oldest account's address; afterwards the
-    index refuses a variant (``migrations/sqlite/0007_email_case_insensitive.sql``)."""
+    index refuses a variant (``sandcat/migrations/sqlite/0007_email_case_insensitive.sql``)."""
     before = tmp_path / "before"
     before.mkdir()
     for script in sorted((MIGRATIONS_DIR / "sqlite").glob("*.sql")):

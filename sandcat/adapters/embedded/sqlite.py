@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-import re
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,15 +24,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from sandcat.log import get_logger
+from sandcat.migrations import MIGRATIONS_DIR, migration_files
 
 T = TypeVar("T")
 log = get_logger(__name__)
-
-#: The repository's ``migrations/``; ``SANDCAT_MIGRATIONS_DIR`` points elsewhere (a wheel install).
-MIGRATIONS_DIR = Path(
-    os.environ.get("SANDCAT_MIGRATIONS_DIR") or Path(__file__).resolve().parents[3] / "migrations"
-)
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -61,8 +55,8 @@ def apply_migrations(path: str, migrations_dir: Path = MIGRATIONS_DIR / "sqlite"
         )
         done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
         applied: list[str] = []
-        for file in sorted(migrations_dir.glob("*.sql")):
-            if not _MIGRATION_NAME.match(file.name) or file.name in done:
+        for file in migration_files(migrations_dir):
+            if file.name in done:
                 continue
             name = file.name.replace("'", "")
             script = file.read_text(encoding="utf-8")

@@ -1,24 +1,21 @@
-"""Numbered ``migrations/postgres/*.sql`` files, each applied once in its own transaction."""
+"""The numbered ``sandcat/migrations/postgres/*.sql`` files, each applied once in its own
+transaction."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import asyncpg
 
-from sandcat.adapters.embedded.sqlite import MIGRATIONS_DIR
+from sandcat.migrations import MIGRATIONS_DIR, migration_files
 
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 #: Serialises concurrent ``sandcat migrate`` runs (any constant shared by all of them).
 _LOCK_KEY = 0x5A_4E_DC_A7
 
 
 def _read_migrations(migrations_dir: Path) -> list[tuple[str, str]]:
     return [
-        (file.name, file.read_text(encoding="utf-8"))
-        for file in sorted(migrations_dir.glob("*.sql"))
-        if _MIGRATION_NAME.match(file.name)
+        (file.name, file.read_text(encoding="utf-8")) for file in migration_files(migrations_dir)
     ]
 
 

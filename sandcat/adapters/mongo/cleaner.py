@@ -1,4 +1,5 @@
-"""The inbox cleaner (``db.mongodb.clean``): the original's ``clean_receive_box``, in ms.
+"""The inbox cleaner (``db.mongodb.clean``), a job of the msg-server over the Mongo inbox: the
+original's ``clean_receive_box``, in ms.
 
 The original compared ``send_time`` (ms) with a cutoff in seconds, so it never deleted
 anything; here the cutoff is ``now - period`` days in milliseconds.
@@ -7,20 +8,13 @@ anything; here the cutoff is ``now - period`` days in milliseconds.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
-from typing import Protocol
+from collections.abc import Iterable
 
-from sandcat.adapters.mongo.inbox import CleanReport
+from sandcat.adapters.mongo.inbox import CleanReport, MongoInbox
 from sandcat.config import MongoCleanConfig
 from sandcat.protocol.msg import MsgType
 
 _CAMEL_WORD = re.compile(r"(?<!^)(?=[A-Z])")
-
-
-class CleanableInbox(Protocol):
-    async def clean_inbox(
-        self, now_ms: int, period_days: int, except_types: Collection[int]
-    ) -> CleanReport: ...
 
 
 def except_type_codes(names: Iterable[str]) -> frozenset[int]:
@@ -40,6 +34,6 @@ def except_type_codes(names: Iterable[str]) -> frozenset[int]:
     return frozenset(codes)
 
 
-async def clean_inbox(inbox: CleanableInbox, clean: MongoCleanConfig, now_ms: int) -> CleanReport:
+async def clean_inbox(inbox: MongoInbox, clean: MongoCleanConfig, now_ms: int) -> CleanReport:
     """One run of the cleaner with the ``db.mongodb.clean`` settings."""
     return await inbox.clean_inbox(now_ms, clean.period, except_type_codes(clean.except_types))
