@@ -1,5 +1,5 @@
 """In-process fakes of the ports the services use (``sandcat/ports.py``), for service-level
-unit tests (``tests/unit/test_services_*.py``).
+unit tests (``tests/unit/test_services_*.py``); the clock is ``tests/clock.py``.
 
 Each keeps its state in dicts and follows its port's docstring; the real adapters pass the
 same contracts in ``tests/contracts``. The fakes record what the services did with them
@@ -13,35 +13,13 @@ import dataclasses
 from collections.abc import Sequence
 
 from sandcat.domain import Ack, Stored, Submission, UserChanges, UserRecord
-from sandcat.ports import FriendRequest, PullCursor, pull_cursor
+from sandcat.ports import FriendRequest, PullCursor, Push, pull_cursor
 from sandcat.protocol.msg import Msg
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
-from sandcat.services.messages import Push
 
 #: Friend request statuses as the stores keep them, and a plain member's group role.
 PENDING, ACCEPTED, REJECTED, DELETED = 0, 1, 2, 4
 MEMBER = 2
-
-
-class FakeClock:
-    """A clock that moves only when told to (``advance``)."""
-
-    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
-        self.ms = start_ms
-        self.mono = 1000.0
-
-    def now_ms(self) -> int:
-        return self.ms
-
-    def now(self) -> float:
-        return self.ms / 1000
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.ms += int(seconds * 1000)
-        self.mono += seconds
 
 
 def user(user_id: str, **fields: object) -> UserRecord:

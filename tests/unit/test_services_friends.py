@@ -12,7 +12,8 @@ from sandcat.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from sandcat.protocol.msg import MsgType
 from sandcat.services.friends import FriendService
 from sandcat.services.notify import Notifier
-from tests.fakes import PENDING, FakeClock, FakeFriends, FakeLog, FakeUsers
+from tests.clock import FakeClock
+from tests.fakes import PENDING, FakeFriends, FakeLog, FakeUsers
 
 
 @dataclass

@@ -15,7 +15,8 @@ from sandcat.protocol.msg import MsgType
 from sandcat.services.groups import ADMIN, GroupService
 from sandcat.services.messages import MessageRefused
 from sandcat.services.notify import Notifier
-from tests.fakes import FakeClock, FakeFriends, FakeGroups, FakeLog, FakeUsers
+from tests.clock import FakeClock
+from tests.fakes import FakeFriends, FakeGroups, FakeLog, FakeUsers
 
 
 @dataclass

@@ -17,7 +17,8 @@ from sandcat.protocol.msg import Msg, MsgType
 from sandcat.services.groups import GroupService
 from sandcat.services.messages import MessageRefused, MessageService
 from sandcat.services.notify import Notifier
-from tests.fakes import FakeClock, FakeFriends, FakeGroups, FakeInbox, FakeLog, FakeRelay, FakeUsers
+from tests.clock import FakeClock
+from tests.fakes import FakeFriends, FakeGroups, FakeInbox, FakeLog, FakeRelay, FakeUsers
 
 
 @dataclass

@@ -24,8 +24,8 @@ from sandcat.services.auth import PasswordService, TokenService
 from sandcat.services.notify import Notifier
 from sandcat.services.sync import PULL_PAGE, SyncService
 from sandcat.services.users import UserService
+from tests.clock import FakeClock
 from tests.fakes import (
-    FakeClock,
     FakeCodes,
     FakeInbox,
     FakeLog,
