@@ -21,6 +21,7 @@ from sandcat.adapters.kafka.queue import (
 from sandcat.config import KafkaConfig
 from sandcat.domain_records import MessageRecord
 from sandcat.protocol.msg import Msg
+from tests.client import until
 from tests.services import Services
 
 
@@ -189,13 +190,11 @@ async def test_offsets_are_committed_only_once_their_batch_is_stored(
         await asyncio.wait_for(entered.wait(), 30)
         assert await _committed(real_services, config.group) == {}
         gate.set()
-        committed: dict[int, int] = {}
-        for _ in range(300):  # the broker's view of the group, polled up to 30 s
-            committed = await _committed(real_services, config.group)
-            if committed == {0: 50}:
-                break
-            await asyncio.sleep(0.1)
-        assert committed == {0: 50}
+
+        async def all_committed() -> bool:  # the broker's view of the group
+            return await _committed(real_services, config.group) == {0: 50}
+
+        await until(all_committed, 30, "offset 50 committed")
         assert stored == list(range(1, 51))  # in order, each once
     finally:
         task.cancel()
@@ -235,13 +234,12 @@ async def test_overlapping_polls_commit_in_poll_order(real_services: Services) -
         assert stored == [2]
         assert await _committed(real_services, config.group) == {}
         release_first.set()
-        committed: dict[int, int] = {}
-        for _ in range(300):  # polled up to 30 s
-            committed = await _committed(real_services, config.group)
-            if committed == {0: 2}:
-                break
-            await asyncio.sleep(0.1)
-        assert committed == {0: 2} and sorted(stored) == [1, 2]
+
+        async def both_committed() -> bool:
+            return await _committed(real_services, config.group) == {0: 2}
+
+        await until(both_committed, 30, "offset 2 committed")
+        assert sorted(stored) == [1, 2]
     finally:
         await producer.stop()
         task.cancel()
