@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ALL_SERVICES: tuple[str, ...] = ("postgres", "redis", "kafka", "mongo", "s3")
 
@@ -72,6 +72,24 @@ def log_tail(log: Path, lines: int = 25) -> str:
 # --------------------------------------------------------------------------- process helpers
 
 
+def _child_options(
+    cwd: Path | None, env: dict[str, str] | None, user: str | None
+) -> dict[str, Any]:
+    """What every child process gets: its folder, its environment, no stdin, and the ids of
+    ``user`` when given."""
+    options: dict[str, Any] = {"cwd": cwd, "env": env, "stdin": subprocess.DEVNULL}
+    if user is not None:
+        pw = pwd.getpwnam(user)
+        options.update(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+    return options
+
+
+def _log_command(log: IO[bytes], argv: Sequence[str]) -> None:
+    """Write the command line to the log before its output."""
+    log.write(f"\n$ {' '.join(argv)}\n".encode())
+    log.flush()
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -88,38 +106,23 @@ def run(
     With ``log`` the output is appended to that file instead of captured.
     """
     label = what or " ".join(argv[:3])
-    kwargs: dict[str, Any] = {}
-    if user is not None:
-        pw = pwd.getpwnam(user)
-        kwargs.update(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+    options = _child_options(cwd, env, user)
     try:
         if log is not None:
             with open(log, "ab") as fh:
-                fh.write(f"\n$ {' '.join(argv)}\n".encode())
-                fh.flush()
+                _log_command(fh, argv)
                 proc = subprocess.run(
                     list(argv),
-                    cwd=cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
                     stdout=fh,
                     stderr=subprocess.STDOUT,
                     timeout=timeout,
                     check=False,
-                    **kwargs,
+                    **options,
                 )
             out = ""
         else:
             proc = subprocess.run(
-                list(argv),
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                **kwargs,
+                list(argv), capture_output=True, text=True, timeout=timeout, check=False, **options
             )
             out = proc.stdout
     except FileNotFoundError as exc:
@@ -167,23 +170,15 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start a long-running service process, logging to DIR/<name>.log, pid in DIR/<name>.pid."""
     log = run_dir / f"{name}.log"
-    kwargs: dict[str, Any] = {}
-    if user is not None:
-        pw = pwd.getpwnam(user)
-        kwargs.update(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
     with open(log, "ab") as fh:
-        fh.write(f"\n$ {' '.join(argv)}\n".encode())
-        fh.flush()
+        _log_command(fh, argv)
         try:
             proc = subprocess.Popen(
                 list(argv),
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                **kwargs,
+                **_child_options(cwd, env, user),
             )
         except OSError as exc:
             raise ServiceError(name, f"cannot execute {argv[0]}: {exc}", log) from exc
