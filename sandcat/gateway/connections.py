@@ -36,6 +36,7 @@ from sandcat.gateway.websocket import (
     OP_PONG,
     OP_TEXT,
     Upgrade,
+    close_answer,
     close_frame,
     control_frame,
     parse_upgrade,
@@ -225,9 +226,9 @@ class Connection(asyncio.Protocol):
             buf = self._buf = bytearray()
         buf += data
         end = buf.find(b"\r\n\r\n")
-        if end < 0:
+        if end < 0 or end > MAX_HEAD_BYTES:
             if len(buf) > MAX_HEAD_BYTES:
-                self._hand_over()
+                self._hand_over()  # (aiohttp answers a head this long 431 or 400)
             return
         if self._grace is not None:
             self._grace.cancel()
@@ -248,13 +249,22 @@ class Connection(asyncio.Protocol):
 
     def _hand_over(self) -> None:
         """Not a WebSocket upgrade of the gateway's route: aiohttp serves it (and times
-        out what it does not get whole)."""
+        out what it does not get whole).
+
+        The request is given a ``Connection: close`` first header, so the answer ends the
+        connection: a client that pools connections (aiohttp's does) then opens a new
+        one for a WebSocket upgrade, which this protocol reads, instead of sending the
+        upgrade on the socket aiohttp now owns (whose route answers an upgrade 400)."""
         assert self._fallback is not None and self._buf is not None
         if self._grace is not None:
             self._grace.cancel()
             self._grace = None
         protocol = self._fallback()
-        transport, data = self._transport, bytes(self._buf)
+        buf = self._buf
+        line = buf.find(b"\r\n")
+        if line > 0:
+            buf[line:line] = b"\r\nConnection: close"
+        transport, data = self._transport, bytes(buf)
         self._state, self._buf, self._fallback = _GONE, None, None
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
@@ -275,7 +285,8 @@ class Connection(asyncio.Protocol):
         self._state = _OPEN  # closing already (refused) or not, the peer's frames are read
         if self._buf is not None:
             self._read(self._buf)
-        self._transport.resume_reading()
+        if self._inbox is None or len(self._inbox) < INBOX_PAUSE:
+            self._transport.resume_reading()  # (else the worker resumes once it caught up)
 
     def opened(self, user_id: str, platform: int, conn_id: str) -> None:
         """The gateway accepted the connection (token checked): it may register it."""
@@ -296,6 +307,9 @@ class Connection(asyncio.Protocol):
         while self._state == _OPEN:
             if size - pos < 2:
                 break
+            inbox = self._inbox
+            if inbox is not None and len(inbox) >= INBOX_PAUSE:
+                break  # the rest waits in the buffer, read paused, until the worker catches up
             b0, b1 = data[pos], data[pos + 1]
             length = b1 & 0x7F
             head = pos + 2
@@ -310,7 +324,9 @@ class Connection(asyncio.Protocol):
                 length = int.from_bytes(data[pos + 2 : pos + 10], "big")
                 head = pos + 10
             opcode = b0 & 0x0F
-            if b0 & 0x70 or not b1 & 0x80:  # reserved bits (no extension) or an unmasked frame
+            # Reserved bits (no extension), an unmasked frame, or a 64-bit length with its
+            # most significant bit set (RFC 6455 §5.2).
+            if b0 & 0x70 or not b1 & 0x80 or length >> 63:
                 self._fail(CLOSE_PROTOCOL_ERROR, "protocol error")
                 return
             if opcode >= 8:
@@ -365,11 +381,29 @@ class Connection(asyncio.Protocol):
                 self._fragments = None
                 self._message(fragments[0], bytes(fragments[1:]))
         elif opcode == OP_PING:
-            self._transport.write(control_frame(OP_PONG, payload))
+            self._pong(payload)
         elif opcode == OP_CLOSE:
             self._peer_closed(payload)
         elif opcode != OP_PONG:
             self._fail(CLOSE_PROTOCOL_ERROR, "unknown opcode")
+
+    def _pong(self, payload: bytes) -> None:
+        """Answer a ping. A pong counts toward the send-queue bounds as a pushed frame
+        does: a peer that pings without reading is closed as a slow client (4008), not
+        left to grow the socket's buffer by a pong per ping."""
+        transport = self._transport
+        buffered = transport.get_write_buffer_size()
+        if not buffered:
+            self._backlog = 0
+        elif (
+            len(self._out or ()) + self._backlog >= self._edge.max_frames
+            or buffered + len(payload) + 2 > self._edge.max_bytes
+        ):
+            self._slow(buffered)
+            return
+        transport.write(control_frame(OP_PONG, payload))
+        if transport.get_write_buffer_size():
+            self._backlog += 1
 
     def _message(self, opcode: int, payload: bytes) -> None:
         if opcode == OP_TEXT:
@@ -395,7 +429,10 @@ class Connection(asyncio.Protocol):
             while inbox:
                 opcode, payload = inbox.popleft()
                 if len(inbox) == INBOX_PAUSE // 2 and self._state == _OPEN:
-                    self._transport.resume_reading()
+                    if self._buf is not None:
+                        self._read(self._buf)  # the frames that waited for room
+                    if len(inbox) < INBOX_PAUSE:
+                        self._transport.resume_reading()
                 await edge.message(self, opcode, payload)
         finally:
             self._worker = None
@@ -404,11 +441,9 @@ class Connection(asyncio.Protocol):
     def _peer_closed(self, payload: bytes) -> None:
         """The peer's close frame: answer it (unless ours went first) and end the socket."""
         if self._closing is None:
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else CLOSE_NORMAL
-            if code < 1000 or code in (1005, 1006, 1015):  # codes never sent in a frame
-                code = CLOSE_PROTOCOL_ERROR
-            self._closing = (code, "")
-            self._transport.write(close_frame(code, ""))
+            code, reason = close_answer(payload)
+            self._closing = (code, reason)
+            self._transport.write(close_frame(code, reason))
             self._transport.close()
         elif self._closing[0] == CLOSE_SLOW:
             self._transport.abort()
@@ -449,15 +484,18 @@ class Connection(asyncio.Protocol):
             len(out) + self._backlog > edge.max_frames
             or self._out_bytes + buffered > edge.max_bytes
         ):
-            log.warning(
-                "slow_client_closed",
-                user_id=self.user_id,
-                conn_id=self.conn_id,
-                queued=len(out) + self._backlog,
-                buffered=buffered,
-            )
-            COUNTS.slow_client_closes += 1
-            self.close(CLOSE_SLOW, "slow")
+            self._slow(buffered)
+
+    def _slow(self, buffered: int) -> None:
+        log.warning(
+            "slow_client_closed",
+            user_id=self.user_id,
+            conn_id=self.conn_id,
+            queued=len(self._out or ()) + self._backlog,
+            buffered=buffered,
+        )
+        COUNTS.slow_client_closes += 1
+        self.close(CLOSE_SLOW, "slow")
 
     def flush(self) -> None:
         """Write the queued frames in one call (the flusher calls this once per turn)."""

@@ -35,6 +35,8 @@ CLOSE_INTERNAL_ERROR = 1011
 
 #: The longest request head read before giving the socket to aiohttp (which answers 431).
 MAX_HEAD_BYTES = 8192
+#: Headers that may be repeated, their values joined as one comma-separated list.
+_LIST_HEADERS = frozenset(("connection", "upgrade", "sec-websocket-extensions"))
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
@@ -65,15 +67,24 @@ def parse_upgrade(head: bytes) -> Upgrade | None:
     headers: dict[str, str] = {}
     for line in lines:
         name, sep, value = line.partition(":")
-        if not sep:
+        # A folded line (RFC 9112 §5.2) or a space before the colon (§5.1): aiohttp
+        # answers the request (400), so no two readers disagree on what it says.
+        if not sep or not name or name != name.strip():
             return None
-        headers[name.strip().lower()] = value.strip()
-    key = headers.get("sec-websocket-key", "")
+        name = name.lower()
+        if name in headers:
+            if name not in _LIST_HEADERS:
+                return None  # two keys, two hosts: which one is meant is not known
+            headers[name] += "," + value
+        else:
+            headers[name] = value
+    key = headers.get("sec-websocket-key", "").strip()
     if (
-        "websocket" not in headers.get("upgrade", "").lower()
-        or "upgrade" not in headers.get("connection", "").lower()
-        or headers.get("sec-websocket-version") != "13"
-        or len(key) != 24
+        not headers.get("host", "").strip()
+        or "websocket" not in _tokens(headers.get("upgrade", ""))
+        or "upgrade" not in _tokens(headers.get("connection", ""))
+        or headers.get("sec-websocket-version", "").strip() != "13"
+        or not _is_key(key)
     ):
         return None
     digest = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest())  # RFC 6455 §4.2.2
@@ -85,6 +96,19 @@ def parse_upgrade(head: bytes) -> Upgrade | None:
     if not user_id or not token:
         return None
     return Upgrade(user_id, 1 if platform == "1" else 0, token, accept)
+
+
+def _tokens(value: str) -> set[str]:
+    """The comma-separated tokens of a header's value, lowercased (RFC 9110 §5.6.1)."""
+    return {token.strip().lower() for token in value.split(",")}
+
+
+def _is_key(key: str) -> bool:
+    """A ``Sec-WebSocket-Key`` is the base64 of 16 bytes (RFC 6455 §4.2.1)."""
+    try:
+        return len(key) == 24 and len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        return False
 
 
 def unmask(payload: bytes | bytearray, mask: bytes | bytearray) -> bytes:
@@ -101,6 +125,24 @@ def close_frame(code: int, reason: str) -> bytes:
     """An unmasked close frame carrying ``code`` and at most 123 bytes of ``reason``."""
     body = code.to_bytes(2, "big") + reason.encode()[:123]
     return bytes((0x88, len(body))) + body
+
+
+def close_answer(payload: bytes) -> tuple[int, str]:
+    """The code and reason that answer a peer's close frame carrying ``payload``: its own
+    code, or 1002 for a code no endpoint may send (RFC 6455 §7.4: reserved, unassigned,
+    out of range) or a one-byte payload, 1007 for a reason that is not UTF-8 (§5.5.1)."""
+    if not payload:
+        return CLOSE_NORMAL, ""
+    code = int.from_bytes(payload[:2], "big")
+    if len(payload) < 2 or not (
+        1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+    ):
+        return CLOSE_PROTOCOL_ERROR, "bad close code"
+    try:
+        payload[2:].decode()
+    except UnicodeDecodeError:
+        return CLOSE_INVALID_DATA, "close reason is not UTF-8"
+    return code, ""
 
 
 def control_frame(opcode: int, payload: bytes) -> bytes:

@@ -10,10 +10,13 @@ import hashlib
 import os
 
 import aiohttp
+import orjson
 
+from sandcat.gateway.connections import INBOX_PAUSE, Connection
+from sandcat.gateway.websocket import MAX_HEAD_BYTES
 from sandcat.server import Running
 from tests import wire
-from tests.client import Api, CodeBook, User, befriend
+from tests.client import Api, CodeBook, User, befriend, until
 from tests.conftest import StartServer
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -178,3 +181,257 @@ async def test_a_socket_without_a_whole_request_head_is_dropped(
         writer.write(b"GET /ws/a/conn/b/0/c HTTP/1.1\r\nUpgrade: websocket\r\n")  # and no more
         assert await asyncio.wait_for(reader.read(), 10) == b""
         writer.close()
+
+
+def _head(user: User, *lines: str, target: str = "") -> bytes:
+    """An upgrade request for ``user`` with these header lines (and no others)."""
+    target = target or f"/ws/{user.id}/conn/{user.id}/0/{user.token}"
+    return "\r\n".join((f"GET {target} HTTP/1.1", *lines, "", "")).encode()
+
+
+async def _answer(port: int, head: bytes) -> bytes:
+    """The status line the gateway's port answers ``head`` with."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head)
+    line = await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)
+    writer.close()
+    return line
+
+
+async def test_only_a_well_formed_upgrade_head_is_answered_101(
+    server: Running, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """Token lists, case, repeated list headers and a query string are read as HTTP reads
+    them; what HTTP or RFC 6455 forbids (folded or repeated single headers, a space before
+    the colon, no Host, a key that is not the base64 of 16 bytes) is aiohttp's 400."""
+    api = _api(server, session, codes)
+    alice = await api.new_user("alice", "alice@example.com")
+    assert server.ws_port is not None
+    key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+    version = "Sec-WebSocket-Version: 13"
+    good = [
+        _head(
+            alice, "host: x", "upgrade: WebSocket", "connection: keep-alive, upgrade", key, version
+        ),
+        _head(
+            alice,
+            "Host: x",
+            "Upgrade: websocket",
+            "Connection: keep-alive",
+            "Connection: Upgrade",
+            key,
+            version,
+        ),
+        _head(
+            alice,
+            "Host: x",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            key,
+            version,
+            target=f"/ws/{alice.id}/conn/{alice.id}/0/{alice.token}?v=2",
+        ),
+    ]
+    bad = [
+        _head(alice, "Host: x", "Upgrade: notwebsocket", "Connection: Upgrade", key, version),
+        _head(alice, "Host: x", "Upgrade: websocket", "Connection: upgraded", key, version),
+        _head(
+            alice,
+            "Host: x",
+            "X-Note: folded",
+            " Upgrade: websocket",
+            "Connection: Upgrade",
+            key,
+            version,
+        ),
+        _head(alice, "Host: x", "Upgrade : websocket", "Connection: Upgrade", key, version),
+        _head(alice, "Upgrade: websocket", "Connection: Upgrade", key, version),
+        _head(alice, "Host: x", "Upgrade: websocket", "Connection: Upgrade", key, key, version),
+        _head(
+            alice,
+            "Host: x",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==",
+            version,
+        ),
+        _head(
+            alice,
+            "Host: x",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAA",
+            version,
+        ),  # 18 bytes
+    ]
+    for head in good:
+        assert (await _answer(server.ws_port, head)).startswith(b"HTTP/1.1 101 "), head
+    for head in bad:
+        assert (await _answer(server.ws_port, head)).split(b" ")[1] == b"400", head
+
+
+async def test_a_close_frame_is_answered_with_its_code_or_the_fault_in_it(
+    server: Running, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """Codes a client may send are echoed; a one-byte payload, a reserved, unassigned or
+    out-of-range code is a protocol error (1002), a reason that is not UTF-8 is 1007."""
+    api = _api(server, session, codes)
+    alice = await api.new_user("alice", "alice@example.com")
+    assert server.ws_port is not None
+    cases = {
+        b"": 1000,
+        (1001).to_bytes(2, "big"): 1001,
+        (1014).to_bytes(2, "big") + "été".encode(): 1014,
+        (3000).to_bytes(2, "big"): 3000,
+        (4999).to_bytes(2, "big"): 4999,
+        b"\x03": 1002,
+        (999).to_bytes(2, "big"): 1002,
+        (1004).to_bytes(2, "big"): 1002,
+        (1005).to_bytes(2, "big"): 1002,
+        (1006).to_bytes(2, "big"): 1002,
+        (1015).to_bytes(2, "big"): 1002,
+        (2999).to_bytes(2, "big"): 1002,
+        (5000).to_bytes(2, "big"): 1002,
+        (65535).to_bytes(2, "big"): 1002,
+        (1000).to_bytes(2, "big") + b"\xff\xfe": 1007,
+    }
+    for payload, code in cases.items():
+        sock, _ = await Raw.upgrade(server.ws_port, alice)
+        sock.writer.write(frame(0x8, payload))
+        opcode, answer = await sock.read_data()
+        assert (opcode, answer[:2]) == (0x88, code.to_bytes(2, "big")), payload
+        assert await asyncio.wait_for(sock.reader.read(), 5) == b""
+        sock.writer.close()
+
+
+async def test_a_64_bit_length_with_its_top_bit_set_is_a_protocol_error(
+    server: Running, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    api = _api(server, session, codes)
+    alice = await api.new_user("alice", "alice@example.com")
+    assert server.ws_port is not None
+    sock, _ = await Raw.upgrade(server.ws_port, alice)
+    sock.writer.write(b"\x82\xff" + (1 << 63 | 5).to_bytes(8, "big") + os.urandom(4) + b"hello")
+    opcode, payload = await sock.read_data()
+    assert (opcode, payload[:2]) == (0x88, (1002).to_bytes(2, "big"))
+    sock.writer.close()
+
+
+async def test_pings_from_a_client_that_does_not_read_count_toward_its_send_queue(
+    start_server: StartServer, codes: CodeBook
+) -> None:
+    """Each ping is answered with a pong into the socket's buffer: a client that pings and
+    never reads is closed as slow (4008) once the pongs pass the send-queue bound."""
+    async with (
+        start_server(limits__send_queue_bytes=65536) as srv,
+        aiohttp.ClientSession() as session,
+    ):
+        api = _api(srv, session, codes)
+        alice = await api.new_user("alice", "alice@example.com")
+        assert srv.ws_port is not None
+        sock, _ = await Raw.upgrade(srv.ws_port, alice)
+        await until(lambda: srv.apps.registry.holds(alice.id, 0))
+        (conn,) = srv.apps.registry.connections(alice.id)
+        pings = frame(0x9, b"p" * 125) * 500  # 64 KB of pings, 62 KB of pongs
+        sent = 0
+        while conn.close_code is None and sent < 64 << 20:
+            sock.writer.write(pings)
+            await sock.writer.drain()
+            sent += len(pings)
+        assert conn.close_code == 4008, f"{sent} bytes of pings left it open"
+        sock.writer.close()
+
+
+async def test_an_upgrade_after_a_plain_request_in_the_same_client_session(
+    server: Running, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """The gateway's port answers a plain request with ``Connection: close``, so a client
+    that pools connections sends the upgrade that follows on a new one, which the gateway
+    reads (a kept-alive one belongs to aiohttp, whose route answers an upgrade 400)."""
+    api = _api(server, session, codes)
+    alice = await api.new_user("alice", "alice@example.com")
+    async with aiohttp.ClientSession() as client:
+        async with client.get(f"http://127.0.0.1:{server.ws_port}/health") as resp:
+            assert resp.status == 200
+        ws = await client.ws_connect(f"{alice.ws_addr}/{alice.id}/conn/{alice.id}/0/{alice.token}")
+        await until(lambda: server.apps.registry.holds(alice.id, 0))
+        await ws.close()
+
+
+async def test_messages_read_ahead_wait_in_the_read_buffer_not_as_objects(
+    server: Running, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """Thousands of tiny messages in one read while the first is being handled: at most
+    ``INBOX_PAUSE`` become queued message objects, the rest stay bytes in the read buffer
+    (6 bytes each, not a tuple and a bytes object each), and all are handled in order."""
+    api = _api(server, session, codes)
+    alice = await api.new_user("alice", "alice@example.com")
+    assert server.ws_port is not None
+    edge = server.apps.gateway_edge
+    assert edge is not None
+    handled: list[bytes] = []
+    gate = asyncio.Event()
+
+    async def message(conn: Connection, opcode: int, payload: bytes) -> None:
+        await gate.wait()
+        handled.append(payload)
+
+    sock, _ = await Raw.upgrade(server.ws_port, alice)
+    await until(lambda: server.apps.registry.holds(alice.id, 0))
+    (conn,) = server.apps.registry.connections(alice.id)
+    edge.message = message  # type: ignore[method-assign]
+    try:
+        count = 5000
+        sock.writer.write(b"".join(frame(0x2, i.to_bytes(2, "big")) for i in range(count)))
+        await until(lambda: conn._inbox is not None)  # read, the first one being handled
+        assert len(conn._inbox or ()) < INBOX_PAUSE and conn._buf is not None
+        gate.set()
+        await until(lambda: len(handled) == count)
+        assert handled == [i.to_bytes(2, "big") for i in range(count)]
+    finally:
+        del edge.message
+    sock.writer.close()
+
+
+async def test_an_upgrade_head_over_the_head_limit_is_not_read_as_an_upgrade(
+    server: Running, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """A head longer than ``MAX_HEAD_BYTES`` is aiohttp's to refuse, even when it arrives
+    whole in one read."""
+    api = _api(server, session, codes)
+    alice = await api.new_user("alice", "alice@example.com")
+    assert server.ws_port is not None
+    head = _head(
+        alice,
+        "Host: x",
+        f"X-Pad: {'p' * MAX_HEAD_BYTES}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    )
+    assert (await _answer(server.ws_port, head)).split(b" ")[1] in (b"400", b"431")
+
+
+async def test_text_is_checked_as_utf_8_across_its_fragments(
+    server: Running, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """A character split between two fragments is valid text; a message whose bytes are
+    not UTF-8 once joined is closed with 1007."""
+    api = _api(server, session, codes)
+    alice = await api.new_user("alice", "alice@example.com")
+    bob = await api.new_user("bob", "bob@example.com")
+    await befriend(api, alice, bob)
+    assert server.ws_port is not None
+    sock, _ = await Raw.upgrade(server.ws_port, alice)
+    msg = wire.msg(send_id=alice.id, receiver_id=bob.id, local_id="é8", content=b"hi")
+    msg["content"] = list(msg["content"])
+    body = orjson.dumps(msg)
+    split = body.index("é".encode()) + 1
+    sock.writer.write(frame(0x1, body[:split], fin=False) + frame(0x0, body[split:]))
+    opcode, payload = await sock.read_data()
+    assert opcode == 0x82 and wire.decode(payload)["local_id"] == "é8"
+    sock.writer.write(frame(0x1, b'{"a":"\xc3', fin=False) + frame(0x0, b'("}'))
+    opcode, payload = await sock.read_data()
+    assert (opcode, payload[:2]) == (0x88, (1007).to_bytes(2, "big"))
+    sock.writer.close()
