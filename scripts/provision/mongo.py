@@ -167,20 +167,11 @@ def _ferretdb_pg_database(run_dir: Path) -> str:
     env = dict(os.environ, PGPASSWORD=str(pg["password"]), PGCONNECT_TIMEOUT="3")
     psql = [str(Path(pg["bindir"]) / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
     psql += ["-h", HOST, "-p", str(pg["port"]), "-U", str(pg["user"]), "-d", "postgres"]
-    run(
-        [*psql, "-c", f"DROP DATABASE IF EXISTS {FERRETDB_PG_DB}"],
-        service="mongo",
-        env=env,
-        timeout=60,
-        what="DROP DATABASE ferretdb",
-    )
-    run(
-        [*psql, "-c", f"CREATE DATABASE {FERRETDB_PG_DB}"],
-        service="mongo",
-        env=env,
-        timeout=60,
-        what="CREATE DATABASE ferretdb",
-    )
+    for statement in (
+        f"DROP DATABASE IF EXISTS {FERRETDB_PG_DB}",
+        f"CREATE DATABASE {FERRETDB_PG_DB}",
+    ):
+        run([*psql, "-c", statement], service="mongo", env=env, timeout=60, what=statement)
     return f"postgres://{pg['user']}:{pg['password']}@{HOST}:{pg['port']}/{FERRETDB_PG_DB}"
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import pytest
 
@@ -14,33 +13,12 @@ from sandcat.adapters.embedded.messages import SqliteInbox, SqliteMessageLog
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.adapters.mongo.inbox import MongoInbox
 from sandcat.domain import Submission
-from sandcat.ports import PullCursor, pull_cursor
+from sandcat.ports import InboxStore, InboxWriter, PullCursor, pull_cursor
 from sandcat.protocol.msg import Msg
 from tests.contracts.conftest import OpenMongo, OpenSqlite
 
 RECEIVED, SENT = 0, 1
 MAY_31 = int(dt.datetime(2024, 5, 31, 23, 59, tzinfo=dt.UTC).timestamp() * 1000)
-
-
-class Reader(Protocol):
-    async def pull(
-        self,
-        user_id: str,
-        start: int,
-        end: int,
-        send_start: int,
-        send_end: int,
-        limit: int,
-        after: PullCursor | None = None,
-    ) -> list[Msg]: ...
-
-    async def delete_received(self, user_id: str, seqs: Sequence[int]) -> int: ...
-
-    async def mark_read(self, user_id: str, seqs: Sequence[int]) -> int: ...
-
-
-class Writer(Protocol):
-    async def insert_copies(self, copies: Sequence[tuple[str, int, Msg]]) -> None: ...
 
 
 class SqliteCopies:
@@ -84,8 +62,8 @@ class SqliteCopies:
 
 @dataclass
 class Inbox:
-    reader: Reader
-    writer: Writer
+    reader: InboxStore
+    writer: InboxWriter
 
 
 @pytest.fixture(params=["sqlite", "mongo-single", "mongo-sharded"])
