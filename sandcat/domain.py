@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import NamedTuple
 
 from sandcat.protocol.msg import Msg
+
+
+class FriendStatus(IntEnum):
+    """A friend request's or friendship's status, as stored and sent (``friendships.status``,
+    ``friends.status``; 3, the original's Blacked, is never set)."""
+
+    PENDING = 0
+    ACCEPTED = 1
+    REJECTED = 2
+    DELETED = 4
+
+
+class GroupRole(IntEnum):
+    """A member's role in a group, as stored and sent (``group_members.role``)."""
+
+    OWNER = 0
+    ADMIN = 1
+    MEMBER = 2
 
 
 @dataclass(slots=True)
@@ -86,6 +106,24 @@ class Submission:
 #: ``epoch`` the request is allocated only while the group is at that epoch; with
 #: ``members`` it installs them (empty: dismissed) and moves the epoch on.
 GroupStamp = tuple[str, int | None, frozenset[str] | None]
+
+
+class UserSeqs(NamedTuple):
+    """The seqs one message took from one user's counters (0: none of that kind)."""
+
+    user_id: str
+    seq: int
+    send_seq: int
+
+
+def taken_seqs(
+    sender: str, receiver_seqs: Sequence[tuple[str, int]], send_seq: int
+) -> list[UserSeqs]:
+    """Every seq a message holds: each receiver's ``seq``, and the sender's ``send_seq``."""
+    taken = [UserSeqs(user_id, seq, 0) for user_id, seq in receiver_seqs]
+    if send_seq:
+        taken.append(UserSeqs(sender, 0, send_seq))
+    return taken
 
 
 class StaleMembership(Exception):

@@ -9,9 +9,17 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from sandcat.domain import Ack, GroupStamp, Stored, Submission, UserChanges, UserRecord
+from sandcat.domain import (
+    Ack,
+    GroupStamp,
+    Stored,
+    Submission,
+    UserChanges,
+    UserRecord,
+    UserSeqs,
+)
 from sandcat.protocol.msg import Msg
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
 
@@ -174,8 +182,13 @@ class Delivery(Protocol):
         """Whether the user has a connection here on another platform than ``platform``."""
 
 
-#: One copy to push: (user, copy, platform to exclude).
-Push = tuple[str, Msg, int | None]
+class Push(NamedTuple):
+    """One copy of a message for one user's connections."""
+
+    user_id: str
+    msg: Msg
+    #: The platform not to send it to (the sender's own device), if any.
+    exclude_platform: int | None = None
 
 
 class PushRouter(Protocol):
@@ -221,7 +234,8 @@ Closer = Callable[[], Awaitable[None]]
 
 @dataclass(slots=True, frozen=True)
 class FriendRequest:
-    """A row of ``friendships``: ``user_id`` asked ``friend_id`` (status as the enum's int)."""
+    """A row of ``friendships``: ``user_id`` asked ``friend_id`` (``status``: a
+    ``FriendStatus`` value)."""
 
     id: str
     user_id: str
@@ -378,11 +392,9 @@ class SeqAllocator(Protocol):
         and moves group epochs in the same order; a check that fails raises
         ``StaleMembership`` and allocates nothing."""
 
-    async def mark_stored(
-        self, items: Sequence[tuple[str, int, int]]
-    ) -> dict[str, tuple[int, int]]:
-        """``(user_id, seq, send_seq)`` triples now durable (0 = none of that kind); returns
-        the new exposed ``(seq, send_seq)`` of every touched user."""
+    async def mark_stored(self, items: Sequence[UserSeqs]) -> dict[str, tuple[int, int]]:
+        """Seqs now durable (or never to be: a gap); returns the new exposed
+        ``(seq, send_seq)`` of every touched user."""
 
     async def exposed(self, user_id: str) -> tuple[int, int]: ...
 

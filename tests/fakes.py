@@ -12,14 +12,27 @@ import asyncio
 import dataclasses
 from collections.abc import Sequence
 
-from sandcat.domain import Ack, Stored, Submission, UserChanges, UserRecord
+from sandcat.domain import (
+    Ack,
+    FriendStatus,
+    GroupRole,
+    Stored,
+    Submission,
+    UserChanges,
+    UserRecord,
+)
 from sandcat.ports import FriendRequest, PullCursor, Push, pull_cursor
 from sandcat.protocol.msg import Msg
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
 
 #: Friend request statuses as the stores keep them, and a plain member's group role.
-PENDING, ACCEPTED, REJECTED, DELETED = 0, 1, 2, 4
-MEMBER = 2
+PENDING, ACCEPTED, REJECTED, DELETED = (
+    FriendStatus.PENDING,
+    FriendStatus.ACCEPTED,
+    FriendStatus.REJECTED,
+    FriendStatus.DELETED,
+)
+MEMBER = GroupRole.MEMBER
 
 
 def user(user_id: str, **fields: object) -> UserRecord:

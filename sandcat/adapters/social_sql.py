@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-#: Enum values as stored (FriendshipStatus, GroupMemberRole).
-PENDING, ACCEPTED, REJECTED, DELETED = 0, 1, 2, 4
-OWNER, MEMBER = 0, 2
+from sandcat.domain import FriendStatus, GroupRole
+
+#: The stored values (``sandcat.domain``), short for the SQL text here and in the stores.
+PENDING, ACCEPTED, REJECTED, DELETED = (
+    FriendStatus.PENDING,
+    FriendStatus.ACCEPTED,
+    FriendStatus.REJECTED,
+    FriendStatus.DELETED,
+)
+OWNER, MEMBER = GroupRole.OWNER, GroupRole.MEMBER
 
 FRIEND_SELECT = (
     "SELECT f.fs_id, f.friend_id, u.account, u.name, u.avatar, u.gender, u.age, u.region, "

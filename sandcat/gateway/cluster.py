@@ -15,13 +15,9 @@ import contextlib
 from sandcat.gateway.connections import Connection, Registry
 from sandcat.log import get_logger
 from sandcat.ports import GatewayRegistry, Presence, PushBus
-from sandcat.services.push import END_SESSIONS, decode_batch, encode_batch
+from sandcat.protocol.push_batch import EntryKind, decode_batch, encode_batch, knock_off
 
 log = get_logger(__name__)
-
-#: Entries whose "exclude" field is at or below this are control entries:
-#: ``KNOCK_OFF_BASE - platform`` closes that platform's connection with 4001.
-KNOCK_OFF_BASE = -10
 
 
 class GatewayCluster:
@@ -67,7 +63,7 @@ class GatewayCluster:
     async def connected(self, conn: Connection) -> None:
         previous = await self._presence.connect(conn.user_id, conn.platform, self.gateway_id)
         if previous and previous != self.gateway_id:
-            control = encode_batch([(conn.user_id, KNOCK_OFF_BASE - conn.platform, b"")])
+            control = encode_batch([knock_off(conn.user_id, conn.platform)])
             await self._bus.publish({previous: control})
 
     async def disconnected(self, conn: Connection) -> None:
@@ -97,11 +93,10 @@ class GatewayCluster:
                 await asyncio.sleep(0.5)
 
     def _apply(self, batch: bytes) -> None:
-        for user_id, exclude, frame in decode_batch(batch):
-            if exclude <= KNOCK_OFF_BASE:
-                self._local.knock_off(user_id, KNOCK_OFF_BASE - exclude)
-                continue
-            if exclude == END_SESSIONS:
+        for kind, user_id, platform, frame in decode_batch(batch):
+            if kind == EntryKind.DELIVER:
+                self._local.deliver_frame(user_id, frame, platform)
+            elif kind == EntryKind.KNOCK_OFF and platform is not None:
+                self._local.knock_off(user_id, platform)
+            elif kind == EntryKind.END_SESSIONS:
                 self._local.close_sessions(user_id)
-                continue
-            self._local.deliver_frame(user_id, frame, None if exclude < 0 else exclude)

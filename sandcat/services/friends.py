@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from sandcat.config import LimitsConfig
-from sandcat.domain import UserRecord
+from sandcat.domain import FriendStatus, UserRecord
 from sandcat.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from sandcat.ids import nanoid
 from sandcat.ports import Clock, FriendRequest, FriendStore, UserStore
 from sandcat.protocol.msg import MsgType
 from sandcat.protocol.payloads import Friend, FriendshipWithUser
 from sandcat.services.notify import Notifier
-
-PENDING, REJECTED = 0, 2
 
 
 def check_text(field: str, value: str | None, limit: int) -> None:
@@ -83,7 +81,7 @@ class FriendService:
             gender=requester.gender,
             age=requester.age,
             region=requester.region,
-            status=PENDING,
+            status=FriendStatus.PENDING,
             apply_msg=apply_msg,
             source=source,
             create_time=now,
@@ -102,7 +100,7 @@ class FriendService:
             gender=target.gender,
             age=target.age,
             region=target.region,
-            status=PENDING,
+            status=FriendStatus.PENDING,
             apply_msg=None,
             source=source,
             create_time=now,
@@ -117,12 +115,13 @@ class FriendService:
         """A re-apply the store left alone: a pending request is answered as it stands (no
         new row, no second push); a recent denial is refused until its cool-down ends."""
         request = await self._friends.request_between(user_id, target.id)
-        if request is not None and request.status == REJECTED:
+        if request is not None and request.status == FriendStatus.REJECTED:
             retry_after = (request.update_time + cool_down_ms - now + 999) // 1000
             raise TooManyRequests(
                 "this user denied your friend request; you can apply again later", retry_after
             )
-        if request is None or request.status != PENDING:  # answered between the statements
+        # Answered between the statements:
+        if request is None or request.status != FriendStatus.PENDING:
             raise BadRequest("the friend request changed meanwhile; apply again")
         return FriendshipWithUser(
             fs_id=request.id,
@@ -132,7 +131,7 @@ class FriendService:
             gender=target.gender,
             age=target.age,
             region=target.region,
-            status=PENDING,
+            status=FriendStatus.PENDING,
             apply_msg=None,
             source=request.source,
             create_time=request.create_time,
@@ -147,7 +146,7 @@ class FriendService:
             raise NotFound("no such friend request")
         if request.friend_id != user_id:
             raise Forbidden("only the user the request was sent to can answer it")
-        if request.status != PENDING:
+        if request.status != FriendStatus.PENDING:
             raise BadRequest("the friend request is no longer pending")
         return request
 

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 
 from sandcat import _native
 from sandcat.config import LimitsConfig
+from sandcat.domain import GroupRole
 from sandcat.errors import BadRequest, Forbidden, NotFound
 from sandcat.ids import nanoid
 from sandcat.ports import Clock, FriendStore, GroupStore, MembershipCache
@@ -32,7 +33,6 @@ from sandcat.services.friends import check_text
 from sandcat.services.messages import MessageRefused
 from sandcat.services.notify import Notifier
 
-OWNER, ADMIN = 0, 1
 #: A miss whose load a change overtook loads again, at most this many times (backing off
 #: 10, 20, 40 ... ms: the change's notice installs the new set when it is allocated).
 LOAD_ATTEMPTS = 8
@@ -184,7 +184,7 @@ class GroupService:
         self._check_info(name, description, announcement)
         async with self._changing(group_id):
             roles = await self._roles(user_id, group_id)
-            if roles[user_id] not in {OWNER, ADMIN}:
+            if roles[user_id] not in {GroupRole.OWNER, GroupRole.ADMIN}:
                 raise Forbidden("only the owner or an admin can update the group")
             info = await self._groups.update_group(
                 group_id,
@@ -212,14 +212,14 @@ class GroupService:
         async with self._changing(group_id):
             roles = await self._roles(user_id, group_id)
             role = roles[user_id]
-            if role not in {OWNER, ADMIN}:
+            if role not in {GroupRole.OWNER, GroupRole.ADMIN}:
                 raise Forbidden("only the owner or an admin can remove members")
             if user_id in ids:
                 raise BadRequest("to leave a group use DELETE /group")
             targets = [uid for uid in ids if uid in roles]
-            if any(roles[uid] == OWNER for uid in targets):
+            if any(roles[uid] == GroupRole.OWNER for uid in targets):
                 raise Forbidden("the owner cannot be removed")
-            if role != OWNER and any(roles[uid] == ADMIN for uid in targets):
+            if role != GroupRole.OWNER and any(roles[uid] == GroupRole.ADMIN for uid in targets):
                 raise Forbidden("only the owner can remove an admin")
             if not targets:
                 raise BadRequest("none of the listed users is a member")
@@ -238,7 +238,7 @@ class GroupService:
         """A member leaves; the others get type 4. The owner dismisses instead."""
         async with self._changing(group_id):
             roles = await self._roles(user_id, group_id)
-            if roles[user_id] == OWNER:
+            if roles[user_id] == GroupRole.OWNER:
                 raise BadRequest("the owner cannot leave the group; dismiss it instead")
             await self._groups.remove_members(group_id, [user_id])
             await self._cache.invalidate(group_id)
@@ -254,7 +254,7 @@ class GroupService:
         """The owner deletes the group; every other member gets type 6."""
         async with self._changing(group_id):
             roles = await self._roles(user_id, group_id)
-            if roles[user_id] != OWNER:
+            if roles[user_id] != GroupRole.OWNER:
                 raise Forbidden("only the owner can dismiss the group")
             await self._groups.delete_group(group_id)
             await self._cache.invalidate(group_id)

@@ -170,7 +170,7 @@ class MessageService:
             return self._log.submit(submission)
         if kind in RELAY_ONLY:
             await self._check_peer(user_id, msg.receiver_id)
-            await self._relay.route([(msg.receiver_id, msg, None)])
+            await self._relay.route([Push(msg.receiver_id, msg)])
             return msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b"")
         if kind == MsgType.READ:
             try:
@@ -203,11 +203,11 @@ def plan_pushes(
     pushes: list[Push] = []
     other = 0 if msg.group_id else send_seq
     for receiver, seq in receiver_seqs:
-        pushes.append((receiver, msg.copy(seq=seq, send_seq=other), None))
+        pushes.append(Push(receiver, msg.copy(seq=seq, send_seq=other)))
     if push_self and outbox and msg.send_id and send_seq > 0:
-        pushes.append((msg.send_id, msg.copy(seq=0, send_seq=send_seq), msg.platform))
+        pushes.append(Push(msg.send_id, msg.copy(seq=0, send_seq=send_seq), msg.platform))
         ack = msg.copy(msg_type=MsgType.MSG_REC_RESP, seq=0, send_seq=send_seq, content=b"")
-        pushes.append((msg.send_id, ack, msg.platform))
+        pushes.append(Push(msg.send_id, ack, msg.platform))
     return pushes
 
 

@@ -30,7 +30,15 @@ from __future__ import annotations
 
 import asyncio
 
-from sandcat.domain import Ack, GroupStamp, StaleMembership, Stored, Submission
+from sandcat.domain import (
+    Ack,
+    GroupStamp,
+    StaleMembership,
+    Stored,
+    Submission,
+    UserSeqs,
+    taken_seqs,
+)
 from sandcat.domain_records import MessageRecord
 from sandcat.log import get_logger
 from sandcat.ports import IdempotencyStore, MessageQueue, SeqAllocator
@@ -214,9 +222,9 @@ class QueuedMessageLog:
 
     async def _release(self, sub: Submission, stored: Stored) -> None:
         """Seqs of a record that never reached the queue: release them (a gap, not a hole)."""
-        triples = _allocated(sub, stored)
-        if triples:
-            await self._seqs.mark_stored(triples)
+        taken = _allocated(sub, stored)
+        if taken:
+            await self._seqs.mark_stored(taken)
 
     # --- settling: one idempotency insert per wave of acks -----------------------------------
 
@@ -284,12 +292,9 @@ def _record(sub: Submission, stored: Stored) -> bytes:
     ).encode()
 
 
-def _allocated(sub: Submission, stored: Stored) -> list[tuple[str, int, int]]:
-    """The ``(user, seq, send_seq)`` triples a submission holds pending."""
-    triples = [(uid, seq, 0) for uid, seq in stored.receiver_seqs]
-    if stored.ack.send_seq:
-        triples.append((sub.msg.send_id, 0, stored.ack.send_seq))
-    return triples
+def _allocated(sub: Submission, stored: Stored) -> list[UserSeqs]:
+    """The seqs a submission holds pending."""
+    return taken_seqs(sub.msg.send_id, stored.receiver_seqs, stored.ack.send_seq)
 
 
 def _follow(original: asyncio.Future[Stored], future: asyncio.Future[Stored]) -> None:

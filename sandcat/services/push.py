@@ -2,9 +2,8 @@
 
 One batch per gateway per stored batch (never a broadcast): the router asks presence
 which gateway holds each recipient's platforms, encodes every copy once, and publishes
-one frame list per gateway. The gateway's listener hands each frame to its local
-connections. The batch format is internal (bincode-style: count, then per entry the user
-id, the platform to exclude or -1, and the encoded ``Msg`` frame).
+one batch per gateway (``sandcat.protocol.push_batch``). The gateway's listener hands
+each frame to its local connections.
 """
 
 from __future__ import annotations
@@ -14,30 +13,9 @@ from collections.abc import Sequence
 from sandcat import _native
 from sandcat.log import get_logger
 from sandcat.ports import Presence, Push, PushBus
-from sandcat.protocol.bincode import Reader, Writer
+from sandcat.protocol.push_batch import PushEntry, deliver, encode_batch, end_sessions
 
 log = get_logger(__name__)
-
-PushEntry = tuple[str, int, bytes]  # (user id, platform to exclude or -1, frame)
-#: A control entry, not a frame: close every connection of the user with 4002 (logout).
-END_SESSIONS = -2
-
-
-def encode_batch(entries: Sequence[PushEntry]) -> bytes:
-    w = Writer()
-    w.i64(len(entries))
-    for user_id, exclude, frame in entries:
-        w.string(user_id)
-        w.i32(exclude)
-        w.raw(frame)
-    return w.getvalue()
-
-
-def decode_batch(data: bytes) -> list[PushEntry]:
-    r = Reader(data)
-    entries = [(r.string(), r.i32(), r.raw()) for _ in range(r.count(20))]
-    r.finish()
-    return entries
 
 
 class RemotePushRouter:
@@ -54,11 +32,11 @@ class RemotePushRouter:
         where = await self._presence.locate([user_id])
         gateways = set((where.get(user_id) or {}).values())
         if gateways:
-            control = encode_batch([(user_id, END_SESSIONS, b"")])
+            control = encode_batch([end_sessions(user_id)])
             await self._bus.publish({gateway: control for gateway in gateways})
 
     async def route(self, pushes: Sequence[Push]) -> None:
-        where = await self._presence.locate(sorted({user for user, _, _ in pushes}))
+        where = await self._presence.locate(sorted({push.user_id for push in pushes}))
         batches: dict[str, list[PushEntry]] = {}
         for user_id, msg, exclude in pushes:
             platforms = where.get(user_id)
@@ -67,9 +45,7 @@ class RemotePushRouter:
             frame = _native.encode_msg(msg)
             gateways = {gw for platform, gw in platforms.items() if platform != exclude}
             for gateway in gateways:
-                batches.setdefault(gateway, []).append(
-                    (user_id, -1 if exclude is None else exclude, frame)
-                )
+                batches.setdefault(gateway, []).append(deliver(user_id, frame, exclude))
         if not batches:
             return
         try:

@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from sandcat.domain import Ack, idempotency_key
+from sandcat.domain import Ack, idempotency_key, taken_seqs
 from sandcat.domain_records import MessageRecord
 from sandcat.ids import SYSTEM_CLOCK
 from sandcat.log import get_logger
@@ -60,7 +60,7 @@ HOLD_SECONDS = 30.0
 def _position(push: Push) -> tuple[int, int]:
     """Which counter a copy exposes: (0, receive seq), or (1, send seq) for the sender's
     own copies (echo and ack, whose ``seq`` is 0)."""
-    msg = push[1]
+    msg = push.msg
     return (0, msg.seq) if msg.seq else (1, msg.send_seq)
 
 
@@ -164,12 +164,12 @@ class StorageService:
     ) -> None:
         """Release the stored batch's seqs (and the skipped duplicates': a gap), then push
         what the new watermarks allow."""
-        triples: list[tuple[str, int, int]] = []
-        for record in (*records, *dropped):
-            triples.extend((uid, seq, 0) for uid, seq in record.receivers)
-            if record.msg.send_seq:
-                triples.append((record.msg.send_id, 0, record.msg.send_seq))
-        exposed = await self._seqs.mark_stored(triples) if triples else {}
+        taken = [
+            seqs
+            for record in (*records, *dropped)
+            for seqs in taken_seqs(record.msg.send_id, record.receivers, record.msg.send_seq)
+        ]
+        exposed = await self._seqs.mark_stored(taken) if taken else {}
         planned: list[Push] = []
         for record in records:
             planned.extend(
@@ -232,10 +232,10 @@ class StorageService:
         order; the others are held until a later batch moves the watermark past them."""
         now = self._clock.monotonic()
         for push in planned:
-            self._held.setdefault(push[0], []).append((now, push))
+            self._held.setdefault(push.user_id, []).append((now, push))
             self._held_count += 1
         ready: list[Push] = []
-        for user_id in {push[0] for push in planned} | (exposed.keys() & self._held.keys()):
+        for user_id in {push.user_id for push in planned} | (exposed.keys() & self._held.keys()):
             held = self._held.get(user_id)
             if not held:
                 continue
@@ -257,5 +257,5 @@ class StorageService:
             self._held_count = 0
         # A batch holds records in publish order, which is not each user's seq order when
         # several processes allocate for the same user: push every user's copies in order.
-        ready.sort(key=lambda push: (push[0], *_position(push)))
+        ready.sort(key=lambda push: (push.user_id, *_position(push)))
         return ready

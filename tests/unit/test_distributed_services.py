@@ -15,10 +15,20 @@ from sandcat.domain import Ack, GroupStamp, StaleMembership, Stored, Submission
 from sandcat.domain_records import MessageRecord
 from sandcat.errors import DecodeError
 from sandcat.ports import Push
+from sandcat.protocol.bincode import Writer
 from sandcat.protocol.msg import Msg
+from sandcat.protocol.push_batch import (
+    EntryKind,
+    PushEntry,
+    decode_batch,
+    deliver,
+    encode_batch,
+    end_sessions,
+    knock_off,
+)
 from sandcat.services.messages import MessageRefused
 from sandcat.services.pipeline import QueuedMessageLog, record_key
-from sandcat.services.push import RemotePushRouter, decode_batch, encode_batch
+from sandcat.services.push import RemotePushRouter
 from sandcat.services.storage import StorageService, inbox_copies
 
 
@@ -431,19 +441,41 @@ async def test_router_sends_one_batch_per_holding_gateway_only() -> None:
     presence = FakePresence({"b": {0: "gw1"}, "c": {0: "gw2", 1: "gw1"}, "a": {0: "gw1", 1: "gw2"}})
     router = RemotePushRouter(presence=presence, bus=bus)
     m = Msg(send_id="a", content=b"z")
-    await router.route([("b", m, None), ("c", m, None), ("a", m, 0), ("offline", m, None)])
+    await router.route([Push("b", m), Push("c", m), Push("a", m, 0), Push("offline", m)])
     assert sorted(bus.sent) == ["gw1", "gw2"]  # never a broadcast; nobody for "offline"
     gw1 = decode_batch(bus.sent["gw1"][0])
     gw2 = decode_batch(bus.sent["gw2"][0])
-    assert [(u, x) for u, x, _ in gw1] == [("b", -1), ("c", -1)]
-    assert [(u, x) for u, x, _ in gw2] == [("c", -1), ("a", 0)]  # a's platform 0 excluded
+    assert {e.kind for e in gw1 + gw2} == {EntryKind.DELIVER}
+    assert [(e.user_id, e.platform) for e in gw1] == [("b", None), ("c", None)]
+    # a's platform 0 excluded:
+    assert [(e.user_id, e.platform) for e in gw2] == [("c", None), ("a", 0)]
 
 
 def test_push_batch_round_trip_and_garbage() -> None:
-    entries = [("u1", -1, b"\x01\x02"), ("u2", 1, b"")]
+    entries = [
+        deliver("u1", b"\x01\x02"),
+        deliver("u2", b"", 1),
+        knock_off("u3", 0),
+        end_sessions("u4"),
+    ]
     assert decode_batch(encode_batch(entries)) == entries
+    assert [e.kind for e in entries] == [
+        EntryKind.DELIVER,
+        EntryKind.DELIVER,
+        EntryKind.KNOCK_OFF,
+        EntryKind.END_SESSIONS,
+    ]
     with pytest.raises(DecodeError):
         decode_batch(encode_batch(entries)[:-1])
+    unknown = Writer()
+    unknown.i64(1)
+    unknown.u16(len(EntryKind))
+    unknown.string("u5")
+    unknown.i32(-1)
+    unknown.raw(b"")
+    with pytest.raises(DecodeError, match="kind"):
+        decode_batch(unknown.getvalue())
+    assert decode_batch(encode_batch([PushEntry(EntryKind.DELIVER, "u6")])) == [deliver("u6", b"")]
 
 
 def test_record_keys() -> None:

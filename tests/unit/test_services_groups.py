@@ -10,9 +10,10 @@ import pytest
 
 from sandcat.adapters.embedded.social import InProcessMembershipCache
 from sandcat.config import LimitsConfig
+from sandcat.domain import GroupRole
 from sandcat.errors import BadRequest, Forbidden, NotFound
 from sandcat.protocol.msg import MsgType
-from sandcat.services.groups import ADMIN, GroupService
+from sandcat.services.groups import GroupService
 from sandcat.services.messages import MessageRefused
 from sandcat.services.notify import Notifier
 from tests.clock import FakeClock
@@ -120,7 +121,7 @@ async def test_members_invite_their_friends_and_everyone_hears_of_it(world: Worl
 
 async def test_only_the_owner_and_admins_update_the_group(world: World) -> None:
     group_id = await world.group("owner", "admin", "ann")
-    world.store.roles[group_id]["admin"] = ADMIN
+    world.store.roles[group_id]["admin"] = GroupRole.ADMIN
     with pytest.raises(Forbidden):
         await world.groups.update(
             "ann", group_id, name="x", avatar="", description="", announcement=""
@@ -147,7 +148,7 @@ async def test_only_the_owner_and_admins_update_the_group(world: World) -> None:
 
 async def test_removal_follows_the_roles(world: World) -> None:
     group_id = await world.group("owner", "admin", "ann", "bob")
-    world.store.roles[group_id]["admin"] = ADMIN
+    world.store.roles[group_id]["admin"] = GroupRole.ADMIN
     with pytest.raises(Forbidden):  # a plain member removes nobody
         await world.groups.remove("ann", group_id, ["bob"])
     with pytest.raises(Forbidden, match="owner cannot be removed"):
@@ -163,7 +164,7 @@ async def test_removal_follows_the_roles(world: World) -> None:
         ["ann", "bob", "owner"],  # the removed member hears of it too
         frozenset({"owner", "admin", "ann"}),
     )
-    world.store.roles[group_id]["ann"] = ADMIN
+    world.store.roles[group_id]["ann"] = GroupRole.ADMIN
     with pytest.raises(Forbidden, match="only the owner can remove an admin"):
         await world.groups.remove("admin", group_id, ["ann"])
     await world.groups.remove("owner", group_id, ["ann"])
