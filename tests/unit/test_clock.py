@@ -9,6 +9,7 @@ import pytest
 
 from sandcat.adapters.embedded.messages import IDEMPOTENCY_TTL_MS, SqliteMessageLog
 from sandcat.adapters.embedded.sqlite import SqliteDatabase, apply_migrations
+from sandcat.adapters.embedded.users import SqliteCodeStore
 from sandcat.domain import Submission, idempotency_key
 from sandcat.errors import TooManyRequests
 from sandcat.protocol.msg import Msg
@@ -72,11 +73,30 @@ async def test_a_held_push_expires_after_the_hold(waited: float, pushed: list[in
     assert await seqs.exposed("b") == (3, 0)
 
 
-async def test_embedded_idempotency_keys_last_24_hours(tmp_path: Path) -> None:
+async def _database(tmp_path: Path) -> SqliteDatabase:
     path = str(tmp_path / "sandcat.db")
     apply_migrations(path)
     db = SqliteDatabase(path)
     await db.open()
+    return db
+
+
+async def test_embedded_codes_expire_after_their_ttl(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+    clock = FakeClock()
+    codes = SqliteCodeStore(db, clock=clock)
+    try:
+        await codes.put_code("a@example.com", "123456", 300)
+        clock.advance(299)
+        assert await codes.get_code("a@example.com") == "123456"
+        clock.advance(1)
+        assert await codes.get_code("a@example.com") is None
+    finally:
+        await db.close()
+
+
+async def test_embedded_idempotency_keys_last_24_hours(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
     clock = FakeClock()
     log = SqliteMessageLog(db, clock=clock)
     log.start()

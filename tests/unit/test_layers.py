@@ -28,6 +28,7 @@ INNER = sorted(
         *PACKAGE.glob("services/*.py"),
         *PACKAGE.glob("protocol/*.py"),
         *PACKAGE.glob("util/*.py"),
+        PACKAGE / "migrations" / "__init__.py",
         PACKAGE / "ports.py",
         PACKAGE / "domain.py",
         PACKAGE / "domain_records.py",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.adapters.user_sql import EMAIL_TAKEN, PHONE_TAKEN, USER_COLUMNS, user_values
 from sandcat.domain import UserChanges, UserRecord
 from sandcat.errors import BadRequest
+from sandcat.ids import SYSTEM_CLOCK
+from sandcat.ports import Clock
 
 
 def _row_to_user(row: tuple[object, ...]) -> UserRecord:
@@ -216,11 +217,12 @@ class SqliteUserStore:
 class SqliteCodeStore:
     """Codes live in SQLite so a restart within the TTL does not lose them."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqliteDatabase, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._db = db
+        self._clock = clock
 
     async def put_code(self, email: str, code: str, ttl_seconds: int) -> None:
-        expires = int(time.time()) + ttl_seconds
+        expires = int(self._clock.now()) + ttl_seconds
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -233,7 +235,7 @@ class SqliteCodeStore:
         await self._db.write(run)
 
     async def get_code(self, email: str) -> str | None:
-        now = int(time.time())
+        now = int(self._clock.now())
 
         def run(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
