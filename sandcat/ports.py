@@ -6,7 +6,15 @@ Adapters in ``sandcat/adapters/*`` implement them; services never import a drive
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -456,9 +464,11 @@ class Presence(Protocol):
     async def disconnect(self, user_id: str, platform: int, gateway_id: str) -> None:
         """Forget the connection, unless another gateway holds that platform by now."""
 
-    async def refresh(self, gateway_id: str, connections: Sequence[tuple[str, int]]) -> None:
+    async def refresh(self, gateway_id: str, connections: Iterable[tuple[str, int]]) -> None:
         """Heartbeat: keep (re-create if expired) the gateway's ``(user_id, platform)``
-        entries, never taking over a platform another gateway holds."""
+        entries, never taking over a platform another gateway holds. ``connections`` walks
+        the gateway's registry lazily: read it whole before the first ``await``, or not at
+        all when nothing expires (one process)."""
 
     async def locate(self, user_ids: Sequence[str]) -> dict[str, dict[int, str]]:
         """``user -> {platform: gateway_id}`` over live gateways; offline users are left out."""

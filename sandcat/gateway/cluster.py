@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 
 from sandcat.gateway.connections import Connection, Registry
 from sandcat.log import get_logger
@@ -76,8 +77,7 @@ class GatewayCluster:
             await asyncio.sleep(self._heartbeat)
             try:
                 await self._registry.register(self.gateway_id, self._ws_addr)
-                held = [(c.user_id, c.platform) for c in self._local.all_connections()]
-                await self._presence.refresh(self.gateway_id, held)
+                await self._presence.refresh(self.gateway_id, _held(self._local))
             except Exception:  # a missed beat is retried on the next one
                 log.exception("gateway_heartbeat_failed", gateway_id=self.gateway_id)
 
@@ -100,3 +100,9 @@ class GatewayCluster:
                 self._local.knock_off(user_id, platform)
             elif kind == EntryKind.END_SESSIONS:
                 self._local.close_sessions(user_id)
+
+
+def _held(local: Registry) -> Iterator[tuple[str, int]]:
+    """The registry's ``(user_id, platform)`` pairs, walked only if presence reads them."""
+    for conn in local.all_connections():
+        yield conn.user_id, conn.platform

@@ -11,7 +11,7 @@ directly (``DeliveryService``); the bus carries relayed messages, logouts and kn
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
 from sandcat.gateway.connections import Registry
 
@@ -29,8 +29,8 @@ class LocalPresence:
     async def disconnect(self, user_id: str, platform: int, gateway_id: str) -> None:
         return None
 
-    async def refresh(self, gateway_id: str, connections: Sequence[tuple[str, int]]) -> None:
-        return None
+    async def refresh(self, gateway_id: str, connections: Iterable[tuple[str, int]]) -> None:
+        return None  # nothing expires: the registry is never walked
 
     async def locate(self, user_ids: Sequence[str]) -> dict[str, dict[int, str]]:
         found: dict[str, dict[int, str]] = {}
@@ -73,9 +73,13 @@ class LocalPushBus:
             if queue is not None:
                 queue.put_nowait(batch)
 
-    async def subscribe(self, gateway_id: str) -> AsyncIterator[bytes]:
+    def subscribe(self, gateway_id: str) -> AsyncIterator[bytes]:
+        """Subscribed at once: what is published after this call is kept for the iterator."""
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._queues[gateway_id] = queue
+        return self._batches(gateway_id, queue)
+
+    async def _batches(self, gateway_id: str, queue: asyncio.Queue[bytes]) -> AsyncIterator[bytes]:
         try:
             while True:
                 yield await queue.get()

@@ -7,7 +7,7 @@ distributed topology runs in ``tests/e2e``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 
 import pytest
 
@@ -416,7 +416,7 @@ class FakePresence:
     async def disconnect(self, user_id: str, platform: int, gateway_id: str) -> None:
         raise NotImplementedError
 
-    async def refresh(self, gateway_id: str, connections: Sequence[tuple[str, int]]) -> None:
+    async def refresh(self, gateway_id: str, connections: Iterable[tuple[str, int]]) -> None:
         raise NotImplementedError
 
     async def locate(self, user_ids: Sequence[str]) -> dict[str, dict[int, str]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
@@ -210,7 +210,8 @@ class RedisPresence:
         with redis_errors("presence_disconnect"):
             await self._disconnect(keys=[_presence_key(user_id)], args=[platform, gateway_id])
 
-    async def refresh(self, gateway_id: str, connections: Sequence[tuple[str, int]]) -> None:
+    async def refresh(self, gateway_id: str, connections: Iterable[tuple[str, int]]) -> None:
+        connections = list(connections)
         for start in range(0, len(connections), CHUNK):
             chunk = connections[start : start + CHUNK]
             with redis_errors("presence_refresh"):
