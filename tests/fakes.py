@@ -243,6 +243,16 @@ class FakeFriends:
         #: (user, friend) -> (fs_id, remark, status, update_time)
         self.rows: dict[tuple[str, str], tuple[str, str | None, int, int]] = {}
 
+    def befriend(self, user_id: str, *others: str) -> None:
+        """Make ``user_id`` and each of ``others`` friends (an accepted request each)."""
+        for other in others:
+            fs_id = f"{user_id}-{other}"
+            self._pairs[(user_id, other)] = fs_id
+            self.requests[fs_id] = FriendRequest(
+                fs_id, user_id, other, ACCEPTED, None, None, "test", 0, 0
+            )
+            self.rows[(user_id, other)] = self.rows[(other, user_id)] = (fs_id, None, ACCEPTED, 0)
+
     def _set(self, request: FriendRequest, **changes: object) -> FriendRequest:
         self.requests[request.id] = dataclasses.replace(request, **changes)  # type: ignore[arg-type]
         return self.requests[request.id]

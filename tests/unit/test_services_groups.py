@@ -28,24 +28,9 @@ class World:
     groups: GroupService
     limits: LimitsConfig
 
-    async def befriend(self, user_id: str, *others: str) -> None:
-        for other in others:
-            fs_id = await self.friends.upsert_request(
-                new_id=f"{user_id}-{other}",
-                user_id=user_id,
-                friend_id=other,
-                apply_msg=None,
-                req_remark=None,
-                source="test",
-                now_ms=1,
-                renew_rejected_before=0,
-            )
-            assert fs_id is not None
-            assert await self.friends.accept_request(fs_id, None, None, 2) is not None
-
     async def group(self, owner: str, *members: str) -> str:
         """A group of ``owner``'s friends; the log forgets its invitation."""
-        await self.befriend(owner, *members)
+        self.friends.befriend(owner, *members)
         invitation = await self.groups.create(
             user_id=owner, name="g", avatar="", member_ids=list(members)
         )
@@ -76,7 +61,7 @@ def world() -> World:
 
 
 async def test_only_friends_are_put_into_a_new_group(world: World) -> None:
-    await world.befriend("owner", "ann")
+    world.friends.befriend("owner", "ann")
     with pytest.raises(BadRequest, match="not friends: bob"):
         await world.groups.create(user_id="owner", name="g", avatar="", member_ids=["ann", "bob"])
     assert world.store.groups == {} and world.log.submissions == []
@@ -109,7 +94,7 @@ async def test_members_invite_their_friends_and_everyone_hears_of_it(world: Worl
         await world.groups.invite("ann", group_id, ["carol"])
     with pytest.raises(BadRequest, match="already a member"):
         await world.groups.invite("ann", group_id, ["owner"])
-    await world.befriend("ann", "carol")
+    world.friends.befriend("ann", "carol")
     await world.groups.invite("ann", group_id, ["carol", "owner"])
     assert world.last() == (
         MsgType.GROUP_INVITE_NEW,

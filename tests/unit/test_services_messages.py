@@ -45,19 +45,6 @@ class World:
             groups=self.groups,
         )
 
-    async def befriend(self, a: str, b: str) -> None:
-        fs_id = await self.friends.upsert_request(
-            new_id=f"{a}-{b}",
-            user_id=a,
-            friend_id=b,
-            apply_msg=None,
-            req_remark=None,
-            source="test",
-            now_ms=1,
-            renew_rejected_before=0,
-        )
-        assert fs_id is not None and await self.friends.accept_request(fs_id, None, None, 2)
-
 
 @pytest.fixture
 def world() -> World:
@@ -108,7 +95,7 @@ async def test_one_to_one_messages_go_to_friends_only(world: World) -> None:
         await service.accept("alice", chat(""))
     assert world.log.submissions == []
     await stored(await service.accept("alice", chat("alice")))  # notes to oneself
-    await world.befriend("alice", "bob")
+    world.friends.befriend("alice", "bob")
     result = await stored(await service.accept("alice", chat("bob", group_id="g")))
     assert result.receiver_seqs == [("bob", 1)]
     sub = world.log.submissions[-1]
@@ -130,7 +117,7 @@ async def test_strangers_may_write_when_the_policy_allows(world: World) -> None:
 
 async def test_group_messages_come_from_members_only(world: World) -> None:
     service = world.messages()
-    await world.befriend("alice", "bob")
+    world.friends.befriend("alice", "bob")
     invitation = await world.groups.create(user_id="alice", name="g", avatar="", member_ids=["bob"])
     assert invitation.info is not None
     group_id = invitation.info.id
@@ -155,7 +142,7 @@ async def test_call_signals_are_relayed_to_friends_and_never_stored(world: World
     service = world.messages()
     with pytest.raises(MessageRefused, match="not your friend"):
         await service.accept("alice", chat("bob", MsgType.SINGLE_CALL_OFFER))
-    await world.befriend("alice", "bob")
+    world.friends.befriend("alice", "bob")
     ack = await service.accept("alice", chat("bob", MsgType.SINGLE_CALL_OFFER))
     assert isinstance(ack, Msg) and ack.msg_type == MsgType.MSG_REC_RESP
     assert world.log.submissions == []
