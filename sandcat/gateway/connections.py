@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 from sandcat import _native
 from sandcat.gateway.websocket import (
@@ -45,6 +45,9 @@ from sandcat.gateway.websocket import (
 from sandcat.log import get_logger
 from sandcat.metrics import COUNTS
 from sandcat.protocol.msg import NEVER_PUSHED, Msg
+
+if TYPE_CHECKING:  # the gateway builds its connections: for typing only, no import back
+    from sandcat.gateway.server import Gateway
 
 log = get_logger(__name__)
 
@@ -94,30 +97,6 @@ class Flusher:
             conn.flush()
 
 
-class Edge(Protocol):
-    """What a connection asks of the gateway (``sandcat.gateway.server.Gateway``)."""
-
-    flusher: Flusher
-
-    @property
-    def max_frames(self) -> int: ...
-
-    @property
-    def max_bytes(self) -> int: ...
-
-    @property
-    def max_message(self) -> int: ...
-
-    @property
-    def head_timeout(self) -> float: ...
-
-    async def open(self, conn: Connection, upgrade: Upgrade) -> None: ...
-
-    async def message(self, conn: Connection, opcode: int, payload: bytes) -> None: ...
-
-    def lost(self, conn: Connection) -> None: ...
-
-
 #: A connection's phases: reading the request head, authenticating (frames are buffered),
 #: open, and gone (the socket is closed).
 _HEAD, _OPENING, _OPEN, _GONE = range(4)
@@ -157,7 +136,7 @@ class Connection(asyncio.Protocol):
         "user_id",
     )
 
-    def __init__(self, edge: Edge, fallback: Callable[[], asyncio.Protocol]) -> None:
+    def __init__(self, edge: Gateway, fallback: Callable[[], asyncio.Protocol]) -> None:
         self._edge = edge
         self._fallback: Callable[[], asyncio.Protocol] | None = fallback
         self._state = _HEAD

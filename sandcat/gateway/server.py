@@ -149,7 +149,8 @@ class Session:
 
 
 class Gateway:
-    """The gateway's side of every connection (``sandcat.gateway.connections.Edge``)."""
+    """The gateway's side of every connection: what a ``Connection`` asks of it (``open``,
+    ``message``, ``lost``, its limits and the ``flusher``)."""
 
     def __init__(
         self,
