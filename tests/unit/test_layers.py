@@ -167,6 +167,21 @@ def test_no_import_cycle() -> None:
     assert _cycles(graph) == []
 
 
+@pytest.mark.parametrize("mode", ["sandcat.embedded", "sandcat.distributed"])
+def test_each_mode_stands_alone(mode: str) -> None:
+    """A mode's module reaches neither the other mode nor the root nor an edge's app;
+    ``wiring`` reaches no mode, no root and no app."""
+    graph = _import_graph()
+    banned = {
+        "sandcat.composition",
+        "sandcat.api.app",
+        "sandcat.gateway.app",
+        *({"sandcat.embedded", "sandcat.distributed"} - {mode}),
+    }
+    assert not graph[mode] & banned
+    assert not graph["sandcat.wiring"] & (banned | {mode})
+
+
 def test_cycle_check_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]
