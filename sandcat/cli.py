@@ -321,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("reset-password", "set a new password (printed), revoke tokens, close sockets"),
     ):
         command = _admin_parser(users_sub, action, f"users.{action}", help_text)
-        command.add_argument("user", help="id, account, e-mail or phone")
+        command.add_argument(
+            "user", help="id, account, e-mail or phone (after -- when it begins with -)"
+        )
         if action == "reset-password":
             command.add_argument("--password", help="the new password (default: a random one)")
 
@@ -331,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     kick = _admin_parser(
         conn_sub, "kick", "connections.kick", "close the user's sockets (4002), revoke tokens"
     )
-    kick.add_argument("user", help="id, account, e-mail or phone")
+    kick.add_argument("user", help="id, account, e-mail or phone (after -- when it begins with -)")
 
     dlq = sub.add_parser("dlq", help="the Kafka dead-letter topic (distributed mode)")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")

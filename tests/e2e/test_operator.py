@@ -108,11 +108,13 @@ async def sandcat(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 async def admin(env: dict[str, str], *args: str, process: bool = False) -> Any:
     """``sandcat ARGS --json``: in a process of its own, or (quicker, and what that process
     runs) parsed by the CLI's parser and run here, reaching the server the same way."""
+    # A user id may begin with "-" (ids are nanoids): the user goes after "--".
+    argv = [*args[:2], "--json", *(("--", *args[2:]) if args[2:] else ())]
     if process:
-        code, out, err = await sandcat(env, *args, "--json")
+        code, out, err = await sandcat(env, *argv)
         assert code == 0, err
         return json.loads(out)
-    op, params = admin_request(build_parser().parse_args([*args, "--json"]))
+    op, params = admin_request(build_parser().parse_args(argv))
     overrides = {key: value for key, value in env.items() if key.startswith("SANDCAT__")}
     config = load_config(None, environ=overrides).config
     return await run_admin(config, op, params)
@@ -200,7 +202,7 @@ async def test_admin_commands_reach_the_running_server(
 
     # No server: the command opens the folder itself, under its lock.
     assert not sock_path.exists()
-    code, _, err = await sandcat(env, "users", "disable", alice.id)
+    code, _, err = await sandcat(env, "users", "disable", "--", alice.id)
     assert code == 0 and f"admin_users_disable actor=admin target={alice.id}" in err, err
     assert [u["disabled"] for u in await admin(env, "users", "list")] == [True]
     async with serve(env, session) as served:
