@@ -31,3 +31,28 @@ MEMBER_SELECT = (
     "m.group_remark, u.signature, m.role "
     "FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = "
 )
+#: One friend request row (``FriendRequest``); the caller appends its condition.
+FRIENDSHIP_SELECT = (
+    "SELECT id, user_id, friend_id, status, apply_msg, req_remark, source, "
+    "create_time, update_time FROM friendships WHERE "
+)
+
+
+def upsert_request_sql(mark: str) -> str:
+    """``FriendStore.upsert_request``: a new pending request, or an old one renewed unless it
+    is pending or was rejected since ``renew_rejected_before``. Eight parameters by number
+    (id, user, friend, apply_msg, req_remark, source, now, renew_rejected_before); ``mark``
+    numbers them in the dialect: ``$`` for PostgreSQL, ``?`` for SQLite (``?N``)."""
+    p = [f"{mark}{n}" for n in range(1, 9)]
+    return (
+        "INSERT INTO friendships (id, user_id, friend_id, status, apply_msg, req_remark, "
+        f"source, create_time, update_time) VALUES ({p[0]}, {p[1]}, {p[2]}, {PENDING}, "
+        f"{p[3]}, {p[4]}, {p[5]}, {p[6]}, {p[6]}) "
+        f"ON CONFLICT (user_id, friend_id) DO UPDATE SET status = {PENDING}, "
+        "apply_msg = excluded.apply_msg, req_remark = excluded.req_remark, "
+        "source = excluded.source, create_time = excluded.create_time, "
+        "update_time = excluded.update_time, resp_msg = NULL, resp_remark = NULL "
+        f"WHERE friendships.status NOT IN ({PENDING}, {REJECTED}) "
+        f"OR (friendships.status = {REJECTED} AND friendships.update_time < {p[7]}) "
+        "RETURNING id"
+    )

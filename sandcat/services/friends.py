@@ -18,6 +18,34 @@ def check_text(field: str, value: str | None, limit: int) -> None:
         raise BadRequest(f"{field} is longer than {limit} characters")
 
 
+def pending_with(
+    user: UserRecord,
+    *,
+    fs_id: str,
+    apply_msg: str | None,
+    source: str,
+    create_time: int,
+    remark: str | None,
+) -> FriendshipWithUser:
+    """A pending request ``fs_id`` as one side sees it: the other side ``user``'s profile."""
+    return FriendshipWithUser(
+        fs_id=fs_id,
+        user_id=user.id,
+        name=user.name,
+        avatar=user.avatar,
+        gender=user.gender,
+        age=user.age,
+        region=user.region,
+        status=FriendStatus.PENDING,
+        apply_msg=apply_msg,
+        source=source,
+        create_time=create_time,
+        account=user.account,
+        remark=remark,
+        email=None,
+    )
+
+
 class FriendService:
     def __init__(
         self,
@@ -73,40 +101,14 @@ class FriendService:
         )
         if fs_id is None:
             return await self._unchanged_request(user_id, target, cool_down_ms, now)
-        notice = FriendshipWithUser(
-            fs_id=fs_id,
-            user_id=requester.id,
-            name=requester.name,
-            avatar=requester.avatar,
-            gender=requester.gender,
-            age=requester.age,
-            region=requester.region,
-            status=FriendStatus.PENDING,
-            apply_msg=apply_msg,
-            source=source,
-            create_time=now,
-            account=requester.account,
-            remark=None,
-            email=None,
+        notice = pending_with(
+            requester, fs_id=fs_id, apply_msg=apply_msg, source=source, create_time=now, remark=None
         )
         await self._notifier.friend_event(
             MsgType.FRIEND_APPLY_REQ, sender=user_id, receiver=friend_id, content=notice.encode()
         )
-        return FriendshipWithUser(
-            fs_id=fs_id,
-            user_id=target.id,
-            name=target.name,
-            avatar=target.avatar,
-            gender=target.gender,
-            age=target.age,
-            region=target.region,
-            status=FriendStatus.PENDING,
-            apply_msg=None,
-            source=source,
-            create_time=now,
-            account=target.account,
-            remark=req_remark,
-            email=None,
+        return pending_with(
+            target, fs_id=fs_id, apply_msg=None, source=source, create_time=now, remark=req_remark
         )
 
     async def _unchanged_request(
@@ -123,21 +125,13 @@ class FriendService:
         # Answered between the statements:
         if request is None or request.status != FriendStatus.PENDING:
             raise BadRequest("the friend request changed meanwhile; apply again")
-        return FriendshipWithUser(
+        return pending_with(
+            target,
             fs_id=request.id,
-            user_id=target.id,
-            name=target.name,
-            avatar=target.avatar,
-            gender=target.gender,
-            age=target.age,
-            region=target.region,
-            status=FriendStatus.PENDING,
             apply_msg=None,
             source=request.source,
             create_time=request.create_time,
-            account=target.account,
             remark=request.req_remark,
-            email=None,
         )
 
     async def _pending_for(self, user_id: str, fs_id: str) -> FriendRequest:

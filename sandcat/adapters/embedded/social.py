@@ -16,13 +16,14 @@ import orjson
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.adapters.social_sql import (
     FRIEND_SELECT,
+    FRIENDSHIP_SELECT,
     GROUP_COLUMNS,
     MEMBER,
     MEMBER_SELECT,
     OWNER,
     PENDING,
-    REJECTED,
     REQUEST_SELECT,
+    upsert_request_sql,
 )
 from sandcat.ports import FriendRequest
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
@@ -31,6 +32,7 @@ _MEMBER_SELECT = MEMBER_SELECT + "? "
 _MEMBER_ORDER = "ORDER BY m.joined_at, m.role, m.user_id"
 #: One parameter holding a JSON array of ids.
 _IDS = "(SELECT value FROM json_each(?))"
+_UPSERT_REQUEST = upsert_request_sql("?")
 
 
 def _ids(values: Sequence[str]) -> str:
@@ -80,15 +82,7 @@ class SqliteFriendStore:
     ) -> str | None:
         def run(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
-                "INSERT INTO friendships (id, user_id, friend_id, status, apply_msg, req_remark, "
-                "source, create_time, update_time) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (user_id, friend_id) DO UPDATE SET status = 0, "
-                "apply_msg = excluded.apply_msg, req_remark = excluded.req_remark, "
-                "source = excluded.source, create_time = excluded.create_time, "
-                "update_time = excluded.update_time, resp_msg = NULL, resp_remark = NULL "
-                f"WHERE friendships.status NOT IN ({PENDING}, {REJECTED}) "
-                f"OR (friendships.status = {REJECTED} AND friendships.update_time < ?) "
-                "RETURNING id",
+                _UPSERT_REQUEST,
                 (
                     new_id,
                     user_id,
@@ -96,7 +90,6 @@ class SqliteFriendStore:
                     apply_msg,
                     req_remark,
                     source,
-                    now_ms,
                     now_ms,
                     renew_rejected_before,
                 ),
@@ -108,8 +101,7 @@ class SqliteFriendStore:
     async def get_request(self, fs_id: str) -> FriendRequest | None:
         def run(conn: sqlite3.Connection) -> FriendRequest | None:
             row = conn.execute(
-                "SELECT id, user_id, friend_id, status, apply_msg, req_remark, source, "
-                "create_time, update_time FROM friendships WHERE id = ?",
+                FRIENDSHIP_SELECT + "id = ?",
                 (fs_id,),
             ).fetchone()
             return FriendRequest(*row) if row else None
@@ -119,8 +111,7 @@ class SqliteFriendStore:
     async def request_between(self, user_id: str, friend_id: str) -> FriendRequest | None:
         def run(conn: sqlite3.Connection) -> FriendRequest | None:
             row = conn.execute(
-                "SELECT id, user_id, friend_id, status, apply_msg, req_remark, source, "
-                "create_time, update_time FROM friendships WHERE user_id = ? AND friend_id = ?",
+                FRIENDSHIP_SELECT + "user_id = ? AND friend_id = ?",
                 (user_id, friend_id),
             ).fetchone()
             return FriendRequest(*row) if row else None

@@ -16,6 +16,7 @@ from sandcat.adapters.social_sql import (
     ACCEPTED,
     DELETED,
     FRIEND_SELECT,
+    FRIENDSHIP_SELECT,
     GROUP_COLUMNS,
     MEMBER,
     MEMBER_SELECT,
@@ -23,12 +24,14 @@ from sandcat.adapters.social_sql import (
     PENDING,
     REJECTED,
     REQUEST_SELECT,
+    upsert_request_sql,
 )
 from sandcat.ports import FriendRequest
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
 
 _MEMBER_SELECT = MEMBER_SELECT + "$1 "
 _MEMBER_ORDER = 'ORDER BY m.joined_at, m.role, m.user_id COLLATE "C"'
+_UPSERT_REQUEST = upsert_request_sql("$")
 
 
 class PostgresFriendStore:
@@ -51,15 +54,7 @@ class PostgresFriendStore:
         renew_rejected_before: int,
     ) -> str | None:
         fs_id = await self._pool.fetchval(
-            "INSERT INTO friendships (id, user_id, friend_id, status, apply_msg, req_remark, "
-            f"source, create_time, update_time) VALUES ($1, $2, $3, {PENDING}, $4, $5, $6, $7, $7) "
-            f"ON CONFLICT (user_id, friend_id) DO UPDATE SET status = {PENDING}, "
-            "apply_msg = excluded.apply_msg, req_remark = excluded.req_remark, "
-            "source = excluded.source, create_time = excluded.create_time, "
-            "update_time = excluded.update_time, resp_msg = NULL, resp_remark = NULL "
-            f"WHERE friendships.status NOT IN ({PENDING}, {REJECTED}) "
-            f"OR (friendships.status = {REJECTED} AND friendships.update_time < $8) "
-            "RETURNING id",
+            _UPSERT_REQUEST,
             new_id,
             user_id,
             friend_id,
@@ -74,8 +69,7 @@ class PostgresFriendStore:
     @pg_errors
     async def get_request(self, fs_id: str) -> FriendRequest | None:
         row = await self._pool.fetchrow(
-            "SELECT id, user_id, friend_id, status, apply_msg, req_remark, source, "
-            "create_time, update_time FROM friendships WHERE id = $1",
+            FRIENDSHIP_SELECT + "id = $1",
             fs_id,
         )
         return FriendRequest(*row) if row else None
@@ -83,8 +77,7 @@ class PostgresFriendStore:
     @pg_errors
     async def request_between(self, user_id: str, friend_id: str) -> FriendRequest | None:
         row = await self._pool.fetchrow(
-            "SELECT id, user_id, friend_id, status, apply_msg, req_remark, source, "
-            "create_time, update_time FROM friendships WHERE user_id = $1 AND friend_id = $2",
+            FRIENDSHIP_SELECT + "user_id = $1 AND friend_id = $2",
             user_id,
             friend_id,
         )
