@@ -18,7 +18,6 @@ import asyncio
 import collections
 import gc
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -71,11 +70,8 @@ def type_counts() -> collections.Counter[str]:
 
 
 async def profile(args: argparse.Namespace) -> dict[str, Any]:
-    data = Path(tempfile.mkdtemp(prefix="idle-profile-"))
-    try:
-        return await _profile(args, data)
-    finally:
-        shutil.rmtree(data, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="idle-profile-", ignore_cleanup_errors=True) as data:
+        return await _profile(args, Path(data))
 
 
 async def _profile(args: argparse.Namespace, data: Path) -> dict[str, Any]:

@@ -391,6 +391,14 @@ def _by_rate(
     return out
 
 
+def _goal_line(ax: Any, goal: float, label_y: float, label: str, **text: Any) -> None:
+    """A grey dashed line across a plot at ``goal``, labelled at its left end."""
+    ax.axhline(goal, color="grey", linestyle="--", linewidth=1)
+    ax.text(
+        0.01, label_y, label, fontsize=8, color="grey", transform=ax.get_yaxis_transform(), **text
+    )
+
+
 def plots(results: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
     """latency-vs-rate.png and fanout-vs-group-size.png (needs the ``bench`` extra).
 
@@ -443,15 +451,7 @@ def plots(results: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
                     color=c,
                     fontweight="bold",
                 )
-        ax.axhline(goal_p99, color="grey", linestyle="--", linewidth=1)
-        ax.text(
-            0.01,
-            goal_p99 * 1.08,
-            f"goal: p99 ≤ {goal_p99} ms",
-            fontsize=8,
-            color="grey",
-            transform=ax.get_yaxis_transform(),
-        )
+        _goal_line(ax, goal_p99, goal_p99 * 1.08, f"goal: p99 ≤ {goal_p99} ms")
         ax.axvline(goal_rate, color="grey", linestyle="-.", linewidth=1)
         ax.text(
             goal_rate,
@@ -510,15 +510,7 @@ def plots(results: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
             marker="s" if relay else "o",
             label=f"{label}: relay baseline" if relay else label,
         )
-    ax.axhline(FANOUT_GOAL, color="grey", linestyle="--", linewidth=1)
-    ax.text(
-        0.01,
-        FANOUT_GOAL * 1.02,
-        f"goal: ≥ {FANOUT_GOAL:,}",
-        fontsize=8,
-        color="grey",
-        transform=ax.get_yaxis_transform(),
-    )
+    _goal_line(ax, FANOUT_GOAL, FANOUT_GOAL * 1.02, f"goal: ≥ {FANOUT_GOAL:,}")
     ax.set_xscale("log")
     ax.set_ylim(bottom=0)
     ax.set_xlabel("group size (online members)")
@@ -644,16 +636,7 @@ def relay_ratio_plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
         heights = [values.get(name, 0.0) for name in scenarios]
         bars = ax.bar(xs, heights, width, label=label, color=colours[i % len(colours)])
         ax.bar_label(bars, labels=[f"{h:.1f}×" if h else "" for h in heights], fontsize=8)
-    ax.axhline(RELAY_GOAL, color="grey", linestyle="--", linewidth=1)
-    ax.text(
-        0.01,
-        RELAY_GOAL,
-        f"goal: ≤ {RELAY_GOAL:.1f}×",
-        fontsize=8,
-        color="grey",
-        va="bottom",
-        transform=ax.get_yaxis_transform(),
-    )
+    _goal_line(ax, RELAY_GOAL, RELAY_GOAL, f"goal: ≤ {RELAY_GOAL:.1f}×", va="bottom")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.text(0.01, 1.0, "the relay", fontsize=8, va="bottom", transform=ax.get_yaxis_transform())
     ax.set_xticks(range(len(scenarios)), scenarios, fontsize=8)

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -206,11 +205,8 @@ class Stream:
 
 
 async def storm(args: argparse.Namespace) -> dict[str, Any]:
-    data = Path(tempfile.mkdtemp(prefix="storm-"))
-    try:
-        return await _storm(args, data)
-    finally:
-        shutil.rmtree(data, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="storm-", ignore_cleanup_errors=True) as data:
+        return await _storm(args, Path(data))
 
 
 async def _storm(args: argparse.Namespace, data: Path) -> dict[str, Any]:
