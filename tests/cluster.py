@@ -14,6 +14,7 @@ import pytest
 
 from scripts import topology as topology_mod
 from tests.client import CodeBook
+from tests.process import FAST_ARGON2, OPEN_LIMITS
 from tests.services import Services
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,14 +55,12 @@ class Cluster:
         return f"http://127.0.0.1:{self.topology.api_port}"
 
 
-def start_cluster(
-    real_services: Services,
-    tmp_path_factory: pytest.TempPathFactory,
-    extra_env: Mapping[str, str] | None = None,
-) -> Iterator[Cluster]:
-    """``extra_env``: more ``SANDCAT__*`` settings for every process of this topology."""
-    run = secrets.token_hex(4)
-    env = topology_mod.service_overrides(
+def service_env(
+    real_services: Services, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The ``SANDCAT__*`` settings that point a distributed process at ``real_services``,
+    with ``overrides`` of their ``SANDCAT_TEST_*`` addresses (a service of a test's own)."""
+    return topology_mod.service_overrides(
         {
             "SANDCAT_TEST_PG_DSN": real_services.pg_dsn,
             "SANDCAT_TEST_REDIS_URL": real_services.redis_url,
@@ -71,8 +70,19 @@ def start_cluster(
             "SANDCAT_TEST_S3_ACCESS_KEY": real_services.s3_access_key,
             "SANDCAT_TEST_S3_SECRET_KEY": real_services.s3_secret_key,
             "SANDCAT_TEST_S3_REGION": real_services.s3_region,
+            **(overrides or {}),
         }
     )
+
+
+def start_cluster(
+    real_services: Services,
+    tmp_path_factory: pytest.TempPathFactory,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[Cluster]:
+    """``extra_env``: more ``SANDCAT__*`` settings for every process of this topology."""
+    run = secrets.token_hex(4)
+    env = service_env(real_services)
     database = f"sandcat_e2e_{run}"
     asyncio.run(_create_database(real_services.pg_dsn, database))
     env.update(
@@ -87,14 +97,8 @@ def start_cluster(
             "SANDCAT__OSS__BUCKET": f"files-{run}",
             "SANDCAT__OSS__AVATAR_BUCKET": f"avatars-{run}",
             "SANDCAT__SERVER__JWT_SECRET": secrets.token_urlsafe(40),
-            "SANDCAT__AUTH__ARGON2_TIME_COST": "1",
-            "SANDCAT__AUTH__ARGON2_MEMORY_COST": "1024",
-            "SANDCAT__AUTH__ARGON2_PARALLELISM": "1",
-            "SANDCAT__LIMITS__LOGIN_PER_MINUTE_PER_IP": "100000",
-            "SANDCAT__LIMITS__LOGIN_PER_MINUTE_PER_ACCOUNT": "100000",
-            "SANDCAT__LIMITS__CODE_SENDS_PER_MINUTE_PER_IP": "100000",
-            "SANDCAT__LIMITS__MESSAGES_PER_SECOND": "100000",
-            "SANDCAT__LIMITS__MESSAGES_BURST": "100000",
+            **FAST_ARGON2,
+            **OPEN_LIMITS,
             **(extra_env or {}),
         }
     )

@@ -9,9 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +22,12 @@ from scripts import provision
 from scripts import topology as topology_mod
 from tests import wire
 from tests.client import Api, CodeBook, Socket, User, befriend, until
-from tests.cluster import _create_database
+from tests.cluster import _create_database, service_env
 from tests.conftest import StartServer
-from tests.e2e.test_smtp_and_process import _free_port
+from tests.process import serve
 from tests.services import Services
 
 ROOT = Path(__file__).resolve().parents[2]
-service_overrides = topology_mod.service_overrides
 read_env_file = topology_mod.read_env_file
 ACK = 24
 ERROR_CONTENT = 9
@@ -304,68 +301,6 @@ async def test_audit_lines(
 # --- a real process and real signals ------------------------------------------------------
 
 
-@dataclass
-class Proc:
-    proc: asyncio.subprocess.Process
-    api_port: int
-    ws_port: int
-    book: CodeBook = field(default_factory=CodeBook)
-    lines: list[str] = field(default_factory=list)
-
-    def saw(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
-
-
-@asynccontextmanager
-async def serve(
-    tmp_path: Path, config: Path, extra_env: dict[str, str] | None = None, role: str = "all"
-) -> AsyncIterator[Proc]:
-    api_port, ws_port = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "SANDCAT__SERVER__PORT": str(api_port),
-        "SANDCAT__WEBSOCKET__PORT": str(ws_port),
-        "SANDCAT__EMBEDDED__DATA_DIR": str(tmp_path / "data"),
-        "SANDCAT__AUTH__ARGON2_TIME_COST": "1",
-        "SANDCAT__AUTH__ARGON2_MEMORY_COST": "1024",
-        "SANDCAT__AUTH__ARGON2_PARALLELISM": "1",
-        "SANDCAT__SERVER__ALLOW_STRANGER_MESSAGES": "true",
-        **(extra_env or {}),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sandcat",
-        "serve",
-        "--config",
-        str(config),
-        "--role",
-        role,
-        env=env,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=tmp_path,
-    )
-    running = Proc(proc, api_port, ws_port)
-
-    async def pump() -> None:
-        assert proc.stderr is not None
-        async for raw in proc.stderr:
-            line = raw.decode(errors="replace")
-            running.lines.append(line)
-            running.book.feed(line)
-
-    reader = asyncio.create_task(pump())
-    try:
-        await until(lambda: running.saw("server_started"), 30, "the server started")
-        yield running
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-        await reader
-        print("".join(running.lines[-40:]))  # pytest shows it when the test fails
-
-
 async def test_sigterm_drains_acks_and_closes_with_1001(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
@@ -505,18 +440,7 @@ async def test_distributed_readiness_names_the_stopped_backend(
     provision.start_services(["redis"], str(run_dir))
     try:
         own_redis = read_env_file(run_dir / "services.env")["SANDCAT_TEST_REDIS_URL"]
-        env = service_overrides(
-            {
-                "SANDCAT_TEST_PG_DSN": real_services.pg_dsn,
-                "SANDCAT_TEST_REDIS_URL": own_redis,
-                "SANDCAT_TEST_KAFKA": real_services.kafka,
-                "SANDCAT_TEST_MONGO_URL": real_services.mongo_url,
-                "SANDCAT_TEST_S3_ENDPOINT": real_services.s3_endpoint,
-                "SANDCAT_TEST_S3_ACCESS_KEY": real_services.s3_access_key,
-                "SANDCAT_TEST_S3_SECRET_KEY": real_services.s3_secret_key,
-                "SANDCAT_TEST_S3_REGION": real_services.s3_region,
-            }
-        )
+        env = service_env(real_services, {"SANDCAT_TEST_REDIS_URL": own_redis})
         run = nanoid(6).lower().replace("-", "x").replace("_", "y")
         database = f"sandcat_ready_{run}"
         await _create_database(real_services.pg_dsn, database)

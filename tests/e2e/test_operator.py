@@ -25,23 +25,17 @@ from sandcat import control
 from sandcat.admin import run_admin
 from sandcat.cli import admin_request, build_parser
 from sandcat.config import load_config
+from scripts.topology import free_port
 from tests.client import Api, CodeBook, Socket, User, pull, until
 from tests.cluster import Cluster, LogCodes
-from tests.e2e.test_smtp_and_process import _free_port
+from tests.process import embedded_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(data_dir: Path) -> dict[str, str]:
     return {
-        **os.environ,
-        "SANDCAT__SERVER__PORT": str(_free_port()),
-        "SANDCAT__WEBSOCKET__PORT": str(_free_port()),
-        "SANDCAT__EMBEDDED__DATA_DIR": str(data_dir),
-        "SANDCAT__AUTH__ARGON2_TIME_COST": "1",
-        "SANDCAT__AUTH__ARGON2_MEMORY_COST": "1024",
-        "SANDCAT__AUTH__ARGON2_PARALLELISM": "1",
-        "SANDCAT__SERVER__ALLOW_STRANGER_MESSAGES": "true",
+        **embedded_env(data_dir, free_port(), free_port()),
         "SANDCAT__LIMITS__MESSAGES_PER_SECOND": "100000",
         "SANDCAT__LIMITS__MESSAGES_BURST": "100000",
     }

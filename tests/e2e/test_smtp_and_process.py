@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
-import os
 import signal
-import socket
-import sys
 from email.message import Message
 from pathlib import Path
 
@@ -15,8 +12,10 @@ import aiohttp
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from scripts.topology import free_port
 from tests.client import Api, CodeBook, Socket, befriend
 from tests.conftest import StartServer
+from tests.process import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,18 +30,11 @@ class _Sink:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_smtp_mailer_sends_and_never_logs_the_code(
     start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
 ) -> None:
     sink = _Sink()
-    port = _free_port()
+    port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -82,51 +74,12 @@ async def test_smtp_mailer_sends_and_never_logs_the_code(
 
 async def test_real_process_end_to_end(tmp_path: Path, session: aiohttp.ClientSession) -> None:
     """`sandcat serve` as a user starts it: codes from its log, chat, offline pull."""
-    api_port, ws_port = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "SANDCAT__SERVER__PORT": str(api_port),
-        "SANDCAT__WEBSOCKET__PORT": str(ws_port),
-        "SANDCAT__EMBEDDED__DATA_DIR": str(tmp_path / "data"),
-        "SANDCAT__AUTH__ARGON2_TIME_COST": "1",
-        "SANDCAT__AUTH__ARGON2_MEMORY_COST": "1024",
-        "SANDCAT__AUTH__ARGON2_PARALLELISM": "1",
-        "SANDCAT__SERVER__ALLOW_STRANGER_MESSAGES": "true",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sandcat",
-        "serve",
-        "--config",
-        str(ROOT / "config.yml"),
-        env=env,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=tmp_path,
-    )
-    book = CodeBook()
-    lines: list[str] = []
-
-    async def pump() -> None:
-        assert proc.stderr is not None
-        async for raw in proc.stderr:
-            line = raw.decode(errors="replace")
-            lines.append(line)
-            book.feed(line)
-
-    reader = asyncio.create_task(pump())
-    try:
-        api = Api(session, f"http://127.0.0.1:{api_port}", book)
-        for _ in range(200):
-            try:
-                await api.call("GET", "/health")
-                break
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)
+    async with serve(tmp_path, ROOT / "config.yml") as srv:
+        api = Api(session, f"http://127.0.0.1:{srv.api_port}", srv.book)
         alice = await api.new_user("alice", "alice@example.com")
         bob = await api.new_user("bob", "bob@example.com")
         await befriend(api, alice, bob)  # Bob's receive seq 1
-        assert alice.ws_addr == f"ws://127.0.0.1:{ws_port}/ws"
+        assert alice.ws_addr == f"ws://127.0.0.1:{srv.ws_port}/ws"
         a = await Socket.connect(session, alice)
         for i in range(3):
             await a.send(receiver_id=bob.id, local_id=f"p{i}", content=f"offline {i}".encode())
@@ -141,9 +94,7 @@ async def test_real_process_end_to_end(tmp_path: Path, session: aiohttp.ClientSe
         )
         assert [bytes(m["content"]) for m in pulled] == [b"offline 0", b"offline 1", b"offline 2"]
         await a.close()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        code = await asyncio.wait_for(proc.wait(), 10)
-        await reader
-    assert code == 0, "".join(lines[-20:])
-    assert any("server_started" in line for line in lines)
+        srv.proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(srv.proc.wait(), 10)
+    assert code == 0, "".join(srv.lines[-20:])
+    assert srv.saw("server_started")

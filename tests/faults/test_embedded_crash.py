@@ -5,7 +5,6 @@ messages in seq order, every seq hole explained."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from tests.client import Api, until
 from tests.faults.conftest import TailCodes
 from tests.faults.harness import Stream
 from tests.faults.test_distributed_faults import run_through
+from tests.process import OPEN_LIMITS, embedded_env
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,21 +33,10 @@ class Server:
         self.ws_port = topology_mod.free_port()
         self.log = log
         self.env = {
-            **os.environ,
-            "SANDCAT__SERVER__PORT": str(self.api_port),
-            "SANDCAT__WEBSOCKET__PORT": str(self.ws_port),
-            "SANDCAT__EMBEDDED__DATA_DIR": str(data),
+            **embedded_env(data, self.api_port, self.ws_port),
             "SANDCAT__SERVER__JWT_SECRET": secrets.token_urlsafe(40),
-            "SANDCAT__SERVER__ALLOW_STRANGER_MESSAGES": "true",
             "SANDCAT__LIMITS__GROUP_INVITE_STRANGERS": "true",
-            "SANDCAT__AUTH__ARGON2_TIME_COST": "1",
-            "SANDCAT__AUTH__ARGON2_MEMORY_COST": "1024",
-            "SANDCAT__AUTH__ARGON2_PARALLELISM": "1",
-            "SANDCAT__LIMITS__LOGIN_PER_MINUTE_PER_IP": "100000",
-            "SANDCAT__LIMITS__LOGIN_PER_MINUTE_PER_ACCOUNT": "100000",
-            "SANDCAT__LIMITS__CODE_SENDS_PER_MINUTE_PER_IP": "100000",
-            "SANDCAT__LIMITS__MESSAGES_PER_SECOND": "100000",
-            "SANDCAT__LIMITS__MESSAGES_BURST": "100000",
+            **OPEN_LIMITS,
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
