@@ -246,23 +246,39 @@ class Socket:
         await self.ws.close()
 
 
+async def apply_friend(
+    api: Api,
+    requester: User,
+    target: User,
+    *,
+    apply_msg: str = "hi",
+    expect: int = 200,
+    path: str = "/api/friend",
+) -> dict[str, Any]:
+    """``requester`` asks ``target`` for friendship (no remark, source "search"); returns the
+    answer (the request, or the error when ``expect`` is an error status)."""
+    _, body = await api.call(
+        "POST",
+        path,
+        token=requester.token,
+        json={
+            "user_id": requester.id,
+            "friend_id": target.id,
+            "apply_msg": apply_msg,
+            "req_remark": None,
+            "source": "search",
+        },
+        expect=expect,
+    )
+    return dict(body)
+
+
 async def befriend(api: Api, requester: User, target: User) -> str:
     """``requester`` applies, ``target`` agrees; returns the friendship id.
 
     Each side receives one notification (10, then 11): one receive seq each, no send seq.
     """
-    _, fs = await api.call(
-        "POST",
-        "/api/friend",
-        token=requester.token,
-        json={
-            "user_id": requester.id,
-            "friend_id": target.id,
-            "apply_msg": "hi",
-            "req_remark": None,
-            "source": "search",
-        },
-    )
+    fs = await apply_friend(api, requester, target)
     await api.call(
         "PUT",
         "/api/friend/agree",

@@ -39,7 +39,7 @@ from sandcat.protocol.payloads import (
 )
 from sandcat.server import Running
 from tests import wire
-from tests.client import Api, CodeBook, User, befriend
+from tests.client import Api, CodeBook, User, apply_friend, befriend
 from tests.conftest import StartServer
 from tests.unit.test_codec_vectors import VECTOR
 
@@ -285,18 +285,7 @@ async def test_two_users_register_befriend_chat_sync_and_group(
     alice_user = User(id="", email="alice@example.com", password="alice-pw")
     alice_user.id = (await api.login(alice_user))["user"]["id"]
     carol = await api.new_user("Carol", "carol@example.com")
-    await api.call(
-        "POST",
-        "/friend",
-        token=carol.token,
-        json={
-            "user_id": carol.id,
-            "friend_id": alice_user.id,
-            "apply_msg": "Carol here",
-            "req_remark": None,
-            "source": "search",
-        },
-    )
+    await apply_friend(api, carol, alice_user, apply_msg="Carol here", path="/friend")
     await alice.locator(".request", has_text="Carol here").locator(".deny").click()
     await expect(alice.locator("#requests")).to_be_hidden()
     dan = await api.new_user("Dan", "dan@example.com")

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from tests import wire
-from tests.client import Api, CodeBook, Socket, User, befriend, pull
+from tests.client import Api, CodeBook, Socket, User, apply_friend, befriend, pull
 from tests.conftest import StartServer
 
 FRIEND_KEYS = [
@@ -182,19 +182,7 @@ async def test_deny_pushes_nothing_and_reapply_waits(
     assert (await _chat(a, bob, "denied"))["content_type"] == 9
 
     # Applying again within the cool-down is refused: no renewed request, no push.
-    _, err = await api.call(
-        "POST",
-        "/api/friend",
-        token=alice.token,
-        json={
-            "user_id": alice.id,
-            "friend_id": bob.id,
-            "apply_msg": "please?",
-            "req_remark": None,
-            "source": "search",
-        },
-        expect=429,
-    )
+    err = await apply_friend(api, alice, bob, apply_msg="please?", expect=429)
     assert err["kind"] == "BadRequest" and "denied" in err["details"]
     _, pending = await api.call("GET", f"/friend/{bob.id}/apply", token=bob.token)
     assert pending == []

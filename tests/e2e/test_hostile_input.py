@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from tests.client import Api, CodeBook, Socket, User, befriend, pull, until
+from tests.client import Api, CodeBook, Socket, User, apply_friend, befriend, pull, until
 from tests.conftest import StartServer
 
 
@@ -81,23 +81,6 @@ async def test_broken_multipart_bodies_are_400_and_store_nothing(api: Api) -> No
     assert stored == b"hello world"
 
 
-async def _apply(api: Api, frm: User, to: User, expect: int = 200) -> dict[str, object]:
-    _, body = await api.call(
-        "POST",
-        "/api/friend",
-        token=frm.token,
-        json={
-            "user_id": frm.id,
-            "friend_id": to.id,
-            "apply_msg": "hi",
-            "req_remark": None,
-            "source": "search",
-        },
-        expect=expect,
-    )
-    return dict(body)
-
-
 async def _seq(api: Api, user: User) -> int:
     _, body = await api.call("GET", f"/api/message/seq/{user.id}", token=user.token)
     return int(body["seq"])
@@ -106,9 +89,9 @@ async def _seq(api: Api, user: User) -> int:
 async def test_friend_re_applies_are_not_stored_or_pushed_again(api: Api) -> None:
     alice = await api.new_user("alice", "alice@example.com")
     bob = await api.new_user("bob", "bob@example.com")
-    first = await _apply(api, alice, bob)
+    first = await apply_friend(api, alice, bob)
     for _ in range(5):
-        again = await _apply(api, alice, bob)
+        again = await apply_friend(api, alice, bob)
         assert again["fs_id"] == first["fs_id"] and again["status"] == 0
     assert await _seq(api, bob) == 1  # one notification, not six
     _, pending = await api.call("GET", f"/api/friend/{bob.id}/apply", token=bob.token)
@@ -116,7 +99,7 @@ async def test_friend_re_applies_are_not_stored_or_pushed_again(api: Api) -> Non
 
     await api.call("PUT", "/api/friend/deny", token=bob.token, json={"fs_id": first["fs_id"]})
     for _ in range(3):
-        err = await _apply(api, alice, bob, expect=429)
+        err = await apply_friend(api, alice, bob, expect=429)
         assert err["kind"] == "BadRequest" and "denied" in str(err["details"])
     assert await _seq(api, bob) == 1
     _, pending = await api.call("GET", f"/api/friend/{bob.id}/apply", token=bob.token)
@@ -133,9 +116,9 @@ async def test_after_the_cool_down_a_denied_user_may_apply_once_more(
         api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
         alice = await api.new_user("alice", "alice@example.com")
         bob = await api.new_user("bob", "bob@example.com")
-        first = await _apply(api, alice, bob)
+        first = await apply_friend(api, alice, bob)
         await api.call("PUT", "/api/friend/deny", token=bob.token, json={"fs_id": first["fs_id"]})
-        renewed = await _apply(api, alice, bob)
+        renewed = await apply_friend(api, alice, bob)
         assert renewed["fs_id"] == first["fs_id"]
         assert await _seq(api, bob) == 2
 
