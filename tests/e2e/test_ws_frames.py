@@ -77,15 +77,31 @@ def _api(server: Running, session: aiohttp.ClientSession, codes: CodeBook) -> Ap
     return Api(session, f"http://127.0.0.1:{server.api_port}", codes)
 
 
-async def test_upgrade_fragments_pings_and_the_closing_handshake(
+def _ws_port(server: Running) -> int:
+    assert server.ws_port is not None
+    return server.ws_port
+
+
+async def _alice(server: Running, session: aiohttp.ClientSession, codes: CodeBook) -> User:
+    return await _api(server, session, codes).new_user("alice", "alice@example.com")
+
+
+async def _friends(
     server: Running, session: aiohttp.ClientSession, codes: CodeBook
-) -> None:
+) -> tuple[User, User]:
+    """Alice and Bob, friends."""
     api = _api(server, session, codes)
     alice = await api.new_user("alice", "alice@example.com")
     bob = await api.new_user("bob", "bob@example.com")
     await befriend(api, alice, bob)
-    assert server.ws_port is not None
-    sock, head = await Raw.upgrade(server.ws_port, alice)
+    return alice, bob
+
+
+async def test_upgrade_fragments_pings_and_the_closing_handshake(
+    server: Running, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    alice, bob = await _friends(server, session, codes)
+    sock, head = await Raw.upgrade(_ws_port(server), alice)
     assert head.startswith(b"HTTP/1.1 101 ")
     assert b"Sec-WebSocket-Accept: <accept>\r\n" in head
     assert await sock.read() == (0x89, b"")  # the ping right after connect
@@ -116,12 +132,8 @@ async def test_a_message_in_one_byte_fragments_is_one_message(
 ) -> None:
     """Every byte its own frame (and empty continuations between them): reassembled into
     the one message, acked once."""
-    api = _api(server, session, codes)
-    alice = await api.new_user("alice", "alice@example.com")
-    bob = await api.new_user("bob", "bob@example.com")
-    await befriend(api, alice, bob)
-    assert server.ws_port is not None
-    sock, _ = await Raw.upgrade(server.ws_port, alice)
+    alice, bob = await _friends(server, session, codes)
+    sock, _ = await Raw.upgrade(_ws_port(server), alice)
     assert await sock.read() == (0x89, b"")
     body = wire.encode(wire.msg(send_id=alice.id, receiver_id=bob.id, local_id="tiny"))
     frames = [frame(0x2, body[:1], fin=False)]
@@ -139,16 +151,14 @@ async def test_a_message_in_one_byte_fragments_is_one_message(
 async def test_protocol_errors_close_with_1002(
     server: Running, session: aiohttp.ClientSession, codes: CodeBook
 ) -> None:
-    api = _api(server, session, codes)
-    alice = await api.new_user("alice", "alice@example.com")
-    assert server.ws_port is not None
+    alice = await _alice(server, session, codes)
     for bad in (
         frame(0x2, b"unmasked", masked=False),
         frame(0x0, b"a continuation of nothing"),
         frame(0x9, b"a fragmented ping", fin=False),
         frame(0x3, b"a reserved opcode"),
     ):
-        sock, _ = await Raw.upgrade(server.ws_port, alice)
+        sock, _ = await Raw.upgrade(_ws_port(server), alice)
         sock.writer.write(bad)
         opcode, payload = await sock.read_data()
         assert (opcode, payload[:2]) == (0x88, (1002).to_bytes(2, "big")), bad
@@ -159,8 +169,7 @@ async def test_protocol_errors_close_with_1002(
 async def test_other_requests_on_the_gateway_port_are_served_by_aiohttp(
     server: Running, session: aiohttp.ClientSession, codes: CodeBook
 ) -> None:
-    api = _api(server, session, codes)
-    alice = await api.new_user("alice", "alice@example.com")
+    alice = await _alice(server, session, codes)
     base = f"http://127.0.0.1:{server.ws_port}"
     async with session.get(f"{base}/ws/{alice.id}/conn/{alice.id}/0/{alice.token}") as resp:
         assert resp.status == 400  # the route without an upgrade
@@ -204,9 +213,7 @@ async def test_only_a_well_formed_upgrade_head_is_answered_101(
     """Token lists, case, repeated list headers and a query string are read as HTTP reads
     them; what HTTP or RFC 6455 forbids (folded or repeated single headers, a space before
     the colon, no Host, a key that is not the base64 of 16 bytes) is aiohttp's 400."""
-    api = _api(server, session, codes)
-    alice = await api.new_user("alice", "alice@example.com")
-    assert server.ws_port is not None
+    alice = await _alice(server, session, codes)
     key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
     version = "Sec-WebSocket-Version: 13"
     good = [
@@ -265,9 +272,9 @@ async def test_only_a_well_formed_upgrade_head_is_answered_101(
         ),  # 18 bytes
     ]
     for head in good:
-        assert (await _answer(server.ws_port, head)).startswith(b"HTTP/1.1 101 "), head
+        assert (await _answer(_ws_port(server), head)).startswith(b"HTTP/1.1 101 "), head
     for head in bad:
-        assert (await _answer(server.ws_port, head)).split(b" ")[1] == b"400", head
+        assert (await _answer(_ws_port(server), head)).split(b" ")[1] == b"400", head
 
 
 async def test_a_close_frame_is_answered_with_its_code_or_the_fault_in_it(
@@ -275,9 +282,7 @@ async def test_a_close_frame_is_answered_with_its_code_or_the_fault_in_it(
 ) -> None:
     """Codes a client may send are echoed; a one-byte payload, a reserved, unassigned or
     out-of-range code is a protocol error (1002), a reason that is not UTF-8 is 1007."""
-    api = _api(server, session, codes)
-    alice = await api.new_user("alice", "alice@example.com")
-    assert server.ws_port is not None
+    alice = await _alice(server, session, codes)
     cases = {
         b"": 1000,
         (1001).to_bytes(2, "big"): 1001,
@@ -296,7 +301,7 @@ async def test_a_close_frame_is_answered_with_its_code_or_the_fault_in_it(
         (1000).to_bytes(2, "big") + b"\xff\xfe": 1007,
     }
     for payload, code in cases.items():
-        sock, _ = await Raw.upgrade(server.ws_port, alice)
+        sock, _ = await Raw.upgrade(_ws_port(server), alice)
         sock.writer.write(frame(0x8, payload))
         opcode, answer = await sock.read_data()
         assert (opcode, answer[:2]) == (0x88, code.to_bytes(2, "big")), payload
@@ -307,10 +312,8 @@ async def test_a_close_frame_is_answered_with_its_code_or_the_fault_in_it(
 async def test_a_64_bit_length_with_its_top_bit_set_is_a_protocol_error(
     server: Running, session: aiohttp.ClientSession, codes: CodeBook
 ) -> None:
-    api = _api(server, session, codes)
-    alice = await api.new_user("alice", "alice@example.com")
-    assert server.ws_port is not None
-    sock, _ = await Raw.upgrade(server.ws_port, alice)
+    alice = await _alice(server, session, codes)
+    sock, _ = await Raw.upgrade(_ws_port(server), alice)
     sock.writer.write(b"\x82\xff" + (1 << 63 | 5).to_bytes(8, "big") + os.urandom(4) + b"hello")
     opcode, payload = await sock.read_data()
     assert (opcode, payload[:2]) == (0x88, (1002).to_bytes(2, "big"))
@@ -326,10 +329,8 @@ async def test_pings_from_a_client_that_does_not_read_count_toward_its_send_queu
         start_server(limits__send_queue_bytes=65536) as srv,
         aiohttp.ClientSession() as session,
     ):
-        api = _api(srv, session, codes)
-        alice = await api.new_user("alice", "alice@example.com")
-        assert srv.ws_port is not None
-        sock, _ = await Raw.upgrade(srv.ws_port, alice)
+        alice = await _alice(srv, session, codes)
+        sock, _ = await Raw.upgrade(_ws_port(srv), alice)
         await until(lambda: srv.apps.registry.holds(alice.id, 0))
         (conn,) = srv.apps.registry.connections(alice.id)
         pings = frame(0x9, b"p" * 125) * 500  # 64 KB of pings, 62 KB of pongs
@@ -348,8 +349,7 @@ async def test_an_upgrade_after_a_plain_request_in_the_same_client_session(
     """The gateway's port answers a plain request with ``Connection: close``, so a client
     that pools connections sends the upgrade that follows on a new one, which the gateway
     reads (a kept-alive one belongs to aiohttp, whose route answers an upgrade 400)."""
-    api = _api(server, session, codes)
-    alice = await api.new_user("alice", "alice@example.com")
+    alice = await _alice(server, session, codes)
     async with aiohttp.ClientSession() as client:
         async with client.get(f"http://127.0.0.1:{server.ws_port}/health") as resp:
             assert resp.status == 200
@@ -364,9 +364,7 @@ async def test_messages_read_ahead_wait_in_the_read_buffer_not_as_objects(
     """Thousands of tiny messages in one read while the first is being handled: at most
     ``INBOX_PAUSE`` become queued message objects, the rest stay bytes in the read buffer
     (6 bytes each, not a tuple and a bytes object each), and all are handled in order."""
-    api = _api(server, session, codes)
-    alice = await api.new_user("alice", "alice@example.com")
-    assert server.ws_port is not None
+    alice = await _alice(server, session, codes)
     edge = server.apps.gateway_edge
     assert edge is not None
     handled: list[bytes] = []
@@ -376,7 +374,7 @@ async def test_messages_read_ahead_wait_in_the_read_buffer_not_as_objects(
         await gate.wait()
         handled.append(payload)
 
-    sock, _ = await Raw.upgrade(server.ws_port, alice)
+    sock, _ = await Raw.upgrade(_ws_port(server), alice)
     await until(lambda: server.apps.registry.holds(alice.id, 0))
     (conn,) = server.apps.registry.connections(alice.id)
     edge.message = message  # type: ignore[method-assign]
@@ -398,9 +396,7 @@ async def test_an_upgrade_head_over_the_head_limit_is_not_read_as_an_upgrade(
 ) -> None:
     """A head longer than ``MAX_HEAD_BYTES`` is aiohttp's to refuse, even when it arrives
     whole in one read."""
-    api = _api(server, session, codes)
-    alice = await api.new_user("alice", "alice@example.com")
-    assert server.ws_port is not None
+    alice = await _alice(server, session, codes)
     head = _head(
         alice,
         "Host: x",
@@ -410,7 +406,7 @@ async def test_an_upgrade_head_over_the_head_limit_is_not_read_as_an_upgrade(
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
         "Sec-WebSocket-Version: 13",
     )
-    assert (await _answer(server.ws_port, head)).split(b" ")[1] in (b"400", b"431")
+    assert (await _answer(_ws_port(server), head)).split(b" ")[1] in (b"400", b"431")
 
 
 async def test_text_is_checked_as_utf_8_across_its_fragments(
@@ -418,12 +414,8 @@ async def test_text_is_checked_as_utf_8_across_its_fragments(
 ) -> None:
     """A character split between two fragments is valid text; a message whose bytes are
     not UTF-8 once joined is closed with 1007."""
-    api = _api(server, session, codes)
-    alice = await api.new_user("alice", "alice@example.com")
-    bob = await api.new_user("bob", "bob@example.com")
-    await befriend(api, alice, bob)
-    assert server.ws_port is not None
-    sock, _ = await Raw.upgrade(server.ws_port, alice)
+    alice, bob = await _friends(server, session, codes)
+    sock, _ = await Raw.upgrade(_ws_port(server), alice)
     msg = wire.msg(send_id=alice.id, receiver_id=bob.id, local_id="é8", content=b"hi")
     msg["content"] = list(msg["content"])
     body = orjson.dumps(msg)
