@@ -167,77 +167,125 @@ export class Reader {
   }
 }
 
+/** Msg's fields in declaration order, each with its Writer and Reader method. */
+const MSG = [
+  ["send_id", "string"],
+  ["receiver_id", "string"],
+  ["local_id", "string"],
+  ["server_id", "string"],
+  ["create_time", "i64"],
+  ["send_time", "i64"],
+  ["seq", "i64"],
+  ["msg_type", "i32"],
+  ["content_type", "i32"],
+  ["content", "raw"],
+  ["is_read", "bool"],
+  ["group_id", "string"],
+  ["platform", "i32"],
+  ["avatar", "string"],
+  ["nickname", "string"],
+  ["related_msg_id", "optString"],
+  ["send_seq", "i64"],
+];
+
+const FRIEND_REQUEST = [
+  ["fs_id", "string"],
+  ["user_id", "string"],
+  ["name", "string"],
+  ["avatar", "string"],
+  ["gender", "string"],
+  ["age", "i32"],
+  ["region", "optString"],
+  ["status", "i32"],
+  ["apply_msg", "optString"],
+  ["source", "string"],
+  ["create_time", "i64"],
+  ["account", "string"],
+  ["remark", "optString"],
+  ["email", "optString"],
+];
+
+const FRIEND = [
+  ["fs_id", "string"],
+  ["friend_id", "string"],
+  ["account", "string"],
+  ["name", "string"],
+  ["avatar", "string"],
+  ["gender", "string"],
+  ["age", "i32"],
+  ["region", "optString"],
+  ["status", "i32"],
+  ["remark", "optString"],
+  ["email", "optString"],
+  ["source", "string"],
+  ["signature", "string"],
+  ["create_time", "i64"],
+  ["update_time", "i64"],
+];
+
+const GROUP_INFO = [
+  ["id", "string"],
+  ["owner", "string"],
+  ["name", "string"],
+  ["avatar", "string"],
+  ["description", "string"],
+  ["announcement", "string"],
+  ["create_time", "i64"],
+  ["update_time", "i64"],
+];
+
+const GROUP_MEMBER = [
+  ["age", "i32"],
+  ["group_id", "string"],
+  ["user_id", "string"],
+  ["group_name", "string"],
+  ["avatar", "string"],
+  ["joined_at", "i64"],
+  ["region", "optString"],
+  ["gender", "string"],
+  ["remark", "optString"],
+  ["signature", "string"],
+  ["role", "i32"],
+];
+
+/** A record of `fields` read in order. */
+function readRecord(r, fields) {
+  return Object.fromEntries(fields.map(([name, kind]) => [name, r[kind]()]));
+}
+
+/** `read` over the whole of `bytes`; throws on malformed or trailing bytes. */
+function decodeWhole(bytes, read) {
+  const r = new Reader(bytes);
+  const value = read(r);
+  r.finish();
+  return value;
+}
+
+/** Each field kind's default value. */
+const DEFAULTS = {
+  string: () => "",
+  optString: () => null,
+  i32: () => 0,
+  i64: () => 0,
+  bool: () => false,
+  raw: () => new Uint8Array(0),
+};
+
 /** A Msg with every field at its default. */
 export function newMsg(fields = {}) {
-  return {
-    send_id: "",
-    receiver_id: "",
-    local_id: "",
-    server_id: "",
-    create_time: 0,
-    send_time: 0,
-    seq: 0,
-    msg_type: 0,
-    content_type: 0,
-    content: new Uint8Array(0),
-    is_read: false,
-    group_id: "",
-    platform: 0,
-    avatar: "",
-    nickname: "",
-    related_msg_id: null,
-    send_seq: 0,
-    ...fields,
-  };
+  return { ...Object.fromEntries(MSG.map(([name, kind]) => [name, DEFAULTS[kind]()])), ...fields };
 }
 
 /** bincode(Msg): the 17 fields in declaration order. */
 export function encodeMsg(msg) {
   const w = new Writer();
-  w.string(msg.send_id);
-  w.string(msg.receiver_id);
-  w.string(msg.local_id);
-  w.string(msg.server_id);
-  w.i64(msg.create_time);
-  w.i64(msg.send_time);
-  w.i64(msg.seq);
-  w.i32(msg.msg_type);
-  w.i32(msg.content_type);
-  w.raw(msg.content);
-  w.bool(msg.is_read);
-  w.string(msg.group_id);
-  w.i32(msg.platform);
-  w.string(msg.avatar);
-  w.string(msg.nickname);
-  w.optString(msg.related_msg_id);
-  w.i64(msg.send_seq);
+  for (const [name, kind] of MSG) w[kind](msg[name]);
   return w.finish();
 }
 
 /** One Msg from one frame; throws on malformed or trailing bytes. */
 export function decodeMsg(bytes) {
-  const r = new Reader(bytes);
-  const msg = {
-    send_id: r.string(),
-    receiver_id: r.string(),
-    local_id: r.string(),
-    server_id: r.string(),
-    create_time: r.i64(),
-    send_time: r.i64(),
-    seq: r.i64(),
-    msg_type: r.i32(),
-    content_type: r.i32(),
-    content: r.raw(),
-    is_read: r.bool(),
-    group_id: r.string(),
-    platform: r.i32(),
-    avatar: r.string(),
-    nickname: r.string(),
-    related_msg_id: r.optString(),
-    send_seq: r.i64(),
-  };
-  r.finish();
-  return msg;
+  return decodeWhole(bytes, (r) => readRecord(r, MSG));
 }
 
 /** The JSON form of POST /message (content as an array of numbers) to a Msg. */
@@ -255,102 +303,29 @@ export function encodeRead(seqs, userId) {
 
 /** Type 10 body: the friend request with the requester's profile. */
 export function decodeFriendRequest(bytes) {
-  const r = new Reader(bytes);
-  const value = {
-    fs_id: r.string(),
-    user_id: r.string(),
-    name: r.string(),
-    avatar: r.string(),
-    gender: r.string(),
-    age: r.i32(),
-    region: r.optString(),
-    status: r.i32(),
-    apply_msg: r.optString(),
-    source: r.string(),
-    create_time: r.i64(),
-    account: r.string(),
-    remark: r.optString(),
-    email: r.optString(),
-  };
-  r.finish();
-  return value;
+  return decodeWhole(bytes, (r) => readRecord(r, FRIEND_REQUEST));
 }
 
 /** Type 11 body: the new friend. */
 export function decodeFriend(bytes) {
-  const r = new Reader(bytes);
-  const value = {
-    fs_id: r.string(),
-    friend_id: r.string(),
-    account: r.string(),
-    name: r.string(),
-    avatar: r.string(),
-    gender: r.string(),
-    age: r.i32(),
-    region: r.optString(),
-    status: r.i32(),
-    remark: r.optString(),
-    email: r.optString(),
-    source: r.string(),
-    signature: r.string(),
-    create_time: r.i64(),
-    update_time: r.i64(),
-  };
-  r.finish();
-  return value;
-}
-
-function readGroupInfo(r) {
-  return {
-    id: r.string(),
-    owner: r.string(),
-    name: r.string(),
-    avatar: r.string(),
-    description: r.string(),
-    announcement: r.string(),
-    create_time: r.i64(),
-    update_time: r.i64(),
-  };
-}
-
-function readGroupMember(r) {
-  return {
-    age: r.i32(),
-    group_id: r.string(),
-    user_id: r.string(),
-    group_name: r.string(),
-    avatar: r.string(),
-    joined_at: r.i64(),
-    region: r.optString(),
-    gender: r.string(),
-    remark: r.optString(),
-    signature: r.string(),
-    role: r.i32(),
-  };
+  return decodeWhole(bytes, (r) => readRecord(r, FRIEND));
 }
 
 /** Type 9 body: a group's new info. */
 export function decodeGroupInfo(bytes) {
-  const r = new Reader(bytes);
-  const info = readGroupInfo(r);
-  r.finish();
-  return info;
+  return decodeWhole(bytes, (r) => readRecord(r, GROUP_INFO));
 }
 
 /** Type 2 body: Option<GroupInfo> then Vec<GroupMember>. */
 export function decodeGroupInvitation(bytes) {
-  const r = new Reader(bytes);
-  const info = r.bool() ? readGroupInfo(r) : null;
-  const count = r.length();
-  const members = Array.from({ length: count }, () => readGroupMember(r));
-  r.finish();
-  return { info, members };
+  return decodeWhole(bytes, (r) => {
+    const info = r.bool() ? readRecord(r, GROUP_INFO) : null;
+    const count = r.length();
+    return { info, members: Array.from({ length: count }, () => readRecord(r, GROUP_MEMBER)) };
+  });
 }
 
 /** Types 3 and 5 body: Vec<String> of user ids. */
 export function decodeStrings(bytes) {
-  const r = new Reader(bytes);
-  const values = r.strings();
-  r.finish();
-  return values;
+  return decodeWhole(bytes, (r) => r.strings());
 }
