@@ -97,6 +97,17 @@ async def _friends(
     return alice, bob
 
 
+async def _closed_by(port: int, user: User, data: bytes) -> tuple[int, bytes, bytes]:
+    """``data`` on a fresh socket: the answer's opcode, its close code, and what the socket
+    still sends before it ends."""
+    sock, _ = await Raw.upgrade(port, user)
+    sock.writer.write(data)
+    opcode, payload = await sock.read_data()
+    rest = await asyncio.wait_for(sock.reader.read(), 5)
+    sock.writer.close()
+    return opcode, payload[:2], rest
+
+
 async def test_upgrade_fragments_pings_and_the_closing_handshake(
     server: Running, session: aiohttp.ClientSession, codes: CodeBook
 ) -> None:
@@ -158,12 +169,8 @@ async def test_protocol_errors_close_with_1002(
         frame(0x9, b"a fragmented ping", fin=False),
         frame(0x3, b"a reserved opcode"),
     ):
-        sock, _ = await Raw.upgrade(_ws_port(server), alice)
-        sock.writer.write(bad)
-        opcode, payload = await sock.read_data()
-        assert (opcode, payload[:2]) == (0x88, (1002).to_bytes(2, "big")), bad
-        assert await asyncio.wait_for(sock.reader.read(), 5) == b""
-        sock.writer.close()
+        answer = await _closed_by(_ws_port(server), alice, bad)
+        assert answer == (0x88, (1002).to_bytes(2, "big"), b""), bad
 
 
 async def test_other_requests_on_the_gateway_port_are_served_by_aiohttp(
@@ -301,12 +308,8 @@ async def test_a_close_frame_is_answered_with_its_code_or_the_fault_in_it(
         (1000).to_bytes(2, "big") + b"\xff\xfe": 1007,
     }
     for payload, code in cases.items():
-        sock, _ = await Raw.upgrade(_ws_port(server), alice)
-        sock.writer.write(frame(0x8, payload))
-        opcode, answer = await sock.read_data()
-        assert (opcode, answer[:2]) == (0x88, code.to_bytes(2, "big")), payload
-        assert await asyncio.wait_for(sock.reader.read(), 5) == b""
-        sock.writer.close()
+        answer = await _closed_by(_ws_port(server), alice, frame(0x8, payload))
+        assert answer == (0x88, code.to_bytes(2, "big"), b""), payload
 
 
 async def test_a_64_bit_length_with_its_top_bit_set_is_a_protocol_error(
