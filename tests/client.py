@@ -288,6 +288,34 @@ async def befriend(api: Api, requester: User, target: User) -> str:
     return str(fs["fs_id"])
 
 
+async def alice_and_bob(api: Api) -> tuple[User, User]:
+    """Two friends (one-to-one chat needs an accepted friendship): Bob's receive seq 1 is
+    Alice's request, Alice's receive seq 1 is Bob's acceptance; send seqs stay at 0."""
+    alice = await api.new_user("alice", "alice@example.com")
+    bob = await api.new_user("bob", "bob@example.com")
+    await befriend(api, alice, bob)
+    return alice, bob
+
+
+async def create_group(
+    api: Api, owner: User, member_ids: list[str], *, name: str, avatar: str = "avatar1.png"
+) -> dict[str, Any]:
+    """``owner`` creates a group of ``member_ids``; returns the invitation (its ``info``)."""
+    _, invitation = await api.call(
+        "POST",
+        f"/api/group/{owner.id}",
+        token=owner.token,
+        json={
+            "id": "",
+            "owner": owner.id,
+            "avatar": avatar,
+            "group_name": name,
+            "members_id": member_ids,
+        },
+    )
+    return dict(invitation)
+
+
 async def befriend_all(api: Api, user: User, others: list[User]) -> None:
     """``user`` befriends each of ``others`` (two requests each, all at once): a group is
     created with, and members invited from, only the actor's friends."""

@@ -1,5 +1,6 @@
-"""A real ``sandcat serve`` process, started as a user starts it, and the settings such a
-process (embedded, or one of a distributed topology) gets in tests."""
+"""A real ``sandcat serve`` process, started as a user starts it, the settings such a
+process (embedded, or one of a distributed topology) gets in tests, and the test process's
+own memory."""
 
 from __future__ import annotations
 
@@ -40,6 +41,15 @@ def embedded_env(data_dir: Path, api_port: int, ws_port: int) -> dict[str, str]:
         **FAST_ARGON2,
         "SANDCAT__SERVER__ALLOW_STRANGER_MESSAGES": "true",
     }
+
+
+def rss_mb() -> float:
+    """This process's resident memory, in MiB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
 
 
 @dataclass

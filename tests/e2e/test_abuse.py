@@ -20,6 +20,7 @@ import pytest
 
 from tests.client import Api, CodeBook, Socket, User, befriend, until
 from tests.conftest import StartServer
+from tests.process import rss_mb
 
 pytestmark = pytest.mark.embedded_only
 
@@ -186,14 +187,6 @@ async def test_2000_connection_attempts_from_one_address(
             await sock.close()
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
-
-
 async def _silent_socket(user: User) -> socket.socket:
     """A WebSocket that completes its upgrade and then never reads again (small receive
     buffer, so the server's side fills up soon)."""
@@ -228,7 +221,7 @@ async def test_a_reader_that_never_reads_while_others_flood_it(
         socks = [await Socket.connect(session, f) for f in flooders]
         d = await Socket.connect(session, dave)
         e = await Socket.connect(session, erin)
-        rss_before = _rss_mb()
+        rss_before = rss_mb()
         payload = b"x" * 16000
 
         async def flood(sock: Socket, name: str) -> int:
@@ -250,7 +243,7 @@ async def test_a_reader_that_never_reads_while_others_flood_it(
         assert conn.close_code == 4008 and max(sent) < 2000, sent
         assert rounds >= 1
         await until(lambda: not srv.apps.registry.connections(sleeper.id), what="released")
-        assert _rss_mb() - rss_before < 100
+        assert rss_mb() - rss_before < 100
         await _chat_round(e, d, dave, "after")
         silent.close()
         for sock in [*socks, d, e]:

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.client import Api, Socket, User, befriend
-
-
-async def _pair(api: Api) -> tuple[User, User]:
-    """Two friends (one-to-one chat needs an accepted friendship): Bob's receive seq 1 is
-    Alice's request, Alice's receive seq 1 is Bob's acceptance; send seqs stay at 0."""
-    alice = await api.new_user("alice", "alice@example.com")
-    bob = await api.new_user("bob", "bob@example.com")
-    await befriend(api, alice, bob)
-    return alice, bob
+from tests.client import Api, Socket, alice_and_bob
 
 
 async def test_chat_both_ways_with_acks_and_seqs(api: Api, session: aiohttp.ClientSession) -> None:
-    alice, bob = await _pair(api)
+    alice, bob = await alice_and_bob(api)
     a = await Socket.connect(session, alice)
     b = await Socket.connect(session, bob)
 
@@ -57,7 +48,7 @@ async def test_chat_both_ways_with_acks_and_seqs(api: Api, session: aiohttp.Clie
 async def test_offline_messages_are_pulled_in_order(
     api: Api, session: aiohttp.ClientSession
 ) -> None:
-    alice, bob = await _pair(api)
+    alice, bob = await alice_and_bob(api)
     a = await Socket.connect(session, alice)
     for i in range(20):
         await a.send(receiver_id=bob.id, local_id=f"m{i}", msg_type=0, content=f"n{i}".encode())
@@ -133,7 +124,7 @@ async def test_a_pull_longer_than_a_page_streams_whole_and_in_order(
     """The server reads and writes a pull page by page (256 copies): a range of several
     pages, both boxes at once, comes back whole, each copy once, oldest first; ``limit``
     (opt-in paging) still caps it."""
-    alice, bob = await _pair(api)
+    alice, bob = await alice_and_bob(api)
     a = await Socket.connect(session, alice)
     b = await Socket.connect(session, bob)
     for i in range(300):
@@ -156,7 +147,7 @@ async def test_a_pull_longer_than_a_page_streams_whole_and_in_order(
 
 
 async def test_resend_is_idempotent(api: Api, session: aiohttp.ClientSession) -> None:
-    alice, bob = await _pair(api)
+    alice, bob = await alice_and_bob(api)
     a = await Socket.connect(session, alice)
     b = await Socket.connect(session, bob)
     await a.send(receiver_id=bob.id, local_id="same", msg_type=0, content=b"once")
@@ -183,7 +174,7 @@ async def test_resend_is_idempotent(api: Api, session: aiohttp.ClientSession) ->
 
 
 async def test_multi_device_echo_and_acks(api: Api, session: aiohttp.ClientSession) -> None:
-    alice, bob = await _pair(api)
+    alice, bob = await alice_and_bob(api)
     desktop = await Socket.connect(session, alice, platform=0)
     mobile = await Socket.connect(session, alice, platform=1)
     await desktop.send(
@@ -200,7 +191,7 @@ async def test_multi_device_echo_and_acks(api: Api, session: aiohttp.ClientSessi
 
 
 async def test_knock_off_and_bad_tokens(api: Api, session: aiohttp.ClientSession) -> None:
-    alice, bob = await _pair(api)
+    alice, bob = await alice_and_bob(api)
     first = await Socket.connect(session, alice, platform=1)
     second = await Socket.connect(session, alice, platform=1)
     assert await first.expect_close() == 4001
@@ -228,7 +219,7 @@ async def test_knock_off_and_bad_tokens(api: Api, session: aiohttp.ClientSession
 async def test_forged_send_id_and_unknown_receiver_get_error_acks(
     api: Api, session: aiohttp.ClientSession
 ) -> None:
-    alice, bob = await _pair(api)
+    alice, bob = await alice_and_bob(api)
     a = await Socket.connect(session, alice)
     await a.send(send_id=bob.id, receiver_id=alice.id, local_id="f", msg_type=0, content=b"x")
     err = await a.recv_until(lambda m: m["msg_type"] == 24)

@@ -11,7 +11,7 @@ import pytest
 from sandcat.adapters.embedded.sqlite import DataDirBusy
 from sandcat.gateway.connections import Connection
 from sandcat.server import Running
-from tests.client import Api, CodeBook, Socket, User, befriend, until
+from tests.client import Api, CodeBook, Socket, alice_and_bob, until
 from tests.conftest import StartServer
 
 
@@ -25,20 +25,12 @@ async def _registered(srv: Running, user_id: str) -> Connection:
     return srv.apps.registry.connections(user_id)[0]
 
 
-async def _pair(api: Api) -> tuple[User, User]:
-    """Two friends; the friendship costs each one receive seq (Bob's 1, Alice's 1)."""
-    alice = await api.new_user("alice", "alice@example.com")
-    bob = await api.new_user("bob", "bob@example.com")
-    await befriend(api, alice, bob)
-    return alice, bob
-
-
 async def test_text_bytes(
     start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
 ) -> None:
     async with start_server(limits__text_bytes=10) as srv:
         api = _api(srv.api_port, session, codes)
-        alice, bob = await _pair(api)
+        alice, bob = await alice_and_bob(api)
         a = await Socket.connect(session, alice)
         await a.send(receiver_id=bob.id, local_id="big", content=b"x" * 11)
         err = await a.recv_until(lambda m: m["msg_type"] == 24)
@@ -53,7 +45,7 @@ async def test_ws_message_bytes(
 ) -> None:
     async with start_server(limits__ws_message_bytes=300) as srv:
         api = _api(srv.api_port, session, codes)
-        alice, bob = await _pair(api)
+        alice, bob = await alice_and_bob(api)
         a = await Socket.connect(session, alice)
         await a.send(receiver_id=bob.id, content=b"x" * 100)
         assert (await a.recv_until(lambda m: m["msg_type"] == 24))["send_seq"] == 1
@@ -93,7 +85,7 @@ async def test_send_queue_closes_slow_client(
 ) -> None:
     async with start_server(limits__send_queue_frames=5, limits__send_queue_bytes=1_000_000) as srv:
         api = _api(srv.api_port, session, codes)
-        alice, bob = await _pair(api)
+        alice, bob = await alice_and_bob(api)
         b = await Socket.connect(session, bob)
         conn = await _registered(srv, bob.id)
         # Fill Bob's queue faster than his writer can drain it: queue frames directly.
@@ -130,7 +122,7 @@ async def test_connections_per_ip(
 ) -> None:
     async with start_server(limits__connections_per_ip=2) as srv:
         api = _api(srv.api_port, session, codes)
-        alice, bob = await _pair(api)
+        alice, bob = await alice_and_bob(api)
         s1 = await Socket.connect(session, alice, platform=0)
         s2 = await Socket.connect(session, alice, platform=1)
         s3 = await Socket.connect(session, bob)
@@ -207,7 +199,7 @@ async def test_messages_per_second(
 ) -> None:
     async with start_server(limits__messages_per_second=1, limits__messages_burst=3) as srv:
         api = _api(srv.api_port, session, codes)
-        alice, bob = await _pair(api)
+        alice, bob = await alice_and_bob(api)
         a = await Socket.connect(session, alice)
         for i in range(5):
             await a.send(receiver_id=bob.id, local_id=f"m{i}", content=b"x")

@@ -11,19 +11,11 @@ import pytest
 
 from sandcat.server import Running
 from tests import wire
-from tests.client import Api, Socket, User, befriend
-
-
-async def _pair(api: Api) -> tuple[User, User]:
-    """Two friends; the friendship costs each one receive seq (Bob's 1, Alice's 1)."""
-    alice = await api.new_user("alice", "alice@example.com")
-    bob = await api.new_user("bob", "bob@example.com")
-    await befriend(api, alice, bob)
-    return alice, bob
+from tests.client import Api, Socket, alice_and_bob, befriend
 
 
 async def test_json_text_frames_are_accepted(api: Api, session: aiohttp.ClientSession) -> None:
-    alice, bob = await _pair(api)
+    alice, bob = await alice_and_bob(api)
     a = await Socket.connect(session, alice)
     b = await Socket.connect(session, bob)
     frame = wire.msg(receiver_id=bob.id, local_id="j1", content=b"via json")
@@ -40,7 +32,7 @@ async def test_json_text_frames_are_accepted(api: Api, session: aiohttp.ClientSe
 async def test_read_marks_inbox_and_is_never_pushed(
     api: Api, session: aiohttp.ClientSession
 ) -> None:
-    alice, bob = await _pair(api)
+    alice, bob = await alice_and_bob(api)
     a = await Socket.connect(session, alice)
     b = await Socket.connect(session, bob)
     for i in range(3):
@@ -72,7 +64,7 @@ async def test_read_marks_inbox_and_is_never_pushed(
 async def test_call_signalling_is_relayed_without_seqs(
     api: Api, session: aiohttp.ClientSession
 ) -> None:
-    alice, bob = await _pair(api)
+    alice, bob = await alice_and_bob(api)
     a = await Socket.connect(session, alice)
     b = await Socket.connect(session, bob)
     await a.ready(alice)  # relayed signalling is best effort: only to registered sockets
@@ -97,7 +89,7 @@ async def test_call_signalling_is_relayed_without_seqs(
 async def test_malformed_frames_get_error_acks_then_close(
     api: Api, session: aiohttp.ClientSession, server: Running
 ) -> None:
-    alice, bob = await _pair(api)
+    alice, bob = await alice_and_bob(api)
     a = await Socket.connect(session, alice)
     await a.ws.send_bytes(b"\x01\x02\x03")
     err = await a.recv_until(lambda m: m["msg_type"] == 24)
@@ -119,7 +111,7 @@ async def test_malformed_frames_get_error_acks_then_close(
 
 
 async def test_oversized_frame_closes_1009(api: Api, session: aiohttp.ClientSession) -> None:
-    alice, bob = await _pair(api)
+    alice, bob = await alice_and_bob(api)
     a = await Socket.connect(session, alice)
     await a.send(receiver_id=bob.id, content=b"x" * 70000)
     assert await a.expect_close() == 1009

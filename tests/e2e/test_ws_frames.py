@@ -16,7 +16,7 @@ from sandcat.gateway.connections import INBOX_PAUSE, Connection
 from sandcat.gateway.websocket import MAX_HEAD_BYTES
 from sandcat.server import Running
 from tests import wire
-from tests.client import Api, CodeBook, User, befriend, until
+from tests.client import Api, CodeBook, User, alice_and_bob, until
 from tests.conftest import StartServer
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -89,12 +89,7 @@ async def _alice(server: Running, session: aiohttp.ClientSession, codes: CodeBoo
 async def _friends(
     server: Running, session: aiohttp.ClientSession, codes: CodeBook
 ) -> tuple[User, User]:
-    """Alice and Bob, friends."""
-    api = _api(server, session, codes)
-    alice = await api.new_user("alice", "alice@example.com")
-    bob = await api.new_user("bob", "bob@example.com")
-    await befriend(api, alice, bob)
-    return alice, bob
+    return await alice_and_bob(_api(server, session, codes))
 
 
 async def _closed_by(port: int, user: User, data: bytes) -> tuple[int, bytes, bytes]:

@@ -35,6 +35,7 @@ from sandcat.server import Running
 from tests import wire
 from tests.client import Api, CodeBook, Socket, User, befriend
 from tests.conftest import StartServer
+from tests.process import rss_mb
 
 EXAMPLES = int(os.environ.get("SANDCAT_FUZZ_EXAMPLES", "200"))
 RSS_GROWTH_MB = 150
@@ -51,14 +52,6 @@ FUZZ = settings.get_profile("ci")
 
 #: What each test sent, for the run's closing line (and docs/security.md).
 COUNTS: Counter[str] = Counter()
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
 
 
 class World:
@@ -81,7 +74,7 @@ async def world(
         bob = await api.new_user("bob", "bob@example.com")
         await befriend(api, alice, bob)
         sock = await Socket.connect(session, alice)
-        rss_before = _rss_mb()
+        rss_before = rss_mb()
         yield World(srv, api, alice, bob, sock)
         # Still serving: a fresh client registers, logs in and is acked on a new socket.
         carol = await api.new_user("carol", "carol@example.com")
@@ -92,7 +85,7 @@ async def world(
         assert ack["msg_type"] == 24 and ack["content_type"] != 9
         await fresh.close()
         await sock.close()
-        growth = _rss_mb() - rss_before
+        growth = rss_mb() - rss_before
         assert growth < RSS_GROWTH_MB, f"RSS grew {growth:.0f} MB during the run"
         print(f"\nfuzz counts: {dict(COUNTS)}; RSS growth {growth:.1f} MB")
 
