@@ -20,14 +20,22 @@ FAT_ROW = (
 )
 
 
-async def test_the_store_once_migration_keeps_every_copy(tmp_path: Path) -> None:
+def _migrated_before(tmp_path: Path, version: str) -> tuple[str, list[str], list[str]]:
+    """A database of the SQLite migrations older than ``version``: its path, the scripts
+    ``apply_migrations`` reports and the scripts it was given."""
     before = tmp_path / "before"
     before.mkdir()
     for script in sorted((MIGRATIONS_DIR / "sqlite").glob("*.sql")):
-        if script.name < "0004":
+        if script.name < version:
             shutil.copy(script, before / script.name)
     path = str(tmp_path / "old.db")
-    assert apply_migrations(path, before) == sorted(p.name for p in before.glob("*.sql"))
+    applied = apply_migrations(path, before)
+    return path, applied, sorted(p.name for p in before.glob("*.sql"))
+
+
+async def test_the_store_once_migration_keeps_every_copy(tmp_path: Path) -> None:
+    path, applied, copied = _migrated_before(tmp_path, "0004")
+    assert applied == copied
     with sqlite3.connect(path) as conn:
         # alice -> bob one-to-one (alice's send_seq 1, bob's seq 1, read), and a group
         # message from bob to carol and alice (bob's send_seq 1; group copies carry 0).
@@ -84,13 +92,7 @@ def test_a_new_database_is_private_to_its_owner(tmp_path: Path) -> None:
 def test_email_uniqueness_ignores_case_from_0007_on(tmp_path: Path) -> None:
     """Case variants already stored keep the oldest account's address; afterwards the
     index refuses a variant (``sandcat/migrations/sqlite/0007_email_case_insensitive.sql``)."""
-    before = tmp_path / "before"
-    before.mkdir()
-    for script in sorted((MIGRATIONS_DIR / "sqlite").glob("*.sql")):
-        if script.name < "0007":
-            shutil.copy(script, before / script.name)
-    path = str(tmp_path / "old.db")
-    apply_migrations(path, before)
+    path, _, _ = _migrated_before(tmp_path, "0007")
     insert = (
         "INSERT INTO users (id, name, account, password, salt, avatar, email, create_time, "
         "update_time) VALUES (?, 'n', ?, '', '', 'a.png', ?, ?, ?)"
