@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.client import Api, Socket, User, befriend, pull
+from tests.client import Api, Socket, User, befriend, create_group, pull
 from tests.cluster import Cluster, LogCodes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,18 +63,7 @@ async def test_two_gateways_chat_friends_groups_and_sync(
         "carol" + secrets.token_hex(2), f"c{secrets.token_hex(3)}@example.com"
     )
     await befriend(dapi, alice, carol)  # a group takes only the owner's friends: Carol's seq 1
-    _, invitation = await dapi.call(
-        "POST",
-        f"/api/group/{alice.id}",
-        token=alice.token,
-        json={
-            "id": "",
-            "owner": alice.id,
-            "avatar": "avatar1.png",
-            "group_name": "trio",
-            "members_id": [bob.id, carol.id],
-        },
-    )
+    invitation = await create_group(dapi, alice, [bob.id, carol.id], name="trio")
     gid = invitation["info"]["id"]
     await b.recv_until(lambda m: m["msg_type"] == 2, timeout=15)
     await a.send(receiver_id=gid, group_id=gid, local_id="g1", msg_type=1, content=b"hi all")

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 
 from tests import wire
-from tests.client import Api, Socket, User, befriend, pull, until
+from tests.client import Api, Socket, User, befriend, create_group, pull, until
 from tests.cluster import Cluster, LogCodes
 
 pytestmark = pytest.mark.timeout(120)
@@ -98,18 +98,7 @@ async def test_membership_changes_race_group_messages_across_processes(
         )
     )
     members = [sender.id, keeper.id, *(u.id for u in gone)]
-    _, invitation = await api.call(
-        "POST",
-        f"/api/group/{owner.id}",
-        token=owner.token,
-        json={
-            "id": "",
-            "owner": owner.id,
-            "avatar": "avatar1.png",
-            "group_name": "race",
-            "members_id": members,
-        },
-    )
+    invitation = await create_group(api, owner, members, name="race")
     gid = invitation["info"]["id"]
     mine = frames[sender.id]
 

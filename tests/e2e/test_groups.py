@@ -12,7 +12,7 @@ import pytest
 
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from tests import wire
-from tests.client import Api, CodeBook, Socket, User, befriend, befriend_all, pull
+from tests.client import Api, CodeBook, Socket, User, befriend, befriend_all, create_group, pull
 from tests.conftest import StartServer
 
 INFO_KEYS = [
@@ -45,19 +45,7 @@ async def _users(api: Api, *names: str) -> list[User]:
 
 
 async def _create(api: Api, owner: User, members: list[str], name: str = "trio") -> dict[str, Any]:
-    _, invitation = await api.call(
-        "POST",
-        f"/api/group/{owner.id}",
-        token=owner.token,
-        json={
-            "id": "",
-            "owner": owner.id,
-            "avatar": "group.png",
-            "group_name": name,
-            "members_id": members,
-        },
-    )
-    return dict(invitation)
+    return await create_group(api, owner, members, name=name, avatar="group.png")
 
 
 async def _seq(api: Api, user: User) -> int:

@@ -20,7 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 from miniopy_async.api import Minio
 
-from tests.client import Api, User, until
+from tests.client import Api, User, create_group, until
 from tests.cluster import Cluster
 from tests.faults.conftest import Backends, new_users
 from tests.faults.harness import TALLY, Peer, Report, Stream, verify
@@ -29,22 +29,6 @@ from tests.services import Services
 pytestmark = pytest.mark.timeout(240)
 
 Inject = Callable[[Stream], Awaitable[None]]
-
-
-async def _group(api: Api, owner: User, members: list[User]) -> str:
-    _, invitation = await api.call(
-        "POST",
-        f"/api/group/{owner.id}",
-        token=owner.token,
-        json={
-            "id": "",
-            "owner": owner.id,
-            "avatar": "avatar1.png",
-            "group_name": "faults",
-            "members_id": [m.id for m in members],
-        },
-    )
-    return str(invitation["info"]["id"])
 
 
 async def run_through(
@@ -65,7 +49,8 @@ async def run_through(
     nothing that would refresh its counters once the fault is over."""
     users = await new_users(api, 2 * pairs + 3, f"f{secrets.token_hex(2)}-")
     receivers, owner = users[pairs : 2 * pairs], users[2 * pairs]
-    gid = await _group(api, owner, receivers)
+    invitation = await create_group(api, owner, [m.id for m in receivers], name="faults")
+    gid = str(invitation["info"]["id"])
     group_ids = tuple(u.id for u in receivers)
     peers = [Peer(api, session, user) for user in users]
     await asyncio.gather(*(peer.connect() for peer in peers))
