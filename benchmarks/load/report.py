@@ -574,24 +574,19 @@ def relay_ratios(results: dict[str, dict[str, Any]]) -> dict[str, list[tuple[str
     for label, res in results.items():
         base = res.get("baseline") or {}
         pairs: list[tuple[str, dict[str, float], dict[str, float]]] = []
-        one, relay_one = res.get("one_to_one"), base.get("one_to_one")
-        if one and relay_one:
-            pairs.append(
-                (
-                    "one-to-one\nopen-loop",
-                    _median(one["at_75pct"], "server_cpu_us_per_unit"),
-                    _median(relay_one["at_75pct"], "server_cpu_us_per_unit"),
+        for name, scenario, rows in (
+            ("one-to-one\nopen-loop", "one_to_one", "at_75pct"),
+            ("one-to-one\npipelined", "pipeline", "runs"),
+        ):
+            ours, relay = res.get(scenario), base.get(scenario)
+            if ours and relay:
+                pairs.append(
+                    (
+                        name,
+                        _median(ours[rows], "server_cpu_us_per_unit"),
+                        _median(relay[rows], "server_cpu_us_per_unit"),
+                    )
                 )
-            )
-        pipe, relay_pipe = res.get("pipeline"), base.get("pipeline")
-        if pipe and relay_pipe:
-            pairs.append(
-                (
-                    "one-to-one\npipelined",
-                    _median(pipe["runs"], "server_cpu_us_per_unit"),
-                    _median(relay_pipe["runs"], "server_cpu_us_per_unit"),
-                )
-            )
         relay_groups = base.get("group_fanout") or {}
         for size in sorted(res.get("group_fanout") or {}, key=int):
             relay_bursts = _bursts(relay_groups.get(size) or [])
