@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from sandcat.server import Running
 from tests.client import Api, CodeBook, Socket, User, befriend, until
 from tests.conftest import StartServer
 from tests.process import rss_mb
@@ -47,6 +48,18 @@ async def _login(
         return resp.status, await resp.json()
 
 
+async def _alice_on(
+    srv: Running, session: aiohttp.ClientSession, codes: CodeBook
+) -> tuple[int, User]:
+    """The server's API port, and Alice registered there."""
+    port = srv.api_port
+    assert port is not None
+    alice = await Api(session, f"http://127.0.0.1:{port}", codes).register(
+        "alice", "alice@example.com"
+    )
+    return port, alice
+
+
 async def test_failed_logins_elsewhere_do_not_lock_the_owner_out(
     start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
 ) -> None:
@@ -54,10 +67,7 @@ async def test_failed_logins_elsewhere_do_not_lock_the_owner_out(
         limits__login_failures_per_minute_per_account_and_ip=5,
         limits__login_per_minute_per_account=12,
     ) as srv:
-        port = srv.api_port
-        assert port is not None
-        api = Api(session, f"http://127.0.0.1:{port}", codes)
-        alice = await api.register("alice", "alice@example.com")
+        port, alice = await _alice_on(srv, session, codes)
         async with from_address("127.0.0.2") as attacker:
             wrong = [await _login(attacker, port, alice.email, "guess") for _ in range(5)]
             assert [status for status, _ in wrong] == [401] * 5
@@ -96,10 +106,7 @@ async def test_unknown_accounts_cost_the_same_time(
         auth__argon2_memory_cost=16384,
         limits__login_failures_per_minute_per_account_and_ip=1000,
     ) as srv:
-        port = srv.api_port
-        assert port is not None
-        api = Api(session, f"http://127.0.0.1:{port}", codes)
-        alice = await api.register("alice", "alice@example.com")
+        port, alice = await _alice_on(srv, session, codes)
         known: list[float] = []
         unknown: list[float] = []
         for i in range(9):
