@@ -549,19 +549,33 @@ def idle_plot(runs: dict[str, list[dict[str, float]]], path: Path) -> None:
         n = [s["connections"] for s in samples]
         rss = [s["rss_mb"] for s in samples]
         left.plot(t, n, "-", label=label)
-        right.plot(n, rss, "-", label=label)
+        # Memory against connections while they open (the closing at the end would draw
+        # the line back over itself), with the slope the run measured per connection.
+        peak = n.index(max(n)) + 1
+        opening_n, opening_rss = n[:peak], rss[:peak]
+        first = next((i for i, count in enumerate(opening_n) if count > 0), 0)
+        added = opening_n[-1] - opening_n[first]
+        per_conn = (opening_rss[-1] - opening_rss[first]) * 2**20 / added if added else 0.0
+        right.plot(
+            opening_n[first:],
+            opening_rss[first:],
+            "-o",
+            ms=3,
+            label=f"{label}: {per_conn / 1024:,.1f} KiB per connection",
+        )
     left.set_xlabel("seconds since the first connect")
     left.set_ylabel("server connections (open descriptors added)")
     left.set_title("Idle connections opened over time")
     right.set_xlabel("server connections")
     right.set_ylabel("server RSS, all processes (MB)")
-    right.set_title("Server memory against connections")
+    right.set_title("Server memory against connections, while they open")
+    right.set_xlim(left=0)
     for ax in (left, right):
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
         ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    right.xaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
