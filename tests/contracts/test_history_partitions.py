@@ -4,6 +4,7 @@ Also the schema migrations and the idempotency keys kept beside the history."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 
@@ -229,3 +230,17 @@ async def test_a_live_key_is_claimed_once(pool: asyncpg.Pool) -> None:
     assert await store.claim([("bob", "l1", Ack("s3", 12, 1))]) == {("bob", "l1"): "s3"}
     clock.ms += 24 * 3600 * 1000  # both expired: a new message may reuse the id
     assert await store.claim([("alice", "l1", Ack("s4", 13, 3))]) == {("alice", "l1"): "s4"}
+
+
+async def test_put_and_claim_of_the_same_keys_at_once_do_not_deadlock(
+    pool: asyncpg.Pool,
+) -> None:
+    """A gateway's ``put_acks`` and the msg-server's ``claim`` insert the same keys at the
+    same time, each batch in its own order: both take their row locks in key order, so
+    neither waits for PostgreSQL's deadlock detector (1 s, then one of them fails)."""
+    store = PostgresIdempotency(pool=pool, clock=FakeClock(ms(2024, 5, 1)))
+    for round_ in range(10):
+        keys = [(f"u{i:03d}", f"r{round_}") for i in range(200)]
+        acks = [(*key, Ack(f"s{i}", 10, i)) for i, key in enumerate(keys)]
+        _, owners = await asyncio.gather(store.put_acks(acks), store.claim(acks[::-1]))
+        assert owners == {key: f"s{i}" for i, key in enumerate(keys)}

@@ -20,11 +20,15 @@ _GET_MANY = (
     "ON i.send_id = k.send_id AND i.local_id = k.local_id WHERE i.created_at > $3"
 )
 #: A live key is never replaced (the msg-server may have claimed it for the record it
-#: stored: ``claim``); an expired one is.
+#: stored: ``claim``); an expired one is. Rows go in key order: a gateway's ``put_acks`` and
+#: the msg-server's ``claim`` insert overlapping keys at the same time, and two multi-row
+#: inserts taking their row locks in different orders deadlock (PostgreSQL breaks the cycle
+#: after ``deadlock_timeout``, 1 s, by failing one of them; docs/performance.md).
 _PUT_MANY = (
     "INSERT INTO idempotency (send_id, local_id, server_id, send_time, send_seq, created_at) "
     "SELECT k.*, $6::BIGINT FROM unnest($1::VARCHAR[], $2::VARCHAR[], $3::VARCHAR[], "
-    "$4::BIGINT[], $5::BIGINT[]) AS k "
+    "$4::BIGINT[], $5::BIGINT[]) AS k(send_id, local_id, server_id, send_time, send_seq) "
+    "ORDER BY k.send_id, k.local_id "
     "ON CONFLICT (send_id, local_id) DO UPDATE SET server_id = excluded.server_id, "
     "send_time = excluded.send_time, send_seq = excluded.send_seq, "
     "created_at = excluded.created_at WHERE idempotency.created_at <= $7"
