@@ -381,7 +381,7 @@ class SeqAllocator(Protocol):
 
     Every allocated seq is *pending* until ``mark_stored`` says it is in the inbox; the
     *exposed* value of a counter is the highest seq below which nothing is pending.
-    Pushes, ack copies and ``GET /message/seq`` never go above it (decisions §4).
+    Pushes, ack copies and ``GET /message/seq`` never go above it (docs/distributed.md).
     """
 
     async def allocate(self, sender: str | None, receivers: Sequence[str]) -> tuple[int, list[int]]:

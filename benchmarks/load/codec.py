@@ -1,4 +1,4 @@
-"""A fast bincode-1 codec for the sandcat ``Msg`` (protocol §3.2), written for the generator.
+"""A fast bincode-1 codec for the sandcat ``Msg`` (docs/protocol.md), written for the generator.
 
 It shares no code with ``sandcat.protocol`` on purpose: the generator must be able to drive
 any sandcat-compatible server, and a bug in the server's codec must not be mirrored here.

@@ -1,4 +1,4 @@
-"""Shard keys under hybrid sharding (decisions §3): the pure-Python reference.
+"""Shard keys under hybrid sharding (docs/sharding.md): the pure-Python reference.
 
 This module is the specification; the Rust twin (``native/rust``, module ``sandcat_native``)
 must return the same values and raise the same errors. Values are stable across processes

@@ -1,4 +1,4 @@
-"""``/message`` routes: offline pull, counters, inbox deletes (§2.4)."""
+"""``/message`` routes: offline pull, counters, inbox deletes (docs/protocol.md)."""
 
 from __future__ import annotations
 

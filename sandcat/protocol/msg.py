@@ -58,7 +58,7 @@ class PlatformType(IntEnum):
     MOBILE = 1
 
 
-#: Types the web client cannot decode: never pushed to a v1 client (decisions §2.8).
+#: Types the web client cannot decode: never pushed to a v1 client (docs/protocol.md).
 NEVER_PUSHED: frozenset[int] = frozenset({7, 8, 12, 23, 25, 26, 27})
 
 #: The field names of ``Msg`` in declaration (= bincode and JSON) order.

@@ -1,4 +1,4 @@
-"""bincode ``content`` payloads of notifications and client events (protocol §3.4)."""
+"""bincode ``content`` payloads of notifications and client events (docs/protocol.md)."""
 
 from __future__ import annotations
 

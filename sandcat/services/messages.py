@@ -26,7 +26,7 @@ from sandcat.protocol.msg import NEVER_PUSHED, ContentType, Msg, MsgType
 
 log = get_logger(__name__)
 
-#: Stored one-to-one types: text/media and the call-log events (§3.5).
+#: Stored one-to-one types: text/media and the call-log events (docs/protocol.md).
 STORED_SINGLE = frozenset({0, 15, 17, 18, 20})
 #: Relayed only: nothing stored, no seq consumed (21 included, unlike the original).
 RELAY_ONLY = frozenset({14, 16, 19, 21, 22})
@@ -196,7 +196,7 @@ def plan_pushes(
 
     Receivers get their own ``seq`` (and the sender's ``send_seq`` for one-to-one, 0 for a
     group); the sender's other platforms get the copy with ``seq = 0`` and the ack copy.
-    (The distributed msg-server then holds copies above a user's watermark, decisions §4.)
+    (The distributed msg-server then holds copies above a user's watermark: docs/distributed.md.)
     """
     if msg.msg_type in NEVER_PUSHED:
         return []

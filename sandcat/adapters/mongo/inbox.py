@@ -5,7 +5,7 @@ Each stored copy is the original's inbox document plus ``owner_id``,
 box 1); ``(owner_id, box, box_seq)`` is unique, so re-inserting a copy is a no-op.
 
 - ``use_sharding: false``: every copy lives in ``single_msg_box``, as in the original.
-- ``use_sharding: true`` (decisions §3): a copy lives in the collection of the UTC month of
+- ``use_sharding: true`` (docs/sharding.md): a copy lives in the collection of the UTC month of
   its ``send_time`` and the owner's shard (``sandcat._native.inbox_collection_batch``). The
   ``seq_months`` collection holds small insert-only *marks* ``{o: owner, b: box, m: YYYYMM,
   s: seq}`` (``_id`` made of the four, so writing a mark twice is a no-op). Seqs grow with

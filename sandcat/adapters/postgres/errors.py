@@ -1,4 +1,4 @@
-"""Driver errors become ``DbError`` at the adapter boundary (conventions §5)."""
+"""Driver errors become ``DbError`` at the adapter boundary."""
 
 from __future__ import annotations
 

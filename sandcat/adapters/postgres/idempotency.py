@@ -1,4 +1,4 @@
-"""(send_id, local_id) -> the original ack, kept 24 h (decisions §2.11)."""
+"""(send_id, local_id) -> the original ack, kept 24 h (docs/security.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Monthly partitions of the history table ``messages`` (decisions §2.4).
+"""Monthly partitions of the history table ``messages`` (docs/distributed.md).
 
 ``messages_YYYYMM`` holds ``send_time`` (ms) in that UTC month; ``messages_default`` catches
 everything else, so no insert ever fails. ``ensure_partitions`` creates the current and the

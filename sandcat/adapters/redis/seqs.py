@@ -1,4 +1,4 @@
-"""Sequence counters in Redis, backed by durable segment marks (decisions §2.12, §4).
+"""Sequence counters in Redis, backed by durable segment marks (docs/distributed.md).
 
 Keys per user (the original's counters plus the pending sets):
 

@@ -28,7 +28,7 @@ CREATE TABLE users (
 CREATE UNIQUE INDEX users_email ON users (email) WHERE email IS NOT NULL;
 CREATE INDEX users_phone ON users (phone) WHERE phone IS NOT NULL;
 
--- Durable segment marks behind the Redis counters (decisions §2.12).
+-- Durable segment marks behind the Redis counters (docs/distributed.md).
 CREATE TABLE sequence (
     user_id      VARCHAR PRIMARY KEY,
     rec_max_seq  BIGINT NOT NULL DEFAULT 0,
