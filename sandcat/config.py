@@ -41,7 +41,7 @@ ORIGINAL_UNUSED: tuple[str, ...] = (
     "rpc",
     "db.xdb",
     "server.ws_lb_strategy",
-    "server.oauth2",
+    "server.oauth2.google",
     "websocket.name",
     "websocket.tags",
     "mail.temp_path",
@@ -62,6 +62,34 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GithubOAuthConfig:
+    """GitHub login (``docs/operations.md``): on when ``client_id`` and ``client_secret``
+    are set. ``redirect_url`` empty: the API's own callback at the address of the request."""
+
+    client_id: str = ""
+    client_secret: str = ""
+    redirect_url: str = ""
+    auth_url: str = "https://github.com/login/oauth/authorize"
+    token_url: str = "https://github.com/login/oauth/access_token"
+    user_info_url: str = "https://api.github.com/user"
+    email_url: str = "https://api.github.com/user/emails"
+    scope: str = "read:user user:email"
+    #: How long a started login (its state and PKCE verifier) waits for the callback.
+    state_ttl_seconds: int = 600
+    #: Each call to GitHub (token exchange, user, e-mails).
+    timeout_seconds: float = 10.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.client_id and self.client_secret)
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth2Config:
+    github: GithubOAuthConfig = field(default_factory=GithubOAuthConfig)
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50001
@@ -72,6 +100,7 @@ class ServerConfig:
     trust_forwarded_for: bool = False
     #: SIGTERM/SIGINT to exit: refuse new work, store and ack what was accepted, close 1001.
     shutdown_seconds: float = 8.0
+    oauth2: OAuth2Config = field(default_factory=OAuth2Config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,6 +511,9 @@ def _validate(config: Config, problems: _Problems) -> None:
     secret = config.server.jwt_secret
     if secret and len(secret.encode()) < 32:
         bad("server.jwt_secret", "must be at least 32 bytes (or empty)")
+    github = config.server.oauth2.github
+    if bool(github.client_id) != bool(github.client_secret):
+        bad("server.oauth2.github", "client_id and client_secret go together (or neither)")
     if not secret and config.mode == "distributed":
         bad("server.jwt_secret", "required in distributed mode (every process must share it)")
     if config.mode == "embedded":
