@@ -259,6 +259,22 @@ class MailConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BotsConfig:
+    """Webhook deliveries of bots (docs/protocol.md, "Bots")."""
+
+    #: Attempts per message before it is dead-lettered.
+    webhook_attempts: int = 8
+    #: The first retry waits up to this (full jitter), doubling per attempt up to the max.
+    webhook_backoff_seconds: float = 1.0
+    webhook_backoff_max_seconds: float = 60.0
+    webhook_timeout_seconds: float = 10.0
+    #: How often an idle worker looks at its bot's inbox.
+    poll_seconds: float = 0.5
+    #: A worker's hold on a bot; renewed at a third of it.
+    lease_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     component: str = "all"
     mode: str = "embedded"
@@ -274,6 +290,7 @@ class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     oss: OssConfig = field(default_factory=OssConfig)
     mail: MailConfig = field(default_factory=MailConfig)
+    bots: BotsConfig = field(default_factory=BotsConfig)
 
     @property
     def role(self) -> str:
@@ -503,6 +520,9 @@ def _validate(config: Config, problems: _Problems) -> None:
         value = getattr(config.limits, limit.name)
         if value < 0:
             bad(f"limits.{limit.name}", "must not be negative")
+    for key in ("webhook_attempts", "webhook_timeout_seconds", "poll_seconds", "lease_seconds"):
+        if getattr(config.bots, key) <= 0:
+            bad(f"bots.{key}", "must be positive")
     if config.db.postgres.history_archive not in {"drop", "move"}:
         bad(
             "db.postgres.history_archive",
