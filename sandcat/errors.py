@@ -115,5 +115,26 @@ class DecodeError(SandcatError):
     status = 400
 
 
+class OAuthState(SandcatError):
+    """GitHub login: the callback's ``state`` is unknown, expired or already used."""
+
+    kind = "OAuthState"
+    status = 400
+
+
+class OAuthRefused(SandcatError):
+    """GitHub login: the provider refused the code (or the token it gave)."""
+
+    kind = "OAuthRefused"
+    status = 401
+
+
+class OAuthProviderError(SandcatError):
+    """GitHub login: the provider could not be reached or answered what it should not."""
+
+    kind = "OAuthProvider"
+    status = 502
+
+
 class ConfigError(Exception):
     """A bad or unknown configuration key; the message is one line naming it."""
