@@ -177,7 +177,13 @@ class UserService:
             raise AccountOrPassword("wrong account or password")
         self._failures_per_account_ip.refund(f"{key}\n{ip}")
         self._failures_per_account.refund(key)
-        if user.disabled:  # told only to whoever knows the password
+        # A disabled account is told only to whoever knows the password.
+        return await self.sign_in(user)
+
+    async def sign_in(self, user: UserRecord) -> LoginResult:
+        """The tokens of a user who proved who they are (a password, or GitHub login); 403
+        for a disabled account."""
+        if user.disabled:
             raise Forbidden("this account is disabled")
         generation = await self._users.token_generation(user.id)
         return LoginResult(
