@@ -94,6 +94,13 @@ class SessionEnder(Protocol):
         tokens are already refused: this only stops sockets opened before)."""
 
 
+class Events(Protocol):
+    async def emit(self, user_ids: Sequence[str], name: str, data: Mapping[str, object]) -> None:
+        """Best effort: the v2 event ``name`` with ``data`` to every v2 connection of these
+        users, on every gateway (docs/protocol.md, "Protocol v2"). Never raises: a client
+        that missed an event catches up through the HTTP routes."""
+
+
 class CodeStore(Protocol):
     """Registration / password-change codes: one per e-mail, its own TTL, single use."""
 
@@ -170,6 +177,10 @@ class InboxStore(Protocol):
 
     async def mark_read(self, user_id: str, seqs: Sequence[int]) -> int: ...
 
+    async def origins(self, user_id: str, seqs: Sequence[int]) -> set[tuple[str, str]]:
+        """``(send_id, group_id)`` of the user's received copies at those seqs (which
+        conversations a Read frame is about)."""
+
 
 class Counters(Protocol):
     async def exposed(self, user_id: str) -> tuple[int, int]:
@@ -235,6 +246,60 @@ class Mailer(Protocol):
 
 #: Something to run at shutdown.
 Closer = Callable[[], Awaitable[None]]
+
+
+# --- Sign-in with an OAuth provider (GitHub) ------------------------------------------
+
+
+class OAuthStates(Protocol):
+    """Sign-ins in progress, keyed by their ``state``: a value each, its own TTL, single use
+    (embedded: SQLite; distributed: Redis)."""
+
+    async def put_state(self, state: str, value: str, ttl_seconds: int) -> None: ...
+
+    async def take_state(self, state: str) -> str | None:
+        """The value of an unexpired ``state``, removed in the same step: of two takes of
+        one state, at most one gets it."""
+
+
+class OAuthLinks(Protocol):
+    """Which user an account at a provider signs in as (``oauth_links``)."""
+
+    async def linked_user(self, provider: str, subject: str) -> str | None: ...
+
+    async def link(self, provider: str, subject: str, user_id: str, now_ms: int) -> str:
+        """Link the provider's account ``subject`` to ``user_id`` unless it is linked
+        already; returns the user it is linked to (the earlier one, after a race)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEmail:
+    address: str
+    primary: bool
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderAccount:
+    """The signed-in account at the provider (GitHub's ``/user`` and ``/user/emails``)."""
+
+    subject: str
+    login: str
+    name: str
+    avatar_url: str
+    emails: tuple[ProviderEmail, ...]
+
+
+class OAuthProvider(Protocol):
+    """The provider's token endpoint and API (``sandcat/adapters/github``)."""
+
+    async def sign_in(self, *, code: str, verifier: str, redirect_uri: str) -> ProviderAccount:
+        """Exchange ``code`` (with the PKCE verifier) for a token and read the account.
+        Raises ``OAuthRefused`` when the provider refuses the code, ``OAuthProviderError``
+        when it cannot be reached or answers what it should not."""
+
+    async def fetch_avatar(self, url: str) -> tuple[bytes, str] | None:
+        """The picture at ``url`` and its image type; None if it cannot be had."""
 
 
 # --- Friends and groups ---------------------------------------------------------------
@@ -303,9 +368,10 @@ class FriendStore(Protocol):
         """The user's ``friends`` rows (any status) changed after ``since_ms``."""
 
     async def requests_to(
-        self, user_id: str, *, since_ms: int, pending_only: bool
+        self, user_id: str, *, since_ms: int, pending_only: bool, unread_only: bool = False
     ) -> list[FriendshipWithUser]:
-        """Requests sent to the user changed after ``since_ms``, with the requester's profile."""
+        """Requests sent to the user changed after ``since_ms``, with the requester's profile;
+        ``unread_only``: not those the user read as they stand (``FriendshipReads``)."""
 
 
 class GroupStore(Protocol):
@@ -371,6 +437,61 @@ class MembershipCache(Protocol):
     def changing(self, group_id: str) -> AbstractAsyncContextManager[None]:
         """Held by a membership change from its permission check until its notice is
         durable: excludes the group's other changes in every process sharing the cache."""
+
+
+# --- Devices --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One login of a user (a row of ``devices``): its own refresh-token family."""
+
+    id: str
+    user_id: str
+    platform: str
+    client: str
+    user_agent: str
+    address: str
+    first_seen: int
+    last_seen: int
+
+
+class DeviceStore(Protocol):
+    """Devices and their refresh-token families; a removal is seen by every process at once."""
+
+    async def add_device(self, device: Device, refresh_id: str, keep: int) -> list[str]:
+        """Record a login whose refresh token has the jti ``refresh_id``; the user's least
+        recently seen devices beyond ``keep`` are removed and their ids returned."""
+
+    async def devices(self, user_id: str) -> list[Device]:
+        """The user's devices, most recently seen first."""
+
+    async def is_active(self, user_id: str, device_id: str) -> bool:
+        """Whether the device exists (was not logged out) and is the user's."""
+
+    async def use_refresh(
+        self, user_id: str, device_id: str, spent_id: str, new_id: str, address: str, now_ms: int
+    ) -> bool:
+        """If ``spent_id`` is the device's current refresh jti, make it ``new_id`` (the same
+        one when nothing rotates) and note the address and time; else change nothing and
+        return False (atomically: of two uses of one jti, one wins)."""
+
+    async def remove(
+        self, user_id: str, device_ids: Sequence[str] | None = None, *, keep: str = ""
+    ) -> list[str]:
+        """Remove those of ``device_ids`` that are the user's (None: every device of the user
+        but ``keep``); returns the removed ids."""
+
+
+class DeviceEnder(Protocol):
+    async def end_device(self, user_id: str, device_id: str) -> None:
+        """Close the device's open WebSocket connections with 4002, wherever they are."""
+
+
+class FriendshipReads(Protocol):
+    async def mark_read(self, fs_id: str, user_id: str, read_until: int) -> None:
+        """The request ``fs_id`` to ``user_id`` was read as it stood at ``read_until`` (its
+        update time): the friend sync leaves it out until it changes again."""
 
 
 # --- Distributed mode -------------------------------------------------------------------
@@ -497,3 +618,135 @@ class PushBus(Protocol):
 
     def subscribe(self, gateway_id: str) -> AsyncIterator[bytes]:
         """The gateway's own batches, oldest first, for as long as it iterates."""
+
+
+# --- Bots -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class BotRecord:
+    """A bot account (its user row is ``id``): docs/protocol.md, "Bots"."""
+
+    id: str
+    name: str
+    #: SHA-256 (hex) of the API token; the token itself is shown once and never stored.
+    token_hash: str
+    #: Signs webhook deliveries (HMAC-SHA256).
+    secret: str
+    webhook_url: str
+    #: Friend requests to the bot are accepted by its webhook worker.
+    auto_accept: bool
+    #: The highest receive seq the webhook worker is done with.
+    cursor_seq: int
+    create_time: int
+    update_time: int
+
+
+@dataclass(slots=True, frozen=True)
+class DeadLetter:
+    """A webhook delivery given up after its last attempt."""
+
+    bot_id: str
+    seq: int
+    server_id: str
+    body: str
+    attempts: int
+    last_error: str
+    create_time: int
+
+
+class BotStore(Protocol):
+    async def insert_bot(self, bot: BotRecord) -> None: ...
+
+    async def get_bot(self, bot_id: str) -> BotRecord | None: ...
+
+    async def bot_by_token(self, token_hash: str) -> BotRecord | None: ...
+
+    async def list_bots(self) -> list[BotRecord]:
+        """Every bot, oldest first."""
+
+    async def delete_bot(self, bot_id: str) -> bool: ...
+
+    async def set_token(self, bot_id: str, token_hash: str, now_ms: int) -> bool: ...
+
+    async def set_webhook(
+        self, bot_id: str, webhook_url: str, auto_accept: bool | None, now_ms: int
+    ) -> bool:
+        """Set the URL (empty: no deliveries) and, unless None, the auto-accept option."""
+
+    async def advance_cursor(self, bot_id: str, seq: int) -> None:
+        """Raise the bot's cursor to ``seq`` (never lowers it)."""
+
+    async def hold_lease(self, bot_id: str, owner: str, now_ms: int, until_ms: int) -> bool:
+        """Take or renew the bot's delivery lease for ``owner`` until ``until_ms``; False
+        while another owner's lease runs (one webhook worker per bot across processes)."""
+
+    async def release_lease(self, bot_id: str, owner: str) -> None: ...
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None: ...
+
+    async def dead_letters(self, bot_id: str | None, limit: int) -> list[DeadLetter]:
+        """The newest ``limit`` dead letters (of one bot, or all), newest first."""
+
+
+# --- Conversations ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LastMessage:
+    """The newest chat message of a conversation."""
+
+    server_id: str
+    sender: str
+    content_type: int
+    content: bytes
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One user's conversation with a friend or a group (docs/protocol.md, "Conversations"):
+    ``n`` chat messages so far, ``read_n`` of them read by the user."""
+
+    peer_id: str
+    is_group: bool
+    n: int
+    read_n: int
+    last: LastMessage | None
+    pinned: bool
+    muted: bool
+    hidden: bool
+    update_time: int
+
+
+class ConversationStore(Protocol):
+    """The conversations the message stores keep up to date, and each user's state in them
+    (embedded: ``SqliteMessageLog`` writes them in its transaction; distributed: the
+    history append of the msg-server)."""
+
+    async def conversations(self, user_id: str, since_ms: int) -> list[Conversation]:
+        """One per accepted friend and per group of the user, changed after ``since_ms``
+        (its last message, the user's state, the friendship or membership); pinned first,
+        then newest first."""
+
+    async def conversation(self, user_id: str, peer_id: str) -> Conversation | None:
+        """The user's conversation with a friend or a group; None if ``peer_id`` is
+        neither."""
+
+    async def set_flags(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        pinned: bool | None,
+        muted: bool | None,
+        hidden: bool | None,
+        now_ms: int,
+    ) -> None:
+        """Set the flags that are not None."""
+
+    async def mark_read(
+        self, user_id: str, conversation_ids: Sequence[str], upto: int | None, now_ms: int
+    ) -> None:
+        """Raise the user's ``read_n`` in those conversations to their ``n`` (or to
+        ``upto`` when lower); never lowers it."""

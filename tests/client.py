@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
+import json
 import os
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,16 +181,30 @@ class Api:
 
 
 class Socket:
-    """One WebSocket connection of a user, with helpers to send and await frames."""
+    """One WebSocket connection of a user, with helpers to send and await frames.
+
+    A v2 connection (``connect(..., v2=True)``) also gets JSON events in text frames: they
+    are kept for ``event`` while ``recv`` reads messages, and messages read while waiting
+    for an event are kept for ``recv``, so neither loses the other's frames."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
+        self._msgs: deque[dict[str, Any]] = deque()
+        self._events: deque[dict[str, Any]] = deque()
 
     @classmethod
     async def connect(
-        cls, session: aiohttp.ClientSession, user: User, platform: int = 0, token: str | None = None
+        cls,
+        session: aiohttp.ClientSession,
+        user: User,
+        platform: int = 0,
+        token: str | None = None,
+        *,
+        v2: bool = False,
     ) -> Socket:
         url = f"{user.ws_addr}/{user.id}/conn/{user.id}/{platform}/{token or user.token}"
+        if v2:
+            url += "?v=2"
         sock = cls(await session.ws_connect(url, autoping=True, max_msg_size=0))
         if token is None and os.environ.get("SANDCAT_E2E_TARGET") == "distributed":
             # Across processes, presence is written just after the handshake: wait for it,
@@ -199,18 +215,43 @@ class Socket:
     async def send(self, **fields: Any) -> None:
         await self.ws.send_bytes(wire.encode(wire.msg(**fields)))
 
+    async def _read(self, timeout: float) -> None:
+        """One frame from the socket into ``_msgs`` or ``_events``."""
+        frame = await self.ws.receive(timeout=timeout)
+        if frame.type == aiohttp.WSMsgType.BINARY:
+            self._msgs.append(wire.decode(frame.data))
+        elif frame.type == aiohttp.WSMsgType.TEXT:
+            self._events.append(json.loads(frame.data))
+        elif frame.type in {
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.CLOSING,
+            aiohttp.WSMsgType.ERROR,
+        }:
+            raise ConnectionError(f"closed: {frame.type} {frame.data} {frame.extra}")
+
     async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
-        while True:
-            frame = await self.ws.receive(timeout=timeout)
-            if frame.type == aiohttp.WSMsgType.BINARY:
-                return wire.decode(frame.data)
-            if frame.type in {
-                aiohttp.WSMsgType.CLOSE,
-                aiohttp.WSMsgType.CLOSED,
-                aiohttp.WSMsgType.CLOSING,
-                aiohttp.WSMsgType.ERROR,
-            }:
-                raise ConnectionError(f"closed: {frame.type} {frame.data} {frame.extra}")
+        async with asyncio.timeout(timeout):
+            while not self._msgs:
+                await self._read(timeout)
+        return self._msgs.popleft()
+
+    async def event(
+        self, name: str, pred: Callable[[dict[str, Any]], bool] | None = None, timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """The ``data`` of the next v2 event called ``name`` (and matching ``pred``);
+        events before it that do not match are dropped."""
+        async with asyncio.timeout(timeout):
+            while True:
+                while self._events:
+                    event = self._events.popleft()
+                    if event["event"] == name and (pred is None or pred(event["data"])):
+                        return dict(event["data"])
+                await self._read(timeout)
+
+    def events_seen(self) -> list[dict[str, Any]]:
+        """The v2 events read so far and not taken by ``event``."""
+        return list(self._events)
 
     async def ready(self, user: User) -> None:
         """Round-trip an empty Read: once it is acked the server has registered this

@@ -100,6 +100,8 @@ class GatewayCluster:
                 self._local.knock_off(user_id, platform)
             elif kind == EntryKind.END_SESSIONS:
                 self._local.close_sessions(user_id)
+            elif kind == EntryKind.EVENT:
+                self._local.deliver_event(user_id, frame)
 
 
 def _held(local: Registry) -> Iterator[tuple[str, int]]:

@@ -40,6 +40,7 @@ from sandcat.gateway.websocket import (
     close_frame,
     control_frame,
     parse_upgrade,
+    text_frame,
     unmask,
 )
 from sandcat.log import get_logger
@@ -134,6 +135,7 @@ class Connection(asyncio.Protocol):
         "platform",
         "session",
         "user_id",
+        "version",
     )
 
     def __init__(self, edge: Gateway, fallback: Callable[[], asyncio.Protocol]) -> None:
@@ -157,6 +159,8 @@ class Connection(asyncio.Protocol):
         self.platform = 0
         self.ip = ""
         self.conn_id = ""
+        #: The protocol version the client asked for (2: it also gets JSON events).
+        self.version = 1
         #: The gateway's per-connection state, made at the first message.
         self.session: object | None = None
 
@@ -267,9 +271,10 @@ class Connection(asyncio.Protocol):
         if self._inbox is None or len(self._inbox) < INBOX_PAUSE:
             self._transport.resume_reading()  # (else the worker resumes once it caught up)
 
-    def opened(self, user_id: str, platform: int, conn_id: str) -> None:
+    def opened(self, user_id: str, platform: int, conn_id: str, version: int = 1) -> None:
         """The gateway accepted the connection (token checked): it may register it."""
         self.user_id, self.platform, self.conn_id = user_id, platform, conn_id
+        self.version = version
         self._transport.write(PING_FRAME)
 
     @property
@@ -465,6 +470,21 @@ class Connection(asyncio.Protocol):
         ):
             self._slow(buffered)
 
+    def send_text(self, payload: bytes) -> None:
+        """Write one v2 event (a text frame) behind the frames queued before it. Events
+        are rare beside messages: they take the direct write, not the per-turn flush."""
+        if self._closing is not None or self._state == _GONE:
+            return
+        self.flush()
+        transport = self._transport
+        if transport.is_closing():
+            return
+        transport.write(text_frame(payload))
+        COUNTS.frames_out += 1
+        buffered = transport.get_write_buffer_size()
+        if buffered > self._edge.max_bytes:
+            self._slow(buffered)
+
     def _slow(self, buffered: int) -> None:
         log.warning(
             "slow_client_closed",
@@ -626,6 +646,15 @@ class Registry:
         for platform, conn in (self._users.get(user_id) or {}).items():
             if platform != exclude_platform:
                 conn.send(frame)
+                sent += 1
+        return sent
+
+    def deliver_event(self, user_id: str, payload: bytes) -> int:
+        """Write a v2 event on the user's v2 connections; returns how many."""
+        sent = 0
+        for conn in (self._users.get(user_id) or {}).values():
+            if conn.version >= 2:
+                conn.send_text(payload)
                 sent += 1
         return sent
 

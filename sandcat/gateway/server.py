@@ -42,6 +42,7 @@ from sandcat.metrics import (
     REFUSED_RATE_LIMITED,
     REFUSED_SHUTTING_DOWN,
 )
+from sandcat.protocol.events import HELLO, encode_event
 from sandcat.protocol.msg import Msg
 from sandcat.services.messages import MessageRefused, MessageService, ack_for, error_ack
 from sandcat.services.ratelimit import TokenBucket
@@ -231,11 +232,19 @@ class Gateway:
             return
         if conn.gone:  # the peer went away during the token check
             return
-        conn.opened(user_id, upgrade.platform, nanoid(10))
+        conn.opened(user_id, upgrade.platform, nanoid(10), upgrade.version)
         self._registry.register(conn)
         COUNTS.ws_connections += 1
         self._heartbeat.ensure()
-        log.info("ws_connected", user_id=user_id, conn_id=conn.conn_id, platform=conn.platform)
+        log.info(
+            "ws_connected",
+            user_id=user_id,
+            conn_id=conn.conn_id,
+            platform=conn.platform,
+            version=conn.version,
+        )
+        if conn.version >= 2:
+            conn.send_text(encode_event(HELLO, {"version": 2, "conn_id": conn.conn_id}))
         await self._cluster.connected(conn)
 
     def lost(self, conn: Connection) -> None:

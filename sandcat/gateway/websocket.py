@@ -16,7 +16,7 @@ import base64
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from aiohttp import web
 
@@ -48,6 +48,9 @@ class Upgrade:
     platform: int
     token: str
     accept: bytes  # the 101 response
+    #: The protocol version the client asked for with ``?v=2`` (1 otherwise): a v2 client
+    #: also gets JSON events in text frames (docs/protocol.md, "Protocol v2").
+    version: int = 1
 
 
 def parse_upgrade(head: bytes) -> Upgrade | None:
@@ -61,7 +64,8 @@ def parse_upgrade(head: bytes) -> Upgrade | None:
         return None
     if method != "GET" or version != "HTTP/1.1":
         return None
-    parts = target.split("?", 1)[0].split("/")
+    path, _, query = target.partition("?")
+    parts = path.split("/")
     if len(parts) != 7 or parts[0] or parts[1] != "ws" or parts[3] != "conn":
         return None
     headers: dict[str, str] = {}
@@ -95,7 +99,8 @@ def parse_upgrade(head: bytes) -> Upgrade | None:
     user_id, platform, token = (unquote(p) for p in (parts[2], parts[5], parts[6]))
     if not user_id or not token:
         return None
-    return Upgrade(user_id, 1 if platform == "1" else 0, token, accept)
+    v2 = parse_qs(query).get("v") == ["2"]
+    return Upgrade(user_id, 1 if platform == "1" else 0, token, accept, 2 if v2 else 1)
 
 
 def _tokens(value: str) -> set[str]:
@@ -143,6 +148,16 @@ def close_answer(payload: bytes) -> tuple[int, str]:
     except UnicodeDecodeError:
         return CLOSE_INVALID_DATA, "close reason is not UTF-8"
     return code, ""
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, final text frame carrying ``payload`` (UTF-8)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
 
 
 def control_frame(opcode: int, payload: bytes) -> bytes:

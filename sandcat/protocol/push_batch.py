@@ -8,7 +8,9 @@ Each entry says what the gateway does with the user's connections there:
   (the sender's own device), or on all of them when it is None;
 - ``KNOCK_OFF``: close the connection on ``platform`` with 4001 (the user opened it again
   on another gateway);
-- ``END_SESSIONS``: close every connection with 4002 (logout, password change).
+- ``END_SESSIONS``: close every connection with 4002 (logout, password change);
+- ``EVENT``: write the JSON event in ``frame`` on every v2 connection of the user
+  (``sandcat.protocol.events``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class EntryKind(IntEnum):
     DELIVER = 0
     KNOCK_OFF = 1
     END_SESSIONS = 2
+    EVENT = 3
 
 
 _KINDS = tuple(EntryKind)
@@ -50,6 +53,10 @@ def knock_off(user_id: str, platform: int) -> PushEntry:
 
 def end_sessions(user_id: str) -> PushEntry:
     return PushEntry(EntryKind.END_SESSIONS, user_id)
+
+
+def event(user_id: str, payload: bytes) -> PushEntry:
+    return PushEntry(EntryKind.EVENT, user_id, None, payload)
 
 
 def encode_batch(entries: Sequence[PushEntry]) -> bytes:

@@ -8,20 +8,21 @@ each frame to its local connections.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sandcat import _native
 from sandcat.log import get_logger
 from sandcat.ports import Presence, Push, PushBus
-from sandcat.protocol.push_batch import PushEntry, deliver, encode_batch, end_sessions
+from sandcat.protocol.events import encode_event
+from sandcat.protocol.push_batch import PushEntry, deliver, encode_batch, end_sessions, event
 
 log = get_logger(__name__)
 
 
 class RemotePushRouter:
-    """Implements ``PushRouter`` and ``SessionEnder`` over presence and the push bus: the
-    msg-server's and the gateways' in distributed mode, the one process's in embedded
-    mode (``sandcat.gateway.local``)."""
+    """Implements ``PushRouter``, ``SessionEnder`` and ``Events`` over presence and the
+    push bus: the msg-server's and the gateways' in distributed mode, the one process's in
+    embedded mode (``sandcat.gateway.local``)."""
 
     def __init__(self, *, presence: Presence, bus: PushBus) -> None:
         self._presence = presence
@@ -34,6 +35,22 @@ class RemotePushRouter:
         if gateways:
             control = encode_batch([end_sessions(user_id)])
             await self._bus.publish({gateway: control for gateway in gateways})
+
+    async def emit(self, user_ids: Sequence[str], name: str, data: Mapping[str, object]) -> None:
+        """Implements ``Events``: the event, encoded once, in one batch per gateway holding
+        any of ``user_ids``; each gateway writes it on the v2 connections only."""
+        where = await self._presence.locate(sorted(set(user_ids)))
+        if not where:
+            return
+        payload = encode_event(name, data)
+        batches: dict[str, list[PushEntry]] = {}
+        for user_id, platforms in where.items():
+            for gateway in set(platforms.values()):
+                batches.setdefault(gateway, []).append(event(user_id, payload))
+        try:
+            await self._bus.publish({gw: encode_batch(entries) for gw, entries in batches.items()})
+        except Exception:  # events are best effort, like pushes: HTTP routes are the truth
+            log.exception("event_publish_failed", name=name, gateways=len(batches))
 
     async def route(self, pushes: Sequence[Push]) -> None:
         where = await self._presence.locate(sorted({push.user_id for push in pushes}))
