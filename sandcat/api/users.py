@@ -23,7 +23,7 @@ from sandcat.errors import InternalServer, PathParsing, SandcatError, UnAuthoriz
 from sandcat.ports import FriendGate, GatewayRegistry
 from sandcat.protocol.shapes import user_json, user_with_match_type_json
 from sandcat.services.auth import decode_b64_password
-from sandcat.services.users import UserService
+from sandcat.services.users import LoginResult, UserService
 
 
 class UserRoutes:
@@ -94,14 +94,7 @@ class UserRoutes:
             self.audit(request, "login_failed", actor="-", target=account, reason=exc.kind)
             raise
         self.audit(request, "login", actor=result.user.id, target=result.user.id)
-        return json_response(
-            {
-                "user": user_json(result.user),
-                "token": result.token,
-                "refresh_token": result.refresh_token,
-                "ws_addr": await self._ws_addr(),
-            }
-        )
+        return json_response(await login_json(result, self._ws_addr))
 
     async def refresh(self, request: web.Request) -> web.StreamResponse:
         flag = path_param(request, "is_refresh")
@@ -171,6 +164,17 @@ class UserRoutes:
         reader = await self.authed(request)
         user_id = path_param(request, "id")
         return json_response(user_json(await self._users.get(user_id), own=reader == user_id))
+
+
+async def login_json(result: LoginResult, ws_addr: WsAddress) -> dict[str, object]:
+    """The answer to a login (by password, or GitHub's callback): the user, the tokens and
+    the WebSocket address."""
+    return {
+        "user": user_json(result.user),
+        "token": result.token,
+        "refresh_token": result.refresh_token,
+        "ws_addr": await ws_addr(),
+    }
 
 
 class WsAddress:
