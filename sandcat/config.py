@@ -153,6 +153,8 @@ class LimitsConfig:
     remark_chars: int = 256
     search_pattern_chars: int = 32
     pull_max_messages: int = 0
+    #: Devices (logins) kept per user; a login past it logs out the least recently seen.
+    devices_per_user: int = 100
 
 
 @dataclass(frozen=True, slots=True)
