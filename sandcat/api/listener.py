@@ -16,6 +16,8 @@ from collections import Counter
 import orjson
 from aiohttp import web
 
+from sandcat.sites import WrappingSite
+
 
 def _refusal(details: str) -> bytes:
     body = orjson.dumps({"kind": "BadRequest", "details": details})
@@ -106,23 +108,8 @@ class _Capped(asyncio.Protocol):
             self._inner.connection_lost(exc)
 
 
-class CappedSite(web.TCPSite):
+class CappedSite(WrappingSite):
     """``web.TCPSite`` whose connections pass through ``cap`` first."""
 
     def __init__(self, runner: web.BaseRunner, cap: ConnectionCap, host: str, port: int) -> None:
-        super().__init__(runner, host, port, reuse_address=True)
-        self.cap = cap
-
-    async def start(self) -> None:
-        server = self._runner.server
-        assert server is not None
-        cap = self.cap
-
-        def protocol() -> asyncio.Protocol:
-            return _Capped(cap, server())
-
-        await web.BaseSite.start(self)  # registers the site with its runner
-        self._server = await asyncio.get_running_loop().create_server(
-            protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
-        )
-        self._bound_port = self._server.sockets[0].getsockname()[1]
+        super().__init__(runner, lambda aiohttp: _Capped(cap, aiohttp()), host, port)

@@ -11,14 +11,12 @@ the bytes read so far to the application's own aiohttp protocol, unchanged.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote
 
-from aiohttp import web
+from sandcat.sites import WrappingSite
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -164,35 +162,7 @@ def control_frame(opcode: int, payload: bytes) -> bytes:
     return bytes((0x80 | opcode, len(payload))) + payload
 
 
-class GatewaySite(web.TCPSite):
-    """aiohttp's ``TCPSite`` whose sockets start on ``protocol(fallback)``: the gateway's
+class GatewaySite(WrappingSite):
+    """The gateway's listener: its sockets start on ``protocol(fallback)``, the gateway's
     own WebSocket protocol, which gives non-WebSocket requests to ``fallback`` (the
     runner's aiohttp protocol factory)."""
-
-    __slots__ = ("_protocol",)
-
-    def __init__(
-        self,
-        runner: web.BaseRunner,
-        protocol: Callable[[Callable[[], asyncio.Protocol]], asyncio.Protocol],
-        host: str,
-        port: int,
-        *,
-        backlog: int,
-    ) -> None:
-        super().__init__(runner, host, port, backlog=backlog, reuse_address=True)
-        self._protocol = protocol
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)
-        fallback = self._runner.server
-        assert fallback is not None
-        protocol = self._protocol
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: protocol(fallback),
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            reuse_address=True,
-        )
-        self._bound_port = self._server.sockets[0].getsockname()[1]
