@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sandcat import control
+from sandcat.adapters.embedded.bots import SqliteBotStore
 from sandcat.adapters.embedded.social import SqliteFriendStore, SqliteGroupStore
 from sandcat.adapters.embedded.sqlite import (
     DataDirBusy,
@@ -41,6 +42,7 @@ from sandcat.log import get_logger
 from sandcat.ports import Clock, SessionEnder, UserAdminStore
 from sandcat.protocol.payloads import GroupInfo
 from sandcat.services.auth import PasswordService
+from sandcat.services.bots import BotAccounts
 from sandcat.wiring import db_path
 
 #: Admin commands write to the same logger as the HTTP edge's audit lines.
@@ -76,6 +78,8 @@ class AdminOps:
     sessions: SessionEnder
     passwords: PasswordService
     connections: ConnectionLister
+    #: ``sandcat bot ...``: the bot accounts of this store.
+    bots: BotAccounts | None = None
     clock: Clock = field(default_factory=SystemClock)
 
     async def _find(self, who: str) -> UserRecord:
@@ -98,6 +102,8 @@ class AdminOps:
             return [user_row(u) for u in await self.users.list_users(limit, offset)]
         if op == "connections.list":
             return await self.connections(None)
+        if op.startswith("bot."):
+            return await self._bot_op(op, args, os_user)
         user = await self._find(str(args.get("user", "")))
         result: dict[str, Any] = user_row(user)
         now = self.clock.now_ms()
@@ -131,6 +137,42 @@ class AdminOps:
             "admin_" + op.replace(".", "_").replace("-", "_"),
             actor="admin",
             target=user.id,
+            os_user=os_user,
+        )
+        return result
+
+    async def _bot_op(self, op: str, args: dict[str, Any], os_user: str) -> Any:
+        """``sandcat bot create|list|rotate-token|set-webhook|delete|dead-letters``."""
+        if self.bots is None:
+            raise BadRequest("bot commands are not available here")
+        bot_id = str(args.get("bot", ""))
+        if op == "bot.list":
+            return await self.bots.all()
+        if op == "bot.dead-letters":
+            return await self.bots.dead_letters(bot_id or None, int(args.get("limit", 100)))
+        auto_accept = args.get("auto_accept")
+        result: dict[str, Any]
+        if op == "bot.create":
+            result = await self.bots.create(
+                str(args.get("name", "")), str(args.get("webhook") or ""), bool(auto_accept)
+            )
+        elif op == "bot.rotate-token":
+            result = await self.bots.rotate_token(bot_id)
+        elif op == "bot.set-webhook":
+            result = await self.bots.set_webhook(
+                bot_id,
+                str(args.get("webhook") or ""),
+                None if auto_accept is None else bool(auto_accept),
+            )
+        elif op == "bot.delete":
+            result = await self.bots.delete(bot_id)
+            await self.sessions.end_sessions(bot_id)
+        else:
+            raise BadRequest(f"unknown admin command {op!r}")
+        audit_log.info(
+            "admin_" + op.replace(".", "_").replace("-", "_"),
+            actor="admin",
+            target=result["id"],
             os_user=os_user,
         )
         return result
@@ -171,12 +213,14 @@ async def _offline_ops(config: Config) -> AsyncIterator[AdminOps]:
         await asyncio.to_thread(apply_migrations, str(db_path(config)))
         db = SqliteDatabase(str(db_path(config)))
         await db.open()
+        users = SqliteUserStore(db)
         try:
             yield AdminOps(
-                users=SqliteUserStore(db),
+                users=users,
                 sessions=_NoSessions(),
                 passwords=PasswordService(config.auth),
                 connections=_no_connections,
+                bots=BotAccounts(bots=SqliteBotStore(db), users=users, clock=SystemClock()),
             )
         finally:
             await db.close()
@@ -186,6 +230,7 @@ async def _offline_ops(config: Config) -> AsyncIterator[AdminOps]:
 
 @contextlib.asynccontextmanager
 async def _distributed_ops(config: Config) -> AsyncIterator[AdminOps]:
+    from sandcat.adapters.postgres.bots import PostgresBotStore
     from sandcat.adapters.postgres.pool import open_pool, pg_dsn
     from sandcat.adapters.postgres.users import PostgresUserStore
     from sandcat.adapters.redis.client import connect as redis_connect
@@ -210,11 +255,13 @@ async def _distributed_ops(config: Config) -> AsyncIterator[AdminOps]:
         ]
 
     try:
+        users = PostgresUserStore(pool=pool)
         yield AdminOps(
-            users=PostgresUserStore(pool=pool),
+            users=users,
             sessions=RemotePushRouter(presence=presence, bus=RedisPushBus(client=redis)),
             passwords=PasswordService(config.auth),
             connections=list_connections,
+            bots=BotAccounts(bots=PostgresBotStore(pool=pool), users=users, clock=SystemClock()),
         )
     finally:
         await redis.aclose()

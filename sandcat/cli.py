@@ -1,5 +1,5 @@
 """The ``sandcat`` command line: serve, migrate, check-config, info, backup, restore, users,
-connections, dlq."""
+connections, bot, dlq."""
 
 from __future__ import annotations
 
@@ -140,9 +140,15 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
 USER_COLUMNS = ("id", "name", "account", "email", "disabled", "create_time")
 
 
+BOT_COLUMNS = {
+    "bot.list": ("id", "name", "webhook_url", "auto_accept", "cursor_seq"),
+    "bot.dead-letters": ("bot_id", "seq", "server_id", "attempts", "last_error"),
+}
+
+
 def admin_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The admin command and its arguments, as ``admin.run_admin`` takes them."""
-    keys = ("user", "limit", "offset", "password")
+    keys = ("user", "limit", "offset", "password", "bot", "name", "webhook", "auto_accept")
     return args.op, {
         key: getattr(args, key) for key in keys if getattr(args, key, None) is not None
     }
@@ -168,6 +174,8 @@ def _cmd_admin(args: argparse.Namespace) -> int:
     elif op == "connections.list":
         columns = ("user_id", "platform", "gateway" if config.mode == "distributed" else "ip")
         _print_rows(result, columns)
+    elif op in BOT_COLUMNS:
+        _print_rows(result, BOT_COLUMNS[op])
     else:
         for key, value in result.items():
             shown = len(value) if key == "connections" else value
@@ -235,6 +243,42 @@ def _admin_parser(
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=_cmd_admin, op=op)
     return parser
+
+
+def _bot_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sandcat bot ...``: bot accounts and their webhooks (docs/protocol.md, "Bots")."""
+    bot = sub.add_parser("bot", help="bot accounts and their webhooks")
+    bot_sub = bot.add_subparsers(dest="bot_command", required=True, metavar="ACTION")
+    create = _admin_parser(
+        bot_sub,
+        "create",
+        "bot.create",
+        "create a bot; prints its API token and webhook secret once only",
+    )
+    create.add_argument("name", help="the bot's name and account (what users search for)")
+    create.add_argument("--webhook", default="", help="the URL its messages are POSTed to")
+    create.add_argument(
+        "--auto-accept", action="store_true", default=None, help="accept friend requests"
+    )
+    _admin_parser(bot_sub, "list", "bot.list", "every bot")
+    for action, help_text in (
+        ("rotate-token", "a new API token (printed once); the old one stops working"),
+        ("delete", "delete the bot and its account"),
+    ):
+        _admin_parser(bot_sub, action, f"bot.{action}", help_text).add_argument("bot", help="id")
+    webhook = _admin_parser(
+        bot_sub, "set-webhook", "bot.set-webhook", "set the webhook URL (empty: none)"
+    )
+    webhook.add_argument("bot", help="id")
+    webhook.add_argument("webhook", help="URL, or '' for no deliveries")
+    accept = webhook.add_mutually_exclusive_group()
+    accept.add_argument("--auto-accept", action="store_true", default=None)
+    accept.add_argument("--no-auto-accept", dest="auto_accept", action="store_false")
+    letters = _admin_parser(
+        bot_sub, "dead-letters", "bot.dead-letters", "webhook deliveries given up, newest first"
+    )
+    letters.add_argument("bot", nargs="?", help="id (default: every bot)")
+    letters.add_argument("--limit", type=int, default=100)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kick.add_argument("user", help="id, account, e-mail or phone (after -- when it begins with -)")
 
+    _bot_parsers(sub)
     dlq = sub.add_parser("dlq", help="the Kafka dead-letter topic (distributed mode)")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     replay = dlq_sub.add_parser("replay", help="put dead-lettered records back on the topic")

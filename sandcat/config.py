@@ -273,7 +273,7 @@ class BotsConfig:
     #: How often an idle worker looks at its bot's inbox.
     poll_seconds: float = 0.5
     #: A worker's hold on a bot; renewed at a third of it.
-    lease_seconds: float = 30.0
+    lease_seconds: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import pytest
 
 from scripts import topology as topology_mod
 from tests.client import CodeBook
-from tests.process import FAST_ARGON2, OPEN_LIMITS
+from tests.process import FAST_ARGON2, OPEN_LIMITS, QUICK_WEBHOOKS
 from tests.services import Services
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +99,7 @@ def start_cluster(
             "SANDCAT__SERVER__JWT_SECRET": secrets.token_urlsafe(40),
             **FAST_ARGON2,
             **OPEN_LIMITS,
+            **QUICK_WEBHOOKS,
             **(extra_env or {}),
         }
     )

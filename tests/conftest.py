@@ -18,6 +18,7 @@ from sandcat.log import TextFormatter
 from sandcat.server import Running, running
 from tests.client import Api, CodeBook
 from tests.cluster import Cluster, LogCodes, start_cluster
+from tests.process import QUICK_WEBHOOKS
 from tests.services import Services, provide
 
 #: Cheap argon2 and generous limits: each limit has its own test that lowers it.
@@ -33,6 +34,10 @@ TEST_OVERRIDES: dict[str, Any] = {
     "limits.login_per_minute_per_ip": 100000,
     "limits.code_sends_per_minute_per_ip": 100000,
     "websocket.ping_interval_seconds": 30,
+    **{
+        key.removeprefix("SANDCAT__").replace("__", ".").lower(): value
+        for key, value in QUICK_WEBHOOKS.items()
+    },
 }
 
 

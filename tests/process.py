@@ -29,6 +29,13 @@ OPEN_LIMITS = {
     "SANDCAT__LIMITS__MESSAGES_PER_SECOND": "100000",
     "SANDCAT__LIMITS__MESSAGES_BURST": "100000",
 }
+#: Bot webhooks retried and dead-lettered within a second, bots picked up within 0.3 s.
+QUICK_WEBHOOKS = {
+    "SANDCAT__BOTS__WEBHOOK_ATTEMPTS": "3",
+    "SANDCAT__BOTS__WEBHOOK_BACKOFF_SECONDS": "0.1",
+    "SANDCAT__BOTS__POLL_SECONDS": "0.05",
+    "SANDCAT__BOTS__LEASE_SECONDS": "1",
+}
 
 
 def embedded_env(data_dir: Path, api_port: int, ws_port: int) -> dict[str, str]:

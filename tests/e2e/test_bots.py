@@ -1,0 +1,268 @@
+"""Bots end to end (docs/protocol.md, "Bots"): accounts made by the admin commands, friends
+auto-accepted, messages to the bot POSTed to a webhook receiver run by the test (signature
+checked, first attempts failed to see the retries, dead letters), answers through
+``POST /bot/message`` with idempotency, groups, and no loss across a server restart.
+Runs against the embedded server and (``SANDCAT_E2E_TARGET=distributed``) the topology,
+whose msg-server runs the webhook worker."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from sandcat import control
+from sandcat.admin import run_admin
+from sandcat.config import load_config
+from sandcat.ids import nanoid
+from tests.client import Api, Socket, User, apply_friend, create_group, pull, until
+from tests.conftest import E2E_TARGET, StartServer
+from tests.process import QUICK_WEBHOOKS
+
+Admin = Callable[[str, dict[str, Any]], Awaitable[Any]]
+ATTEMPTS = int(QUICK_WEBHOOKS["SANDCAT__BOTS__WEBHOOK_ATTEMPTS"])
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint: records every POST; answers 503 to the next ``fail`` ones (all
+    of them while ``down``)."""
+
+    url: str = ""
+    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    fail: int = 0
+    down: bool = False
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.posts.append((dict(request.headers), await request.read()))
+        if self.down or self.fail > 0:
+            self.fail -= 1
+            return web.Response(status=503)
+        return web.json_response({})
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(raw) for _, raw in self.posts]
+
+    def posted(self) -> list[str]:
+        """The server id of each POST, in order (retries repeat it)."""
+        return [json.loads(raw)["server_id"] for _, raw in self.posts]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", rec.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    rec.url = f"http://127.0.0.1:{port}/hook"
+    yield rec
+    await runner.cleanup()
+
+
+@pytest.fixture
+def admin(request: pytest.FixtureRequest, tmp_path: Path) -> Admin:
+    """The admin commands (``sandcat bot ...``) where they run: the embedded server's
+    control socket, or PostgreSQL for the topology."""
+    if E2E_TARGET == "distributed":
+        env = request.getfixturevalue("cluster").topology.base_env
+        config = load_config(
+            None, environ={k: v for k, v in env.items() if k.startswith("SANDCAT__")}
+        ).config
+        return lambda op, args: run_admin(config, op, args)
+    return lambda op, args: control.request(tmp_path / "data", op, args)
+
+
+def verify(secret: str, headers: dict[str, str], raw: bytes) -> None:
+    """The receiver's side of the signature, written out from docs/protocol.md."""
+    timestamp = headers["X-Sandcat-Timestamp"]
+    assert abs(time.time() - int(timestamp)) < 300
+    expected = hmac.new(secret.encode(), timestamp.encode() + b"." + raw, hashlib.sha256)
+    assert hmac.compare_digest(headers["X-Sandcat-Signature"], "sha256=" + expected.hexdigest())
+
+
+async def new_bot(admin: Admin, url: str, auto_accept: bool = True) -> dict[str, Any]:
+    name = "bot" + nanoid(8).replace("-", "x")
+    return dict(
+        await admin("bot.create", {"name": name, "webhook": url, "auto_accept": auto_accept})
+    )
+
+
+async def friends_with_bot(api: Api, user: User, bot: dict[str, Any]) -> None:
+    """The user asks the bot; its worker accepts (auto-accept)."""
+    await apply_friend(api, user, User(id=bot["id"], email="", password=""))
+
+    async def accepted() -> bool:
+        _, changes = await api.call("GET", f"/api/friend/{user.id}/0", token=user.token)
+        return any(f["friend_id"] == bot["id"] and f["status"] == 1 for f in changes["friends"])
+
+    await until(accepted, 15, "the bot accepted the friend request")
+
+
+async def bot_send(api: Api, token: str, expect: int = 200, **body: Any) -> Any:
+    _, answer = await api.call("POST", "/api/bot/message", token=token, json=body, expect=expect)
+    return answer
+
+
+async def test_bot_chat_signed_retried_and_answered(
+    api: Api, admin: Admin, receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    bot = await new_bot(admin, receiver.url)
+    alice = await api.new_user("alice", "alice@example.com")
+    await friends_with_bot(api, alice, bot)
+    sock = await Socket.connect(session, alice)
+    receiver.fail = 2
+    await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id="l1", content=b"hello")
+    ack = await sock.recv_until(lambda m: m["msg_type"] == 24 and m["local_id"] == "l1")
+    await until(lambda: len(receiver.posts) == 3, 15, "two failures and a success")
+    for headers, raw in receiver.posts:
+        verify(bot["secret"], headers, raw)
+        assert headers["X-Sandcat-Delivery"] == ack["server_id"]
+    assert [h["X-Sandcat-Attempt"] for h, _ in receiver.posts] == ["1", "2", "3"]
+    body = receiver.bodies()[-1]
+    assert body["bot_id"] == bot["id"] and body["chat"] == "single"
+    assert (body["sender_id"], body["text"]) == (alice.id, "hello")
+    assert body["server_id"] == body["message"]["server_id"] == ack["server_id"]
+    # A wrong secret does not verify.
+    headers, raw = receiver.posts[-1]
+    with pytest.raises(AssertionError):
+        verify("not-the-secret", headers, raw)
+
+    # The answer goes through the message path: alice's socket gets it, with a seq.
+    first = await bot_send(api, bot["token"], receiver_id=alice.id, content="hi", local_id="r1")
+    pushed = await sock.recv_until(lambda m: m["msg_type"] == 0 and m["send_id"] == bot["id"])
+    assert pushed["server_id"] == first["server_id"] and bytes(pushed["content"]) == b"hi"
+    # The same local_id answers the first ack; nothing is stored twice.
+    again = await bot_send(api, bot["token"], receiver_id=alice.id, content="hi", local_id="r1")
+    assert again["server_id"] == first["server_id"]
+    _, seqs = await api.call("GET", f"/api/message/seq/{alice.id}", token=alice.token)
+    copies = await pull(api, alice, start=0, end=seqs["seq"])
+    from_bot = [m["server_id"] for m in copies if m["send_id"] == bot["id"] and m["msg_type"] == 0]
+    assert from_bot == [first["server_id"]]
+    me = await api.call("GET", "/api/bot/me", token=bot["token"])
+    assert me[1]["id"] == bot["id"]
+    _, directory = await api.call("GET", "/api/bot/directory", token=alice.token)
+    assert {"id": bot["id"], "name": bot["name"]} in directory
+    await sock.close()
+
+
+async def test_bot_in_a_group(
+    api: Api, admin: Admin, receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    bot = await new_bot(admin, receiver.url)
+    alice = await api.new_user("alice", "alice@example.com")
+    await friends_with_bot(api, alice, bot)
+    group = (await create_group(api, alice, [bot["id"]], name="with a bot"))["info"]
+    sock = await Socket.connect(session, alice)
+    await sock.send(
+        send_id=alice.id,
+        receiver_id=group["id"],
+        group_id=group["id"],
+        msg_type=1,
+        local_id="g1",
+        content=b"all of you",
+    )
+    await until(lambda: any(b["chat"] == "group" for b in receiver.bodies()), 15, "group post")
+    body = next(b for b in receiver.bodies() if b["chat"] == "group")
+    assert (body["group_id"], body["text"]) == (group["id"], "all of you")
+    answer = await bot_send(api, bot["token"], group_id=group["id"], content="noted")
+    pushed = await sock.recv_until(lambda m: m["msg_type"] == 1 and m["send_id"] == bot["id"])
+    assert pushed["server_id"] == answer["server_id"]
+    await sock.close()
+
+
+async def test_dead_letters_and_token_commands(
+    api: Api, admin: Admin, receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    bot = await new_bot(admin, receiver.url)
+    alice = await api.new_user("alice", "alice@example.com")
+    await friends_with_bot(api, alice, bot)
+    sock = await Socket.connect(session, alice)
+    receiver.down = True
+    await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id="d1", content=b"lost?")
+    dead = (await sock.recv_until(lambda m: m["local_id"] == "d1"))["server_id"]
+
+    async def dead_lettered() -> bool:
+        letters = await admin("bot.dead-letters", {"bot": bot["id"]})
+        return [letter["server_id"] for letter in letters] == [dead]
+
+    await until(dead_lettered, 15, "the message dead-lettered")
+    assert len(receiver.posts) == ATTEMPTS
+    letter = (await admin("bot.dead-letters", {"bot": bot["id"]}))[0]
+    assert letter["attempts"] == ATTEMPTS and letter["last_error"] == "HTTP 503"
+    # The cursor moved past it: the next message is delivered once the receiver is back.
+    receiver.down = False
+    await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id="d2", content=b"next")
+    after = (await sock.recv_until(lambda m: m["local_id"] == "d2"))["server_id"]
+    await until(lambda: receiver.posted()[-1:] == [after], 15, "the next one delivered")
+    assert receiver.posted().count(after) == 1
+
+    # Tokens: a user's token is not a bot's; a rotated token replaces the old one at once.
+    await bot_send(api, alice.token, 401, receiver_id=alice.id, content="x")
+    await bot_send(api, "", 401, receiver_id=alice.id, content="x")
+    rotated = await admin("bot.rotate-token", {"bot": bot["id"]})
+    await bot_send(api, bot["token"], 401, receiver_id=alice.id, content="x")
+    await bot_send(api, rotated["token"], receiver_id=alice.id, content="x")
+    # Refusals of the message path, and of the body.
+    stranger = await api.new_user("stranger", "stranger@example.com")
+    await bot_send(api, rotated["token"], 400, receiver_id=stranger.id, content="x")
+    await bot_send(api, rotated["token"], 400, receiver_id=alice.id, group_id="g", content="x")
+    await bot_send(api, rotated["token"], 400, receiver_id=alice.id)
+    listed = await admin("bot.list", {})
+    assert [b["webhook_url"] for b in listed if b["id"] == bot["id"]] == [receiver.url]
+    changed = await admin("bot.set-webhook", {"bot": bot["id"], "webhook": ""})
+    assert changed["webhook_url"] == ""
+    await admin("bot.delete", {"bot": bot["id"]})
+    await bot_send(api, rotated["token"], 401, receiver_id=alice.id, content="x")
+    await sock.close()
+
+
+@pytest.mark.embedded_only
+async def test_no_loss_across_a_restart(
+    start_server: StartServer,
+    tmp_path: Path,
+    receiver: Receiver,
+    session: aiohttp.ClientSession,
+    codes: Any,
+) -> None:
+    """A message whose deliveries failed until the server stopped is delivered by the next
+    server on the same data (the cursor had not moved); nothing acked is lost."""
+
+    async def admin(op: str, args: dict[str, Any]) -> Any:
+        return await control.request(tmp_path / "data", op, args)
+
+    async with start_server(bots__webhook_attempts=1000) as srv:
+        api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
+        bot = await new_bot(admin, receiver.url)
+        alice = await api.new_user("alice", "alice@example.com")
+        await friends_with_bot(api, alice, bot)
+        sock = await Socket.connect(session, alice)
+        await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id="a", content=b"a")
+        first = (await sock.recv_until(lambda m: m["local_id"] == "a"))["server_id"]
+        await until(lambda: receiver.posted() == [first], 15, "the first delivered")
+        receiver.down = True
+        await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id="b", content=b"b")
+        second = (await sock.recv_until(lambda m: m["local_id"] == "b"))["server_id"]
+        await until(lambda: receiver.posted()[-1:] == [second], 15, "a failing attempt")
+        await sock.close()
+    failed = len(receiver.posts)
+    receiver.down = False
+    async with start_server(bots__webhook_attempts=1000) as srv:
+        api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
+        await api.login(alice)
+        await bot_send(api, bot["token"], receiver_id=alice.id, content="back")
+        await until(lambda: len(receiver.posts) > failed, 15, "the retry after the restart")
+        await until(lambda: receiver.posted()[-1] == second, 15, "delivered")
+    assert set(receiver.posted()) == {first, second}
