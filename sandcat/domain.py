@@ -159,3 +159,11 @@ def idempotency_parts(key: tuple[str, str]) -> tuple[str, str, str]:
     """``(send_id, receiver_id, local_id)`` of an ``idempotency_key``."""
     receiver_id, _, local_id = key[1].partition(_KEY_SEPARATOR)
     return key[0], receiver_id, local_id
+
+
+def conversation_id(user_id: str, peer_id: str, *, is_group: bool) -> str:
+    """The stored key of ``user_id``'s conversation with ``peer_id``: the group id, or the
+    two user ids in byte order joined by ':' (nanoids never hold it), the same for both."""
+    if is_group:
+        return peer_id
+    return f"{user_id}:{peer_id}" if user_id < peer_id else f"{peer_id}:{user_id}"

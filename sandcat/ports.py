@@ -719,6 +719,12 @@ class Conversation:
     update_time: int
 
 
+class ConversationReads(Protocol):
+    async def read_seqs(self, user_id: str, seqs: Sequence[int]) -> None:
+        """A Read frame: mark the conversations of those received seqs read
+        (``ConversationService``)."""
+
+
 class ConversationStore(Protocol):
     """The conversations the message stores keep up to date, and each user's state in them
     (embedded: ``SqliteMessageLog`` writes them in its transaction; distributed: the

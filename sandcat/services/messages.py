@@ -13,6 +13,7 @@ from sandcat.ids import nanoid
 from sandcat.log import get_logger
 from sandcat.ports import (
     Clock,
+    ConversationReads,
     Delivery,
     FriendGate,
     GroupGate,
@@ -79,7 +80,9 @@ class MessageService:
         allow_strangers: bool,
         friends: FriendGate,
         groups: GroupGate,
+        conversations: ConversationReads,
     ) -> None:
+        """``conversations``: a Read frame also marks its conversations read."""
         self._log = log
         self._inbox = inbox
         self._users = users
@@ -89,6 +92,7 @@ class MessageService:
         self._allow_strangers = allow_strangers
         self._friends = friends
         self._groups = groups
+        self._conversations = conversations
         self._known_users: OrderedDict[str, None] = OrderedDict()
 
     async def _user_exists(self, user_id: str) -> bool:
@@ -180,6 +184,7 @@ class MessageService:
             if len(payload.msg_seq) > 10_000:
                 raise MessageRefused("too many seqs in one Read")
             await self._inbox.mark_read(user_id, payload.msg_seq)
+            await self._conversations.read_seqs(user_id, payload.msg_seq)
             return msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b"")
         raise MessageRefused(f"message type {kind} cannot be sent by a client")
 

@@ -13,6 +13,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
+from sandcat.adapters.embedded.conversations import (
+    CONVERSATION_CONFLICT,
+    CONVERSATION_ROW,
+    CONVERSATION_UPSERT,
+    SENDER_READ,
+    SENDER_READ_TAIL,
+    SENDER_ROW,
+    conversation_rows,
+)
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.domain import Ack, Stored, Submission, idempotency_key, idempotency_parts
 from sandcat.ids import SYSTEM_CLOCK
@@ -307,6 +318,17 @@ class SqliteMessageLog:
         results = [_write_one(conn, self._counters, sub, acks, rows) for sub in subs]
         _insert_many(conn, _MESSAGE_INSERT, _MESSAGE_ROW, rows.messages)
         _insert_many(conn, _INBOX_INSERT, _INBOX_ROW, rows.inbox)
+        conversations, reads = conversation_rows(
+            [
+                sub.msg
+                for sub, result in zip(subs, results, strict=True)
+                if sub.history and not result.duplicate
+            ]
+        )
+        _insert_many(
+            conn, CONVERSATION_UPSERT, CONVERSATION_ROW, conversations, CONVERSATION_CONFLICT
+        )
+        _insert_many(conn, SENDER_READ, SENDER_ROW, reads, SENDER_READ_TAIL)
         self._counters.flush(conn)
         self._next_id = rows.next_id
         return results
@@ -407,6 +429,18 @@ class SqliteInbox:
             return cur.rowcount
 
         return await self._db.write(run)
+
+    async def origins(self, user_id: str, seqs: Sequence[int]) -> set[tuple[str, str]]:
+        def run(conn: sqlite3.Connection) -> set[tuple[str, str]]:
+            rows = conn.execute(
+                "SELECT DISTINCT m.send_id, m.group_id FROM inbox AS i "
+                "JOIN messages AS m ON m.id = i.message_id WHERE i.owner_id = ? AND i.box = 0 "
+                "AND i.seq IN (SELECT value FROM json_each(?))",
+                (user_id, orjson.dumps(list(seqs)).decode()),
+            )
+            return {(send_id, group_id) for send_id, group_id in rows}
+
+        return await self._db.read(run)
 
     async def exposed(self, user_id: str) -> tuple[int, int]:
         # Seqs are allocated inside the transaction that stores them: committed = exposed.

@@ -399,6 +399,16 @@ class MongoInbox:
             matched += result.matched_count
         return matched
 
+    @mongo_errors
+    async def origins(self, user_id: str, seqs: Sequence[int]) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for name, query in await self._received_routes(user_id, seqs):
+            async for doc in self._db[name].find(
+                query, {"_id": False, "send_id": True, "group_id": True}
+            ):
+                found.add((doc["send_id"], doc["group_id"]))
+        return found
+
     # --- the cleaner ----------------------------------------------------------------------
 
     @mongo_errors

@@ -1,4 +1,5 @@
-"""Chat history in the monthly-partitioned ``messages`` table."""
+"""Chat history in the monthly-partitioned ``messages`` table, and the conversations it
+keeps up to date in the same statement."""
 
 from __future__ import annotations
 
@@ -9,18 +10,58 @@ import asyncpg
 from sandcat.adapters.postgres.errors import pg_errors
 from sandcat.protocol.msg import Msg
 
-#: One statement per batch: each column travels as one array.
-_APPEND = (
-    "INSERT INTO messages (send_id, receiver_id, local_id, server_id, send_time, msg_type, "
-    "content_type, content, platform, group_id) "
-    "SELECT * FROM unnest($1::VARCHAR[], $2::VARCHAR[], $3::VARCHAR[], $4::VARCHAR[], "
-    "$5::BIGINT[], $6::INT[], $7::INT[], $8::BYTEA[], $9::INT[], $10::VARCHAR[]) "
-    "ON CONFLICT DO NOTHING"
+#: One statement per batch: each column travels as one array. The messages it inserts
+#: (a replayed batch inserts none, so nothing is counted twice) then raise their
+#: conversations' count and last message (one row per conversation), and mark each
+#: sender's conversation read up to their newest message of the batch. Rows are locked in
+#: key order, so concurrent msg-servers cannot deadlock on them.
+_APPEND = """
+WITH ins AS (
+    INSERT INTO messages (send_id, receiver_id, local_id, server_id, send_time, msg_type,
+        content_type, content, platform, group_id)
+    SELECT * FROM unnest($1::VARCHAR[], $2::VARCHAR[], $3::VARCHAR[], $4::VARCHAR[],
+        $5::BIGINT[], $6::INT[], $7::INT[], $8::BYTEA[], $9::INT[], $10::VARCHAR[])
+    ON CONFLICT DO NOTHING
+    RETURNING send_id, receiver_id, server_id, send_time, content_type, content, group_id
+), keyed AS (
+    SELECT CASE WHEN group_id <> '' THEN group_id
+        WHEN send_id < receiver_id COLLATE "C" THEN send_id || ':' || receiver_id
+        ELSE receiver_id || ':' || send_id END AS id, ins.*
+    FROM ins
+), ranked AS (
+    SELECT keyed.*, count(*) OVER (PARTITION BY id) AS total,
+        row_number() OVER (PARTITION BY id ORDER BY send_time DESC, server_id DESC) AS from_end
+    FROM keyed
+), conv AS (
+    INSERT INTO conversations AS c (id, n, last_server_id, last_sender, last_content_type,
+        last_content, last_time)
+    SELECT id, total, server_id, send_id, content_type, content, send_time
+    FROM ranked WHERE from_end = 1 ORDER BY id
+    ON CONFLICT (id) DO UPDATE SET n = c.n + excluded.n,
+        last_server_id = CASE WHEN excluded.last_time >= c.last_time
+            THEN excluded.last_server_id ELSE c.last_server_id END,
+        last_sender = CASE WHEN excluded.last_time >= c.last_time
+            THEN excluded.last_sender ELSE c.last_sender END,
+        last_content_type = CASE WHEN excluded.last_time >= c.last_time
+            THEN excluded.last_content_type ELSE c.last_content_type END,
+        last_content = CASE WHEN excluded.last_time >= c.last_time
+            THEN excluded.last_content ELSE c.last_content END,
+        last_time = GREATEST(c.last_time, excluded.last_time)
+    RETURNING id, n
 )
+INSERT INTO conversation_states AS s (user_id, conversation_id, read_n, update_time)
+SELECT DISTINCT ON (r.send_id, r.id) r.send_id, r.id, conv.n - r.from_end + 1, r.send_time
+FROM ranked AS r JOIN conv ON conv.id = r.id
+ORDER BY r.send_id, r.id, r.from_end
+ON CONFLICT (user_id, conversation_id) DO UPDATE SET
+    read_n = GREATEST(s.read_n, excluded.read_n),
+    update_time = GREATEST(s.update_time, excluded.update_time)
+"""
 
 
 class PostgresHistory:
-    """Implements ``HistoryStore``: batched, idempotent on (send_id, server_id, send_time)."""
+    """Implements ``HistoryStore``: batched, idempotent on (send_id, server_id, send_time),
+    conversations included."""
 
     def __init__(self, *, pool: asyncpg.Pool) -> None:
         self._pool = pool

@@ -1,0 +1,61 @@
+"""SQL shared by the SQLite and PostgreSQL conversation stores (same schema, same rows)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandcat.adapters.social_sql import ACCEPTED
+from sandcat.ports import Conversation, LastMessage
+
+#: Where to look for a user's conversations changed after a time: pinned first, newest first.
+SINCE = "WHERE x.update_time > {p}2 ORDER BY x.pinned DESC, x.last_time DESC, x.peer"
+#: Where to look for one conversation of a user.
+PEER = "WHERE x.peer = {p}2"
+
+
+def view_sql(where: str, *, placeholder: str, greatest: str, byte_order: str) -> str:
+    """The conversations of user ``{p}1``: one per accepted friend and per group, with the
+    conversation's row and the user's state when there are any. ``where`` is ``SINCE`` or
+    ``PEER``; ``greatest`` is the dialect's ``MAX``/``GREATEST``; ``byte_order`` makes
+    ``<`` compare ids byte by byte, as ``sandcat.domain.conversation_id`` does."""
+    p = placeholder
+    return (
+        "SELECT * FROM (SELECT v.peer, v.is_group, COALESCE(c.n, 0) AS n, "
+        "COALESCE(s.read_n, 0) AS read_n, c.last_server_id, c.last_sender, "
+        "c.last_content_type, c.last_content, COALESCE(c.last_time, 0) AS last_time, "
+        "COALESCE(s.pinned, FALSE) AS pinned, COALESCE(s.muted, FALSE) AS muted, "
+        "COALESCE(s.hidden, FALSE) AS hidden, "
+        f"{greatest}(v.since, COALESCE(c.last_time, 0), COALESCE(s.update_time, 0)) "
+        "AS update_time FROM ("
+        "SELECT f.friend_id AS peer, FALSE AS is_group, "
+        f"CASE WHEN f.user_id < f.friend_id{byte_order} THEN f.user_id || ':' || f.friend_id "
+        "ELSE f.friend_id || ':' || f.user_id END AS cid, f.update_time AS since "
+        f"FROM friends f WHERE f.user_id = {p}1 AND f.status = {int(ACCEPTED)} "
+        "UNION ALL SELECT m.group_id, TRUE, m.group_id, m.joined_at FROM group_members m "
+        f"WHERE m.user_id = {p}1) AS v "
+        "LEFT JOIN conversations c ON c.id = v.cid "
+        f"LEFT JOIN conversation_states s ON s.user_id = {p}1 AND s.conversation_id = v.cid"
+        ") AS x " + where.format(p=p)
+    )
+
+
+def conversation_of(row: Any) -> Conversation:
+    """A row of ``view_sql``."""
+    (peer, is_group, n, read_n, server_id, sender, content_type, content, last_time) = row[:9]
+    last = (
+        None
+        if server_id is None
+        else LastMessage(server_id, sender, content_type, bytes(content), last_time)
+    )
+    pinned, muted, hidden, update_time = row[9:]
+    return Conversation(
+        peer_id=peer,
+        is_group=bool(is_group),
+        n=n,
+        read_n=read_n,
+        last=last,
+        pinned=bool(pinned),
+        muted=bool(muted),
+        hidden=bool(hidden),
+        update_time=update_time,
+    )
