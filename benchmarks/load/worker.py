@@ -21,11 +21,9 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.load import codec, procstat
+from benchmarks.load import codec, procstat, wsclient
 from benchmarks.load.api import Account, call, login
 from benchmarks.load.procstat import SelfMeter
-
-CLOSED = {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR}
 
 
 @dataclass(slots=True)
@@ -96,8 +94,8 @@ class HttpRun:
 class _Conn:
     index: int
     account: Account
-    ws: aiohttp.ClientWebSocketResponse
     platform: int = 0
+    ws: wsclient.WsClient | None = None
     last_seq: int = 0
     last_send_seq: int = 0
     pending: dict[str, float] = field(default_factory=dict)
@@ -345,12 +343,14 @@ class Worker:
         self.conns: list[_Conn] = []
         self.by_index: dict[int, _Conn] = {}
         self.sessions: list[aiohttp.ClientSession] = []
-        self.readers: list[asyncio.Task[None]] = []
+        #: Errors raised while handling a received frame (the first few).
+        self.reader_errors: list[str] = []
         self.tally: _Tally | _PipeTally | None = None
         self.connect_errors: list[str] = []
         self.closed_by_server = 0
         #: The first server closes, as "closed by the server: CODE REASON".
         self.close_samples: list[str] = []
+        self.stopping = False
 
     async def open(self) -> dict[str, Any]:
         setup = self.setup
@@ -371,21 +371,24 @@ class Worker:
         ]
 
         async def one(n: int, index: int, account: Account, platform: int) -> None:
-            session = self.sessions[n % len(self.sessions)]
             url = f"{account.ws_addr}/{account.id}/conn/{account.id}/{platform}/{account.token}"
+            conn = _Conn(index, account, platform)
             async with gate:
                 try:
-                    ws = await session.ws_connect(url, autoping=True, max_msg_size=0)
-                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    conn.ws = await wsclient.connect(
+                        url,
+                        lambda data: self._on_message(conn, data),
+                        lambda code: self._on_closed(conn),
+                        local_addr=addrs[n % len(addrs)],
+                    )
+                except (OSError, TimeoutError) as exc:
                     if len(self.connect_errors) < 5:
                         self.connect_errors.append(f"{type(exc).__name__}: {exc}")
                     else:
                         self.connect_errors.append("")
                     return
-            conn = _Conn(index, account, ws, platform)
             self.conns.append(conn)
             self.by_index.setdefault(index, conn)
-            self.readers.append(asyncio.create_task(self._read(conn)))
 
         await asyncio.gather(*(one(n, *job) for n, job in enumerate(jobs)))
         return {
@@ -394,20 +397,24 @@ class Worker:
             "errors": [e for e in self.connect_errors if e][:5],
         }
 
-    async def _read(self, conn: _Conn) -> None:
+    def _on_message(self, conn: _Conn, data: bytes) -> None:
+        tally = self.tally
+        if tally is None:
+            return
+        try:
+            tally.on_frame(conn, data)
+        except Exception as exc:  # a frame the tally cannot read: reported, not fatal
+            if len(self.reader_errors) < 3:
+                self.reader_errors.append(repr(exc))
+
+    def _on_closed(self, conn: _Conn) -> None:
         ws = conn.ws
-        while True:
-            frame = await ws.receive()
-            if frame.type == aiohttp.WSMsgType.BINARY:
-                if self.tally is not None:
-                    self.tally.on_frame(conn, frame.data)
-            elif frame.type in CLOSED:
-                self.closed_by_server += 1
-                if len(self.close_samples) < 5:
-                    code = frame.data if frame.type == aiohttp.WSMsgType.CLOSE else ws.close_code
-                    reason = frame.extra if isinstance(frame.extra, str) else ""
-                    self.close_samples.append(f"closed by the server: {code} {reason}".strip())
-                return
+        if ws is None or self.stopping:
+            return
+        self.closed_by_server += 1
+        if len(self.close_samples) < 5:
+            sample = f"closed by the server: {ws.close_code} {ws.close_reason}"
+            self.close_samples.append(sample.strip())
 
     async def traffic(self, run: TrafficRun) -> dict[str, Any]:
         tally = self.tally = _Tally(run)
@@ -436,11 +443,7 @@ class Worker:
         out = tally.result()
         out["closed_by_server"] = self.closed_by_server
         out["close_samples"] = self.close_samples
-        out["reader_errors"] = [
-            repr(task.exception())
-            for task in self.readers
-            if task.done() and not task.cancelled() and task.exception() is not None
-        ][:3]
+        out["reader_errors"] = self.reader_errors[:3]
         return out
 
     @staticmethod
@@ -491,7 +494,8 @@ class Worker:
                 m += 1
                 tally.sent += 1
                 try:
-                    await conn.ws.send_bytes(frame)
+                    assert conn.ws is not None
+                    conn.ws.send_bytes(frame)
                 except ConnectionError:
                     conn.pending.pop(local_id, None)
             if m < limit:
@@ -507,7 +511,7 @@ class Worker:
         await asyncio.sleep(max(0.0, run.start_at - time.monotonic()))
         meter = SelfMeter()
         tally.last_frame = time.monotonic()
-        if sender is not None:
+        if sender is not None and sender.ws is not None:
             await self._pipe_send(tally, sender.ws, frames)
         deadline = run.start_at + run.deadline
         while True:
@@ -554,17 +558,11 @@ class Worker:
             "other_frames": tally.other_frames,
             "cpu_cores": cores,
             "closed_by_server": self.closed_by_server,
-            "reader_errors": [
-                repr(task.exception())
-                for task in self.readers
-                if task.done() and not task.cancelled() and task.exception() is not None
-            ][:3],
+            "reader_errors": self.reader_errors[:3],
         }
 
     @staticmethod
-    async def _pipe_send(
-        tally: _PipeTally, ws: aiohttp.ClientWebSocketResponse, frames: list[bytes]
-    ) -> None:
+    async def _pipe_send(tally: _PipeTally, ws: wsclient.WsClient, frames: list[bytes]) -> None:
         """Write every frame back to back: no pacing and no waiting for acks; a zero sleep
         every few frames lets this worker's readers take the acks as they come."""
         sent_at = tally.sent_at
@@ -572,7 +570,7 @@ class Worker:
         for j, frame in enumerate(frames):
             sent_at[j] = time.monotonic()
             try:
-                await ws.send_bytes(frame)
+                ws.send_bytes(frame)
             except ConnectionError:
                 tally.send_errors += 1
                 break
@@ -632,9 +630,10 @@ class Worker:
         return meter.cores()
 
     async def close(self) -> None:
-        for task in self.readers:
-            task.cancel()
-        await asyncio.gather(*self.readers, return_exceptions=True)
+        self.stopping = True
+        for conn in self.conns:
+            if conn.ws is not None:
+                conn.ws.close()
         for session in self.sessions:
             await session.close()
 
@@ -655,7 +654,8 @@ async def _serve(pipe: Connection, setup: Setup) -> None:
             elif command == "http":
                 pipe.send(("result", await worker.http(arg)))
             elif command == "count":
-                pipe.send(("result", {"open": sum(not c.ws.closed for c in worker.conns)}))
+                open_ = sum(c.ws is not None and not c.ws.closed for c in worker.conns)
+                pipe.send(("result", {"open": open_}))
     finally:
         await worker.close()
 
