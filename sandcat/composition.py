@@ -32,6 +32,7 @@ from sandcat.log import get_logger
 from sandcat.observability import Observability, metrics_registry
 from sandcat.ports import Mailer
 from sandcat.services.auth import PasswordService, TokenService
+from sandcat.services.conversations import ConversationService
 from sandcat.services.files import FileService
 from sandcat.services.friends import FriendService
 from sandcat.services.groups import GroupService
@@ -87,6 +88,9 @@ def _services(config: Config, adapters: Adapters, registry: Registry) -> Service
         limits=limits,
     )
     info = {"version": __version__, "mode": config.mode, "role": config.role}
+    conversations = ConversationService(
+        store=adapters.conversations, inbox=adapters.inbox, events=adapters.router, clock=clock
+    )
     return Services(
         users=users,
         friends=friends,
@@ -101,6 +105,7 @@ def _services(config: Config, adapters: Adapters, registry: Registry) -> Service
             allow_strangers=config.server.allow_stranger_messages,
             friends=friends,
             groups=groups,
+            conversations=conversations,
         ),
         sync=SyncService(
             inbox=adapters.inbox,
@@ -111,6 +116,7 @@ def _services(config: Config, adapters: Adapters, registry: Registry) -> Service
         files=FileService(
             store=adapters.files, bucket=config.oss.bucket, avatar_bucket=config.oss.avatar_bucket
         ),
+        conversations=conversations,
         registry=registry,
         cluster=GatewayCluster(
             gateway_id=gateway_id(config),

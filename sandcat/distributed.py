@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 from sandcat.adapters.kafka.queue import KafkaConsumerLoop, KafkaQueue, ensure_topics
 from sandcat.adapters.mongo.cleaner import clean_inbox
 from sandcat.adapters.mongo.inbox import MongoInbox, mongo_url
+from sandcat.adapters.postgres.conversations import PostgresConversationStore
 from sandcat.adapters.postgres.history import PostgresHistory
 from sandcat.adapters.postgres.idempotency import PostgresIdempotency
 from sandcat.adapters.postgres.migrate import apply_pg_migrations
@@ -214,6 +215,7 @@ async def distributed_adapters(
         groups=PostgresGroupStore(pool=pool),
         membership=RedisMembershipCache(client=redis),
         files=files,
+        conversations=PostgresConversationStore(pool=pool),
         jwt_secret=config.server.jwt_secret,
         pull_wait_seconds=PULL_WAIT_SECONDS,
         presence=presence,

@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from sandcat import control
+from sandcat.adapters.embedded.conversations import SqliteConversationStore
 from sandcat.adapters.embedded.files import LocalFileStore
 from sandcat.adapters.embedded.messages import SqliteInbox, SqliteMessageLog
 from sandcat.adapters.embedded.social import (
@@ -92,6 +93,7 @@ async def embedded_adapters(
         groups=SqliteGroupStore(db),
         membership=InProcessMembershipCache(),
         files=LocalFileStore(data_dir / "files"),
+        conversations=SqliteConversationStore(db),
         jwt_secret=await asyncio.to_thread(resolve_secret, config.server.jwt_secret, data_dir),
         presence=presence,
         gateways=LocalGatewayRegistry(),

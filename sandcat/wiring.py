@@ -26,6 +26,7 @@ from sandcat.jobs.scheduler import Scheduler
 from sandcat.observability import Check, Observability
 from sandcat.ports import (
     CodeStore,
+    ConversationStore,
     Counters,
     FileStore,
     FriendStore,
@@ -38,6 +39,7 @@ from sandcat.ports import (
     PushBus,
     UserStore,
 )
+from sandcat.services.conversations import ConversationService
 from sandcat.services.files import FileService
 from sandcat.services.friends import FriendService
 from sandcat.services.groups import GroupService
@@ -60,6 +62,7 @@ class Adapters:
     groups: GroupStore
     membership: MembershipCache
     files: FileStore
+    conversations: ConversationStore
     jwt_secret: str
     #: The cluster: where users are connected, the live gateways, one push batch per gateway.
     presence: Presence
@@ -90,6 +93,7 @@ class Services:
     messages: MessageService
     sync: SyncService
     files: FileService
+    conversations: ConversationService
     registry: Registry
     cluster: GatewayCluster
     observability: Observability

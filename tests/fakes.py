@@ -229,6 +229,10 @@ class FakeInbox:
         self.read.update((user_id, seq) for seq in marked)
         return len(marked)
 
+    async def origins(self, user_id: str, seqs: Sequence[int]) -> set[tuple[str, str]]:
+        copies = (self.copies.get((user_id, 0, seq)) for seq in seqs)
+        return {(msg.send_id, msg.group_id) for msg in copies if msg is not None}
+
     async def exposed(self, user_id: str) -> tuple[int, int]:
         return self.exposure.get(user_id, (0, 0))
 

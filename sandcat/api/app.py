@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from sandcat.api.common import BODY_TIMEOUT, add_routes, error_middleware
+from sandcat.api.conversations import ConversationRoutes
 from sandcat.api.files import FileRoutes
 from sandcat.api.friends import FriendRoutes
 from sandcat.api.groups import GroupRoutes
@@ -41,6 +42,9 @@ def create_app(services: Services, config: Config) -> web.Application:
         FileRoutes(files=services.files, auth=users, upload_limit=limits.upload_bytes).routes(),
         FriendRoutes(friends=services.friends, auth=users, body_limit=body).routes(),
         GroupRoutes(groups=services.groups, auth=users, body_limit=body).routes(),
+        ConversationRoutes(
+            conversations=services.conversations, auth=users, body_limit=body
+        ).routes(),
         OpenApiRoutes().routes(),
     ):
         add_routes(app, routes)

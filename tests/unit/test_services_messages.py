@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -21,6 +22,16 @@ from tests.clock import FakeClock
 from tests.fakes import FakeFriends, FakeGroups, FakeInbox, FakeLog, FakeRelay, FakeUsers
 
 
+class FakeReads:
+    """``ConversationReads``: the Read frames' seqs, per user."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, list[int]]] = []
+
+    async def read_seqs(self, user_id: str, seqs: Sequence[int]) -> None:
+        self.reads.append((user_id, list(seqs)))
+
+
 @dataclass
 class World:
     log: FakeLog
@@ -31,6 +42,7 @@ class World:
     limits: LimitsConfig
     clock: FakeClock
     users: FakeUsers
+    reads: FakeReads
 
     def messages(self, *, allow_strangers: bool = False) -> MessageService:
         return MessageService(
@@ -43,6 +55,7 @@ class World:
             allow_strangers=allow_strangers,
             friends=self.friends,
             groups=self.groups,
+            conversations=self.reads,
         )
 
 
@@ -60,7 +73,9 @@ def world() -> World:
         clock=clock,
         limits=limits,
     )
-    return World(log, FakeRelay(), FakeInbox(), friends, groups, limits, clock, users)
+    return World(
+        log, FakeRelay(), FakeInbox(), friends, groups, limits, clock, users, FakeReads()
+    )
 
 
 def chat(to: str, kind: MsgType = MsgType.SINGLE_MSG, **fields: object) -> Msg:
@@ -170,6 +185,7 @@ async def test_read_marks_the_readers_own_copies(world: World) -> None:
     ack = await service.accept("alice", chat("", MsgType.READ, content=read_payload([1], "bob")))
     assert isinstance(ack, Msg) and ack.msg_type == MsgType.MSG_REC_RESP
     assert world.inbox.read == {("alice", 1)}  # the connection's user, whatever the payload
+    assert world.reads.reads == [("alice", [1])]  # and their conversations are read
 
 
 @pytest.mark.parametrize(
