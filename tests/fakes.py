@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sandcat.domain import (
     Ack,
@@ -21,7 +21,7 @@ from sandcat.domain import (
     UserChanges,
     UserRecord,
 )
-from sandcat.ports import FriendRequest, PullCursor, Push, pull_cursor
+from sandcat.ports import Device, FriendRequest, PullCursor, Push, pull_cursor
 from sandcat.protocol.msg import Msg
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
 
@@ -147,6 +147,70 @@ class FakeSessions:
         self.ended.append(user_id)
 
 
+class FakeEvents:
+    """``Events`` and ``DeviceEnder``: records what was emitted and which devices ended."""
+
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, str, dict[str, object]]] = []
+        self.ended_devices: list[tuple[str, str]] = []
+
+    async def emit(self, user_ids: Sequence[str], name: str, data: Mapping[str, object]) -> None:
+        self.emitted.extend((user_id, name, dict(data)) for user_id in user_ids)
+
+    async def end_device(self, user_id: str, device_id: str) -> None:
+        self.ended_devices.append((user_id, device_id))
+
+    def names(self, user_id: str) -> list[str]:
+        return [name for uid, name, _ in self.emitted if uid == user_id]
+
+
+class FakeDevices:
+    """``DeviceStore``: device -> (record, current refresh jti)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[Device, str]] = {}
+
+    async def add_device(self, device: Device, refresh_id: str, keep: int) -> list[str]:
+        self.rows[device.id] = (device, refresh_id)
+        mine = sorted(
+            (d for d, _ in self.rows.values() if d.user_id == device.user_id),
+            key=lambda d: (d.last_seen, d.first_seen),
+            reverse=True,
+        )
+        evicted = [d.id for d in mine[keep:]]
+        for device_id in evicted:
+            del self.rows[device_id]
+        return evicted
+
+    async def devices(self, user_id: str) -> list[Device]:
+        mine = [d for d, _ in self.rows.values() if d.user_id == user_id]
+        return sorted(mine, key=lambda d: (d.last_seen, d.first_seen), reverse=True)
+
+    async def is_active(self, user_id: str, device_id: str) -> bool:
+        row = self.rows.get(device_id)
+        return row is not None and row[0].user_id == user_id
+
+    async def use_refresh(
+        self, user_id: str, device_id: str, spent_id: str, new_id: str, address: str, now_ms: int
+    ) -> bool:
+        row = self.rows.get(device_id)
+        if row is None or row[0].user_id != user_id or row[1] != spent_id:
+            return False
+        seen = dataclasses.replace(row[0], address=address, last_seen=now_ms)
+        self.rows[device_id] = (seen, new_id)
+        return True
+
+    async def remove(
+        self, user_id: str, device_ids: Sequence[str] | None = None, *, keep: str = ""
+    ) -> list[str]:
+        mine = [d.id for d, _ in self.rows.values() if d.user_id == user_id]
+        chosen = [i for i in mine if i != keep] if device_ids is None else device_ids
+        removed = [i for i in chosen if i in mine]
+        for device_id in removed:
+            del self.rows[device_id]
+        return removed
+
+
 class FakeLog:
     """The message log: stores each submission at once, allocating seqs per user like the
     real logs (one receive ``seq`` per receiver, one ``send_seq`` for an outbox copy)."""
@@ -238,11 +302,14 @@ class FakeInbox:
 
 
 class FakeFriends:
-    """``FriendStore``: one request per ordered pair, friendships both ways."""
+    """``FriendStore`` and ``FriendshipReads``: one request per ordered pair, friendships
+    both ways."""
 
     def __init__(self, users: FakeUsers) -> None:
         self._users = users
         self.requests: dict[str, FriendRequest] = {}
+        #: fs_id -> the update time its receiver read it at.
+        self.read_until: dict[str, int] = {}
         self._pairs: dict[tuple[str, str], str] = {}
         #: (user, friend) -> (fs_id, remark, status, update_time)
         self.rows: dict[tuple[str, str], tuple[str, str | None, int, int]] = {}
@@ -373,13 +440,15 @@ class FakeFriends:
         ]
 
     async def requests_to(
-        self, user_id: str, *, since_ms: int, pending_only: bool
+        self, user_id: str, *, since_ms: int, pending_only: bool, unread_only: bool = False
     ) -> list[FriendshipWithUser]:
         found = []
         for r in self.requests.values():
             if r.friend_id != user_id or r.update_time <= since_ms:
                 continue
             if pending_only and r.status != PENDING:
+                continue
+            if unread_only and self.read_until.get(r.id, -1) >= r.update_time:
                 continue
             profile = self._users.users[r.user_id]
             found.append(
@@ -401,6 +470,9 @@ class FakeFriends:
                 )
             )
         return found
+
+    async def mark_read(self, fs_id: str, user_id: str, read_until: int) -> None:
+        self.read_until[fs_id] = max(read_until, self.read_until.get(fs_id, read_until))
 
 
 class FakeGroups:

@@ -24,6 +24,11 @@ REQUEST_SELECT = (
     "f.apply_msg, f.source, f.create_time, u.account, NULL, NULL "
     "FROM friendships f JOIN users u ON u.id = f.user_id "
 )
+#: Leaves out the requests whose receiver read them as they stand (``FriendshipReads``).
+UNREAD_ONLY = (
+    "AND NOT EXISTS (SELECT 1 FROM friendship_reads r "
+    "WHERE r.fs_id = f.id AND r.read_until >= f.update_time) "
+)
 GROUP_COLUMNS = "id, owner, name, avatar, description, announcement, create_time, update_time"
 #: Members of one group; the caller appends the group id placeholder of its dialect.
 MEMBER_SELECT = (

@@ -23,6 +23,7 @@ from sandcat.errors import InternalServer, PathParsing, SandcatError, UnAuthoriz
 from sandcat.ports import FriendGate, GatewayRegistry
 from sandcat.protocol.shapes import user_json, user_with_match_type_json
 from sandcat.services.auth import decode_b64_password
+from sandcat.services.devices import DeviceInfo
 from sandcat.services.users import LoginResult, UserService
 
 
@@ -88,8 +89,12 @@ class UserRoutes:
         body = Body(await read_json(request, self._limit))
         account = body.text("account")
         password = decode_b64_password(body.text("password"))
+        ip = client_ip(request, self._trust)
+        device = device_info(
+            request, ip, platform=body.opt_text("platform"), client=body.opt_text("client")
+        )
         try:
-            result = await self._users.login(account, password, client_ip(request, self._trust))
+            result = await self._users.login(account, password, ip, device)
         except SandcatError as exc:
             self.audit(request, "login_failed", actor="-", target=account, reason=exc.kind)
             raise
@@ -100,7 +105,9 @@ class UserRoutes:
         flag = path_param(request, "is_refresh")
         if flag not in {"true", "false"}:
             raise PathParsing("is_refresh must be true or false")
-        token = await self._users.refresh(path_param(request, "token"), flag == "true")
+        token = await self._users.refresh(
+            path_param(request, "token"), flag == "true", client_ip(request, self._trust)
+        )
         return web.Response(text=token, content_type="text/plain")
 
     async def change_password(self, request: web.Request) -> web.StreamResponse:
@@ -164,6 +171,19 @@ class UserRoutes:
         reader = await self.authed(request)
         user_id = path_param(request, "id")
         return json_response(user_json(await self._users.get(user_id), own=reader == user_id))
+
+
+def device_info(
+    request: web.Request, ip: str, *, platform: str | None = None, client: str | None = None
+) -> DeviceInfo:
+    """The device a login comes from: what the client says (``platform``, ``client``:
+    optional login fields), its ``User-Agent`` and its address."""
+    return DeviceInfo(
+        platform=platform or "",
+        client=client or "",
+        user_agent=request.headers.get("User-Agent", ""),
+        address=ip,
+    )
 
 
 async def login_json(result: LoginResult, ws_addr: WsAddress) -> dict[str, object]:

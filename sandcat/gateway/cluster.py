@@ -100,6 +100,8 @@ class GatewayCluster:
                 self._local.knock_off(user_id, platform)
             elif kind == EntryKind.END_SESSIONS:
                 self._local.close_sessions(user_id)
+            elif kind == EntryKind.END_DEVICE:
+                self._local.close_device(user_id, frame.decode())
             elif kind == EntryKind.EVENT:
                 self._local.deliver_event(user_id, frame)
 

@@ -131,6 +131,7 @@ class Connection(asyncio.Protocol):
         "_transport",
         "_worker",
         "conn_id",
+        "device_id",
         "ip",
         "platform",
         "session",
@@ -159,6 +160,8 @@ class Connection(asyncio.Protocol):
         self.platform = 0
         self.ip = ""
         self.conn_id = ""
+        #: The device (login) whose access token opened it (``sandcat.services.devices``).
+        self.device_id = ""
         #: The protocol version the client asked for (2: it also gets JSON events).
         self.version = 1
         #: The gateway's per-connection state, made at the first message.
@@ -271,10 +274,12 @@ class Connection(asyncio.Protocol):
         if self._inbox is None or len(self._inbox) < INBOX_PAUSE:
             self._transport.resume_reading()  # (else the worker resumes once it caught up)
 
-    def opened(self, user_id: str, platform: int, conn_id: str, version: int = 1) -> None:
+    def opened(
+        self, user_id: str, platform: int, conn_id: str, version: int = 1, device_id: str = ""
+    ) -> None:
         """The gateway accepted the connection (token checked): it may register it."""
         self.user_id, self.platform, self.conn_id = user_id, platform, conn_id
-        self.version = version
+        self.version, self.device_id = version, device_id
         self._transport.write(PING_FRAME)
 
     @property
@@ -675,6 +680,13 @@ class Registry:
         """Close the user's connections here with 4002 (their tokens were revoked)."""
         for conn in self.connections(user_id):
             conn.close(CLOSE_UNAUTHORIZED, "session ended")
+
+    def close_device(self, user_id: str, device_id: str) -> None:
+        """Close the user's connections here that the device opened with 4002 (it was
+        logged out)."""
+        for conn in self.connections(user_id):
+            if conn.device_id == device_id:
+                conn.close(CLOSE_UNAUTHORIZED, "device logged out")
 
     def knock_off(self, user_id: str, platform: int) -> None:
         """Close the user's connection on ``platform`` (it connected again elsewhere)."""

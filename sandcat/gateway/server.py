@@ -221,10 +221,10 @@ class Gateway:
             return
         user_id = upgrade.user_id
         try:
-            token_user = await self._users.authenticate(upgrade.token)
+            claims = await self._users.session(upgrade.token)
         except UnAuthorized:
-            token_user = ""
-        if token_user != user_id:
+            claims = None
+        if claims is None or claims.user_id != user_id:
             conn.close(CLOSE_UNAUTHORIZED, "unauthorized")
             return
         if self._registry.count_ip(conn.ip) >= self._limits.connections_per_ip:
@@ -232,7 +232,7 @@ class Gateway:
             return
         if conn.gone:  # the peer went away during the token check
             return
-        conn.opened(user_id, upgrade.platform, nanoid(10), upgrade.version)
+        conn.opened(user_id, upgrade.platform, nanoid(10), upgrade.version, claims.device_id)
         self._registry.register(conn)
         COUNTS.ws_connections += 1
         self._heartbeat.ensure()

@@ -10,7 +10,9 @@ Each entry says what the gateway does with the user's connections there:
   on another gateway);
 - ``END_SESSIONS``: close every connection with 4002 (logout, password change);
 - ``EVENT``: write the JSON event in ``frame`` on every v2 connection of the user
-  (``sandcat.protocol.events``).
+  (``sandcat.protocol.events``);
+- ``END_DEVICE``: close with 4002 the connections the device whose id is ``frame`` (UTF-8)
+  opened (remote logout, ``sandcat.services.devices``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class EntryKind(IntEnum):
     KNOCK_OFF = 1
     END_SESSIONS = 2
     EVENT = 3
+    END_DEVICE = 4
 
 
 _KINDS = tuple(EntryKind)
@@ -57,6 +60,10 @@ def end_sessions(user_id: str) -> PushEntry:
 
 def event(user_id: str, payload: bytes) -> PushEntry:
     return PushEntry(EntryKind.EVENT, user_id, None, payload)
+
+
+def end_device(user_id: str, device_id: str) -> PushEntry:
+    return PushEntry(EntryKind.END_DEVICE, user_id, None, device_id.encode())
 
 
 def encode_batch(entries: Sequence[PushEntry]) -> bytes:

@@ -76,11 +76,17 @@ class Claims:
     typ: str
     exp: int
     generation: int
+    #: The device (refresh-token family) the token belongs to; "" for a token issued
+    #: before devices were recorded.
+    device_id: str = ""
+    #: The token's ``jti``.
+    token_id: str = ""
 
 
 class TokenService:
-    """HS256 JWTs with ``sub`` = user id, integer ``exp``/``iat``, ``typ`` and ``gen`` (the
-    user's token generation at issue: a token below the user's current one is revoked).
+    """HS256 JWTs with ``sub`` = user id, integer ``exp``/``iat``, ``typ``, ``gen`` (the
+    user's token generation at issue: a token below the user's current one is revoked) and
+    ``did`` (the device, ``sandcat.services.devices``).
 
     The web client decodes the payload with *standard* base64, so a ``jti`` is varied until
     the base64url payload segment contains neither ``-`` nor ``_``.
@@ -90,22 +96,31 @@ class TokenService:
         self._secret = secret
         self._ttl = {ACCESS: config.access_ttl_seconds, REFRESH: config.refresh_ttl_seconds}
 
-    def issue(self, user_id: str, typ: str, generation: int) -> str:
+    def issue(self, user_id: str, typ: str, generation: int, device_id: str = "") -> str:
+        return self.issue_with_id(user_id, typ, generation, device_id)[0]
+
+    def issue_with_id(
+        self, user_id: str, typ: str, generation: int, device_id: str = ""
+    ) -> tuple[str, str]:
+        """A token and its ``jti``; ``did`` is left out when ``device_id`` is empty."""
         iat = int(time.time())
         exp = iat + self._ttl[typ]
         for _ in range(64):
-            claims = {
+            jti = secrets.token_hex(6)
+            claims: dict[str, object] = {
                 "sub": user_id,
                 "exp": exp,
                 "iat": iat,
                 "gen": generation,
                 "typ": typ,
-                "jti": secrets.token_hex(6),
+                "jti": jti,
             }
+            if device_id:
+                claims["did"] = device_id
             token = jwt.encode(claims, self._secret, algorithm="HS256")
             payload = token.split(".")[1]
             if "-" not in payload and "_" not in payload:
-                return token
+                return token, jti
         raise RuntimeError("could not find a client-safe token payload")  # pragma: no cover
 
     def verify(self, token: str, typ: str) -> Claims:
@@ -130,10 +145,14 @@ class TokenService:
             raise UnAuthorized("invalid token claims")
         if token_typ != typ:
             raise UnAuthorized(f"a {typ} token is required")
-        generation = data.get("gen", 0)
-        if not isinstance(generation, int):
+        generation, device_id, jti = data.get("gen", 0), data.get("did", ""), data.get("jti", "")
+        if (
+            not isinstance(generation, int)
+            or not isinstance(device_id, str)
+            or not isinstance(jti, str)
+        ):
             raise UnAuthorized("invalid token claims")
-        return Claims(sub, token_typ, exp, generation)
+        return Claims(sub, token_typ, exp, generation, device_id, jti)
 
 
 def resolve_secret(configured: str, data_dir: Path) -> str:

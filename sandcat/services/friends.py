@@ -1,4 +1,10 @@
-"""Friends: requests (apply, agree, deny), deletion, remarks, sync, and the friendship gate."""
+"""Friends: requests (apply, agree, deny), deletion, remarks, read marks, sync, and the
+friendship gate.
+
+Each change is also told to the actor's own v2 connections (``friend.updated``, docs/
+protocol.md, "Devices"), so the user's other devices follow; original clients get only the
+``Msg`` notifications they always got.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,14 @@ from sandcat.config import LimitsConfig
 from sandcat.domain import FriendStatus, UserRecord
 from sandcat.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from sandcat.ids import nanoid
-from sandcat.ports import Clock, FriendRequest, FriendStore, UserStore
+from sandcat.ports import Clock, Events, FriendRequest, FriendshipReads, FriendStore, UserStore
 from sandcat.protocol.msg import MsgType
 from sandcat.protocol.payloads import Friend, FriendshipWithUser
+from sandcat.protocol.shapes import friend_json, friendship_with_user_json
 from sandcat.services.notify import Notifier
+
+#: The v2 event a friend operation sends to the actor's own connections.
+FRIEND_UPDATED = "friend.updated"
 
 
 def check_text(field: str, value: str | None, limit: int) -> None:
@@ -55,12 +65,20 @@ class FriendService:
         notifier: Notifier,
         clock: Clock,
         limits: LimitsConfig,
+        reads: FriendshipReads,
+        events: Events,
     ) -> None:
         self._friends = friends
         self._users = users
         self._notifier = notifier
         self._clock = clock
         self._limits = limits
+        self._reads = reads
+        self._events = events
+
+    async def _tell(self, user_id: str, action: str, **data: object) -> None:
+        """The actor's devices follow the change (best effort: the sync routes are the truth)."""
+        await self._events.emit([user_id], FRIEND_UPDATED, {"action": action, **data})
 
     async def _user(self, user_id: str) -> UserRecord:
         user = await self._users.get_user(user_id) if user_id else None
@@ -107,9 +125,11 @@ class FriendService:
         await self._notifier.friend_event(
             MsgType.FRIEND_APPLY_REQ, sender=user_id, receiver=friend_id, content=notice.encode()
         )
-        return pending_with(
+        sent = pending_with(
             target, fs_id=fs_id, apply_msg=None, source=source, create_time=now, remark=req_remark
         )
+        await self._tell(user_id, "applied", request=friendship_with_user_json(sent))
+        return sent
 
     async def _unchanged_request(
         self, user_id: str, target: UserRecord, cool_down_ms: int, now: int
@@ -163,6 +183,7 @@ class FriendService:
             receiver=request.user_id,
             content=accepter_view.encode(),
         )
+        await self._tell(user_id, "agreed", fs_id=fs_id, friend=friend_json(requester_view))
         return requester_view
 
     async def deny(self, user_id: str, fs_id: str, resp_msg: str | None) -> None:
@@ -172,6 +193,7 @@ class FriendService:
         await self._pending_for(user_id, fs_id)
         if not await self._friends.reject_request(fs_id, resp_msg, self._clock.now_ms()):
             raise BadRequest("the friend request is no longer pending")
+        await self._tell(user_id, "denied", fs_id=fs_id)
 
     async def delete(self, user_id: str, friend_id: str, fs_id: str) -> None:
         if not friend_id or not fs_id:
@@ -179,6 +201,7 @@ class FriendService:
         if not await self._friends.delete_friend(user_id, friend_id, fs_id, self._clock.now_ms()):
             raise NotFound("no such friendship")
         await self._notifier.friend_event(MsgType.FRIEND_DELETE, sender=user_id, receiver=friend_id)
+        await self._tell(user_id, "deleted", fs_id=fs_id, friend_id=friend_id)
 
     async def set_remark(self, user_id: str, friend_id: str, remark: str) -> None:
         if not remark:
@@ -186,14 +209,28 @@ class FriendService:
         check_text("remark", remark, self._limits.remark_chars)
         if not await self._friends.set_remark(user_id, friend_id, remark, self._clock.now_ms()):
             raise NotFound("no such friend")
+        await self._tell(user_id, "remark", friend_id=friend_id, remark=remark)
+
+    async def mark_read(self, user_id: str, fs_id: str) -> None:
+        """The user (the request's receiver) read the request as it stands: the friend sync
+        (``since``) leaves it out until it changes again (the original's "friendship read
+        status"; the pending list still has it)."""
+        request = await self._friends.get_request(fs_id) if fs_id else None
+        if request is None:
+            raise NotFound("no such friend request")
+        if request.friend_id != user_id:
+            raise Forbidden("only the user the request was sent to can mark it read")
+        await self._reads.mark_read(fs_id, user_id, request.update_time)
+        await self._tell(user_id, "read", fs_id=fs_id)
 
     async def since(
         self, user_id: str, offline_time: int
     ) -> tuple[list[Friend], list[FriendshipWithUser]]:
-        """Friends and requests to the user that changed after ``offline_time`` (ms)."""
+        """Friends and requests to the user that changed after ``offline_time`` (ms); the
+        requests the user read as they stand are left out (``mark_read``)."""
         friends = await self._friends.friends_since(user_id, offline_time)
         requests = await self._friends.requests_to(
-            user_id, since_ms=offline_time, pending_only=False
+            user_id, since_ms=offline_time, pending_only=False, unread_only=True
         )
         return friends, requests
 

@@ -12,6 +12,10 @@ members). Distributed, the seq allocation that puts each message and notice in e
 member's order also checks the message's epoch and installs the notice's members, in one
 atomic call. Either way a removed member receives notice 5 and then nothing, a departed
 member nothing after leaving, a new member nothing sent before joining.
+
+Each change is also told to the actor's own v2 connections (``group.updated``, after the
+locks are released), so the user's other devices follow; original clients get only the
+``Msg`` notifications they always got.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from sandcat.config import LimitsConfig
 from sandcat.domain import GroupRole
 from sandcat.errors import BadRequest, Forbidden, NotFound
 from sandcat.ids import nanoid
-from sandcat.ports import Clock, FriendStore, GroupStore, MembershipCache
+from sandcat.ports import Clock, Events, FriendStore, GroupStore, MembershipCache
 from sandcat.protocol.msg import MsgType
 from sandcat.protocol.payloads import GroupInfo, GroupInvitation, GroupMember
+from sandcat.protocol.shapes import group_info_json
 from sandcat.services.friends import check_text
 from sandcat.services.messages import MessageRefused
 from sandcat.services.notify import Notifier
@@ -40,6 +45,8 @@ LOAD_ATTEMPTS = 8
 
 #: Members carried in a GroupInvitation notification (the HTTP response carries them all).
 INVITATION_MEMBERS = 100
+#: The v2 event a group operation sends to the actor's own connections.
+GROUP_UPDATED = "group.updated"
 
 
 class GroupService:
@@ -52,7 +59,9 @@ class GroupService:
         notifier: Notifier,
         clock: Clock,
         limits: LimitsConfig,
+        events: Events,
     ) -> None:
+        self._events = events
         self._groups = groups
         self._friends = friends
         self._cache = cache
@@ -60,6 +69,12 @@ class GroupService:
         self._clock = clock
         self._limits = limits
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def _tell(self, user_id: str, action: str, group_id: str, **data: object) -> None:
+        """The actor's devices follow the change (best effort: the group routes are the truth)."""
+        await self._events.emit(
+            [user_id], GROUP_UPDATED, {"action": action, "group_id": group_id, **data}
+        )
 
     def _lock(self, group_id: str) -> asyncio.Lock:
         lock = self._locks.get(group_id)
@@ -143,6 +158,7 @@ class GroupService:
             content=pushed.encode(),
             members=frozenset(m.user_id for m in members),
         )
+        await self._tell(user_id, "created", info.id, group=group_info_json(info))
         return invitation
 
     async def invite(self, user_id: str, group_id: str, member_ids: list[str]) -> None:
@@ -168,6 +184,7 @@ class GroupService:
                 content=_native.encode_strings(added),
                 members=frozenset([*roles, *added]),
             )
+        await self._tell(user_id, "invited", group_id, members=added)
 
     async def update(
         self,
@@ -203,6 +220,7 @@ class GroupService:
                 receivers=[uid for uid in roles if uid != user_id],
                 content=info.encode(),
             )
+        await self._tell(user_id, "updated", group_id, group=group_info_json(info))
         return info
 
     async def remove(self, user_id: str, group_id: str, member_ids: list[str]) -> None:
@@ -233,6 +251,7 @@ class GroupService:
                 content=_native.encode_strings(removed),
                 members=frozenset(roles).difference(removed),
             )
+        await self._tell(user_id, "removed", group_id, members=removed)
 
     async def leave(self, user_id: str, group_id: str) -> None:
         """A member leaves; the others get type 4. The owner dismisses instead."""
@@ -249,6 +268,7 @@ class GroupService:
                 receivers=[uid for uid in roles if uid != user_id],
                 members=frozenset(roles).difference([user_id]),
             )
+        await self._tell(user_id, "left", group_id)
 
     async def dismiss(self, user_id: str, group_id: str) -> None:
         """The owner deletes the group; every other member gets type 6."""
@@ -265,6 +285,7 @@ class GroupService:
                 receivers=[uid for uid in roles if uid != user_id],
                 members=frozenset(),
             )
+        await self._tell(user_id, "dismissed", group_id)
 
     async def info(self, user_id: str, group_id: str) -> GroupInfo:
         """The group, for a member."""

@@ -14,15 +14,22 @@ from sandcat import _native
 from sandcat.log import get_logger
 from sandcat.ports import Presence, Push, PushBus
 from sandcat.protocol.events import encode_event
-from sandcat.protocol.push_batch import PushEntry, deliver, encode_batch, end_sessions, event
+from sandcat.protocol.push_batch import (
+    PushEntry,
+    deliver,
+    encode_batch,
+    end_device,
+    end_sessions,
+    event,
+)
 
 log = get_logger(__name__)
 
 
 class RemotePushRouter:
-    """Implements ``PushRouter``, ``SessionEnder`` and ``Events`` over presence and the
-    push bus: the msg-server's and the gateways' in distributed mode, the one process's in
-    embedded mode (``sandcat.gateway.local``)."""
+    """Implements ``PushRouter``, ``SessionEnder``, ``DeviceEnder`` and ``Events`` over
+    presence and the push bus: the msg-server's and the gateways' in distributed mode, the
+    one process's in embedded mode (``sandcat.gateway.local``)."""
 
     def __init__(self, *, presence: Presence, bus: PushBus) -> None:
         self._presence = presence
@@ -34,6 +41,15 @@ class RemotePushRouter:
         gateways = set((where.get(user_id) or {}).values())
         if gateways:
             control = encode_batch([end_sessions(user_id)])
+            await self._bus.publish({gateway: control for gateway in gateways})
+
+    async def end_device(self, user_id: str, device_id: str) -> None:
+        """Implements ``DeviceEnder``: one control entry to each gateway holding the user
+        (the gateway closes only the connections that device opened)."""
+        where = await self._presence.locate([user_id])
+        gateways = set((where.get(user_id) or {}).values())
+        if gateways:
+            control = encode_batch([end_device(user_id, device_id)])
             await self._bus.publish({gateway: control for gateway in gateways})
 
     async def emit(self, user_ids: Sequence[str], name: str, data: Mapping[str, object]) -> None:

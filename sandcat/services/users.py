@@ -22,6 +22,7 @@ from sandcat.ids import nanoid
 from sandcat.log import get_logger
 from sandcat.ports import Clock, CodeStore, Mailer, SessionEnder, UserStore
 from sandcat.services.auth import ACCESS, REFRESH, Claims, PasswordService, TokenService
+from sandcat.services.devices import DeviceInfo, DeviceService
 from sandcat.services.ratelimit import WindowLimiter
 
 log = get_logger(__name__)
@@ -58,9 +59,11 @@ class UserService:
         auth: AuthConfig,
         limits: LimitsConfig,
         sessions: SessionEnder,
+        devices: DeviceService,
     ) -> None:
         self._users = users
         self._sessions = sessions
+        self._devices = devices
         self._codes = codes
         self._mailer = mailer
         self._passwords = passwords
@@ -154,7 +157,10 @@ class UserService:
         log.info("user_registered", user_id=user_id)
         return user
 
-    async def login(self, account: str, password: str, ip: str) -> LoginResult:
+    async def login(
+        self, account: str, password: str, ip: str, device: DeviceInfo | None = None
+    ) -> LoginResult:
+        """Check the password and record the device the login comes from (its tokens)."""
         if not account or not password:
             raise BadRequest("account and password must not be empty")
         self._login_per_ip.hit(ip)
@@ -178,35 +184,36 @@ class UserService:
         self._failures_per_account_ip.refund(f"{key}\n{ip}")
         self._failures_per_account.refund(key)
         # A disabled account is told only to whoever knows the password.
-        return await self.sign_in(user)
+        return await self.sign_in(user, device or DeviceInfo(address=ip))
 
-    async def sign_in(self, user: UserRecord) -> LoginResult:
-        """The tokens of a user who proved who they are (a password, or GitHub login); 403
-        for a disabled account."""
+    async def sign_in(self, user: UserRecord, device: DeviceInfo | None = None) -> LoginResult:
+        """The tokens of a user who proved who they are (a password, or GitHub login) on a
+        new device (``DeviceService.start``); 403 for a disabled account."""
         if user.disabled:
             raise Forbidden("this account is disabled")
         generation = await self._users.token_generation(user.id)
-        return LoginResult(
-            user=user,
-            token=self._tokens.issue(user.id, ACCESS, generation),
-            refresh_token=self._tokens.issue(user.id, REFRESH, generation),
+        token, refresh_token = await self._devices.start(
+            user.id, generation, device or DeviceInfo()
         )
+        return LoginResult(user=user, token=token, refresh_token=refresh_token)
 
-    async def _check_revoked(self, claims: Claims) -> str:
+    async def _check_generation(self, claims: Claims) -> None:
         """Revocation compares generations, never clocks: a token issued before a logout
         carries a lower generation than the user's row, however close in time the two were."""
         if claims.generation < await self._users.token_generation(claims.user_id):
             raise UnAuthorized("the session has ended; log in again")
-        return claims.user_id
 
-    async def refresh(self, refresh_token: str, is_refresh: bool) -> str:
+    async def refresh(self, refresh_token: str, is_refresh: bool, ip: str = "") -> str:
+        """A refresh token -> a new access token, or (``is_refresh``) the device's next
+        refresh token, the presented one being spent (``DeviceService.refresh``)."""
         claims = self._tokens.verify(refresh_token, REFRESH)
-        user_id = await self._check_revoked(claims)
-        return self._tokens.issue(user_id, REFRESH if is_refresh else ACCESS, claims.generation)
+        await self._check_generation(claims)
+        return await self._devices.refresh(claims, is_refresh, ip)
 
     async def logout(self, user_id: str) -> None:
         """End every session of the user: every token issued so far is refused."""
         await self._users.revoke_tokens(user_id)
+        await self._devices.forget_all(user_id)
         await self._sessions.end_sessions(user_id)
         log.info("user_logged_out", user_id=user_id)
 
@@ -271,6 +278,7 @@ class UserService:
         )
         # A new password ends every session the old one opened.
         await self._users.revoke_tokens(user_id)
+        await self._devices.forget_all(user_id)
         await self._sessions.end_sessions(user_id)
         log.info("user_password_changed", user_id=user_id)
 
@@ -282,6 +290,13 @@ class UserService:
 
     async def authenticate(self, token: str) -> str:
         """The user id of a valid, unrevoked access token."""
+        return (await self.session(token)).user_id
+
+    async def session(self, token: str) -> Claims:
+        """The claims of a valid access token whose generation and device are not revoked."""
         if not token:
             raise UnAuthorized("a token is required")
-        return await self._check_revoked(self._tokens.verify(token, ACCESS))
+        claims = self._tokens.verify(token, ACCESS)
+        await self._check_generation(claims)
+        await self._devices.check(claims)
+        return claims

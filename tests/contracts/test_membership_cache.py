@@ -18,7 +18,7 @@ from sandcat.adapters.redis.seqs import RedisSeqAllocator
 from sandcat.config import LimitsConfig
 from sandcat.domain import StaleMembership
 from sandcat.ids import SystemClock
-from sandcat.ports import FriendStore, GroupStore, MembershipCache
+from sandcat.ports import Events, FriendStore, GroupStore, MembershipCache
 from sandcat.services.groups import GroupService
 from sandcat.services.messages import MessageRefused
 from sandcat.services.notify import Notifier
@@ -197,6 +197,7 @@ async def test_a_load_during_a_change_elsewhere_waits_for_it_or_is_refused_in_th
         notifier=cast(Notifier, None),
         clock=SystemClock(),
         limits=LimitsConfig(),
+        events=cast(Events, None),
     )
     elsewhere = RedisMembershipCache(client=redis_client)
     async with elsewhere.changing("g"):

@@ -13,7 +13,7 @@ from sandcat.protocol.msg import MsgType
 from sandcat.services.friends import FriendService
 from sandcat.services.notify import Notifier
 from tests.clock import FakeClock
-from tests.fakes import PENDING, FakeFriends, FakeLog, FakeUsers
+from tests.fakes import PENDING, FakeEvents, FakeFriends, FakeLog, FakeUsers
 
 
 @dataclass
@@ -47,6 +47,8 @@ def world() -> World:
         notifier=Notifier(log=log, clock=clock),
         clock=clock,
         limits=limits,
+        reads=store,
+        events=FakeEvents(),
     )
     return World(clock, log, store, friends, limits)
 

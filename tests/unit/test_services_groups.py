@@ -17,7 +17,7 @@ from sandcat.services.groups import GroupService
 from sandcat.services.messages import MessageRefused
 from sandcat.services.notify import Notifier
 from tests.clock import FakeClock
-from tests.fakes import FakeFriends, FakeGroups, FakeLog, FakeUsers
+from tests.fakes import FakeEvents, FakeFriends, FakeGroups, FakeLog, FakeUsers
 
 
 @dataclass
@@ -56,6 +56,7 @@ def world() -> World:
         notifier=Notifier(log=log, clock=clock),
         clock=clock,
         limits=limits,
+        events=FakeEvents(),
     )
     return World(log, store, friends, groups, limits)
 

@@ -21,12 +21,15 @@ from sandcat.errors import (
 )
 from sandcat.protocol.msg import Msg, MsgType
 from sandcat.services.auth import PasswordService, TokenService
+from sandcat.services.devices import DeviceService
 from sandcat.services.notify import Notifier
 from sandcat.services.sync import PULL_PAGE, SyncService
 from sandcat.services.users import UserService
 from tests.clock import FakeClock
 from tests.fakes import (
     FakeCodes,
+    FakeDevices,
+    FakeEvents,
     FakeInbox,
     FakeLog,
     FakeMailer,
@@ -57,16 +60,30 @@ class Accounts:
 @pytest.fixture
 def accounts() -> Accounts:
     users, mailer, codes, sessions = FakeUsers(), FakeMailer(), FakeCodes(), FakeSessions()
+    tokens, clock, limits, events = (
+        TokenService(ServerConfig(), "s" * 32),
+        FakeClock(),
+        LimitsConfig(),
+        FakeEvents(),
+    )
     service = UserService(
         users=users,
         codes=codes,
         mailer=mailer,
         passwords=PasswordService(FAST_AUTH),
-        tokens=TokenService(ServerConfig(), "s" * 32),
-        clock=FakeClock(),
+        tokens=tokens,
+        clock=clock,
         auth=FAST_AUTH,
-        limits=LimitsConfig(),
+        limits=limits,
         sessions=sessions,
+        devices=DeviceService(
+            devices=FakeDevices(),
+            tokens=tokens,
+            ender=events,
+            events=events,
+            clock=clock,
+            limits=limits,
+        ),
     )
     return Accounts(users, mailer, codes, sessions, service)
 

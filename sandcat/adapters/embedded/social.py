@@ -23,6 +23,7 @@ from sandcat.adapters.social_sql import (
     OWNER,
     PENDING,
     REQUEST_SELECT,
+    UNREAD_ONLY,
     upsert_request_sql,
 )
 from sandcat.ports import FriendRequest
@@ -232,11 +233,13 @@ class SqliteFriendStore:
         return await self._db.read(run)
 
     async def requests_to(
-        self, user_id: str, *, since_ms: int, pending_only: bool
+        self, user_id: str, *, since_ms: int, pending_only: bool, unread_only: bool = False
     ) -> list[FriendshipWithUser]:
         sql = REQUEST_SELECT + "WHERE f.friend_id = ? AND f.update_time > ? AND u.is_delete = 0 "
         if pending_only:
             sql += f"AND f.status = {PENDING} "
+        if unread_only:
+            sql += UNREAD_ONLY
         sql += "ORDER BY f.update_time"
 
         def run(conn: sqlite3.Connection) -> list[FriendshipWithUser]:

@@ -24,6 +24,7 @@ from sandcat.adapters.social_sql import (
     PENDING,
     REJECTED,
     REQUEST_SELECT,
+    UNREAD_ONLY,
     upsert_request_sql,
 )
 from sandcat.ports import FriendRequest
@@ -192,11 +193,13 @@ class PostgresFriendStore:
 
     @pg_errors
     async def requests_to(
-        self, user_id: str, *, since_ms: int, pending_only: bool
+        self, user_id: str, *, since_ms: int, pending_only: bool, unread_only: bool = False
     ) -> list[FriendshipWithUser]:
         sql = REQUEST_SELECT + "WHERE f.friend_id = $1 AND f.update_time > $2 AND NOT u.is_delete "
         if pending_only:
             sql += f"AND f.status = {PENDING} "
+        if unread_only:
+            sql += UNREAD_ONLY
         sql += "ORDER BY f.update_time"
         rows = await self._pool.fetch(sql, user_id, since_ms)
         return [FriendshipWithUser(*row) for row in rows]

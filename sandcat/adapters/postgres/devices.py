@@ -1,0 +1,113 @@
+"""Devices (refresh-token families) and friendship read marks in PostgreSQL: the twins of
+``sandcat.adapters.embedded.devices``. Nothing is cached: a removal on one api process is
+seen by the next request on every other."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from sandcat.adapters.postgres.errors import pg_errors
+from sandcat.ports import Device
+
+_COLUMNS = "id, user_id, platform, client, user_agent, address, first_seen, last_seen"
+
+
+class PostgresDeviceStore:
+    """Implements ``DeviceStore``."""
+
+    def __init__(self, *, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @pg_errors
+    async def add_device(self, device: Device, refresh_id: str, keep: int) -> list[str]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                f"INSERT INTO devices ({_COLUMNS}, refresh_jti) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                device.id,
+                device.user_id,
+                device.platform,
+                device.client,
+                device.user_agent,
+                device.address,
+                device.first_seen,
+                device.last_seen,
+                refresh_id,
+            )
+            rows = await conn.fetch(
+                "DELETE FROM devices WHERE user_id = $1 AND id NOT IN (SELECT id FROM devices "
+                "WHERE user_id = $1 ORDER BY last_seen DESC, first_seen DESC LIMIT $2) "
+                "RETURNING id",
+                device.user_id,
+                keep,
+            )
+        return [row[0] for row in rows]
+
+    @pg_errors
+    async def devices(self, user_id: str) -> list[Device]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM devices WHERE user_id = $1 "
+            "ORDER BY last_seen DESC, first_seen DESC",
+            user_id,
+        )
+        return [Device(*row) for row in rows]
+
+    @pg_errors
+    async def is_active(self, user_id: str, device_id: str) -> bool:
+        return bool(
+            await self._pool.fetchval(
+                "SELECT 1 FROM devices WHERE id = $1 AND user_id = $2", device_id, user_id
+            )
+        )
+
+    @pg_errors
+    async def use_refresh(
+        self, user_id: str, device_id: str, spent_id: str, new_id: str, address: str, now_ms: int
+    ) -> bool:
+        status = await self._pool.execute(
+            "UPDATE devices SET refresh_jti = $1, address = $2, last_seen = $3 "
+            "WHERE id = $4 AND user_id = $5 AND refresh_jti = $6",
+            new_id,
+            address,
+            now_ms,
+            device_id,
+            user_id,
+            spent_id,
+        )
+        return bool(status != "UPDATE 0")
+
+    @pg_errors
+    async def remove(
+        self, user_id: str, device_ids: Sequence[str] | None = None, *, keep: str = ""
+    ) -> list[str]:
+        if device_ids is None:
+            rows = await self._pool.fetch(
+                "DELETE FROM devices WHERE user_id = $1 AND id <> $2 RETURNING id", user_id, keep
+            )
+        else:
+            rows = await self._pool.fetch(
+                "DELETE FROM devices WHERE user_id = $1 AND id = ANY($2::text[]) RETURNING id",
+                user_id,
+                list(device_ids),
+            )
+        return [row[0] for row in rows]
+
+
+class PostgresFriendshipReads:
+    """Implements ``FriendshipReads``."""
+
+    def __init__(self, *, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @pg_errors
+    async def mark_read(self, fs_id: str, user_id: str, read_until: int) -> None:
+        await self._pool.execute(
+            "INSERT INTO friendship_reads (fs_id, user_id, read_until) VALUES ($1, $2, $3) "
+            "ON CONFLICT (fs_id) DO UPDATE SET user_id = excluded.user_id, "
+            "read_until = GREATEST(friendship_reads.read_until, excluded.read_until)",
+            fs_id,
+            user_id,
+            read_until,
+        )
