@@ -17,6 +17,7 @@ from aiohttp import web
 
 from sandcat import __version__, _native
 from sandcat.adapters.embedded.mailer import LogMailer
+from sandcat.adapters.github.client import GithubClient
 from sandcat.adapters.smtp.mailer import SmtpMailer
 from sandcat.api import app as api_app
 from sandcat.api.users import WsAddress
@@ -32,12 +33,15 @@ from sandcat.log import get_logger
 from sandcat.observability import Observability, metrics_registry
 from sandcat.ports import Mailer
 from sandcat.services.auth import PasswordService, TokenService
+from sandcat.services.bots import BotService, WebhookWorker
 from sandcat.services.conversations import ConversationService
+from sandcat.services.devices import DeviceService
 from sandcat.services.files import FileService
 from sandcat.services.friends import FriendService
 from sandcat.services.groups import GroupService
 from sandcat.services.messages import MessageService
 from sandcat.services.notify import Notifier
+from sandcat.services.oauth import OAuthService
 from sandcat.services.sync import SyncService
 from sandcat.services.users import UserService
 from sandcat.wiring import Adapters, Apps, OpenMode, Services, gateway_id, ws_public_addr
@@ -60,16 +64,26 @@ def _mailer(config: Config) -> Mailer:
 def _services(config: Config, adapters: Adapters, registry: Registry) -> Services:
     """The same services for every mode and role."""
     clock, limits = SystemClock(), config.limits
+    tokens = TokenService(config.server, adapters.jwt_secret)
+    devices = DeviceService(
+        devices=adapters.devices,
+        tokens=tokens,
+        ender=adapters.router,
+        events=adapters.router,
+        clock=clock,
+        limits=limits,
+    )
     users = UserService(
         users=adapters.users,
         codes=adapters.codes,
         mailer=_mailer(config),
         passwords=PasswordService(config.auth),
-        tokens=TokenService(config.server, adapters.jwt_secret),
+        tokens=tokens,
         clock=clock,
         auth=config.auth,
         limits=limits,
         sessions=adapters.router,
+        devices=devices,
     )
     notifier = Notifier(log=adapters.log, clock=clock)
     friends = FriendService(
@@ -78,6 +92,8 @@ def _services(config: Config, adapters: Adapters, registry: Registry) -> Service
         notifier=notifier,
         clock=clock,
         limits=limits,
+        reads=adapters.friendship_reads,
+        events=adapters.router,
     )
     groups = GroupService(
         groups=adapters.groups,
@@ -86,37 +102,54 @@ def _services(config: Config, adapters: Adapters, registry: Registry) -> Service
         notifier=notifier,
         clock=clock,
         limits=limits,
+        events=adapters.router,
     )
     info = {"version": __version__, "mode": config.mode, "role": config.role}
     conversations = ConversationService(
         store=adapters.conversations, inbox=adapters.inbox, events=adapters.router, clock=clock
     )
+    messages = MessageService(
+        log=adapters.log,
+        inbox=adapters.inbox,
+        users=adapters.users,
+        relay=adapters.router,
+        clock=clock,
+        limits=limits,
+        allow_strangers=config.server.allow_stranger_messages,
+        friends=friends,
+        groups=groups,
+        conversations=conversations,
+    )
+    files = FileService(
+        store=adapters.files, bucket=config.oss.bucket, avatar_bucket=config.oss.avatar_bucket
+    )
+    oauth = OAuthService(
+        config=config.server.oauth2.github,
+        states=adapters.oauth_states,
+        links=adapters.oauth_links,
+        provider=GithubClient(config.server.oauth2.github),
+        users=adapters.users,
+        accounts=users,
+        files=files,
+        clock=clock,
+        limits=limits,
+    )
     return Services(
         users=users,
         friends=friends,
         groups=groups,
-        messages=MessageService(
-            log=adapters.log,
-            inbox=adapters.inbox,
-            users=adapters.users,
-            relay=adapters.router,
-            clock=clock,
-            limits=limits,
-            allow_strangers=config.server.allow_stranger_messages,
-            friends=friends,
-            groups=groups,
-            conversations=conversations,
-        ),
+        messages=messages,
         sync=SyncService(
             inbox=adapters.inbox,
             counters=adapters.counters,
             max_messages=limits.pull_max_messages,
             pull_wait_seconds=adapters.pull_wait_seconds,
         ),
-        files=FileService(
-            store=adapters.files, bucket=config.oss.bucket, avatar_bucket=config.oss.avatar_bucket
-        ),
+        files=files,
         conversations=conversations,
+        bots=BotService(bots=adapters.bots, users=adapters.users, messages=messages, clock=clock),
+        devices=devices,
+        oauth=oauth,
         registry=registry,
         cluster=GatewayCluster(
             gateway_id=gateway_id(config),
@@ -136,6 +169,28 @@ def _services(config: Config, adapters: Adapters, registry: Registry) -> Service
     )
 
 
+def _webhooks(
+    config: Config,
+    adapters: Adapters,
+    services: Services,
+    scheduler: Scheduler,
+    stack: AsyncExitStack,
+) -> None:
+    """Bots' webhook deliveries run where messages are stored: the embedded process, or a
+    msg-server (each bot's lease keeps one worker per bot across msg-servers)."""
+    worker = WebhookWorker(
+        bots=adapters.bots,
+        inbox=adapters.inbox,
+        counters=adapters.counters,
+        friends=services.friends,
+        clock=SystemClock(),
+        config=config.bots,
+        owner=gateway_id(config),
+    )
+    scheduler.every(config.bots.lease_seconds / 3, "bot_webhooks", worker.supervise)
+    stack.push_async_callback(worker.stop)
+
+
 @asynccontextmanager
 async def build(config: Config) -> AsyncIterator[Apps]:
     """Open every resource for ``config`` and yield the ready applications."""
@@ -144,7 +199,10 @@ async def build(config: Config) -> AsyncIterator[Apps]:
         open_mode: OpenMode = (
             distributed_adapters if config.mode == "distributed" else embedded_adapters
         )
-        services = _services(config, await open_mode(config, stack, registry, scheduler), registry)
+        adapters = await open_mode(config, stack, registry, scheduler)
+        services = _services(config, adapters, registry)
+        if config.mode == "embedded" or config.role in {"all", "msg-server"}:
+            _webhooks(config, adapters, services, scheduler, stack)
         scheduler.start()
         stack.push_async_callback(scheduler.stop)
         api: web.Application | None = None

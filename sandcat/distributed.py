@@ -19,10 +19,13 @@ from pymongo import AsyncMongoClient
 from sandcat.adapters.kafka.queue import KafkaConsumerLoop, KafkaQueue, ensure_topics
 from sandcat.adapters.mongo.cleaner import clean_inbox
 from sandcat.adapters.mongo.inbox import MongoInbox, mongo_url
+from sandcat.adapters.postgres.bots import PostgresBotStore
 from sandcat.adapters.postgres.conversations import PostgresConversationStore
+from sandcat.adapters.postgres.devices import PostgresDeviceStore, PostgresFriendshipReads
 from sandcat.adapters.postgres.history import PostgresHistory
 from sandcat.adapters.postgres.idempotency import PostgresIdempotency
 from sandcat.adapters.postgres.migrate import apply_pg_migrations
+from sandcat.adapters.postgres.oauth import PostgresOAuthLinks
 from sandcat.adapters.postgres.partitions import archive_partitions, ensure_partitions
 from sandcat.adapters.postgres.pool import open_pool, pg_dsn
 from sandcat.adapters.postgres.segments import PostgresSegmentStore
@@ -31,6 +34,7 @@ from sandcat.adapters.postgres.users import PostgresUserStore
 from sandcat.adapters.redis.client import connect as redis_connect
 from sandcat.adapters.redis.codes import RedisCodeStore
 from sandcat.adapters.redis.membership import RedisMembershipCache
+from sandcat.adapters.redis.oauth import RedisOAuthStates
 from sandcat.adapters.redis.presence import RedisGatewayRegistry, RedisPresence, RedisPushBus
 from sandcat.adapters.redis.seqs import RedisSeqAllocator
 from sandcat.adapters.s3.files import S3FileStore
@@ -216,6 +220,11 @@ async def distributed_adapters(
         membership=RedisMembershipCache(client=redis),
         files=files,
         conversations=PostgresConversationStore(pool=pool),
+        bots=PostgresBotStore(pool=pool),
+        devices=PostgresDeviceStore(pool=pool),
+        friendship_reads=PostgresFriendshipReads(pool=pool),
+        oauth_states=RedisOAuthStates(client=redis),
+        oauth_links=PostgresOAuthLinks(pool=pool),
         jwt_secret=config.server.jwt_secret,
         pull_wait_seconds=PULL_WAIT_SECONDS,
         presence=presence,

@@ -13,9 +13,12 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from sandcat import control
+from sandcat.adapters.embedded.bots import SqliteBotStore
 from sandcat.adapters.embedded.conversations import SqliteConversationStore
+from sandcat.adapters.embedded.devices import SqliteDeviceStore, SqliteFriendshipReads
 from sandcat.adapters.embedded.files import LocalFileStore
 from sandcat.adapters.embedded.messages import SqliteInbox, SqliteMessageLog
+from sandcat.adapters.embedded.oauth import SqliteOAuthStore
 from sandcat.adapters.embedded.social import (
     InProcessMembershipCache,
     SqliteFriendStore,
@@ -27,9 +30,11 @@ from sandcat.admin import AdminOps, registry_connections
 from sandcat.config import Config
 from sandcat.gateway.connections import Registry
 from sandcat.gateway.local import LocalGatewayRegistry, LocalPresence, LocalPushBus
+from sandcat.ids import SystemClock
 from sandcat.jobs.scheduler import Scheduler
 from sandcat.observability import Check
 from sandcat.services.auth import PasswordService, resolve_secret
+from sandcat.services.bots import BotAccounts
 from sandcat.services.messages import DeliveryService
 from sandcat.services.push import RemotePushRouter
 from sandcat.wiring import Adapters, db_path, gateway_id
@@ -53,13 +58,16 @@ def _sqlite_check(db: SqliteDatabase, data_dir: Path) -> Check:
     return sqlite_writable
 
 
-def _admin(config: Config, users: SqliteUserStore, registry: Registry) -> control.Handler:
+def _admin(
+    config: Config, users: SqliteUserStore, bots: SqliteBotStore, registry: Registry
+) -> control.Handler:
     """What the control socket runs: the admin commands on this process's own stores."""
     ops = AdminOps(
         users=users,
         sessions=registry,
         passwords=PasswordService(config.auth),
         connections=registry_connections(registry),
+        bots=BotAccounts(bots=bots, users=users, clock=SystemClock()),
     )
     return ops.run
 
@@ -80,8 +88,12 @@ async def embedded_adapters(
     message_log.start()
     stack.push_async_callback(message_log.stop)
     users = SqliteUserStore(db)
-    await stack.enter_async_context(control.serving(data_dir, _admin(config, users, registry)))
+    bots = SqliteBotStore(db)
+    await stack.enter_async_context(
+        control.serving(data_dir, _admin(config, users, bots, registry))
+    )
     presence = LocalPresence(gateway_id=gateway_id(config), local=registry)
+    oauth = SqliteOAuthStore(db)
     bus = LocalPushBus()
     return Adapters(
         users=users,
@@ -94,6 +106,11 @@ async def embedded_adapters(
         membership=InProcessMembershipCache(),
         files=LocalFileStore(data_dir / "files"),
         conversations=SqliteConversationStore(db),
+        bots=bots,
+        devices=SqliteDeviceStore(db),
+        friendship_reads=SqliteFriendshipReads(db),
+        oauth_states=oauth,
+        oauth_links=oauth,
         jwt_secret=await asyncio.to_thread(resolve_secret, config.server.jwt_secret, data_dir),
         presence=presence,
         gateways=LocalGatewayRegistry(),

@@ -25,25 +25,33 @@ from sandcat.gateway.server import Gateway
 from sandcat.jobs.scheduler import Scheduler
 from sandcat.observability import Check, Observability
 from sandcat.ports import (
+    BotStore,
     CodeStore,
     ConversationStore,
     Counters,
+    DeviceStore,
     FileStore,
+    FriendshipReads,
     FriendStore,
     GatewayRegistry,
     GroupStore,
     InboxStore,
     MembershipCache,
     MessageLog,
+    OAuthLinks,
+    OAuthStates,
     Presence,
     PushBus,
     UserStore,
 )
+from sandcat.services.bots import BotService
 from sandcat.services.conversations import ConversationService
+from sandcat.services.devices import DeviceService
 from sandcat.services.files import FileService
 from sandcat.services.friends import FriendService
 from sandcat.services.groups import GroupService
 from sandcat.services.messages import MessageService
+from sandcat.services.oauth import OAuthService
 from sandcat.services.push import RemotePushRouter
 from sandcat.services.sync import SyncService
 from sandcat.services.users import UserService
@@ -63,6 +71,13 @@ class Adapters:
     membership: MembershipCache
     files: FileStore
     conversations: ConversationStore
+    bots: BotStore
+    #: Logins (refresh-token families) and friend requests' read marks.
+    devices: DeviceStore
+    friendship_reads: FriendshipReads
+    #: GitHub login: the sign-ins in progress and the links to GitHub accounts.
+    oauth_states: OAuthStates
+    oauth_links: OAuthLinks
     jwt_secret: str
     #: The cluster: where users are connected, the live gateways, one push batch per gateway.
     presence: Presence
@@ -94,6 +109,9 @@ class Services:
     sync: SyncService
     files: FileService
     conversations: ConversationService
+    bots: BotService
+    devices: DeviceService
+    oauth: OAuthService
     registry: Registry
     cluster: GatewayCluster
     observability: Observability

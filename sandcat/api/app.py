@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sandcat.api.bots import BotRoutes
 from sandcat.api.common import BODY_TIMEOUT, add_routes, error_middleware
 from sandcat.api.conversations import ConversationRoutes
+from sandcat.api.devices import DeviceRoutes
 from sandcat.api.files import FileRoutes
 from sandcat.api.friends import FriendRoutes
 from sandcat.api.groups import GroupRoutes
 from sandcat.api.messages import MessageRoutes
+from sandcat.api.oauth import OAuthRoutes
 from sandcat.api.openapi import OpenApiRoutes
 from sandcat.api.users import UserRoutes
 from sandcat.config import Config
@@ -37,6 +40,10 @@ def create_app(services: Services, config: Config) -> web.Application:
     )
     body = limits.http_body_bytes
     for routes in (
+        # Before the user routes: `GET /user/{id}` would take `/user/devices`.
+        DeviceRoutes(
+            users=services.users, devices=services.devices, friends=services.friends, auth=users
+        ).routes(),
         users.routes(),
         MessageRoutes(sync=services.sync, auth=users, body_limit=body).routes(),
         FileRoutes(files=services.files, auth=users, upload_limit=limits.upload_bytes).routes(),
@@ -44,6 +51,15 @@ def create_app(services: Services, config: Config) -> web.Application:
         GroupRoutes(groups=services.groups, auth=users, body_limit=body).routes(),
         ConversationRoutes(
             conversations=services.conversations, auth=users, body_limit=body
+        ).routes(),
+        BotRoutes(
+            bots=services.bots, auth=users, body_limit=body, text_bytes=limits.text_bytes
+        ).routes(),
+        OAuthRoutes(
+            oauth=services.oauth,
+            ws_addr=services.ws_address,
+            trust_forwarded=config.server.trust_forwarded_for,
+            ttl=config.server.oauth2.github.state_ttl_seconds,
         ).routes(),
         OpenApiRoutes().routes(),
     ):

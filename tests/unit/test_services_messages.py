@@ -19,7 +19,15 @@ from sandcat.services.groups import GroupService
 from sandcat.services.messages import MessageRefused, MessageService
 from sandcat.services.notify import Notifier
 from tests.clock import FakeClock
-from tests.fakes import FakeFriends, FakeGroups, FakeInbox, FakeLog, FakeRelay, FakeUsers
+from tests.fakes import (
+    FakeEvents,
+    FakeFriends,
+    FakeGroups,
+    FakeInbox,
+    FakeLog,
+    FakeRelay,
+    FakeUsers,
+)
 
 
 class FakeReads:
@@ -72,10 +80,9 @@ def world() -> World:
         notifier=Notifier(log=log, clock=clock),
         clock=clock,
         limits=limits,
+        events=FakeEvents(),
     )
-    return World(
-        log, FakeRelay(), FakeInbox(), friends, groups, limits, clock, users, FakeReads()
-    )
+    return World(log, FakeRelay(), FakeInbox(), friends, groups, limits, clock, users, FakeReads())
 
 
 def chat(to: str, kind: MsgType = MsgType.SINGLE_MSG, **fields: object) -> Msg:
