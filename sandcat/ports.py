@@ -756,3 +756,10 @@ class ConversationStore(Protocol):
     ) -> None:
         """Raise the user's ``read_n`` in those conversations to their ``n`` (or to
         ``upto`` when lower); never lowers it."""
+
+
+class WebhookPoster(Protocol):
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> str | None:
+        """POST ``body``; None on a 2xx, else what went wrong (``HTTP 503``, an error)."""

@@ -23,7 +23,6 @@ import re
 import secrets
 from typing import Any
 
-import aiohttp
 import orjson
 
 from sandcat.config import BotsConfig
@@ -40,6 +39,7 @@ from sandcat.ports import (
     InboxStore,
     UserAdminStore,
     UserStore,
+    WebhookPoster,
 )
 from sandcat.protocol.msg import ContentType, Msg, MsgType
 from sandcat.protocol.payloads import FriendshipWithUser
@@ -262,6 +262,7 @@ class WebhookWorker:
         clock: Clock,
         config: BotsConfig,
         owner: str,
+        poster: WebhookPoster,
     ) -> None:
         self._bots = bots
         self._inbox = inbox
@@ -271,7 +272,7 @@ class WebhookWorker:
         self._config = config
         self._owner = owner
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._poster = poster
 
     @property
     def held(self) -> list[str]:
@@ -307,8 +308,6 @@ class WebhookWorker:
             await self._drop(bot_id)
             with contextlib.suppress(SandcatError):
                 await self._bots.release_lease(bot_id, self._owner)
-        if self._session is not None:
-            await self._session.close()
 
     async def _run(self, bot_id: str) -> None:
         while True:
@@ -357,9 +356,6 @@ class WebhookWorker:
 
     async def _deliver(self, bot: BotRecord, msg: Msg) -> None:
         body = orjson.dumps(webhook_body(bot.id, msg))
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        timeout = aiohttp.ClientTimeout(total=self._config.webhook_timeout_seconds)
         attempts = self._config.webhook_attempts
         error = ""
         for attempt in range(1, attempts + 1):
@@ -371,15 +367,12 @@ class WebhookWorker:
                 DELIVERY_HEADER: msg.server_id,
                 ATTEMPT_HEADER: str(attempt),
             }
-            try:
-                async with self._session.post(
-                    bot.webhook_url, data=body, headers=headers, timeout=timeout
-                ) as response:
-                    if 200 <= response.status < 300:
-                        return
-                    error = f"HTTP {response.status}"
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                error = repr(exc)
+            failure = await self._poster.post(
+                bot.webhook_url, body, headers, self._config.webhook_timeout_seconds
+            )
+            if failure is None:
+                return
+            error = failure
             log.info("bot_webhook_failed", bot=bot.id, server_id=msg.server_id, attempt=attempt)
             if attempt < attempts:
                 await asyncio.sleep(self._backoff(attempt))

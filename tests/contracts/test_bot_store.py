@@ -1,0 +1,73 @@
+"""``BotStore``: SQLite (embedded) and PostgreSQL alike: the lease that gives each bot one
+webhook worker across processes, the cursor that only rises, tokens, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sandcat.adapters.embedded.bots import SqliteBotStore
+from sandcat.adapters.embedded.users import SqliteUserStore
+from sandcat.adapters.postgres.bots import PostgresBotStore
+from sandcat.adapters.postgres.users import PostgresUserStore
+from sandcat.domain import UserRecord
+from sandcat.ports import BotRecord, BotStore, DeadLetter
+from tests.contracts.conftest import OpenPg, OpenSqlite
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def bots(
+    request: pytest.FixtureRequest, open_sqlite: OpenSqlite, open_pg: OpenPg
+) -> AsyncIterator[BotStore]:
+    """A store holding one bot, ``b1``, with token hash ``h1``."""
+    bot = BotRecord("b1", "helper", "h1", "secret", "http://x/", False, 0, 1000, 1000)
+    user = UserRecord(id="b1", name="helper", account="helper", password="", salt="", avatar="")
+    if request.param == "sqlite":
+        async with open_sqlite() as db:
+            await SqliteUserStore(db).insert_user(user)
+            store: BotStore = SqliteBotStore(db)
+            await store.insert_bot(bot)
+            yield store
+    else:
+        async with open_pg() as pool:
+            await PostgresUserStore(pool=pool).insert_user(user)
+            store = PostgresBotStore(pool=pool)
+            await store.insert_bot(bot)
+            yield store
+
+
+async def test_one_lease_holder_at_a_time(bots: BotStore) -> None:
+    assert await bots.hold_lease("b1", "p1", now_ms=1000, until_ms=2000)
+    assert not await bots.hold_lease("b1", "p2", now_ms=1500, until_ms=2500)
+    assert await bots.hold_lease("b1", "p1", now_ms=1500, until_ms=2500)  # renewed
+    assert not await bots.hold_lease("b1", "p2", now_ms=2499, until_ms=3499)
+    assert await bots.hold_lease("b1", "p2", now_ms=2500, until_ms=3500)  # p1's ran out
+    assert not await bots.hold_lease("b1", "p1", now_ms=2600, until_ms=3600)
+    await bots.release_lease("b1", "p1")  # not the holder: no effect
+    assert not await bots.hold_lease("b1", "p1", now_ms=2600, until_ms=3600)
+    await bots.release_lease("b1", "p2")
+    assert await bots.hold_lease("b1", "p1", now_ms=2600, until_ms=3600)
+    assert not await bots.hold_lease("nobody", "p1", now_ms=0, until_ms=1)
+
+
+async def test_cursor_token_webhook_and_dead_letters(bots: BotStore) -> None:
+    await bots.advance_cursor("b1", 5)
+    await bots.advance_cursor("b1", 3)
+    bot = await bots.get_bot("b1")
+    assert bot is not None and bot.cursor_seq == 5
+    assert await bots.set_token("b1", "h2", 2000)
+    assert await bots.bot_by_token("h1") is None
+    assert (await bots.bot_by_token("h2")) == await bots.get_bot("b1")
+    assert await bots.set_webhook("b1", "", True, 3000)
+    assert await bots.set_webhook("b1", "http://y/", None, 3000)  # auto-accept kept
+    bot = await bots.get_bot("b1")
+    assert bot is not None and (bot.webhook_url, bot.auto_accept) == ("http://y/", True)
+    assert not await bots.set_token("nobody", "h3", 0)
+    for seq in (1, 2):
+        await bots.add_dead_letter(DeadLetter("b1", seq, f"s{seq}", "{}", 3, "HTTP 500", seq))
+    assert [d.seq for d in await bots.dead_letters("b1", 10)] == [2, 1]
+    assert [d.seq for d in await bots.dead_letters(None, 1)] == [2]
+    assert await bots.dead_letters("b2", 10) == []
+    assert [b.id for b in await bots.list_bots()] == ["b1"]
+    assert await bots.delete_bot("b1") and await bots.get_bot("b1") is None
