@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 
+import orjson
 import pytest
 
 from sandcat.domain import Ack, GroupStamp, StaleMembership, Stored, Submission
@@ -484,6 +485,43 @@ def test_record_keys() -> None:
     assert record_key(group) == "g"
     with pytest.raises(DecodeError):
         MessageRecord.decode(b"{}")
+
+
+def test_message_record_round_trips_binary_and_reads_the_json_form() -> None:
+    """The binary record carries every field (flags, receivers with seqs, the whole Msg);
+    a JSON record an earlier version left in the topic still decodes to the same record."""
+    for rec in (
+        record("a", [("b", 7)], 3),
+        record("a", [(f"u{i}é", i) for i in range(1000)], 9, group="g"),
+        MessageRecord(
+            msg=Msg(send_id="a", receiver_id="b", related_msg_id="r", content=bytes(range(256))),
+            receivers=[],
+            store=False,
+            outbox=True,
+            history=False,
+            push_self=False,
+        ),
+    ):
+        data = rec.encode()
+        assert data[:1] == b"\x01"
+        assert MessageRecord.decode(data) == rec
+        legacy = orjson.dumps(
+            {
+                "msg": rec.msg.to_json(),
+                "receivers": rec.receivers,
+                "store": rec.store,
+                "outbox": rec.outbox,
+                "history": rec.history,
+                "push_self": rec.push_self,
+            }
+        )
+        assert MessageRecord.decode(legacy) == rec
+    data = record("a", [("b", 7)], 3).encode()
+    ids = data.index(b'["b"]')
+    not_a_string = data[:ids] + b"[123]" + data[ids + 5 :]
+    for broken in (data[:5], data[:-1], b"\x02" + data[1:], not_a_string, b""):
+        with pytest.raises(DecodeError):
+            MessageRecord.decode(broken)
 
 
 async def test_storage_pushes_each_users_copies_in_seq_order() -> None:
