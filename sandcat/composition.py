@@ -19,6 +19,7 @@ from sandcat import __version__, _native
 from sandcat.adapters.embedded.mailer import LogMailer
 from sandcat.adapters.github.client import GithubClient
 from sandcat.adapters.smtp.mailer import SmtpMailer
+from sandcat.adapters.webhook.client import AiohttpWebhookPoster
 from sandcat.api import app as api_app
 from sandcat.api.users import WsAddress
 from sandcat.config import Config
@@ -178,6 +179,7 @@ def _webhooks(
 ) -> None:
     """Bots' webhook deliveries run where messages are stored: the embedded process, or a
     msg-server (each bot's lease keeps one worker per bot across msg-servers)."""
+    poster = AiohttpWebhookPoster()
     worker = WebhookWorker(
         bots=adapters.bots,
         inbox=adapters.inbox,
@@ -186,8 +188,10 @@ def _webhooks(
         clock=SystemClock(),
         config=config.bots,
         owner=gateway_id(config),
+        poster=poster,
     )
     scheduler.every(config.bots.lease_seconds / 3, "bot_webhooks", worker.supervise)
+    stack.push_async_callback(poster.close)
     stack.push_async_callback(worker.stop)
 
 
