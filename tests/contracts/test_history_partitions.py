@@ -18,6 +18,7 @@ from sandcat.adapters.postgres.partitions import archive_partitions, ensure_part
 from sandcat.domain import Ack
 from sandcat.migrations import MIGRATIONS_DIR
 from sandcat.protocol.msg import Msg
+from tests.client import until
 from tests.clock import FakeClock
 from tests.contracts.conftest import OpenPg, with_database
 from tests.services import Services
@@ -244,3 +245,33 @@ async def test_put_and_claim_of_the_same_keys_at_once_do_not_deadlock(
         acks = [(*key, Ack(f"s{i}", 10, i)) for i, key in enumerate(keys)]
         _, owners = await asyncio.gather(store.put_acks(acks), store.claim(acks[::-1]))
         assert owners == {key: f"s{i}" for i, key in enumerate(keys)}
+
+
+async def test_a_claim_sees_a_key_put_after_its_snapshot(pool: asyncpg.Pool) -> None:
+    """The claim is one statement, and its snapshot predates a put of the same key that
+    commits while the claim waits for that row: the claim still returns the key's owner
+    (the put's server_id), read again once the statement is done."""
+    store = PostgresIdempotency(pool=pool, clock=FakeClock(ms(2024, 5, 1)))
+    async with pool.acquire() as other:
+        put = other.transaction()
+        await put.start()
+        await other.execute(
+            "INSERT INTO idempotency (send_id, local_id, server_id, send_time, send_seq, "
+            "created_at) VALUES ('carol', 'l1', 'first', 1, 1, $1)",
+            ms(2024, 5, 1),
+        )
+        claim = asyncio.ensure_future(
+            store.claim([("carol", "l1", Ack("second", 2, 2)), ("carol", "l2", Ack("s", 3, 3))])
+        )
+
+        async def claim_waits() -> bool:
+            waiting = await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' "
+                "AND query LIKE 'WITH put AS%'"
+            )
+            return bool(waiting)
+
+        await until(claim_waits, what="the claim waiting for the uncommitted put")
+        await put.commit()
+    assert await claim == {("carol", "l1"): "first", ("carol", "l2"): "s"}

@@ -38,6 +38,19 @@ _OWNERS = (
     "JOIN unnest($1::VARCHAR[], $2::VARCHAR[]) AS k(send_id, local_id) "
     "ON i.send_id = k.send_id AND i.local_id = k.local_id"
 )
+#: The claim in one round trip: ``_PUT_MANY``, then each key's owner, the put's own rows from
+#: RETURNING and the others (live keys it left alone) as the statement's snapshot shows them.
+#: A key another transaction inserted after that snapshot was taken is in neither: ``claim``
+#: reads those again with ``_OWNERS`` (rare: a put of the same key at the same instant).
+_CLAIM = (
+    "WITH put AS (" + _PUT_MANY + " RETURNING send_id, local_id, server_id) "
+    "SELECT send_id, local_id, server_id FROM put UNION ALL "
+    "SELECT i.send_id, i.local_id, i.server_id FROM idempotency i "
+    "JOIN unnest($1::VARCHAR[], $2::VARCHAR[]) AS k(send_id, local_id) "
+    "ON i.send_id = k.send_id AND i.local_id = k.local_id "
+    "WHERE NOT EXISTS (SELECT 1 FROM put p WHERE p.send_id = i.send_id "
+    "AND p.local_id = i.local_id)"
+)
 
 
 def _columns(keys: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
@@ -96,13 +109,13 @@ class PostgresIdempotency:
             return
         # One row per key (ON CONFLICT cannot touch a row twice in one statement).
         latest = {(send_id, local_id): ack for send_id, local_id, ack in items}
-        await self._put(latest)
+        await self._pool.execute(_PUT_MANY, *self._put_args(latest))
 
-    async def _put(self, acks_by_key: dict[tuple[str, str], Ack]) -> None:
+    def _put_args(self, acks_by_key: dict[tuple[str, str], Ack]) -> tuple[object, ...]:
+        """``_PUT_MANY``'s parameters: the key and ack columns, now, the expiry bound."""
         now = self._clock.now_ms()
         acks = list(acks_by_key.values())
-        await self._pool.execute(
-            _PUT_MANY,
+        return (
             *_columns(list(acks_by_key)),
             [ack.server_id for ack in acks],
             [ack.send_time for ack in acks],
@@ -122,9 +135,13 @@ class PostgresIdempotency:
         first: dict[tuple[str, str], Ack] = {}
         for send_id, local_id, ack in items:
             first.setdefault((send_id, local_id), ack)
-        await self._put(first)
-        rows = await self._pool.fetch(_OWNERS, *_columns(list(first)))
-        return {(row[0], row[1]): row[2] for row in rows}
+        rows = await self._pool.fetch(_CLAIM, *self._put_args(first))
+        owners = {(row[0], row[1]): row[2] for row in rows}
+        unseen = [key for key in first if key not in owners]
+        if unseen:
+            rows = await self._pool.fetch(_OWNERS, *_columns(unseen))
+            owners.update({(row[0], row[1]): row[2] for row in rows})
+        return owners
 
     @pg_errors
     async def purge(self) -> int:
