@@ -23,6 +23,7 @@ FILES: dict[str, str] = {
     "app.js": "text/javascript",
     "api.js": "text/javascript",
     "bincode.js": "text/javascript",
+    "conversations.js": "text/javascript",
 }
 
 #: Scripts and styles from this origin only; images also from blob: (previews before upload);

@@ -7,6 +7,15 @@
 
 import { Api, ApiError } from "./api.js";
 import {
+  arrange,
+  counts,
+  flagMarks,
+  loadConversations,
+  onEvent,
+  renderActions,
+  resetConversations,
+} from "./conversations.js";
+import {
   ContentType,
   MsgType,
   decodeFriend,
@@ -234,6 +243,7 @@ async function start(session) {
   $("me-name").textContent = state.user.name;
   fillAvatar($("me-avatar"), state.user.name, state.user.avatar, state.user.id);
   await loadContacts();
+  await loadConversations(api);
   renderAll();
   connect();
 }
@@ -249,6 +259,7 @@ function resetData() {
   state.pending.clear();
   state.unsent = [];
   state.current = null;
+  resetConversations();
 }
 
 function stop() {
@@ -279,6 +290,7 @@ function wsUrl() {
   const path = url.pathname.replace(/\/$/, "");
   const parts = [state.user.id, "conn", state.pointerId, PLATFORM_DESKTOP, api.token];
   url.pathname = `${path}/${parts.map(encodeURIComponent).join("/")}`;
+  url.search = "?v=2"; // events (docs/protocol.md, "Protocol v2")
   return url.toString();
 }
 
@@ -302,9 +314,13 @@ function connect() {
     }
     renderAll();
     sync();
+    loadConversations(api).then(renderAll);
   };
   ws.onmessage = (event) => {
-    if (typeof event.data === "string") return;
+    if (typeof event.data === "string") {
+      if (onEvent(event.data, readElsewhere)) renderAll();
+      return;
+    }
     let msg;
     try {
       msg = decodeMsg(new Uint8Array(event.data));
@@ -674,6 +690,12 @@ function addMessage(conv, message) {
   conv.messages.sort((a, b) => a.time - b.time);
 }
 
+/** Another device read the conversation to its end: so has this page. */
+function readElsewhere(id) {
+  const conv = state.conversations.get(id);
+  if (conv) for (const message of unreadOf(conv)) message.isRead = true;
+}
+
 function unreadOf(conv) {
   return conv.messages.filter((m) => !m.mine && !m.system && !m.isRead && m.seq > 0);
 }
@@ -998,9 +1020,13 @@ function renderRequests() {
 function renderConversations() {
   const list = $("conversations");
   list.replaceChildren();
-  const convs = [...state.conversations.values()].sort((a, b) => lastTime(b) - lastTime(a));
+  const convs = arrange([...state.conversations.values()], {
+    unread: (conv) => unreadOf(conv).length,
+    lastTime,
+    current: state.current,
+  });
   $("no-conversations").hidden = convs.length > 0;
-  const total = convs.reduce((sum, conv) => sum + unreadOf(conv).length, 0);
+  const total = convs.reduce((sum, conv) => sum + (counts(conv.id) ? unreadOf(conv).length : 0), 0);
   document.title = total ? `(${total}) Sandcat` : "Sandcat";
   for (const conv of convs) {
     const unread = unreadOf(conv).length;
@@ -1020,6 +1046,7 @@ function renderConversations() {
             "div",
             { class: "conv-top" },
             h("strong", { class: "conv-title", text: conv.title }),
+            ...flagMarks(conv.id),
             h("time", { text: formatTime(lastTime(conv)) }),
           ),
           h(
@@ -1056,6 +1083,7 @@ function renderPane() {
   fillAvatar($("pane-avatar"), conv.title, conv.isGroup ? "" : conv.avatar, conv.id);
   $("pane-avatar").classList.toggle("group", conv.isGroup);
   $("open-invite").hidden = !conv.isGroup || conv.closed;
+  renderActions($("conv-actions"), conv.id, api, renderAll);
   const box = $("messages");
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   box.replaceChildren(...renderMessages(conv));
