@@ -148,7 +148,9 @@ def _services(config: Config, adapters: Adapters, registry: Registry) -> Service
         ),
         files=files,
         conversations=conversations,
-        bots=BotService(bots=adapters.bots, users=adapters.users, messages=messages, clock=clock),
+        bots=BotService(
+            bots=adapters.bots, users=adapters.users, messages=messages, clock=clock, limits=limits
+        ),
         devices=devices,
         oauth=oauth,
         registry=registry,

@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-from sandcat.config import BotsConfig
+from sandcat.config import BotsConfig, LimitsConfig
 from sandcat.domain import UserRecord
-from sandcat.errors import BadRequest, NotFound, SandcatError, UnAuthorized
+from sandcat.errors import BadRequest, NotFound, SandcatError, TooManyRequests, UnAuthorized
 from sandcat.ids import nanoid
 from sandcat.log import get_logger
 from sandcat.ports import (
@@ -45,6 +45,7 @@ from sandcat.protocol.msg import ContentType, Msg, MsgType
 from sandcat.protocol.payloads import FriendshipWithUser
 from sandcat.services.friends import FriendService
 from sandcat.services.messages import MessageService, ack_for
+from sandcat.services.ratelimit import TokenBucket
 
 log = get_logger(__name__)
 
@@ -195,16 +196,26 @@ class BotService:
     """What bots and users ask over HTTP: a bot's identity, its messages, the bot directory."""
 
     def __init__(
-        self, *, bots: BotStore, users: UserStore, messages: MessageService, clock: Clock
+        self,
+        *,
+        bots: BotStore,
+        users: UserStore,
+        messages: MessageService,
+        clock: Clock,
+        limits: LimitsConfig,
     ) -> None:
         self._bots = bots
         self._users = users
         self._messages = messages
         self._clock = clock
+        self._limits = limits
+        #: Each bot's send budget in this process (a client's is per connection).
+        self._buckets: dict[str, TokenBucket] = {}
 
     async def authenticate(self, token: str) -> BotRecord:
         bot = await self._bots.bot_by_token(hash_token(token))
-        if bot is None or await self._users.get_user(bot.id) is None:
+        user = None if bot is None else await self._users.get_user(bot.id)
+        if bot is None or user is None or user.disabled:
             raise UnAuthorized("not a bot token")
         return bot
 
@@ -222,6 +233,15 @@ class BotService:
         ``local_id`` to the same chat answers the first ack (nothing is stored twice)."""
         if bool(receiver_id) == bool(group_id):
             raise BadRequest("give exactly one of receiver_id and group_id")
+        bucket = self._buckets.get(bot.id)
+        if bucket is None:
+            limits = self._limits
+            bucket = TokenBucket(
+                limits.messages_per_second, limits.messages_burst, clock=self._clock
+            )
+            self._buckets[bot.id] = bucket
+        if not bucket.take():
+            raise TooManyRequests("the bot sends faster than limits.messages_per_second", 1)
         if content_type not in BOT_CONTENT_TYPES:
             raise BadRequest(f"content_type {content_type} cannot be sent by a bot")
         msg = Msg(
@@ -342,11 +362,11 @@ class WebhookWorker:
         if msg.msg_type in CHAT_TYPES and bot.webhook_url:
             await self._deliver(bot, msg)
         elif msg.msg_type == MsgType.FRIEND_APPLY_REQ and bot.auto_accept:
-            fs_id = FriendshipWithUser.decode(msg.content).fs_id
             try:
+                fs_id = FriendshipWithUser.decode(msg.content).fs_id
                 await self._friends.agree(bot.id, fs_id, None, None)
-            except SandcatError as exc:  # answered or renewed meanwhile
-                log.info("bot_auto_accept_skipped", bot=bot.id, fs_id=fs_id, reason=str(exc))
+            except SandcatError as exc:  # answered or renewed meanwhile, or undecodable
+                log.info("bot_auto_accept_skipped", bot=bot.id, seq=msg.seq, reason=str(exc))
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2^(attempt-1))]."""

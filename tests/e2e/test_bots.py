@@ -266,3 +266,22 @@ async def test_no_loss_across_a_restart(
         await until(lambda: len(receiver.posts) > failed, 15, "the retry after the restart")
         await until(lambda: receiver.posted()[-1] == second, 15, "delivered")
     assert set(receiver.posted()) == {first, second}
+
+
+@pytest.mark.embedded_only
+async def test_a_bot_has_a_send_budget(
+    start_server: StartServer,
+    tmp_path: Path,
+    receiver: Receiver,
+    session: aiohttp.ClientSession,
+    codes: Any,
+) -> None:
+    """``limits.messages_per_second`` and ``messages_burst`` hold per bot as per connection."""
+    async with start_server(limits__messages_per_second=0.01, limits__messages_burst=2) as srv:
+        api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
+        bot = await new_bot(lambda op, args: control.request(tmp_path / "data", op, args), "")
+        alice = await api.new_user("alice", "alice@example.com")
+        await friends_with_bot(api, alice, bot)
+        for _ in range(2):
+            await bot_send(api, bot["token"], receiver_id=alice.id, content="x")
+        await bot_send(api, bot["token"], 429, receiver_id=alice.id, content="x")
