@@ -461,7 +461,8 @@ class DeviceStore(Protocol):
 
     async def add_device(self, device: Device, refresh_id: str, keep: int) -> list[str]:
         """Record a login whose refresh token has the jti ``refresh_id``; the user's least
-        recently seen devices beyond ``keep`` are removed and their ids returned."""
+        recently seen devices beyond ``keep`` (never the new one) are removed and their ids
+        returned."""
 
     async def devices(self, user_id: str) -> list[Device]:
         """The user's devices, most recently seen first."""

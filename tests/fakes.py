@@ -174,7 +174,7 @@ class FakeDevices:
         self.rows[device.id] = (device, refresh_id)
         mine = sorted(
             (d for d, _ in self.rows.values() if d.user_id == device.user_id),
-            key=lambda d: (d.last_seen, d.first_seen),
+            key=lambda d: (d.id == device.id, d.last_seen, d.first_seen),
             reverse=True,
         )
         evicted = [d.id for d in mine[keep:]]

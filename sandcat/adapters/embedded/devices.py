@@ -31,9 +31,9 @@ class SqliteDeviceStore:
             )
             rows = conn.execute(
                 "DELETE FROM devices WHERE user_id = ?1 AND id NOT IN (SELECT id FROM devices "
-                "WHERE user_id = ?1 ORDER BY last_seen DESC, first_seen DESC LIMIT ?2) "
-                "RETURNING id",
-                (device.user_id, keep),
+                "WHERE user_id = ?1 ORDER BY id = ?3 DESC, last_seen DESC, first_seen DESC, id "
+                "LIMIT ?2) RETURNING id",
+                (device.user_id, keep, device.id),
             ).fetchall()
             return [str(row[0]) for row in rows]
 

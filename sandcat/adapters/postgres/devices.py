@@ -38,10 +38,11 @@ class PostgresDeviceStore:
             )
             rows = await conn.fetch(
                 "DELETE FROM devices WHERE user_id = $1 AND id NOT IN (SELECT id FROM devices "
-                "WHERE user_id = $1 ORDER BY last_seen DESC, first_seen DESC LIMIT $2) "
-                "RETURNING id",
+                "WHERE user_id = $1 ORDER BY id = $3 DESC, last_seen DESC, first_seen DESC, id "
+                "LIMIT $2) RETURNING id",
                 device.user_id,
                 keep,
+                device.id,
             )
         return [row[0] for row in rows]
 

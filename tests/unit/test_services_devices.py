@@ -1,0 +1,116 @@
+"""``DeviceService`` over the fakes: families, rotation, reuse, the cap, tokens from before
+devices; ``FriendService.mark_read`` and the events friend operations send the actor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from sandcat.config import LimitsConfig, ServerConfig
+from sandcat.errors import Forbidden, NotFound, UnAuthorized
+from sandcat.services.auth import ACCESS, REFRESH, TokenService
+from sandcat.services.devices import DeviceInfo, DeviceService
+from sandcat.services.friends import FriendService
+from sandcat.services.notify import Notifier
+from tests.clock import FakeClock
+from tests.fakes import FakeDevices, FakeEvents, FakeFriends, FakeLog, FakeUsers
+
+
+@dataclass
+class World:
+    clock: FakeClock
+    tokens: TokenService
+    store: FakeDevices
+    events: FakeEvents
+    devices: DeviceService
+
+
+@pytest.fixture
+def world() -> World:
+    tokens, store, events = TokenService(ServerConfig(), "s" * 32), FakeDevices(), FakeEvents()
+    clock = FakeClock()
+    devices = DeviceService(
+        devices=store,
+        tokens=tokens,
+        ender=events,
+        events=events,
+        clock=clock,
+        limits=LimitsConfig(devices_per_user=2),
+    )
+    return World(clock, tokens, store, events, devices)
+
+
+async def test_rotation_and_the_reuse_of_a_spent_token(world: World) -> None:
+    access, first = await world.devices.start("ann", 0, DeviceInfo(platform="web"))
+    claims = world.tokens.verify(access, ACCESS)
+    assert claims.device_id and world.events.names("ann") == ["device.added"]
+    await world.devices.check(claims)
+    second = await world.devices.refresh(world.tokens.verify(first, REFRESH), True, "10.0.0.2")
+    assert world.tokens.verify(second, REFRESH).device_id == claims.device_id
+    await world.devices.refresh(world.tokens.verify(second, REFRESH), False, "10.0.0.2")
+    with pytest.raises(UnAuthorized, match="already used"):
+        await world.devices.refresh(world.tokens.verify(first, REFRESH), False, "10.0.0.3")
+    assert world.events.ended_devices == [("ann", claims.device_id)]
+    with pytest.raises(UnAuthorized, match="logged out"):
+        await world.devices.check(claims)
+    with pytest.raises(UnAuthorized, match="logged out"):  # gone: no second removal
+        await world.devices.refresh(world.tokens.verify(second, REFRESH), True, "10.0.0.2")
+    assert world.events.ended_devices == [("ann", claims.device_id)]
+
+
+async def test_the_cap_logs_out_the_least_recently_seen(world: World) -> None:
+    ids = []
+    for _ in range(3):
+        access, _ = await world.devices.start("ann", 0, DeviceInfo())
+        ids.append(world.tokens.verify(access, ACCESS).device_id)
+        world.clock.advance(1)
+    assert world.events.ended_devices == [("ann", ids[0])]
+    assert sorted(d.id for d in await world.devices.of_user("ann")) == sorted(ids[1:])
+    # Logins in one millisecond: the cap never takes the new device.
+    for _ in range(3):
+        access, _ = await world.devices.start("ann", 0, DeviceInfo())
+        newest = world.tokens.verify(access, ACCESS).device_id
+        await world.devices.check(world.tokens.verify(access, ACCESS))
+        assert newest in {d.id for d in await world.devices.of_user("ann")}
+
+
+async def test_tokens_from_before_devices_keep_the_generation_check_alone(world: World) -> None:
+    legacy = world.tokens.issue("ann", REFRESH, 0)
+    claims = world.tokens.verify(legacy, REFRESH)
+    assert claims.device_id == ""
+    access = await world.devices.refresh(claims, False, "10.0.0.1")
+    await world.devices.check(world.tokens.verify(access, ACCESS))
+    assert world.store.rows == {}
+
+
+async def test_friend_operations_tell_the_actor_and_mark_read_is_the_receivers() -> None:
+    clock, users, events = FakeClock(), FakeUsers(), FakeEvents()
+    users.add("ann", "bob")
+    store = FakeFriends(users)
+    friends = FriendService(
+        friends=store,
+        users=users,
+        notifier=Notifier(log=FakeLog(), clock=clock),
+        clock=clock,
+        limits=LimitsConfig(),
+        reads=store,
+        events=events,
+    )
+    request = await friends.apply(
+        user_id="bob", friend_id="ann", apply_msg="hi", req_remark=None, source="search"
+    )
+    assert [(u, d["action"]) for u, _, d in events.emitted] == [("bob", "applied")]
+    with pytest.raises(Forbidden):
+        await friends.mark_read("bob", request.fs_id)
+    with pytest.raises(NotFound):
+        await friends.mark_read("ann", "nope")
+    assert [fs.fs_id for fs in (await friends.since("ann", 0))[1]] == [request.fs_id]
+    await friends.mark_read("ann", request.fs_id)
+    assert (await friends.since("ann", 0))[1] == []
+    assert [fs.fs_id for fs in await friends.pending("ann")] == [request.fs_id]
+    assert events.emitted[-1] == (
+        "ann",
+        "friend.updated",
+        {"action": "read", "fs_id": request.fs_id},
+    )
