@@ -49,7 +49,7 @@ def _did(user: User) -> str:
 
 async def _refused(api: Api, user: User, session: aiohttp.ClientSession) -> None:
     """Every token of ``user``'s device is refused: HTTP, refresh both ways, WebSocket."""
-    await api.call("GET", f"/api/message/seq/{user.id}", token=user.token, expect=401)
+    await api.call("GET", f"/api/user/{user.id}", token=user.token, expect=401)
     for flag in ("false", "true"):
         await api.call("GET", f"/api/user/refresh_token/{user.refresh_token}/{flag}", expect=401)
     sock = await Socket.connect(session, user, token=user.token)
@@ -83,9 +83,9 @@ async def test_each_login_is_a_device_and_a_remote_logout_ends_only_that_one(
     await _refused(api, phone, session)
     # The other devices are untouched: the laptop's socket, tokens and refreshes work.
     await on_laptop.ready(laptop)
-    await api.call("GET", f"/api/message/seq/{alice.id}", token=laptop.token)
+    await api.call("GET", f"/api/user/{alice.id}", token=laptop.token)
     await api.call("GET", f"/api/user/refresh_token/{laptop.refresh_token}/false")
-    await api.call("GET", f"/api/message/seq/{alice.id}", token=alice.token)
+    await api.call("GET", f"/api/user/{alice.id}", token=alice.token)
     assert phone_id not in {d["id"] for d in await _devices(api, laptop)}
     # Twice, or someone else's device: 404; no token: 401.
     await api.call("DELETE", f"/api/user/devices/{phone_id}", token=laptop.token, expect=404)
@@ -94,7 +94,7 @@ async def test_each_login_is_a_device_and_a_remote_logout_ends_only_that_one(
     )
     assert err["kind"] == "NotFound"
     await api.call("GET", "/api/user/devices", expect=401)
-    await api.call("GET", f"/api/message/seq/{alice.id}", token=laptop.token)
+    await api.call("GET", f"/api/user/{alice.id}", token=laptop.token)
     await on_laptop.close()
 
 
@@ -107,7 +107,7 @@ async def test_refresh_rotation_spends_the_token_and_its_reuse_ends_the_device(
     # false: an access token, nothing spent (the original client does this again and again)
     for _ in range(2):
         _, access = await api.call("GET", f"/api/user/refresh_token/{first}/false")
-        await api.call("GET", f"/api/message/seq/{alice.id}", token=access)
+        await api.call("GET", f"/api/user/{alice.id}", token=access)
     _, second = await api.call("GET", f"/user/refresh_token/{first}/true")
     assert isinstance(second, str) and second.count(".") == 2 and second != first
     _, access = await api.call("GET", f"/user/refresh_token/{second}/false")
@@ -120,8 +120,8 @@ async def test_refresh_rotation_spends_the_token_and_its_reuse_ends_the_device(
     assert await sock.expect_close() == 4002
     for token in (second, first):
         await api.call("GET", f"/user/refresh_token/{token}/false", expect=401)
-    await api.call("GET", f"/api/message/seq/{alice.id}", token=access, expect=401)
-    await api.call("GET", f"/api/message/seq/{alice.id}", token=alice.token, expect=401)
+    await api.call("GET", f"/api/user/{alice.id}", token=access, expect=401)
+    await api.call("GET", f"/api/user/{alice.id}", token=alice.token, expect=401)
     assert device_id not in {d["id"] for d in await _devices(api, other)}
     await api.call("GET", f"/user/refresh_token/{other.refresh_token}/false")  # untouched
 
