@@ -245,3 +245,13 @@ async def test_mark_read_marks_received_copies(
     assert await inbox.reader.mark_read("bob", []) == 0
     received = await inbox.reader.pull("alice", 0, 100, 0, 100, 0)
     assert [(m.seq, m.send_seq) for m in received if m.is_read] == [(1, 1), (6, 5)]
+
+
+async def test_origins_name_the_conversations_of_received_seqs(
+    inbox: Inbox, filled: list[tuple[str, int, Msg]]
+) -> None:
+    """What a Read frame is about: (send_id, group_id) of one's own received copies."""
+    assert await inbox.reader.origins("alice", [1, 5, 6, 42]) == {("bob", ""), ("carol", "g1")}
+    assert await inbox.reader.origins("alice", [2]) == {("bob", "")}
+    assert await inbox.reader.origins("carol", [1]) == set()  # a sent copy is not received
+    assert await inbox.reader.origins("bob", []) == set()
