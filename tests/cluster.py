@@ -14,6 +14,7 @@ import pytest
 
 from scripts import topology as topology_mod
 from tests.client import CodeBook
+from tests.oauth_provider import GITHUB_ENV
 from tests.process import FAST_ARGON2, OPEN_LIMITS, QUICK_WEBHOOKS
 from tests.services import Services
 
@@ -100,6 +101,7 @@ def start_cluster(
             **FAST_ARGON2,
             **OPEN_LIMITS,
             **QUICK_WEBHOOKS,
+            **GITHUB_ENV,
             **(extra_env or {}),
         }
     )
