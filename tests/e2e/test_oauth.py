@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiohttp
 import pytest
 
+from sandcat.admin import run_admin
+from sandcat.cli import admin_request, build_parser
 from sandcat.server import Running
 from tests.client import Api, Socket, User
-from tests.conftest import StartServer
+from tests.conftest import StartServer, make_config
 from tests.oauth_provider import CLIENT_ID, Account, Provider, github_settings, running_provider
 
 
@@ -249,3 +252,19 @@ async def test_a_browser_sign_in_needs_its_cookie_and_lands_on_the_page(
     assert set(answer) == {"user", "token", "refresh_token", "ws_addr"}
     _, profile = await api.call("GET", f"/api/user/{answer['user']['id']}", token=answer["token"])
     assert profile["account"].startswith(f"web{provider.port}")
+
+
+@pytest.mark.embedded_only
+async def test_a_disabled_account_is_refused_403(
+    api: Api, provider: Provider, tmp_path: Path
+) -> None:
+    """An operator's ``sandcat users disable`` (over the control socket) stops GitHub login
+    too, whether the account is linked already or only by its e-mail."""
+    carol = await api.new_user("carol", "carol@example.com")
+    _account(provider, f"carol{provider.port}", (carol.email, True, True))
+    assert (await _sign_in(api))["user"]["id"] == carol.id
+    config = make_config(tmp_path / "data")
+    op, params = admin_request(build_parser().parse_args(["users", "disable", "--", carol.id]))
+    assert (await run_admin(config, op, params))["disabled"] is True
+    body = await _sign_in(api, expect=403)
+    assert "disabled" in body["details"]
