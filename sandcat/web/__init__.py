@@ -24,6 +24,9 @@ FILES: dict[str, str] = {
     "api.js": "text/javascript",
     "bincode.js": "text/javascript",
     "conversations.js": "text/javascript",
+    "bots.js": "text/javascript",
+    "oauth.js": "text/javascript",
+    "devices.js": "text/javascript",
 }
 
 #: Scripts and styles from this origin only; images also from blob: (previews before upload);

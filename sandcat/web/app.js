@@ -6,6 +6,7 @@
 // (POST /message) and rebuilds its conversations; after a reconnect it pulls only the gap.
 
 import { Api, ApiError } from "./api.js";
+import { botBadge, isBot, loadBots } from "./bots.js";
 import {
   arrange,
   counts,
@@ -15,6 +16,8 @@ import {
   renderActions,
   resetConversations,
 } from "./conversations.js";
+import { initDevices, markRequestsRead, onDeviceEvent, resetDevices } from "./devices.js";
+import { offerGithub, takeGithubLanding } from "./oauth.js";
 import {
   ContentType,
   MsgType,
@@ -40,7 +43,9 @@ const SESSION_KEY = "sandcat.session";
 /** Close codes of the gateway and what the page tells the user. */
 const CLOSE_CODES = {
   4001: "You were signed out here because this account signed in on another page or device.",
-  4002: "Your session has ended (signed out or password changed). Please sign in again.",
+  4002:
+    "Your session has ended (signed out here or from another device, or password changed). " +
+    "Please sign in again.",
   4008: "The connection fell behind and was reset. Reconnecting…",
   1008: "Too many connections from this address. Close other tabs; reconnecting…",
   1011: "The server could not open the session. Reconnecting…",
@@ -260,6 +265,7 @@ function resetData() {
   state.unsent = [];
   state.current = null;
   resetConversations();
+  resetDevices();
 }
 
 function stop() {
@@ -278,6 +284,7 @@ async function loadContacts() {
   const { friends } = await api.friendsSince(me, 0);
   for (const friend of friends) addFriend(friend);
   for (const request of await api.pendingRequests(me)) state.requests.set(request.fs_id, request);
+  await loadBots(api);
 }
 
 /** Login's ws_addr names the gateway; a loopback address is reached at this page's host. */
@@ -318,7 +325,7 @@ function connect() {
   };
   ws.onmessage = (event) => {
     if (typeof event.data === "string") {
-      if (onEvent(event.data, readElsewhere)) renderAll();
+      if (onEvent(event.data, readElsewhere) || onDeviceEvent(event.data)) renderAll();
       return;
     }
     let msg;
@@ -484,6 +491,7 @@ function handle(msg) {
       }
       const text = `You and ${friend.name} are now friends.`;
       addMessage(conversationFor(friend.id, false), notice(msg, text));
+      loadBots(api).then(renderAll);
       break;
     }
     case MsgType.FRIEND_DELETE: {
@@ -1015,6 +1023,7 @@ function renderRequests() {
       ),
     );
   }
+  markRequestsRead(state.requests);
 }
 
 function renderConversations() {
@@ -1046,6 +1055,7 @@ function renderConversations() {
             "div",
             { class: "conv-top" },
             h("strong", { class: "conv-title", text: conv.title }),
+            conv.isGroup ? null : botBadge(conv.id),
             ...flagMarks(conv.id),
             h("time", { text: formatTime(lastTime(conv)) }),
           ),
@@ -1079,7 +1089,9 @@ function renderPane() {
     ? group
       ? `${group.members.size} members`
       : "group"
-    : state.friends.get(conv.id)?.signature || "friend";
+    : isBot(conv.id)
+      ? "bot"
+      : state.friends.get(conv.id)?.signature || "friend";
   fillAvatar($("pane-avatar"), conv.title, conv.isGroup ? "" : conv.avatar, conv.id);
   $("pane-avatar").classList.toggle("group", conv.isGroup);
   $("open-invite").hidden = !conv.isGroup || conv.closed;
@@ -1205,11 +1217,24 @@ function wire() {
     if (!document.hidden) renderAll();
   });
   api.onSessionEnded = () => endSession(CLOSE_CODES[4002]);
+  initDevices(api, {
+    friends: state.friends,
+    requests: state.requests,
+    conversations: state.conversations,
+    addFriend,
+    loadGroup,
+    sync,
+    toast,
+  });
   api.onRefreshed = saveTokens;
 }
 
 async function boot() {
   wire();
+  const github = takeGithubLanding();
+  if (github?.session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(github.session));
+  if (github?.error) $("auth-error").textContent = github.error;
+  offerGithub($("github-login"));
   const raw = sessionStorage.getItem(SESSION_KEY);
   if (!raw) return;
   await attempt(() => start(JSON.parse(raw)), $("auth-error"));
