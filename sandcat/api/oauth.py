@@ -15,7 +15,7 @@ from aiohttp import web
 
 from sandcat.api.audit import audit
 from sandcat.api.common import Handler, client_ip, json_response
-from sandcat.api.users import WsAddress, login_json
+from sandcat.api.users import WsAddress, device_info, login_json
 from sandcat.errors import BadRequest, SandcatError
 from sandcat.services.oauth import PROVIDER, OAuthService
 
@@ -75,6 +75,7 @@ class OAuthRoutes:
                 code=request.query.get("code", ""),
                 state=request.query.get("state", ""),
                 browser_key=browser_key,
+                device=device_info(request, client_ip(request, self._trust)),
             )
         except SandcatError as exc:
             audit(request, self._trust, "login_failed", actor="-", target=PROVIDER, reason=exc.kind)

@@ -32,6 +32,7 @@ from sandcat.ports import (
     ProviderAccount,
     UserStore,
 )
+from sandcat.services.devices import DeviceInfo
 from sandcat.services.files import FileService
 from sandcat.services.ratelimit import WindowLimiter
 from sandcat.services.users import LoginResult, UserService
@@ -124,7 +125,9 @@ class OAuthService:
         )
         return Started(url=url, browser_key=browser_key)
 
-    async def finish(self, *, code: str, state: str, browser_key: str) -> SignedIn:
+    async def finish(
+        self, *, code: str, state: str, browser_key: str, device: DeviceInfo
+    ) -> SignedIn:
         """400 ``OAuthState`` for a state that is unknown, expired, used or (begun in a
         browser) brought back by another browser; the provider's refusals are
         ``OAuthRefused`` (401) and ``OAuthProvider`` (502); a disabled user is 403."""
@@ -142,7 +145,7 @@ class OAuthService:
             code=code, verifier=str(pending["verifier"]), redirect_uri=str(pending["redirect_uri"])
         )
         user, created = await self._user_for(account)
-        result = await self._accounts.sign_in(user)
+        result = await self._accounts.sign_in(user, device)
         log.info("oauth_login", provider=PROVIDER, user_id=user.id, created=created)
         return SignedIn(login=result, created=created)
 

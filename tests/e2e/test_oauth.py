@@ -121,9 +121,12 @@ async def test_first_login_creates_an_account_then_signs_in_the_same_one(
         "GET", f"/api/user/refresh_token/{first['refresh_token']}/false", expect=200
     )
     assert isinstance(fresh, str) and fresh
-    # Signing in again is the same account (the link), whatever the e-mails say now.
+    # Signing in again is the same account (the link), whatever the e-mails say now; each
+    # sign-in is a device of its own, like a password login.
     second = await _sign_in(api)
     assert second["user"]["id"] == user["id"]
+    _, devices = await api.call("GET", "/api/user/devices", token=second["token"])
+    assert len(devices) == 2
 
 
 async def test_a_primary_verified_email_links_the_existing_account(
