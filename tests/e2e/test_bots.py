@@ -39,14 +39,18 @@ class Receiver:
 
     url: str = ""
     posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    #: The server ids answered with a 2xx.
+    delivered: list[str] = field(default_factory=list)
     fail: int = 0
     down: bool = False
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.posts.append((dict(request.headers), await request.read()))
+        raw = await request.read()
+        self.posts.append((dict(request.headers), raw))
         if self.down or self.fail > 0:
             self.fail -= 1
             return web.Response(status=503)
+        self.delivered.append(json.loads(raw)["server_id"])
         return web.json_response({})
 
     def bodies(self) -> list[dict[str, Any]]:
@@ -109,6 +113,12 @@ async def friends_with_bot(api: Api, user: User, bot: dict[str, Any]) -> None:
         return any(f["friend_id"] == bot["id"] and f["status"] == 1 for f in changes["friends"])
 
     await until(accepted, 15, "the bot accepted the friend request")
+
+
+async def acked(sock: Socket, local_id: str) -> str:
+    """The server id of the ack of the message sent with ``local_id``."""
+    ack = await sock.recv_until(lambda m: m["msg_type"] == 24 and m["local_id"] == local_id)
+    return str(ack["server_id"])
 
 
 async def bot_send(api: Api, token: str, expect: int = 200, **body: Any) -> Any:
@@ -192,7 +202,7 @@ async def test_dead_letters_and_token_commands(
     sock = await Socket.connect(session, alice)
     receiver.down = True
     await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id="d1", content=b"lost?")
-    dead = (await sock.recv_until(lambda m: m["local_id"] == "d1"))["server_id"]
+    dead = await acked(sock, "d1")
 
     async def dead_lettered() -> bool:
         letters = await admin("bot.dead-letters", {"bot": bot["id"]})
@@ -205,7 +215,7 @@ async def test_dead_letters_and_token_commands(
     # The cursor moved past it: the next message is delivered once the receiver is back.
     receiver.down = False
     await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id="d2", content=b"next")
-    after = (await sock.recv_until(lambda m: m["local_id"] == "d2"))["server_id"]
+    after = await acked(sock, "d2")
     await until(lambda: receiver.posted()[-1:] == [after], 15, "the next one delivered")
     assert receiver.posted().count(after) == 1
 
@@ -250,11 +260,11 @@ async def test_no_loss_across_a_restart(
         await friends_with_bot(api, alice, bot)
         sock = await Socket.connect(session, alice)
         await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id="a", content=b"a")
-        first = (await sock.recv_until(lambda m: m["local_id"] == "a"))["server_id"]
+        first = await acked(sock, "a")
         await until(lambda: receiver.posted() == [first], 15, "the first delivered")
         receiver.down = True
         await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id="b", content=b"b")
-        second = (await sock.recv_until(lambda m: m["local_id"] == "b"))["server_id"]
+        second = await acked(sock, "b")
         await until(lambda: receiver.posted()[-1:] == [second], 15, "a failing attempt")
         await sock.close()
     failed = len(receiver.posts)
