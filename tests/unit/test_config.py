@@ -236,3 +236,30 @@ def test_serve_on_a_taken_port_says_so_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.splitlines()[-1].startswith("sandcat: cannot listen: [Errno 98]")
     assert "address already in use" in done.stderr.splitlines()[-1]
+
+
+def test_the_original_oauth2_section_loads_github_and_warns_for_google(tmp_path: Path) -> None:
+    """The original's ``server.oauth2`` shape: ``github`` is used, ``google`` only warned
+    about; a client id without its secret (or the other way round) is refused."""
+    file = tmp_path / "c.yml"
+    file.write_text(
+        "server:\n  oauth2:\n"
+        "    google: {client_id: g, client_secret: s, redirect_url: x, auth_url: x,"
+        " token_url: x, user_info_url: x, email_url: x}\n"
+        "    github: {client_id: id, client_secret: secret,"
+        " redirect_url: 'http://localhost:8080/third_login_callback/github',"
+        " auth_url: 'https://github.com/login/oauth/authorize',"
+        " token_url: 'https://github.com/login/oauth/access_token',"
+        " user_info_url: 'https://api.github.com/user',"
+        " email_url: 'https://api.github.com/user/emails'}\n"
+    )
+    loaded = load_config(file, environ={})
+    github = loaded.config.server.oauth2.github
+    assert github.enabled and github.client_secret == "secret"
+    assert github.redirect_url == "http://localhost:8080/third_login_callback/github"
+    assert loaded.warnings == (
+        "config key server.oauth2.google is from the original sandcat and is unused",
+    )
+    assert not load_config(None, environ={}).config.server.oauth2.github.enabled
+    with pytest.raises(ConfigError, match=r"server\.oauth2\.github: client_id and client_secret"):
+        load_config(None, environ={"SANDCAT__SERVER__OAUTH2__GITHUB__CLIENT_ID": "id"})
