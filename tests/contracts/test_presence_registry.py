@@ -181,6 +181,33 @@ async def test_batches_reach_their_gateway_only_in_order(
         await asyncio.wait_for(anext(listener_gw2), timeout=0.5)
 
 
+@pytest.mark.parametrize("ticks", range(6))
+async def test_a_cancelled_listener_stops_at_any_tick_of_its_next_pop(
+    bus: RedisPushBus, ticks: int
+) -> None:
+    """Cancelled ``ticks`` loop iterations into the pop after a batch, the listener ends.
+
+    The steps are loop iterations (``sleep(0)``), not time: a pop's first ones send the
+    ``BLPOP``. Sent through ``asyncio.wait_for`` (what redis-py does on a connection with a
+    socket timeout), a cancellation landing one iteration after the write finished was
+    swallowed on Python 3.11 and the listener popped on forever (gateway shutdown hung).
+    """
+    listener = bus.subscribe("gw1")
+    await bus.publish({"gw1": b"one"})
+    assert await _next(listener) == b"one"
+    pop = asyncio.ensure_future(anext(listener))
+    try:
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        pop.cancel()
+        done, _ = await asyncio.wait([pop], timeout=5)
+        assert done and pop.cancelled(), "the cancellation was swallowed"
+    finally:
+        pop.cancel()  # again, should the first one have been swallowed
+        await asyncio.wait([pop], timeout=5)
+        await listener.aclose()
+
+
 async def test_batches_wait_for_a_listener_that_is_not_reading(
     bus: RedisPushBus, listener_gw1: AsyncIterator[bytes], redis_client: Redis
 ) -> None:

@@ -22,7 +22,7 @@ def connect(*, config: RedisConfig, max_connections: int = 100) -> Redis:
     """A client for ``config`` with bytes replies, as every adapter here expects.
 
     At most ``max_connections`` connections; a command waits (up to 10 s) for a free one
-    rather than failing when many run at once. Each push listener holds one for itself.
+    rather than failing when many run at once. A push listener opens one more of its own.
     Nothing is opened until the first command; ``await client.aclose()`` at shutdown.
     A command that meets a broken connection (Redis restarted: every pooled connection is
     dead) is tried again on a new one, twice at most, instead of failing its request.

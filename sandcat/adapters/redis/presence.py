@@ -18,7 +18,6 @@ Keys:
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
@@ -239,9 +238,15 @@ class RedisPresence:
 class RedisPushBus:
     """Implements ``PushBus`` with one LIST per gateway (see the module docstring).
 
-    A listener holds a connection of its own and pops with ``BLPOP`` for ``block_seconds``
-    at a time; a reply that takes ``read_grace_seconds`` longer means a dead connection and
-    ends the iteration with ``DbError`` (the caller subscribes again).
+    A listener opens a connection of its own (outside the client's pool) and pops with
+    ``BLPOP`` for ``block_seconds`` at a time; a reply that takes ``read_grace_seconds``
+    longer means a dead connection and ends the iteration with ``DbError`` (the caller
+    subscribes again).
+
+    That connection has no socket timeout: the deadline of each pop bounds its writes and
+    reads instead. redis-py writes on a connection that has one through ``asyncio.wait_for``,
+    which on Python 3.11 swallows a cancellation landing just after the write completed: the
+    cancelled listener then went on popping forever (and a gateway's shutdown with it).
     """
 
     def __init__(
@@ -270,27 +275,25 @@ class RedisPushBus:
     async def subscribe(self, gateway_id: str) -> AsyncGenerator[bytes, None]:
         key = _push_key(gateway_id)
         pool = self._redis.connection_pool
-        with redis_errors("push_subscribe"):
-            conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        conn = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
         try:
             while True:
                 for batch in await self._pop(conn, key):
                     yield batch
         finally:
-            await pool.release(conn)
+            await conn.disconnect()
 
     async def _pop(self, conn: AbstractConnection, key: str) -> list[bytes]:
         """The next batches (up to ``DRAIN``), or none after ``block_seconds``."""
         try:
             with redis_errors("push_subscribe"):
                 async with asyncio.timeout(self._deadline):
-                    # the client's own read timeout must not cut a blocking pop short
-                    await conn.send_command("BLPOP", key, self._block)
-                    popped: list[bytes] | None = await conn.read_response(timeout=math.inf)
+                    await conn.send_command("BLPOP", key, self._block)  # connects if need be
+                    popped: list[bytes] | None = await conn.read_response()
                     if popped is None:
                         return []
                     await conn.send_command("LPOP", key, DRAIN - 1)
-                    more: list[bytes] | None = await conn.read_response(timeout=math.inf)
+                    more: list[bytes] | None = await conn.read_response()
         except TimeoutError as exc:  # read_response dropped the connection on cancellation
             raise DbError("the cache is unavailable") from exc
         return [popped[1], *(more or ())]
