@@ -258,16 +258,18 @@ async def test_a_browser_sign_in_needs_its_cookie_and_lands_on_the_page(
 
 
 @pytest.mark.embedded_only
-async def test_a_disabled_account_is_refused_403(
-    api: Api, provider: Provider, tmp_path: Path
+@pytest.mark.parametrize(("command", "words"), [("disable", "disabled"), ("delete", "deleted")])
+async def test_a_disabled_or_deleted_account_is_refused_403(
+    api: Api, provider: Provider, tmp_path: Path, command: str, words: str
 ) -> None:
-    """An operator's ``sandcat users disable`` (over the control socket) stops GitHub login
-    too, whether the account is linked already or only by its e-mail."""
+    """An operator's ``sandcat users disable`` or ``delete`` (over the control socket) stops
+    GitHub login to the linked account too (a deleted one's e-mail stays taken, so it is
+    not made again)."""
     carol = await api.new_user("carol", "carol@example.com")
     _account(provider, f"carol{provider.port}", (carol.email, True, True))
     assert (await _sign_in(api))["user"]["id"] == carol.id
     config = make_config(tmp_path / "data")
-    op, params = admin_request(build_parser().parse_args(["users", "disable", "--", carol.id]))
-    assert (await run_admin(config, op, params))["disabled"] is True
+    op, params = admin_request(build_parser().parse_args(["users", command, "--", carol.id]))
+    await run_admin(config, op, params)
     body = await _sign_in(api, expect=403)
-    assert "disabled" in body["details"]
+    assert words in body["details"]
