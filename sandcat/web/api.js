@@ -111,7 +111,8 @@ export class Api {
 
   async login(account, password) {
     const result = await this.request("POST", "/user/login", {
-      json: { account, password: passwordForLogin(password) },
+      // platform and client name the device in GET /user/devices (docs/protocol.md, "Devices")
+      json: { account, password: passwordForLogin(password), platform: "web", client: "web page" },
     });
     this.token = result.token;
     this.refreshToken = result.refresh_token;
