@@ -1,0 +1,215 @@
+"""WebhookWorker over in-process fakes: the cursor moves only after a 2xx, a skip or a dead
+letter; retries are signed and numbered; two workers on one store never both deliver for
+a bot; the backoff stays within its full-jitter bound."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+import orjson
+import pytest
+
+from sandcat.config import BotsConfig, LimitsConfig
+from sandcat.ports import BotRecord, DeadLetter
+from sandcat.protocol.msg import ContentType, Msg, MsgType
+from sandcat.services.bots import WebhookWorker, sign
+from sandcat.services.friends import FriendService
+from sandcat.services.notify import Notifier
+from tests.client import until
+from tests.clock import FakeClock
+from tests.fakes import FakeEvents, FakeFriends, FakeInbox, FakeLog, FakeUsers
+
+BOT = BotRecord("bot", "helper", "hash", "s3cret", "http://hook/", False, 0, 0, 0)
+
+
+class FakeBots:
+    """``BotStore`` in memory."""
+
+    def __init__(self, *bots: BotRecord) -> None:
+        self.bots = {bot.id: bot for bot in bots}
+        self.leases: dict[str, tuple[str, int]] = {}
+        self.letters: list[DeadLetter] = []
+
+    async def insert_bot(self, bot: BotRecord) -> None:
+        self.bots[bot.id] = bot
+
+    async def get_bot(self, bot_id: str) -> BotRecord | None:
+        return self.bots.get(bot_id)
+
+    async def bot_by_token(self, token_hash: str) -> BotRecord | None:
+        return next((b for b in self.bots.values() if b.token_hash == token_hash), None)
+
+    async def list_bots(self) -> list[BotRecord]:
+        return list(self.bots.values())
+
+    async def delete_bot(self, bot_id: str) -> bool:
+        return self.bots.pop(bot_id, None) is not None
+
+    async def set_token(self, bot_id: str, token_hash: str, now_ms: int) -> bool:
+        return False
+
+    async def set_webhook(
+        self, bot_id: str, webhook_url: str, auto_accept: bool | None, now_ms: int
+    ) -> bool:
+        return False
+
+    async def advance_cursor(self, bot_id: str, seq: int) -> None:
+        bot = self.bots[bot_id]
+        self.bots[bot_id] = dataclasses.replace(bot, cursor_seq=max(bot.cursor_seq, seq))
+
+    async def hold_lease(self, bot_id: str, owner: str, now_ms: int, until_ms: int) -> bool:
+        holder, expiry = self.leases.get(bot_id, ("", 0))
+        if bot_id not in self.bots or (holder != owner and expiry > now_ms):
+            return False
+        self.leases[bot_id] = (owner, until_ms)
+        return True
+
+    async def release_lease(self, bot_id: str, owner: str) -> None:
+        if self.leases.get(bot_id, ("", 0))[0] == owner:
+            self.leases[bot_id] = (owner, 0)
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        self.letters.append(letter)
+
+    async def dead_letters(self, bot_id: str | None, limit: int) -> list[DeadLetter]:
+        return self.letters[::-1][:limit]
+
+
+class FakePoster:
+    """Answers the next ``fail`` POSTs with a 503; records (owner, headers, body)."""
+
+    def __init__(self, owner: str = "") -> None:
+        self.fail = 0
+        self.posts: list[tuple[str, Mapping[str, str], bytes]] = []
+        self.owner = owner
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> str | None:
+        self.posts.append((self.owner, headers, body))
+        if self.fail:
+            self.fail -= 1
+            return "HTTP 503"
+        return None
+
+
+def chat(seq: int, text: str = "hi", kind: int = MsgType.SINGLE_MSG) -> Msg:
+    return Msg(
+        send_id="alice",
+        receiver_id="bot",
+        server_id=f"s{seq}",
+        seq=seq,
+        send_time=seq,
+        msg_type=kind,
+        content_type=ContentType.TEXT,
+        content=text.encode(),
+    )
+
+
+def worker(
+    bots: FakeBots, inbox: FakeInbox, poster: FakePoster, owner: str = "p1", **config: float
+) -> WebhookWorker:
+    clock, users = FakeClock(), FakeUsers()
+    store = FakeFriends(users)
+    friends = FriendService(
+        friends=store,
+        users=users,
+        notifier=Notifier(log=FakeLog(), clock=clock),
+        clock=clock,
+        limits=LimitsConfig(),
+        reads=store,
+        events=FakeEvents(),
+    )
+    settings = {"webhook_attempts": 3, "webhook_backoff_seconds": 0.0, "poll_seconds": 0.01}
+    return WebhookWorker(
+        bots=bots,
+        inbox=inbox,
+        counters=inbox,
+        friends=friends,
+        clock=clock,
+        config=BotsConfig(**{**settings, **config}),  # type: ignore[arg-type]
+        owner=owner,
+        poster=poster,
+    )
+
+
+def inbox_of(*msgs: Msg) -> FakeInbox:
+    inbox = FakeInbox()
+    for msg in msgs:
+        inbox.put("bot", msg)
+    inbox.exposure["bot"] = (max(m.seq for m in msgs), 0)
+    return inbox
+
+
+async def test_retries_then_delivers_signed_and_moves_the_cursor() -> None:
+    bots, poster = FakeBots(BOT), FakePoster()
+    poster.fail = 2
+    w = worker(bots, inbox_of(chat(1), chat(2, kind=MsgType.FRIEND_DELETE), chat(3)), poster)
+    await w.supervise()
+    await until(lambda: bots.bots["bot"].cursor_seq == 3, what="the cursor at 3")
+    await w.stop()
+    assert [orjson.loads(body)["server_id"] for _, _, body in poster.posts] == ["s1"] * 3 + ["s3"]
+    assert [h["X-Sandcat-Attempt"] for _, h, _ in poster.posts] == ["1", "2", "3", "1"]
+    _, headers, body = poster.posts[0]
+    mac = hmac.new(b"s3cret", headers["X-Sandcat-Timestamp"].encode() + b"." + body, "sha256")
+    assert headers["X-Sandcat-Signature"] == "sha256=" + mac.hexdigest()
+    assert orjson.loads(body)["text"] == "hi" and bots.letters == []
+    assert bots.leases["bot"] == ("p1", 0)  # released at stop
+
+
+async def test_dead_letter_after_the_last_attempt_then_the_next() -> None:
+    bots, poster = FakeBots(BOT), FakePoster()
+    poster.fail = 3
+    w = worker(bots, inbox_of(chat(1), chat(2)), poster)
+    await w.supervise()
+    await until(lambda: bots.bots["bot"].cursor_seq == 2, what="the cursor at 2")
+    await w.stop()
+    [letter] = bots.letters
+    assert (letter.seq, letter.server_id, letter.attempts, letter.last_error) == (
+        1,
+        "s1",
+        3,
+        "HTTP 503",
+    )
+    assert orjson.loads(letter.body)["server_id"] == "s1"
+    assert [orjson.loads(body)["server_id"] for _, _, body in poster.posts][-1] == "s2"
+
+
+async def test_no_webhook_skips_chat_and_the_cursor_still_moves() -> None:
+    bots, poster = FakeBots(dataclasses.replace(BOT, webhook_url="")), FakePoster()
+    w = worker(bots, inbox_of(chat(1), chat(2)), poster)
+    await w.supervise()
+    await until(lambda: bots.bots["bot"].cursor_seq == 2, what="the cursor at 2")
+    await w.stop()
+    assert poster.posts == []
+
+
+async def test_two_workers_one_lease() -> None:
+    bots = FakeBots(BOT)
+    inbox = inbox_of(*(chat(seq) for seq in range(1, 6)))
+    first, second = FakePoster("p1"), FakePoster("p2")
+    w1, w2 = worker(bots, inbox, first, "p1"), worker(bots, inbox, second, "p2")
+    assert (await w1.supervise(), await w2.supervise()) == (1, 0)
+    await until(lambda: bots.bots["bot"].cursor_seq == 5, what="the cursor at 5")
+    assert (w1.held, w2.held) == (["bot"], [])
+    await w1.stop()
+    assert await w2.supervise() == 1  # released: the other takes over at once
+    await w2.stop()
+    assert len(first.posts) == 5 and second.posts == []
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 5, 12])
+def test_backoff_within_the_full_jitter_bound(attempt: int) -> None:
+    w = worker(FakeBots(), FakeInbox(), FakePoster(), webhook_backoff_seconds=0.5)
+    bound = min(60.0, 0.5 * 2 ** (attempt - 1))
+    waits = [w._backoff(attempt) for _ in range(200)]
+    assert all(0 <= wait <= bound for wait in waits)
+    assert max(waits) > bound / 2  # spread over the range, not a constant
+
+
+def test_signature_is_hmac_sha256_of_timestamp_and_body() -> None:
+    expected = hmac.new(b"k", b"17.{}", hashlib.sha256).hexdigest()
+    assert sign("k", "17", b"{}") == "sha256=" + expected
