@@ -140,6 +140,7 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
 USER_COLUMNS = ("id", "name", "account", "email", "disabled", "create_time")
 
 
+BOT_ID_HELP = "the bot's id (after -- when it begins with -)"
 BOT_COLUMNS = {
     "bot.list": ("id", "name", "webhook_url", "auto_accept", "cursor_seq"),
     "bot.dead-letters": ("bot_id", "seq", "server_id", "attempts", "last_error"),
@@ -265,11 +266,12 @@ def _bot_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         ("rotate-token", "a new API token (printed once); the old one stops working"),
         ("delete", "delete the bot and its account"),
     ):
-        _admin_parser(bot_sub, action, f"bot.{action}", help_text).add_argument("bot", help="id")
+        command = _admin_parser(bot_sub, action, f"bot.{action}", help_text)
+        command.add_argument("bot", help=BOT_ID_HELP)
     webhook = _admin_parser(
         bot_sub, "set-webhook", "bot.set-webhook", "set the webhook URL (empty: none)"
     )
-    webhook.add_argument("bot", help="id")
+    webhook.add_argument("bot", help=BOT_ID_HELP)
     webhook.add_argument("webhook", help="URL, or '' for no deliveries")
     accept = webhook.add_mutually_exclusive_group()
     accept.add_argument("--auto-accept", action="store_true", default=None)
@@ -277,7 +279,7 @@ def _bot_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     letters = _admin_parser(
         bot_sub, "dead-letters", "bot.dead-letters", "webhook deliveries given up, newest first"
     )
-    letters.add_argument("bot", nargs="?", help="id (default: every bot)")
+    letters.add_argument("bot", nargs="?", help=BOT_ID_HELP + " (default: every bot)")
     letters.add_argument("--limit", type=int, default=100)
 
 
