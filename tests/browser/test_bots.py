@@ -4,26 +4,17 @@ the conversation list and "bot" under its name, and what it sends through
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from sandcat import control
 from sandcat.server import Running
-from tests.browser.test_web_chat import CHROMIUM, CHROMIUM_ARGS, conversation, open_page
+from tests.browser.test_web_chat import conversation, open_page
 from tests.client import Api, User, apply_friend, until
 
 pytestmark = pytest.mark.embedded_only
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 @pytest.mark.timeout(60)

@@ -5,26 +5,17 @@ server (docs/protocol.md, "Conversations")."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from sandcat.server import Running
-from tests.browser.test_web_chat import CHROMIUM, CHROMIUM_ARGS, conversation, open_page
+from tests.browser.test_web_chat import conversation, open_page
 from tests.client import Api, Socket, alice_and_bob, until
 
 pytestmark = pytest.mark.embedded_only
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 @pytest.mark.timeout(60)

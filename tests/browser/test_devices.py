@@ -8,25 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from sandcat.server import Running
-from tests.browser.test_web_chat import CHROMIUM, CHROMIUM_ARGS, conversation, open_page
+from tests.browser.test_web_chat import conversation, open_page
 from tests.client import Api, User, alice_and_bob, apply_friend, create_group, until
 
 pytestmark = pytest.mark.embedded_only
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 async def _signed_in(browser: Browser, server: Running, user: User) -> Page:

@@ -8,22 +8,14 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
-from tests.browser.test_web_chat import CHROMIUM, CHROMIUM_ARGS, base_url, open_page
+from tests.browser.test_web_chat import base_url, open_page
 from tests.client import Api, CodeBook
 from tests.conftest import StartServer
 from tests.oauth_provider import Account, Provider, github_settings, running_provider
 
 pytestmark = pytest.mark.embedded_only
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 @pytest.fixture

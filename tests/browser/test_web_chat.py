@@ -15,7 +15,6 @@ import re
 import shutil
 import struct
 import zlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -26,7 +25,6 @@ from playwright.async_api import (
     Locator,
     Page,
     ViewportSize,
-    async_playwright,
     expect,
 )
 
@@ -89,14 +87,6 @@ def keep_screenshots(shots: Path) -> None:
         Path(target).mkdir(parents=True, exist_ok=True)
         for shot in shots.iterdir():
             shutil.copy(shot, Path(target) / shot.name)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 def base_url(server: Running) -> str:
