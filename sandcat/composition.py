@@ -120,6 +120,7 @@ def _services(config: Config, adapters: Adapters, registry: Registry) -> Service
         friends=friends,
         groups=groups,
         conversations=conversations,
+        friendships=friends,
     )
     files = FileService(
         store=adapters.files, bucket=config.oss.bucket, avatar_bucket=config.oss.avatar_bucket

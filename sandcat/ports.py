@@ -489,6 +489,14 @@ class DeviceEnder(Protocol):
         """Close the device's open WebSocket connections with 4002, wherever they are."""
 
 
+class FriendshipReader(Protocol):
+    """``FriendService.mark_read``: a type-27 (FriendshipReceived) frame marks a request read."""
+
+    async def mark_read(self, user_id: str, fs_id: str) -> None:
+        """Raises ``NotFound`` for an unknown request, ``Forbidden`` unless the user is the
+        one it was sent to."""
+
+
 class FriendshipReads(Protocol):
     async def mark_read(self, fs_id: str, user_id: str, read_until: int) -> None:
         """The request ``fs_id`` to ``user_id`` was read as it stood at ``read_until`` (its

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from sandcat import _native
 from sandcat.config import LimitsConfig
 from sandcat.domain import Stored, Submission, idempotency_key
-from sandcat.errors import DecodeError, SandcatError
+from sandcat.errors import DecodeError, Forbidden, NotFound, SandcatError
 from sandcat.ids import nanoid
 from sandcat.log import get_logger
 from sandcat.ports import (
@@ -16,6 +16,7 @@ from sandcat.ports import (
     ConversationReads,
     Delivery,
     FriendGate,
+    FriendshipReader,
     GroupGate,
     InboxStore,
     MessageLog,
@@ -81,8 +82,10 @@ class MessageService:
         friends: FriendGate,
         groups: GroupGate,
         conversations: ConversationReads,
+        friendships: FriendshipReader,
     ) -> None:
-        """``conversations``: a Read frame also marks its conversations read."""
+        """``conversations``: a Read frame also marks its conversations read;
+        ``friendships``: a FriendshipReceived frame marks a friend request read."""
         self._log = log
         self._inbox = inbox
         self._users = users
@@ -93,6 +96,7 @@ class MessageService:
         self._friends = friends
         self._groups = groups
         self._conversations = conversations
+        self._friendships = friendships
         self._known_users: OrderedDict[str, None] = OrderedDict()
 
     async def _user_exists(self, user_id: str) -> bool:
@@ -185,6 +189,12 @@ class MessageService:
                 raise MessageRefused("too many seqs in one Read")
             await self._inbox.mark_read(user_id, payload.msg_seq)
             await self._conversations.read_seqs(user_id, payload.msg_seq)
+            return msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b"")
+        if kind == MsgType.FRIENDSHIP_RECEIVED:  # content: the fs_id (docs/protocol.md)
+            try:
+                await self._friendships.mark_read(user_id, msg.content.decode())
+            except (UnicodeDecodeError, NotFound, Forbidden) as exc:
+                raise MessageRefused(f"friend request not marked read: {exc}") from exc
             return msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b"")
         raise MessageRefused(f"message type {kind} cannot be sent by a client")
 

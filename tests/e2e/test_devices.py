@@ -37,7 +37,7 @@ async def _devices(api: Api, user: User) -> list[dict[str, Any]]:
 
 
 async def _current(api: Api, user: User) -> str:
-    return next(d["id"] for d in await _devices(api, user) if d["current"])
+    return str(next(d["id"] for d in await _devices(api, user) if d["current"]))
 
 
 def _did(user: User) -> str:
@@ -254,7 +254,9 @@ async def test_friend_and_group_operations_reach_the_actors_other_v2_devices(
         await sock.close()
 
 
-async def test_a_read_friend_request_is_not_delivered_again_by_the_sync(api: Api) -> None:
+async def test_a_read_friend_request_is_not_delivered_again_by_the_sync(
+    api: Api, session: aiohttp.ClientSession
+) -> None:
     alice = await api.new_user("alice", "alice@example.com")
     carol = await api.new_user("carol", "carol@example.com")
     request = await apply_friend(api, carol, alice)
@@ -280,3 +282,13 @@ async def test_a_read_friend_request_is_not_delivered_again_by_the_sync(api: Api
         json={"fs_id": fs_id, "resp_msg": None, "resp_remark": None},
     )
     assert await synced() == [fs_id]  # it changed: delivered again
+    # The same over the WebSocket: a FriendshipReceived frame (type 27) naming the request.
+    sock = await Socket.connect(session, alice)
+    await sock.send(send_id=alice.id, msg_type=27, local_id="fs-read", content=fs_id.encode())
+    ack = await sock.recv_until(lambda m: m["local_id"] == "fs-read")
+    assert ack["msg_type"] == 24
+    assert await synced() == []
+    await sock.send(send_id=alice.id, msg_type=27, local_id="fs-nope", content=b"nope")
+    refused = await sock.recv_until(lambda m: m["local_id"] == "fs-nope")
+    assert b"not marked read" in refused["content"]
+    await sock.close()

@@ -14,6 +14,7 @@ import pytest
 from sandcat.adapters.embedded.social import InProcessMembershipCache
 from sandcat.config import LimitsConfig
 from sandcat.domain import Stored, idempotency_key
+from sandcat.errors import NotFound
 from sandcat.protocol.msg import Msg, MsgType
 from sandcat.services.groups import GroupService
 from sandcat.services.messages import MessageRefused, MessageService
@@ -31,13 +32,21 @@ from tests.fakes import (
 
 
 class FakeReads:
-    """``ConversationReads``: the Read frames' seqs, per user."""
+    """``ConversationReads`` and ``FriendshipReader``: the Read frames' seqs and the friend
+    requests marked read, per user."""
 
     def __init__(self) -> None:
         self.reads: list[tuple[str, list[int]]] = []
+        self.friendships: list[tuple[str, str]] = []
 
     async def read_seqs(self, user_id: str, seqs: Sequence[int]) -> None:
         self.reads.append((user_id, list(seqs)))
+
+    async def mark_read(self, user_id: str, fs_id: str) -> None:
+        """``FriendshipReader``: "gone" is an unknown request."""
+        if fs_id == "gone":
+            raise NotFound("no such friend request")
+        self.friendships.append((user_id, fs_id))
 
 
 @dataclass
@@ -64,6 +73,7 @@ class World:
             friends=self.friends,
             groups=self.groups,
             conversations=self.reads,
+            friendships=self.reads,
         )
 
 
@@ -176,6 +186,17 @@ def read_payload(seqs: list[int], user_id: str) -> bytes:
     """bincode ``{msg_seq: Vec<i64>, user_id: String}``."""
     raw = user_id.encode()
     return struct.pack(f"<Q{len(seqs)}q", len(seqs), *seqs) + struct.pack("<Q", len(raw)) + raw
+
+
+async def test_a_friendship_received_frame_marks_the_request_read(world: World) -> None:
+    service = world.messages()
+    kind = MsgType.FRIENDSHIP_RECEIVED
+    ack = await service.accept("alice", chat("", kind, content=b"fs1"))
+    assert isinstance(ack, Msg) and ack.msg_type == MsgType.MSG_REC_RESP
+    assert world.reads.friendships == [("alice", "fs1")]
+    for content in (b"gone", b"\xff"):
+        with pytest.raises(MessageRefused, match="not marked read"):
+            await service.accept("alice", chat("", kind, content=content))
 
 
 async def test_read_marks_the_readers_own_copies(world: World) -> None:
