@@ -31,8 +31,12 @@ async def _chat(sock: Socket, sender: User, to: str, texts: list[bytes], **extra
     """Send each text (its ``local_id`` is the text) and wait for its ack."""
     for text in texts:
         local = text.decode()
+
+        def acked(m: dict[str, Any], local: str = local) -> bool:
+            return bool(m["msg_type"] == 24 and m["local_id"] == local)
+
         await sock.send(send_id=sender.id, receiver_id=to, local_id=local, content=text, **extra)
-        await sock.recv_until(lambda m, local=local: m["msg_type"] == 24 and m["local_id"] == local)
+        await sock.recv_until(acked)
 
 
 async def test_one_to_one_counts_unread_and_a_read_frame_reaches_the_other_device(
