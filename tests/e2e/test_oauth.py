@@ -273,3 +273,16 @@ async def test_a_disabled_or_deleted_account_is_refused_403(
     await run_admin(config, op, params)
     body = await _sign_in(api, expect=403)
     assert words in body["details"]
+
+
+@pytest.mark.embedded_only
+async def test_without_configuration_there_is_no_github_login(
+    start_server: StartServer, session: aiohttp.ClientSession
+) -> None:
+    async with start_server() as srv:
+        base = f"http://127.0.0.1:{srv.api_port}"
+        async with session.get(f"{base}/user/auth/providers") as response:
+            assert await response.json() == {"providers": []}
+        for path in ("/user/auth/github", "/user/auth/github/callback?code=c&state=s"):
+            response = await _get(session, base + path)
+            assert response.status == 404, path

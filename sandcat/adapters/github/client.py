@@ -1,7 +1,9 @@
 """GitHub login's calls to GitHub: the code exchange, ``/user``, ``/user/emails``, the avatar.
 
 The endpoints are configuration (``server.oauth2.github``), so the tests point them at a
-local provider speaking GitHub's shapes (``tests/oauth_provider.py``).
+local provider speaking GitHub's shapes (``tests/oauth_provider.py``). Authlib (which makes
+the state, the PKCE pair and the authorize URL in ``sandcat/services/oauth.py``) has async
+clients for httpx only: these four calls use the aiohttp the server already runs.
 """
 
 from __future__ import annotations
