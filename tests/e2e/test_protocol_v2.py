@@ -38,4 +38,3 @@ async def test_a_v2_query_other_than_two_is_the_original_protocol(
     await sock.ready(alice)
     assert sock.events_seen() == []
     await sock.close()
-
