@@ -68,12 +68,25 @@ ROUTES: list[Route] = [
     ("GET", "/group/{u}/g", lambda u: None),
     ("POST", "/file/upload", lambda u: None),
     ("POST", "/file/avatar/upload", lambda u: None),
+    ("GET", "/user/devices", lambda u: None),
+    ("POST", "/user/devices/logout-others", lambda u: None),
+    ("DELETE", "/user/devices/nothing", lambda u: None),
+    ("PUT", "/friend/nothing/read", lambda u: None),
 ]
 
 
 #: Routes that name no user: they act for the token's user, whoever that is, so "another
 #: user's token" is simply that user acting (and is checked by the service's own rules).
-TOKEN_IS_THE_ACTOR = {"/friend/agree", "/friend/deny", "/file/upload", "/file/avatar/upload"}
+TOKEN_IS_THE_ACTOR = {
+    "/friend/agree",
+    "/friend/deny",
+    "/file/upload",
+    "/file/avatar/upload",
+    "/user/devices",
+    "/user/devices/logout-others",
+    "/user/devices/nothing",
+    "/friend/nothing/read",
+}
 
 #: Routes any logged-in user may call about another user: a profile is public to users.
 PUBLIC_TO_USERS: list[Route] = [
@@ -102,6 +115,7 @@ BAD_TOKENS: dict[str, Callable[[User, User], str | None]] = {
     "refresh token": lambda alice, bob: alice.refresh_token,
     "no sub": lambda alice, bob: _token(alice, sub=""),
     "another user's valid token": lambda alice, bob: bob.token,
+    "a logged-out device's token": lambda alice, bob: _token(alice, did="logged-out-device"),
 }
 
 
