@@ -142,7 +142,7 @@ class AdminOps:
         return result
 
     async def _bot_op(self, op: str, args: dict[str, Any], os_user: str) -> Any:
-        """``sandcat bot create|list|rotate-token|set-webhook|delete|dead-letters``."""
+        """``sandcat bot create|list|rotate-token|set-webhook|delete|dead-letters|replay``."""
         if self.bots is None:
             raise BadRequest("bot commands are not available here")
         bot_id = str(args.get("bot", ""))
@@ -164,6 +164,11 @@ class AdminOps:
                 str(args.get("webhook") or ""),
                 None if auto_accept is None else bool(auto_accept),
             )
+        elif op == "bot.replay":
+            letters = [int(letter) for letter in args.get("letters") or []]
+            if bool(args.get("all")) == bool(letters):
+                raise BadRequest("give either --all or the dead letters' ids")
+            result = await self.bots.replay(bot_id, None if args.get("all") else letters)
         elif op == "bot.delete":
             result = await self.bots.delete(bot_id)
             await self.sessions.end_sessions(bot_id)

@@ -143,13 +143,24 @@ USER_COLUMNS = ("id", "name", "account", "email", "disabled", "create_time")
 BOT_ID_HELP = "the bot's id (after -- when it begins with -)"
 BOT_COLUMNS = {
     "bot.list": ("id", "name", "webhook_url", "auto_accept", "cursor_seq"),
-    "bot.dead-letters": ("bot_id", "seq", "server_id", "attempts", "last_error"),
+    "bot.dead-letters": ("id", "bot_id", "seq", "server_id", "attempts", "last_error"),
 }
 
 
 def admin_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The admin command and its arguments, as ``admin.run_admin`` takes them."""
-    keys = ("user", "limit", "offset", "password", "bot", "name", "webhook", "auto_accept")
+    keys = (
+        "user",
+        "limit",
+        "offset",
+        "password",
+        "bot",
+        "name",
+        "webhook",
+        "auto_accept",
+        "all",
+        "letters",
+    )
     return args.op, {
         key: getattr(args, key) for key in keys if getattr(args, key, None) is not None
     }
@@ -281,6 +292,23 @@ def _bot_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     letters.add_argument("bot", nargs="?", help=BOT_ID_HELP + " (default: every bot)")
     letters.add_argument("--limit", type=int, default=100)
+    replay = _admin_parser(
+        bot_sub,
+        "replay",
+        "bot.replay",
+        "queue dead letters for another delivery (each removed after a 2xx)",
+    )
+    replay.add_argument("bot", help=BOT_ID_HELP)
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", default=None, help="every dead letter")
+    which.add_argument(
+        "letters",
+        nargs="*",
+        type=int,
+        default=[],
+        metavar="DEAD_LETTER_ID",
+        help="the ids `sandcat bot dead-letters` lists",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

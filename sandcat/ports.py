@@ -662,6 +662,10 @@ class DeadLetter:
     attempts: int
     last_error: str
     create_time: int
+    #: The store's id (``sandcat bot replay`` names it); 0 before it is stored.
+    id: int = 0
+    #: When the operator queued it for another delivery (ms); 0 while it is not queued.
+    replay_time: int = 0
 
 
 class BotStore(Protocol):
@@ -696,6 +700,19 @@ class BotStore(Protocol):
 
     async def dead_letters(self, bot_id: str | None, limit: int) -> list[DeadLetter]:
         """The newest ``limit`` dead letters (of one bot, or all), newest first."""
+
+    async def queue_replay(self, bot_id: str, letter_id: int | None, now_ms: int) -> int:
+        """Queue the bot's dead letter ``letter_id`` (None: all of the bot's) for another
+        delivery; returns how many were found."""
+
+    async def replays(self, bot_id: str, limit: int) -> list[DeadLetter]:
+        """The bot's dead letters queued for another delivery, oldest first."""
+
+    async def remove_dead_letter(self, letter_id: int) -> None:
+        """Delivered at last (a 2xx)."""
+
+    async def replay_failed(self, letter_id: int, attempts: int, last_error: str) -> None:
+        """Another delivery given up: no longer queued, ``attempts`` more, the last error."""
 
 
 # --- Conversations ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""SQL shared by the SQLite and PostgreSQL bot stores (the same schema, 0011/0008_bots.sql).
+"""SQL shared by the SQLite and PostgreSQL bot stores (the same schema: 0011/0008_bots.sql,
+0013/0010_bot_replays.sql).
 
 Placeholders are written ``$N``; the SQLite store turns them into ``?N``.
 """
@@ -32,9 +33,22 @@ LETTER_COLUMNS = "bot_id, seq, server_id, body, attempts, last_error, create_tim
 INSERT_LETTER = (
     f"INSERT INTO bot_dead_letters ({LETTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 )
-LETTERS = f"SELECT {LETTER_COLUMNS} FROM bot_dead_letters ORDER BY id DESC LIMIT $1"
+#: What a dead letter reads back: the inserted columns, then its id and replay time.
+READ_COLUMNS = f"{LETTER_COLUMNS}, id, replay_time"
+LETTERS = f"SELECT {READ_COLUMNS} FROM bot_dead_letters ORDER BY id DESC LIMIT $1"
 BOT_LETTERS = (
-    f"SELECT {LETTER_COLUMNS} FROM bot_dead_letters WHERE bot_id = $2 ORDER BY id DESC LIMIT $1"
+    f"SELECT {READ_COLUMNS} FROM bot_dead_letters WHERE bot_id = $2 ORDER BY id DESC LIMIT $1"
+)
+QUEUE_REPLAY = "UPDATE bot_dead_letters SET replay_time = $2 WHERE bot_id = $1 AND id = $3"
+QUEUE_ALL_REPLAYS = "UPDATE bot_dead_letters SET replay_time = $2 WHERE bot_id = $1"
+REPLAYS = (
+    f"SELECT {READ_COLUMNS} FROM bot_dead_letters WHERE bot_id = $1 AND replay_time > 0 "
+    "ORDER BY id LIMIT $2"
+)
+REMOVE_LETTER = "DELETE FROM bot_dead_letters WHERE id = $1"
+REPLAY_FAILED = (
+    "UPDATE bot_dead_letters SET replay_time = 0, attempts = attempts + $2, last_error = $3 "
+    "WHERE id = $1"
 )
 
 
@@ -80,7 +94,7 @@ def letter_values(letter: DeadLetter) -> tuple[object, ...]:
 
 
 def letter_from_row(row: Sequence[object]) -> DeadLetter:
-    bot_id, seq, server_id, body, attempts, error, created = row
+    bot_id, seq, server_id, body, attempts, error, created, id_, replay = row
     return DeadLetter(
         bot_id=str(bot_id),
         seq=int(seq),  # type: ignore[call-overload]
@@ -89,4 +103,6 @@ def letter_from_row(row: Sequence[object]) -> DeadLetter:
         attempts=int(attempts),  # type: ignore[call-overload]
         last_error=str(error),
         create_time=int(created),  # type: ignore[call-overload]
+        id=int(id_),  # type: ignore[call-overload]
+        replay_time=int(replay),  # type: ignore[call-overload]
     )

@@ -53,7 +53,11 @@ def create_app(services: Services, config: Config) -> web.Application:
             conversations=services.conversations, auth=users, body_limit=body
         ).routes(),
         BotRoutes(
-            bots=services.bots, auth=users, body_limit=body, text_bytes=limits.text_bytes
+            bots=services.bots,
+            friends=services.friends,
+            auth=users,
+            body_limit=body,
+            text_bytes=limits.text_bytes,
         ).routes(),
         OAuthRoutes(
             oauth=services.oauth,

@@ -180,16 +180,39 @@ class BotAccounts:
     async def dead_letters(self, bot_id: str | None, limit: int) -> list[dict[str, Any]]:
         return [
             {
+                "id": letter.id,
                 "bot_id": letter.bot_id,
                 "seq": letter.seq,
                 "server_id": letter.server_id,
                 "attempts": letter.attempts,
                 "last_error": letter.last_error,
                 "create_time": letter.create_time,
+                "replay_time": letter.replay_time,
                 "body": letter.body,
             }
             for letter in await self._bots.dead_letters(bot_id, limit)
         ]
+
+    async def replay(self, bot_id: str, letter_ids: list[int] | None) -> dict[str, Any]:
+        """Queue dead letters of the bot (``None``: all of them) for another delivery by its
+        webhook worker, which removes each one only after a 2xx. Unknown ids are refused
+        before anything is queued."""
+        bot = await self._bot(bot_id)
+        now = self._clock.now_ms()
+        if letter_ids is None:
+            queued = await self._bots.queue_replay(bot.id, None, now)
+        else:
+            if not letter_ids:
+                raise BadRequest("name the dead letters to replay, or all of them")
+            # Every id of the bot, however many letters it has.
+            known = {letter.id for letter in await self._bots.dead_letters(bot.id, 2**31)}
+            unknown = sorted(set(letter_ids) - known)
+            if unknown:
+                raise NotFound(f"no dead letters {unknown} of the bot {bot.id!r}")
+            queued = 0
+            for letter_id in sorted(set(letter_ids)):
+                queued += await self._bots.queue_replay(bot.id, letter_id, now)
+        return {**bot_row(bot), "queued": queued}
 
 
 class BotService:
@@ -342,10 +365,16 @@ class WebhookWorker:
                 await asyncio.sleep(self._config.poll_seconds)
 
     async def _step(self, bot_id: str) -> bool:
-        """Handle one page of the bot's inbox above its cursor; False when there was none."""
+        """Deliver the dead letters queued for replay, else handle one page of the bot's
+        inbox above its cursor; False when there was nothing to do."""
         bot = await self._bots.get_bot(bot_id)
         if bot is None:
             return False
+        replays = await self._bots.replays(bot_id, INBOX_PAGE) if bot.webhook_url else []
+        for letter in replays:
+            await self._replay(bot, letter)
+        if replays:
+            return True
         exposed, _ = await self._counters.exposed(bot_id)
         if exposed <= bot.cursor_seq:
             return False
@@ -374,28 +403,50 @@ class WebhookWorker:
         cap = min(cfg.webhook_backoff_max_seconds, cfg.webhook_backoff_seconds * 2 ** (attempt - 1))
         return random.uniform(0, cap)
 
-    async def _deliver(self, bot: BotRecord, msg: Msg) -> None:
-        body = orjson.dumps(webhook_body(bot.id, msg))
+    async def _post(self, bot: BotRecord, server_id: str, body: bytes, first: int) -> str | None:
+        """Up to ``bots.webhook_attempts`` signed attempts, numbered from ``first``; None
+        after a 2xx, else the last error."""
         attempts = self._config.webhook_attempts
         error = ""
-        for attempt in range(1, attempts + 1):
+        for n in range(1, attempts + 1):
+            attempt = first + n - 1
             timestamp = str(int(self._clock.now()))
             headers = {
                 "Content-Type": "application/json",
                 SIGNATURE_HEADER: sign(bot.secret, timestamp, body),
                 TIMESTAMP_HEADER: timestamp,
-                DELIVERY_HEADER: msg.server_id,
+                DELIVERY_HEADER: server_id,
                 ATTEMPT_HEADER: str(attempt),
             }
             failure = await self._poster.post(
                 bot.webhook_url, body, headers, self._config.webhook_timeout_seconds
             )
             if failure is None:
-                return
+                return None
             error = failure
-            log.info("bot_webhook_failed", bot=bot.id, server_id=msg.server_id, attempt=attempt)
-            if attempt < attempts:
-                await asyncio.sleep(self._backoff(attempt))
+            log.info("bot_webhook_failed", bot=bot.id, server_id=server_id, attempt=attempt)
+            if n < attempts:
+                await asyncio.sleep(self._backoff(n))
+        return error
+
+    async def _replay(self, bot: BotRecord, letter: DeadLetter) -> None:
+        """Deliver a dead letter again (its stored body, signed anew); removed only after a
+        2xx, else back in the dead letters with the attempts added."""
+        body = letter.body.encode()
+        error = await self._post(bot, letter.server_id, body, letter.attempts + 1)
+        if error is None:
+            await self._bots.remove_dead_letter(letter.id)
+            log.info("bot_webhook_replayed", bot=bot.id, server_id=letter.server_id)
+            return
+        await self._bots.replay_failed(letter.id, self._config.webhook_attempts, error)
+        log.warning("bot_webhook_replay_failed", bot=bot.id, server_id=letter.server_id)
+
+    async def _deliver(self, bot: BotRecord, msg: Msg) -> None:
+        body = orjson.dumps(webhook_body(bot.id, msg))
+        attempts = self._config.webhook_attempts
+        error = await self._post(bot, msg.server_id, body, 1)
+        if error is None:
+            return
         await self._bots.add_dead_letter(
             DeadLetter(
                 bot_id=bot.id,

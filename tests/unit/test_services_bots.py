@@ -4,6 +4,7 @@ a bot; the backoff stays within its full-jitter bound."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import hmac
@@ -72,24 +73,51 @@ class FakeBots:
             self.leases[bot_id] = (owner, 0)
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
-        self.letters.append(letter)
+        self.letters.append(dataclasses.replace(letter, id=len(self.letters) + 1))
 
     async def dead_letters(self, bot_id: str | None, limit: int) -> list[DeadLetter]:
         return self.letters[::-1][:limit]
 
+    def _update(self, letter_id: int, **changes: object) -> int:
+        found = [i for i, letter in enumerate(self.letters) if letter.id == letter_id]
+        for i in found:
+            self.letters[i] = dataclasses.replace(self.letters[i], **changes)  # type: ignore[arg-type]
+        return len(found)
+
+    async def queue_replay(self, bot_id: str, letter_id: int | None, now_ms: int) -> int:
+        ids = [x.id for x in self.letters if x.bot_id == bot_id and letter_id in {None, x.id}]
+        return sum(self._update(i, replay_time=now_ms) for i in ids)
+
+    async def replays(self, bot_id: str, limit: int) -> list[DeadLetter]:
+        return [x for x in self.letters if x.bot_id == bot_id and x.replay_time][:limit]
+
+    async def remove_dead_letter(self, letter_id: int) -> None:
+        self.letters = [x for x in self.letters if x.id != letter_id]
+
+    async def replay_failed(self, letter_id: int, attempts: int, last_error: str) -> None:
+        [letter] = [x for x in self.letters if x.id == letter_id]
+        self._update(
+            letter_id, replay_time=0, attempts=letter.attempts + attempts, last_error=last_error
+        )
+
 
 class FakePoster:
-    """Answers the next ``fail`` POSTs with a 503; records (owner, headers, body)."""
+    """Answers the next ``fail`` POSTs with a 503; records (owner, headers, body); a POST to
+    ``stall_url`` waits until ``resume`` is set."""
 
     def __init__(self, owner: str = "") -> None:
         self.fail = 0
         self.posts: list[tuple[str, Mapping[str, str], bytes]] = []
         self.owner = owner
+        self.stall_url = ""
+        self.resume = asyncio.Event()
 
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> str | None:
         self.posts.append((self.owner, headers, body))
+        if url == self.stall_url:
+            await self.resume.wait()
         if self.fail:
             self.fail -= 1
             return "HTTP 503"
@@ -199,6 +227,48 @@ async def test_two_workers_one_lease() -> None:
     assert await w2.supervise() == 1  # released: the other takes over at once
     await w2.stop()
     assert len(first.posts) == 5 and second.posts == []
+
+
+async def test_replayed_dead_letter_removed_after_a_2xx_else_kept() -> None:
+    bots, poster = FakeBots(BOT), FakePoster()
+    poster.fail = 3
+    w = worker(bots, inbox_of(chat(1)), poster)
+    await w.supervise()
+    await until(lambda: bots.letters != [], what="the dead letter")
+    [letter] = bots.letters
+    # A replay that fails again: kept, no longer queued, the attempts added up.
+    poster.fail = 3
+    assert await bots.queue_replay("bot", letter.id, 5) == 1
+    await until(lambda: len(poster.posts) == 6, what="three more attempts")
+    await until(lambda: bots.letters[0].replay_time == 0, what="the replay given up")
+    assert (bots.letters[0].attempts, bots.letters[0].last_error) == (6, "HTTP 503")
+    # Queued again, delivered: numbered on from the attempts so far, signed anew, removed.
+    await bots.queue_replay("bot", None, 6)
+    await until(lambda: bots.letters == [], what="the dead letter removed")
+    await w.stop()
+    assert [h["X-Sandcat-Attempt"] for _, h, _ in poster.posts] == [str(n) for n in range(1, 8)]
+    _, headers, body = poster.posts[-1]
+    assert body == letter.body.encode() and headers["X-Sandcat-Delivery"] == "s1"
+    assert headers["X-Sandcat-Signature"] == sign("s3cret", headers["X-Sandcat-Timestamp"], body)
+
+
+async def test_a_stalled_webhook_does_not_hold_up_another_bot() -> None:
+    """One task per bot: while one bot's POST hangs, the other bot's messages go out."""
+    slow = BOT
+    fast = dataclasses.replace(BOT, id="fast", webhook_url="http://fast/")
+    bots, poster = FakeBots(slow, fast), FakePoster()
+    poster.stall_url = slow.webhook_url
+    inbox = inbox_of(chat(1), chat(2))
+    for seq in (1, 2):
+        inbox.put("fast", dataclasses.replace(chat(seq), receiver_id="fast", server_id=f"f{seq}"))
+    inbox.exposure["fast"] = (2, 0)
+    w = worker(bots, inbox, poster)
+    await w.supervise()
+    await until(lambda: bots.bots["fast"].cursor_seq == 2, what="the fast bot's messages")
+    assert bots.bots["bot"].cursor_seq == 0  # still stalled on its first message
+    poster.resume.set()
+    await until(lambda: bots.bots["bot"].cursor_seq == 2, what="the slow bot's messages")
+    await w.stop()
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 5, 12])

@@ -78,3 +78,24 @@ class SqliteBotStore:
             return [sql.letter_from_row(row) for row in conn.execute(_q(text), args)]
 
         return await self._db.read(run)
+
+    async def queue_replay(self, bot_id: str, letter_id: int | None, now_ms: int) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            if letter_id is None:
+                return conn.execute(_q(sql.QUEUE_ALL_REPLAYS), (bot_id, now_ms)).rowcount
+            return conn.execute(_q(sql.QUEUE_REPLAY), (bot_id, now_ms, letter_id)).rowcount
+
+        return await self._db.write(run)
+
+    async def replays(self, bot_id: str, limit: int) -> list[DeadLetter]:
+        def run(conn: sqlite3.Connection) -> list[DeadLetter]:
+            rows = conn.execute(_q(sql.REPLAYS), (bot_id, limit))
+            return [sql.letter_from_row(row) for row in rows]
+
+        return await self._db.read(run)
+
+    async def remove_dead_letter(self, letter_id: int) -> None:
+        await self._change(sql.REMOVE_LETTER, letter_id)
+
+    async def replay_failed(self, letter_id: int, attempts: int, last_error: str) -> None:
+        await self._change(sql.REPLAY_FAILED, letter_id, attempts, last_error)

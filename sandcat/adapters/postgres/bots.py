@@ -75,3 +75,25 @@ class PostgresBotStore:
             else await self._pool.fetch(sql.BOT_LETTERS, limit, bot_id)
         )
         return [sql.letter_from_row(tuple(row)) for row in rows]
+
+    @pg_errors
+    async def queue_replay(self, bot_id: str, letter_id: int | None, now_ms: int) -> int:
+        status: str = (
+            await self._pool.execute(sql.QUEUE_ALL_REPLAYS, bot_id, now_ms)
+            if letter_id is None
+            else await self._pool.execute(sql.QUEUE_REPLAY, bot_id, now_ms, letter_id)
+        )
+        return int(status.rsplit(" ", 1)[1])
+
+    @pg_errors
+    async def replays(self, bot_id: str, limit: int) -> list[DeadLetter]:
+        rows = await self._pool.fetch(sql.REPLAYS, bot_id, limit)
+        return [sql.letter_from_row(tuple(row)) for row in rows]
+
+    @pg_errors
+    async def remove_dead_letter(self, letter_id: int) -> None:
+        await self._change(sql.REMOVE_LETTER, letter_id)
+
+    @pg_errors
+    async def replay_failed(self, letter_id: int, attempts: int, last_error: str) -> None:
+        await self._change(sql.REPLAY_FAILED, letter_id, attempts, last_error)

@@ -17,7 +17,10 @@ class AiohttpWebhookPoster:
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> str | None:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # No pool-wide cap (aiohttp's default is 100 connections): each bot has at most
+            # one POST in flight, so a pool shared with receivers that stall would make other
+            # bots' deliveries wait for a free connection, and time out.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         try:
             async with self._session.post(
                 url, data=body, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout)
