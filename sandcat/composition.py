@@ -85,6 +85,7 @@ def _services(config: Config, adapters: Adapters, registry: Registry) -> Service
         limits=limits,
         sessions=adapters.router,
         devices=devices,
+        limiter=adapters.limiter,
     )
     notifier = Notifier(log=adapters.log, clock=clock)
     friends = FriendService(
@@ -135,6 +136,7 @@ def _services(config: Config, adapters: Adapters, registry: Registry) -> Service
         files=files,
         clock=clock,
         limits=limits,
+        limiter=adapters.limiter,
     )
     return Services(
         users=users,
@@ -150,7 +152,12 @@ def _services(config: Config, adapters: Adapters, registry: Registry) -> Service
         files=files,
         conversations=conversations,
         bots=BotService(
-            bots=adapters.bots, users=adapters.users, messages=messages, clock=clock, limits=limits
+            bots=adapters.bots,
+            users=adapters.users,
+            messages=messages,
+            clock=clock,
+            limits=limits,
+            limiter=adapters.limiter,
         ),
         devices=devices,
         oauth=oauth,

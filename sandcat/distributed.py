@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 import asyncpg
 from pymongo import AsyncMongoClient
 
+from sandcat.adapters.embedded.ratelimit import InProcessRateLimiter
 from sandcat.adapters.kafka.queue import KafkaConsumerLoop, KafkaQueue, ensure_topics
 from sandcat.adapters.mongo.cleaner import clean_inbox
 from sandcat.adapters.mongo.inbox import MongoInbox, mongo_url
@@ -36,6 +37,7 @@ from sandcat.adapters.redis.codes import RedisCodeStore
 from sandcat.adapters.redis.membership import RedisMembershipCache
 from sandcat.adapters.redis.oauth import RedisOAuthStates
 from sandcat.adapters.redis.presence import RedisGatewayRegistry, RedisPresence, RedisPushBus
+from sandcat.adapters.redis.ratelimit import RedisRateLimiter
 from sandcat.adapters.redis.seqs import RedisSeqAllocator
 from sandcat.adapters.s3.files import S3FileStore
 from sandcat.config import Config
@@ -225,6 +227,7 @@ async def distributed_adapters(
         friendship_reads=PostgresFriendshipReads(pool=pool),
         oauth_states=RedisOAuthStates(client=redis),
         oauth_links=PostgresOAuthLinks(pool=pool),
+        limiter=RedisRateLimiter(client=redis, fallback=InProcessRateLimiter(clock=clock)),
         jwt_secret=config.server.jwt_secret,
         pull_wait_seconds=PULL_WAIT_SECONDS,
         presence=presence,

@@ -19,6 +19,7 @@ from sandcat.adapters.embedded.devices import SqliteDeviceStore, SqliteFriendshi
 from sandcat.adapters.embedded.files import LocalFileStore
 from sandcat.adapters.embedded.messages import SqliteInbox, SqliteMessageLog
 from sandcat.adapters.embedded.oauth import SqliteOAuthStore
+from sandcat.adapters.embedded.ratelimit import InProcessRateLimiter
 from sandcat.adapters.embedded.social import (
     InProcessMembershipCache,
     SqliteFriendStore,
@@ -111,6 +112,7 @@ async def embedded_adapters(
         friendship_reads=SqliteFriendshipReads(db),
         oauth_states=oauth,
         oauth_links=oauth,
+        limiter=InProcessRateLimiter(),
         jwt_secret=await asyncio.to_thread(resolve_secret, config.server.jwt_secret, data_dir),
         presence=presence,
         gateways=LocalGatewayRegistry(),

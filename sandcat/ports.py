@@ -17,7 +17,7 @@ from collections.abc import (
 )
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from sandcat.domain import (
     Ack,
@@ -501,6 +501,48 @@ class FriendshipReads(Protocol):
     async def mark_read(self, fs_id: str, user_id: str, read_until: int) -> None:
         """The request ``fs_id`` to ``user_id`` was read as it stood at ``read_until`` (its
         update time): the friend sync leaves it out until it changes again."""
+
+
+#: What a shared limiter does while its store is down: count in this process alone (the
+#: budget per process, as before it was shared) or refuse the request (``DbError``).
+OnOutage = Literal["local", "refuse"]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRule:
+    """At most ``limit`` events per ``window`` seconds per key (``limit`` <= 0: no limit);
+    ``name`` keeps its keys apart from every other rule's."""
+
+    name: str
+    limit: int
+    window: float
+    on_outage: OnOutage
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRule:
+    """A token bucket per key: ``rate`` tokens a second up to ``burst`` (``rate`` <= 0: no
+    limit)."""
+
+    name: str
+    rate: float
+    burst: int
+    on_outage: OnOutage
+
+
+class RateLimiter(Protocol):
+    """The counts behind the login, code and bot budgets (embedded: this process's memory;
+    distributed: Redis, one budget for every process)."""
+
+    async def hit(self, rule: WindowRule, key: str) -> int:
+        """Count one event of ``key``: 0 when it is within ``rule``, else the whole seconds
+        until it would be (and nothing is counted)."""
+
+    async def refund(self, rule: WindowRule, key: str) -> None:
+        """Take back the latest counted event of ``key`` (an attempt that did not count)."""
+
+    async def take(self, rule: BucketRule, key: str) -> bool:
+        """Take a token from ``key``'s bucket; False when there was none."""
 
 
 # --- Distributed mode -------------------------------------------------------------------

@@ -42,6 +42,7 @@ from sandcat.ports import (
     OAuthStates,
     Presence,
     PushBus,
+    RateLimiter,
     UserStore,
 )
 from sandcat.services.bots import BotService
@@ -78,6 +79,8 @@ class Adapters:
     #: GitHub login: the sign-ins in progress and the links to GitHub accounts.
     oauth_states: OAuthStates
     oauth_links: OAuthLinks
+    #: The login, code and bot budgets' counts (shared by every process in distributed mode).
+    limiter: RateLimiter
     jwt_secret: str
     #: The cluster: where users are connected, the live gateways, one push batch per gateway.
     presence: Presence

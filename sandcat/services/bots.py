@@ -33,10 +33,12 @@ from sandcat.log import get_logger
 from sandcat.ports import (
     BotRecord,
     BotStore,
+    BucketRule,
     Clock,
     Counters,
     DeadLetter,
     InboxStore,
+    RateLimiter,
     UserAdminStore,
     UserStore,
     WebhookPoster,
@@ -45,7 +47,6 @@ from sandcat.protocol.msg import ContentType, Msg, MsgType
 from sandcat.protocol.payloads import FriendshipWithUser
 from sandcat.services.friends import FriendService
 from sandcat.services.messages import MessageService, ack_for
-from sandcat.services.ratelimit import TokenBucket
 
 log = get_logger(__name__)
 
@@ -226,14 +227,19 @@ class BotService:
         messages: MessageService,
         clock: Clock,
         limits: LimitsConfig,
+        limiter: RateLimiter,
     ) -> None:
         self._bots = bots
         self._users = users
         self._messages = messages
         self._clock = clock
-        self._limits = limits
-        #: Each bot's send budget in this process (a client's is per connection).
-        self._buckets: dict[str, TokenBucket] = {}
+        self._limiter = limiter
+        # Each bot's send budget, shared by every API process (a client's is per
+        # connection). While Redis is down it is counted per process ("local"): the message
+        # path answers for itself whether it can store anything.
+        self._send_rule = BucketRule(
+            "bot_send", limits.messages_per_second, limits.messages_burst, "local"
+        )
 
     async def authenticate(self, token: str) -> BotRecord:
         bot = await self._bots.bot_by_token(hash_token(token))
@@ -256,14 +262,7 @@ class BotService:
         ``local_id`` to the same chat answers the first ack (nothing is stored twice)."""
         if bool(receiver_id) == bool(group_id):
             raise BadRequest("give exactly one of receiver_id and group_id")
-        bucket = self._buckets.get(bot.id)
-        if bucket is None:
-            limits = self._limits
-            bucket = TokenBucket(
-                limits.messages_per_second, limits.messages_burst, clock=self._clock
-            )
-            self._buckets[bot.id] = bucket
-        if not bucket.take():
+        if not await self._limiter.take(self._send_rule, bot.id):
             raise TooManyRequests("the bot sends faster than limits.messages_per_second", 1)
         if content_type not in BOT_CONTENT_TYPES:
             raise BadRequest(f"content_type {content_type} cannot be sent by a bot")

@@ -30,11 +30,13 @@ from sandcat.ports import (
     OAuthProvider,
     OAuthStates,
     ProviderAccount,
+    RateLimiter,
     UserStore,
+    WindowRule,
 )
 from sandcat.services.devices import DeviceInfo
 from sandcat.services.files import FileService
-from sandcat.services.ratelimit import WindowLimiter
+from sandcat.services.ratelimit import Limit
 from sandcat.services.users import LoginResult, UserService
 
 log = get_logger(__name__)
@@ -78,6 +80,7 @@ class OAuthService:
         files: FileService,
         clock: Clock,
         limits: LimitsConfig,
+        limiter: RateLimiter,
     ) -> None:
         self._config = config
         self._states = states
@@ -89,8 +92,12 @@ class OAuthService:
         self._clock = clock
         self._limits = limits
         # Each start stores a state until it expires: bounded per address like logins.
-        self._starts_per_ip = WindowLimiter(
-            limits.login_per_minute_per_ip, 60, "GitHub sign-ins", clock=clock
+        # The states are kept where the counts are (Redis in distributed mode): while it
+        # is down no sign-in could start anyway.
+        self._starts_per_ip = Limit(
+            limiter,
+            WindowRule("oauth_start_ip", limits.login_per_minute_per_ip, 60, "refuse"),
+            "GitHub sign-ins",
         )
 
     @property
@@ -107,7 +114,7 @@ class OAuthService:
 
     async def start(self, *, redirect_uri: str, browser: bool, ip: str) -> Started:
         self._check_enabled()
-        self._starts_per_ip.hit(ip)
+        await self._starts_per_ip.hit(ip)
         state = generate_token(STATE_CHARS)
         verifier = generate_token(VERIFIER_CHARS)
         browser_key = generate_token(STATE_CHARS) if browser else ""

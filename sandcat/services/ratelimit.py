@@ -1,4 +1,5 @@
-"""In-process rate limiting: sliding-window counters and token buckets."""
+"""Rate limiting: the in-process counting (sliding windows, token buckets) and ``Limit``,
+one window rule of a ``RateLimiter`` that raises ``TooManyRequests``."""
 
 from __future__ import annotations
 
@@ -6,40 +7,39 @@ from collections import deque
 
 from sandcat.errors import TooManyRequests
 from sandcat.ids import SYSTEM_CLOCK
-from sandcat.ports import Clock
+from sandcat.ports import Clock, RateLimiter, WindowRule
+
+#: Past this many keys a window drops those whose events have all expired.
+PRUNE_AT = 100_000
 
 
 class WindowLimiter:
-    """At most ``limit`` events per ``window`` seconds per key."""
+    """At most ``limit`` events per ``window`` seconds per key, in this process."""
 
-    def __init__(
-        self, limit: int, window: float, what: str, *, clock: Clock = SYSTEM_CLOCK
-    ) -> None:
+    def __init__(self, limit: int, window: float, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._limit = limit
         self._window = window
-        self._what = what
         self._clock = clock
         self._events: dict[str, deque[float]] = {}
 
-    def hit(self, key: str) -> None:
-        """Record one event for ``key``; raises :class:`TooManyRequests` when over the limit."""
+    def hit(self, key: str) -> int:
+        """Record one event for ``key``: 0, or the seconds to wait when over the limit
+        (nothing recorded then)."""
         if self._limit <= 0:
-            return
+            return 0
         now = self._clock.monotonic()
         events = self._events.setdefault(key, deque())
         while events and events[0] <= now - self._window:
             events.popleft()
         if len(events) >= self._limit:
-            retry = int(events[0] + self._window - now) + 1
-            raise TooManyRequests(f"too many {self._what}; retry later", retry)
+            return int(events[0] + self._window - now) + 1
         events.append(now)
-        if len(self._events) > 100_000:
+        if len(self._events) > PRUNE_AT:
             self._prune(now)
+        return 0
 
     def refund(self, key: str) -> None:
-        """Take back the latest event of ``key``: counting an attempt when it starts and
-        refunding it when it turns out not to count (a login that succeeded) bounds the
-        attempts in flight too, which counting only at the end would not."""
+        """Take back the latest event of ``key``."""
         events = self._events.get(key)
         if events:
             events.pop()
@@ -64,10 +64,39 @@ class TokenBucket:
     def take(self) -> bool:
         if self._rate <= 0:
             return True
-        now = self._clock.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
-        self._last = now
+        self._refill()
         if self._tokens >= 1.0:
             self._tokens -= 1.0
             return True
         return False
+
+    def full(self) -> bool:
+        """Whether the bucket is back to ``burst`` (forgetting it changes nothing)."""
+        self._refill()
+        return self._tokens >= self._burst
+
+    def _refill(self) -> None:
+        now = self._clock.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+
+
+class Limit:
+    """One window rule on a limiter; ``what`` names the events in the 429's message."""
+
+    def __init__(self, limiter: RateLimiter, rule: WindowRule, what: str) -> None:
+        self._limiter = limiter
+        self._rule = rule
+        self._what = what
+
+    async def hit(self, key: str) -> None:
+        """Count one event of ``key``; raises :class:`TooManyRequests` when over the limit."""
+        retry = await self._limiter.hit(self._rule, key)
+        if retry:
+            raise TooManyRequests(f"too many {self._what}; retry later", retry)
+
+    async def refund(self, key: str) -> None:
+        """Take back the latest event of ``key``: counting an attempt when it starts and
+        refunding it when it turns out not to count (a login that succeeded) bounds the
+        attempts in flight too, which counting only at the end would not."""
+        await self._limiter.refund(self._rule, key)

@@ -20,10 +20,18 @@ from sandcat.errors import (
 )
 from sandcat.ids import nanoid
 from sandcat.log import get_logger
-from sandcat.ports import Clock, CodeStore, Mailer, SessionEnder, UserStore
+from sandcat.ports import (
+    Clock,
+    CodeStore,
+    Mailer,
+    RateLimiter,
+    SessionEnder,
+    UserStore,
+    WindowRule,
+)
 from sandcat.services.auth import ACCESS, REFRESH, Claims, PasswordService, TokenService
 from sandcat.services.devices import DeviceInfo, DeviceService
-from sandcat.services.ratelimit import WindowLimiter
+from sandcat.services.ratelimit import Limit
 
 log = get_logger(__name__)
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}$")
@@ -60,6 +68,7 @@ class UserService:
         limits: LimitsConfig,
         sessions: SessionEnder,
         devices: DeviceService,
+        limiter: RateLimiter,
     ) -> None:
         self._users = users
         self._sessions = sessions
@@ -71,35 +80,47 @@ class UserService:
         self._clock = clock
         self._code_ttl = auth.code_ttl_seconds
         self._limits = limits
-        self._code_per_email = WindowLimiter(
-            limits.code_sends_per_5_minutes_per_email,
-            300,
+        # Codes are stored in the same Redis as the counts (distributed mode): while it is
+        # down none could be checked, so no mail is sent either ("refuse"). Logins fall
+        # back to this process's counts ("local"): an outage must not lock everybody out.
+        self._code_per_email = Limit(
+            limiter,
+            WindowRule("code_email", limits.code_sends_per_5_minutes_per_email, 300, "refuse"),
             "code requests for this e-mail",
-            clock=clock,
         )
-        self._code_per_ip = WindowLimiter(
-            limits.code_sends_per_minute_per_ip, 60, "code requests", clock=clock
+        self._code_per_ip = Limit(
+            limiter,
+            WindowRule("code_ip", limits.code_sends_per_minute_per_ip, 60, "refuse"),
+            "code requests",
         )
         # Failed logins are counted per (account, address) with a tight budget, so a third
         # party cannot lock the owner out from elsewhere, and per account across every
         # address with a much larger one, which a distributed guesser still meets.
-        self._failures_per_account_ip = WindowLimiter(
-            limits.login_failures_per_minute_per_account_and_ip,
-            60,
+        self._failures_per_account_ip = Limit(
+            limiter,
+            WindowRule(
+                "login_failures_account_ip",
+                limits.login_failures_per_minute_per_account_and_ip,
+                60,
+                "local",
+            ),
             "failed logins for this account from this address",
-            clock=clock,
         )
-        self._failures_per_account = WindowLimiter(
-            limits.login_per_minute_per_account, 60, "failed logins for this account", clock=clock
+        self._failures_per_account = Limit(
+            limiter,
+            WindowRule("login_failures_account", limits.login_per_minute_per_account, 60, "local"),
+            "failed logins for this account",
         )
-        self._login_per_ip = WindowLimiter(
-            limits.login_per_minute_per_ip, 60, "login attempts", clock=clock
+        self._login_per_ip = Limit(
+            limiter,
+            WindowRule("login_ip", limits.login_per_minute_per_ip, 60, "local"),
+            "login attempts",
         )
 
     async def send_code(self, email: str, ip: str) -> None:
         email = check_email(email)
-        self._code_per_ip.hit(ip)
-        self._code_per_email.hit(email.lower())
+        await self._code_per_ip.hit(ip)
+        await self._code_per_email.hit(email.lower())
         code = f"{secrets.randbelow(900000) + 100000}"
         await self._mailer.send_code(email, code)
         await self._codes.put_code(email, code, self._code_ttl)
@@ -163,16 +184,16 @@ class UserService:
         """Check the password and record the device the login comes from (its tokens)."""
         if not account or not password:
             raise BadRequest("account and password must not be empty")
-        self._login_per_ip.hit(ip)
+        await self._login_per_ip.hit(ip)
         # Each attempt is counted as a failure before the (slow) verification and refunded
         # when the password is right, so attempts in flight are bounded too. Unknown
         # accounts are counted the same way: the answers do not tell them apart.
         key = account.lower()
-        self._failures_per_account_ip.hit(f"{key}\n{ip}")
+        await self._failures_per_account_ip.hit(f"{key}\n{ip}")
         try:
-            self._failures_per_account.hit(key)
+            await self._failures_per_account.hit(key)
         except TooManyRequests:
-            self._failures_per_account_ip.refund(f"{key}\n{ip}")
+            await self._failures_per_account_ip.refund(f"{key}\n{ip}")
             raise
         user = await self._users.find_login(account)
         if user is None:
@@ -181,8 +202,8 @@ class UserService:
             raise AccountOrPassword("wrong account or password")
         if not user.password or not await self._passwords.verify(user.password, password):
             raise AccountOrPassword("wrong account or password")
-        self._failures_per_account_ip.refund(f"{key}\n{ip}")
-        self._failures_per_account.refund(key)
+        await self._failures_per_account_ip.refund(f"{key}\n{ip}")
+        await self._failures_per_account.refund(key)
         # A disabled account is told only to whoever knows the password.
         return await self.sign_in(user, device or DeviceInfo(address=ip))
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from sandcat.adapters.embedded.ratelimit import InProcessRateLimiter
 from sandcat.config import AuthConfig, LimitsConfig, ServerConfig
 from sandcat.domain import UserChanges
 from sandcat.errors import (
@@ -84,6 +85,7 @@ def accounts() -> Accounts:
             clock=clock,
             limits=limits,
         ),
+        limiter=InProcessRateLimiter(clock=clock),
     )
     return Accounts(users, mailer, codes, sessions, service)
 
