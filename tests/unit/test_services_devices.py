@@ -1,5 +1,6 @@
 """``DeviceService`` over the fakes: families, rotation, reuse, the cap, tokens from before
-devices; ``FriendService.mark_read`` and the events friend operations send the actor."""
+devices; ``FriendService.mark_read`` and the events friend and group operations send the
+actor (multi-device consistency)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ from dataclasses import dataclass
 
 import pytest
 
+from sandcat.adapters.embedded.social import InProcessMembershipCache
 from sandcat.config import LimitsConfig, ServerConfig
 from sandcat.errors import Forbidden, NotFound, UnAuthorized
 from sandcat.services.auth import ACCESS, REFRESH, TokenService
 from sandcat.services.devices import DeviceInfo, DeviceService
 from sandcat.services.friends import FriendService
+from sandcat.services.groups import GroupService
 from sandcat.services.notify import Notifier
 from tests.clock import FakeClock
-from tests.fakes import FakeDevices, FakeEvents, FakeFriends, FakeLog, FakeUsers
+from tests.fakes import FakeDevices, FakeEvents, FakeFriends, FakeGroups, FakeLog, FakeUsers
 
 
 @dataclass
@@ -114,3 +117,71 @@ async def test_friend_operations_tell_the_actor_and_mark_read_is_the_receivers()
         "friend.updated",
         {"action": "read", "fs_id": request.fs_id},
     )
+
+
+async def test_every_group_operation_tells_only_the_actor() -> None:
+    clock, log, users, events = FakeClock(), FakeLog(), FakeUsers(), FakeEvents()
+    users.add("ann", "bob", "cy")
+    friends = FakeFriends(users)
+    friends.befriend("ann", "bob", "cy")
+    groups = GroupService(
+        groups=FakeGroups(users),
+        friends=friends,
+        cache=InProcessMembershipCache(),
+        notifier=Notifier(log=log, clock=clock),
+        clock=clock,
+        limits=LimitsConfig(),
+        events=events,
+    )
+    invitation = await groups.create(user_id="ann", name="g", avatar="", member_ids=["bob"])
+    assert invitation.info is not None
+    group_id = invitation.info.id
+    await groups.invite("ann", group_id, ["cy"])
+    await groups.update("ann", group_id, name="h", avatar="", description="", announcement="")
+    await groups.remove("ann", group_id, ["cy"])
+    await groups.leave("bob", group_id)
+    await groups.dismiss("ann", group_id)
+    told = [(user, data["action"]) for user, name, data in events.emitted]
+    assert told == [
+        ("ann", "created"),
+        ("ann", "invited"),
+        ("ann", "updated"),
+        ("ann", "removed"),
+        ("bob", "left"),
+        ("ann", "dismissed"),
+    ]
+    assert {name for _, name, _ in events.emitted} == {"group.updated"}
+    assert all(data["group_id"] == group_id for _, _, data in events.emitted)
+    assert (
+        events.emitted[1][2]["members"] == ["cy"] and events.emitted[2][2]["group"]["name"] == "h"
+    )
+
+
+async def test_answers_deletions_and_remarks_tell_the_actor() -> None:
+    clock, users, events = FakeClock(), FakeUsers(), FakeEvents()
+    users.add("ann", "bob", "cy")
+    store = FakeFriends(users)
+    friends = FriendService(
+        friends=store,
+        users=users,
+        notifier=Notifier(log=FakeLog(), clock=clock),
+        clock=clock,
+        limits=LimitsConfig(),
+        reads=store,
+        events=events,
+    )
+    to_ann = await friends.apply(
+        user_id="bob", friend_id="ann", apply_msg=None, req_remark=None, source="s"
+    )
+    from_cy = await friends.apply(
+        user_id="cy", friend_id="ann", apply_msg=None, req_remark=None, source="s"
+    )
+    events.emitted.clear()
+    friend = await friends.agree("ann", to_ann.fs_id, None, None)
+    await friends.deny("ann", from_cy.fs_id, None)
+    await friends.set_remark("ann", "bob", "Bobby")
+    await friends.delete("ann", "bob", to_ann.fs_id)
+    told = [(user, data["action"]) for user, _, data in events.emitted]
+    assert told == [("ann", "agreed"), ("ann", "denied"), ("ann", "remark"), ("ann", "deleted")]
+    assert events.emitted[0][2]["friend"]["friend_id"] == friend.friend_id == "bob"
+    assert events.emitted[2][2] == {"action": "remark", "friend_id": "bob", "remark": "Bobby"}
