@@ -1,12 +1,15 @@
 """Bots end to end (docs/protocol.md, "Bots"): accounts made by the admin commands, friends
-auto-accepted, messages to the bot POSTed to a webhook receiver run by the test (signature
-checked, first attempts failed to see the retries, dead letters), answers through
-``POST /bot/message`` with idempotency, groups, and no loss across a server restart.
+auto-accepted or answered over the bot API, messages to the bot POSTed to a webhook
+receiver run by the test (signature checked, first attempts failed to see the retries,
+dead letters and their replay), answers through ``POST /bot/message`` with idempotency,
+groups, a stalled receiver beside another bot's, and no loss across a server restart.
 Runs against the embedded server and (``SANDCAT_E2E_TARGET=distributed``) the topology,
 whose msg-server runs the webhook worker."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -23,6 +26,7 @@ from aiohttp import web
 from sandcat import control
 from sandcat.admin import run_admin
 from sandcat.config import load_config
+from sandcat.errors import SandcatError
 from sandcat.ids import nanoid
 from tests.client import Api, Socket, User, apply_friend, create_group, pull, until
 from tests.conftest import E2E_TARGET, StartServer
@@ -43,10 +47,20 @@ class Receiver:
     delivered: list[str] = field(default_factory=list)
     fail: int = 0
     down: bool = False
+    #: While set and not yet released, each POST waits on it (a receiver that stalls).
+    hold: asyncio.Event | None = None
+    #: POSTs waiting on ``hold`` now.
+    held: int = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
         self.posts.append((dict(request.headers), raw))
+        if self.hold is not None:
+            self.held += 1
+            try:
+                await self.hold.wait()
+            finally:
+                self.held -= 1
         if self.down or self.fail > 0:
             self.fail -= 1
             return web.Response(status=503)
@@ -61,8 +75,8 @@ class Receiver:
         return [json.loads(raw)["server_id"] for _, raw in self.posts]
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
+@contextlib.asynccontextmanager
+async def serve_receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
     app = web.Application()
     app.router.add_post("/hook", rec.handle)
@@ -72,8 +86,24 @@ async def receiver() -> AsyncIterator[Receiver]:
     await site.start()
     port = runner.addresses[0][1]
     rec.url = f"http://127.0.0.1:{port}/hook"
-    yield rec
-    await runner.cleanup()
+    try:
+        yield rec
+    finally:
+        if rec.hold is not None:
+            rec.hold.set()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with serve_receiver() as rec:
+        yield rec
+
+
+@pytest.fixture
+async def other_receiver() -> AsyncIterator[Receiver]:
+    async with serve_receiver() as rec:
+        yield rec
 
 
 @pytest.fixture
@@ -236,6 +266,136 @@ async def test_dead_letters_and_token_commands(
     assert changed["webhook_url"] == ""
     await admin("bot.delete", {"bot": bot["id"]})
     await bot_send(api, rotated["token"], 401, receiver_id=alice.id, content="x")
+    await sock.close()
+
+
+async def test_bot_answers_friend_requests(
+    api: Api, admin: Admin, receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    """Without auto-accept the bot lists its pending requests and accepts or refuses each
+    through the user's path: the requester is told as by a user's acceptance."""
+    bot = await new_bot(admin, receiver.url, auto_accept=False)
+    bot_user = User(id=bot["id"], email="", password="")
+    token = bot["token"]
+    alice = await api.new_user("alice", "alice@example.com")
+    bob = await api.new_user("bob", "bob@example.com")
+    sock = await Socket.connect(session, alice)
+    asked = await apply_friend(api, alice, bot_user, apply_msg="hello bot")
+    await apply_friend(api, bob, bot_user)
+    _, pending = await api.call("GET", "/api/bot/friend/requests", token=token)
+    by_user = {fs["user_id"]: fs for fs in pending}
+    assert set(by_user) == {alice.id, bob.id}
+    assert by_user[alice.id]["fs_id"] == asked["fs_id"]
+    assert by_user[alice.id]["apply_msg"] == "hello bot"
+    # Only the bot's own token; only requests sent to the bot.
+    await api.call("GET", "/api/bot/friend/requests", token=alice.token, expect=401)
+    mine = await apply_friend(api, bob, alice)
+    await api.call("PUT", f"/api/bot/friend/{mine['fs_id']}/agree", token=token, expect=403)
+
+    _, friend = await api.call(
+        "PUT",
+        f"/api/bot/friend/{asked['fs_id']}/agree",
+        token=token,
+        json={"resp_msg": "welcome"},
+    )
+    assert friend["friend_id"] == alice.id
+    told = await sock.recv_until(lambda m: m["msg_type"] == 11 and m["send_id"] == bot["id"])
+    assert told["receiver_id"] == alice.id
+    await api.call("PUT", f"/api/bot/friend/{by_user[bob.id]['fs_id']}/refuse", token=token)
+    _, pending = await api.call("GET", "/api/bot/friend/requests", token=token)
+    assert pending == []
+    # Answered already, or no such request.
+    await api.call("PUT", f"/api/bot/friend/{asked['fs_id']}/refuse", token=token, expect=400)
+    await api.call("PUT", "/api/bot/friend/nosuch/agree", token=token, expect=404)
+    # Friends now: the bot may write to alice, not to bob.
+    await bot_send(api, token, receiver_id=alice.id, content="hi alice")
+    await bot_send(api, token, 400, receiver_id=bob.id, content="hi bob")
+    await sock.close()
+
+
+async def test_dead_letters_replayed(
+    api: Api, admin: Admin, receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    """``bot.replay`` (``sandcat bot replay``) queues dead letters; the worker delivers each
+    again, signed, numbered on from its attempts, and removes it only after a 2xx."""
+    bot = await new_bot(admin, receiver.url)
+    alice = await api.new_user("alice", "alice@example.com")
+    await friends_with_bot(api, alice, bot)
+    sock = await Socket.connect(session, alice)
+    receiver.down = True
+    server_ids = []
+    for local_id in ("x1", "x2"):
+        await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id=local_id, content=b"?")
+        server_ids.append(await acked(sock, local_id))
+
+    async def letters() -> list[dict[str, Any]]:
+        return list(await admin("bot.dead-letters", {"bot": bot["id"]}))
+
+    async def dead_lettered() -> bool:
+        return {letter["server_id"] for letter in await letters()} == set(server_ids)
+
+    await until(dead_lettered, 15, "both dead-lettered")
+    first = next(x for x in await letters() if x["server_id"] == server_ids[0])
+    with pytest.raises(SandcatError):
+        await admin("bot.replay", {"bot": bot["id"], "letters": [first["id"] + 1000]})
+    with pytest.raises(SandcatError):
+        await admin("bot.replay", {"bot": bot["id"]})
+
+    # Still down: the replay fails, the letter stays with the attempts added.
+    queued = await admin("bot.replay", {"bot": bot["id"], "letters": [first["id"]]})
+    assert queued["queued"] == 1
+
+    async def failed_again() -> bool:
+        return any(x["attempts"] == 2 * ATTEMPTS for x in await letters())
+
+    await until(failed_again, 15, "the replay given up")
+    assert [x["replay_time"] for x in await letters()] == [0, 0]
+
+    receiver.down = False
+    await admin("bot.replay", {"bot": bot["id"], "letters": [first["id"]]})
+    await until(lambda: receiver.delivered == [server_ids[0]], 15, "the first replayed")
+    headers, raw = receiver.posts[-1]
+    verify(bot["secret"], headers, raw)
+    assert headers["X-Sandcat-Attempt"] == str(2 * ATTEMPTS + 1)
+    assert json.loads(raw)["server_id"] == server_ids[0]
+
+    async def left(expected: list[str]) -> bool:
+        return [x["server_id"] for x in await letters()] == expected
+
+    await until(lambda: left([server_ids[1]]), 15, "the first removed")
+    assert (await admin("bot.replay", {"bot": bot["id"], "all": True}))["queued"] == 1
+    await until(lambda: left([]), 15, "the second removed")
+    assert receiver.delivered == server_ids
+    await sock.close()
+
+
+async def test_a_stalled_webhook_does_not_delay_another_bot(
+    api: Api,
+    admin: Admin,
+    receiver: Receiver,
+    other_receiver: Receiver,
+    session: aiohttp.ClientSession,
+) -> None:
+    """Each bot's deliveries run on their own: while one bot's receiver holds a POST open,
+    another bot's messages are delivered."""
+    slow, fast = await new_bot(admin, receiver.url), await new_bot(admin, other_receiver.url)
+    alice = await api.new_user("alice", "alice@example.com")
+    await friends_with_bot(api, alice, slow)
+    await friends_with_bot(api, alice, fast)
+    sock = await Socket.connect(session, alice)
+    receiver.hold = asyncio.Event()
+    await sock.send(send_id=alice.id, receiver_id=slow["id"], local_id="s1", content=b"slow")
+    stalled = await acked(sock, "s1")
+    await until(lambda: receiver.held == 1, 15, "the slow receiver holding a POST")
+    sent = []
+    for local_id in ("f1", "f2"):
+        await sock.send(send_id=alice.id, receiver_id=fast["id"], local_id=local_id, content=b"!")
+        sent.append(await acked(sock, local_id))
+    # Well within bots.webhook_timeout_seconds (10 s), so the slow POST is still open.
+    await until(lambda: other_receiver.delivered == sent, 5, "the other bot's messages")
+    assert receiver.held == 1 and receiver.delivered == []
+    receiver.hold.set()
+    await until(lambda: receiver.delivered == [stalled], 15, "the slow one delivered")
     await sock.close()
 
 
