@@ -227,7 +227,9 @@ async def distributed_adapters(
         friendship_reads=PostgresFriendshipReads(pool=pool),
         oauth_states=RedisOAuthStates(client=redis),
         oauth_links=PostgresOAuthLinks(pool=pool),
-        limiter=RedisRateLimiter(client=redis, fallback=InProcessRateLimiter(clock=clock)),
+        limiter=RedisRateLimiter(
+            client=redis, fallback=InProcessRateLimiter(clock=clock), clock=clock
+        ),
         jwt_secret=config.server.jwt_secret,
         pull_wait_seconds=PULL_WAIT_SECONDS,
         presence=presence,

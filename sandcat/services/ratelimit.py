@@ -3,6 +3,7 @@ one window rule of a ``RateLimiter`` that raises ``TooManyRequests``."""
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from sandcat.errors import TooManyRequests
@@ -32,7 +33,7 @@ class WindowLimiter:
         while events and events[0] <= now - self._window:
             events.popleft()
         if len(events) >= self._limit:
-            return int(events[0] + self._window - now) + 1
+            return max(1, math.ceil(events[0] + self._window - now))
         events.append(now)
         if len(self._events) > PRUNE_AT:
             self._prune(now)

@@ -1,0 +1,185 @@
+"""``RateLimiter``: this process's memory (embedded) and Redis (distributed) count alike;
+Redis's counts are shared by every limiter on it, and its outage follows each rule's
+``on_outage``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from sandcat.adapters.embedded.ratelimit import InProcessRateLimiter
+from sandcat.adapters.redis.client import connect
+from sandcat.adapters.redis.ratelimit import PAUSE_SECONDS, RedisRateLimiter
+from sandcat.config import RedisConfig
+from sandcat.errors import DbError
+from sandcat.ports import BucketRule, RateLimiter, WindowRule
+from tests.client import until
+from tests.clock import FakeClock
+from tests.services import Services
+
+LOGINS = WindowRule("test_logins", 3, 60, "local")
+SHORT = WindowRule("test_short", 2, 1, "local")
+BUCKET = BucketRule("test_bucket", 20.0, 3, "local")
+
+
+@pytest.fixture(params=["memory", "redis"])
+def limiter(request: pytest.FixtureRequest) -> RateLimiter:
+    if request.param == "memory":
+        return InProcessRateLimiter()
+    client: Redis = request.getfixturevalue("redis_client")
+    return RedisRateLimiter(client=client, fallback=InProcessRateLimiter())
+
+
+async def _hits(limiter: RateLimiter, rule: WindowRule, key: str, n: int) -> list[int]:
+    return [await limiter.hit(rule, key) for _ in range(n)]
+
+
+async def test_a_window_counts_up_to_its_limit_per_rule_and_key(limiter: RateLimiter) -> None:
+    assert await _hits(limiter, LOGINS, "1.2.3.4", 3) == [0, 0, 0]
+    refused = await limiter.hit(LOGINS, "1.2.3.4")
+    assert 1 <= refused <= 60  # Retry-After: until the oldest event leaves the window
+    assert await limiter.hit(LOGINS, "5.6.7.8") == 0  # another key
+    other = WindowRule("test_other", 3, 60, "local")
+    assert await limiter.hit(other, "1.2.3.4") == 0  # another rule, same key
+
+
+async def test_a_refund_gives_one_event_back(limiter: RateLimiter) -> None:
+    assert await _hits(limiter, LOGINS, "acct", 3) == [0, 0, 0]
+    await limiter.refund(LOGINS, "acct")
+    assert await limiter.hit(LOGINS, "acct") == 0
+    assert await limiter.hit(LOGINS, "acct") > 0
+    await limiter.refund(LOGINS, "nobody")  # nothing to take back: harmless
+
+
+async def test_a_refused_event_is_not_counted_and_the_window_slides(
+    limiter: RateLimiter,
+) -> None:
+    assert await _hits(limiter, SHORT, "k", 2) == [0, 0]
+    assert await limiter.hit(SHORT, "k") == 1
+    # Refusals count nothing: once the two events are a second old, a hit passes at once.
+    await until(lambda: _passes(limiter, SHORT, "k"), 5, "the window slid")
+    assert await limiter.hit(SHORT, "k") == 0
+    assert await limiter.hit(SHORT, "k") > 0
+
+
+async def _passes(limiter: RateLimiter, rule: WindowRule, key: str) -> bool:
+    return await limiter.hit(rule, key) == 0
+
+
+async def test_a_limit_of_zero_or_a_rate_of_zero_is_no_limit(limiter: RateLimiter) -> None:
+    off = WindowRule("test_off", 0, 60, "local")
+    assert set(await _hits(limiter, off, "k", 50)) == {0}
+    free = BucketRule("test_free", 0.0, 1, "local")
+    assert all([await limiter.take(free, "bot") for _ in range(50)])
+
+
+async def test_a_bucket_gives_its_burst_then_refills_at_its_rate(limiter: RateLimiter) -> None:
+    assert [await limiter.take(BUCKET, "bot") for _ in range(4)] == [True, True, True, False]
+    assert await limiter.take(BUCKET, "other bot")
+    await until(lambda: limiter.take(BUCKET, "bot"), 5, "a token came back")
+    # Never more than the burst plus what the rate refilled meanwhile.
+    started = time.monotonic()
+    taken = [await limiter.take(BUCKET, "third bot") for _ in range(100)]
+    assert sum(taken) <= 3 + 20 * (time.monotonic() - started) + 1
+
+
+@pytest.fixture
+async def two_redis(real_services: Services) -> AsyncIterator[tuple[Redis, Redis]]:
+    """Two clients (two processes' pools) on the emptied test database."""
+    first = Redis.from_url(real_services.redis_url)
+    second = Redis.from_url(real_services.redis_url)
+    await first.flushdb()
+    try:
+        yield first, second
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_two_limiters_on_one_redis_share_every_budget(
+    two_redis: tuple[Redis, Redis],
+) -> None:
+    a, b = (RedisRateLimiter(client=c, fallback=InProcessRateLimiter()) for c in two_redis)
+    assert await a.hit(LOGINS, "acct") == 0
+    assert await b.hit(LOGINS, "acct") == 0
+    assert await a.hit(LOGINS, "acct") == 0
+    assert await b.hit(LOGINS, "acct") > 0
+    await a.refund(LOGINS, "acct")
+    assert await b.hit(LOGINS, "acct") == 0
+    assert [await a.take(BUCKET, "bot"), await b.take(BUCKET, "bot")] == [True, True]
+    assert [await a.take(BUCKET, "bot"), await b.take(BUCKET, "bot")] == [True, False]
+
+
+async def test_concurrent_hits_from_two_limiters_never_exceed_the_limit(
+    two_redis: tuple[Redis, Redis],
+) -> None:
+    a, b = (RedisRateLimiter(client=c, fallback=InProcessRateLimiter()) for c in two_redis)
+    rule = WindowRule("test_race", 10, 60, "local")
+    results = await asyncio.gather(*(x.hit(rule, "k") for x in (a, b) for _ in range(40)))
+    assert results.count(0) == 10
+    bucket = BucketRule("test_race_bucket", 0.001, 10, "local")
+    taken = await asyncio.gather(*(x.take(bucket, "k") for x in (a, b) for _ in range(40)))
+    assert taken.count(True) == 10
+
+
+async def test_every_redis_key_expires(two_redis: tuple[Redis, Redis]) -> None:
+    client = two_redis[0]
+    limiter = RedisRateLimiter(client=client, fallback=InProcessRateLimiter())
+    await limiter.hit(LOGINS, "k")
+    await limiter.take(BUCKET, "k")
+    keys = sorted(await client.keys("ratelimit:*"))
+    assert keys == [b"ratelimit:bucket:test_bucket:k", b"ratelimit:window:test_logins:k"]
+    window_ttl = await client.pttl(b"ratelimit:window:test_logins:k")
+    bucket_ttl = await client.pttl(b"ratelimit:bucket:test_bucket:k")
+    assert 0 < window_ttl <= 60_000
+    assert 0 < bucket_ttl <= 3 / 20 * 1000 + 1000  # refilled to the burst, plus a second
+
+
+@pytest.fixture
+async def broken_redis() -> AsyncIterator[tuple[Redis, list[int]]]:
+    """A client, configured as the servers' is, of a "Redis" that closes every connection
+    at once; the list counts the connections it was asked for."""
+    accepted: list[int] = []
+
+    def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = connect(config=RedisConfig(host="127.0.0.1", port=port))
+    try:
+        yield client, accepted
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_while_redis_is_down_local_rules_count_here_and_the_others_refuse(
+    broken_redis: tuple[Redis, list[int]],
+) -> None:
+    client, accepted = broken_redis
+    clock = FakeClock()
+    limiter = RedisRateLimiter(
+        client=client, fallback=InProcessRateLimiter(clock=clock), clock=clock
+    )
+    # Logins: this process's own budget, so nobody is locked out and nobody is unlimited.
+    assert await _hits(limiter, LOGINS, "acct", 4) == [0, 0, 0, 60]
+    await limiter.refund(LOGINS, "acct")  # never raises
+    assert await limiter.hit(LOGINS, "acct") == 0
+    assert [await limiter.take(BUCKET, "bot") for _ in range(4)] == [True, True, True, False]
+    codes = WindowRule("test_codes", 3, 60, "refuse")
+    with pytest.raises(DbError):
+        await limiter.hit(codes, "1.2.3.4")
+    # Only the first check asked Redis (and its retries); the rest went by the pause.
+    tried = len(accepted)
+    assert 1 <= tried <= 3
+    clock.advance(PAUSE_SECONDS)  # then Redis is asked again
+    with pytest.raises(DbError):
+        await limiter.hit(codes, "1.2.3.4")
+    assert len(accepted) > tried
