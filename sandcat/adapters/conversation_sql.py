@@ -17,14 +17,15 @@ def view_sql(where: str, *, placeholder: str, greatest: str, byte_order: str) ->
     """The conversations of user ``{p}1``: one per accepted friend and per group, with the
     conversation's row and the user's state when there are any. ``where`` is ``SINCE`` or
     ``PEER``; ``greatest`` is the dialect's ``MAX``/``GREATEST``; ``byte_order`` makes
-    ``<`` compare ids byte by byte, as ``sandcat.domain.conversation_id`` does."""
+    ``<`` compare ids byte by byte, as ``sandcat.domain.conversation_id`` does. A
+    conversation is hidden while its count is the one it had when hidden (``hidden_n``)."""
     p = placeholder
     return (
         "SELECT * FROM (SELECT v.peer, v.is_group, COALESCE(c.n, 0) AS n, "
         "COALESCE(s.read_n, 0) AS read_n, c.last_server_id, c.last_sender, "
         "c.last_content_type, c.last_content, COALESCE(c.last_time, 0) AS last_time, "
         "COALESCE(s.pinned, FALSE) AS pinned, COALESCE(s.muted, FALSE) AS muted, "
-        "COALESCE(s.hidden, FALSE) AS hidden, "
+        "COALESCE(s.hidden_n = COALESCE(c.n, 0), FALSE) AS hidden, "
         f"{greatest}(v.since, COALESCE(c.last_time, 0), COALESCE(s.update_time, 0)) "
         "AS update_time FROM ("
         "SELECT f.friend_id AS peer, FALSE AS is_group, "
@@ -36,6 +37,20 @@ def view_sql(where: str, *, placeholder: str, greatest: str, byte_order: str) ->
         "LEFT JOIN conversations c ON c.id = v.cid "
         f"LEFT JOIN conversation_states s ON s.user_id = {p}1 AND s.conversation_id = v.cid"
         ") AS x " + where.format(p=p)
+    )
+
+
+def join_read_sql(members: str, *, group: str, now: str, greatest: str) -> str:
+    """Joining a group reads its conversation up to its count now, so that the messages
+    sent before the join are not unread: one upsert for the ``user_id`` column of
+    ``members``, none when the group has no message yet. ``group`` and ``now`` are
+    placeholders; a rejoining member's ``read_n`` never goes back."""
+    return (
+        "INSERT INTO conversation_states AS s (user_id, conversation_id, read_n, update_time) "
+        f"SELECT j.user_id, c.id, c.n, {now} FROM {members} AS j "
+        f"JOIN conversations AS c ON c.id = {group} WHERE TRUE ORDER BY j.user_id "
+        "ON CONFLICT (user_id, conversation_id) DO UPDATE SET "
+        f"read_n = {greatest}(s.read_n, excluded.read_n), update_time = excluded.update_time"
     )
 
 

@@ -146,3 +146,52 @@ async def test_group_unread_per_member_and_read_over_http(
     assert (await _conversations(api, bob))[gid]["unread"] == 1
     assert (await _conversations(api, carol))[gid]["unread"] == 3
     await a.close()
+
+
+async def test_a_new_member_has_nothing_unread_from_before_the_join(
+    api: Api, session: aiohttp.ClientSession
+) -> None:
+    alice = await api.new_user("alice", "alice@example.com")
+    bob = await api.new_user("bob", "bob@example.com")
+    carol = await api.new_user("carol", "carol@example.com")
+    await befriend_all(api, alice, [bob, carol])
+    gid = (await create_group(api, alice, [bob.id], name="duo"))["info"]["id"]
+    a = await Socket.connect(session, alice)
+    await _chat(a, alice, gid, [b"g1", b"g2"], msg_type=1, group_id=gid)
+    await _seq_reaches(api, bob, gid, 2)
+    invite = {"user_id": alice.id, "group_id": gid, "members": [carol.id]}
+    await api.call("PUT", "/api/group/invite", token=alice.token, json=invite)
+    conv = (await _conversations(api, carol))[gid]
+    assert (conv["seq"], conv["read_seq"], conv["unread"]) == (2, 2, 0)
+    assert (await _conversations(api, bob))[gid]["unread"] == 2
+    await _chat(a, alice, gid, [b"g3"], msg_type=1, group_id=gid)
+    await _seq_reaches(api, carol, gid, 3)
+    assert (await _conversations(api, carol))[gid]["unread"] == 1
+    await a.close()
+
+
+async def test_a_hidden_conversation_comes_back_with_a_new_message(
+    api: Api, session: aiohttp.ClientSession
+) -> None:
+    alice, bob = await alice_and_bob(api)
+    b = await Socket.connect(session, bob)
+    await _chat(b, bob, alice.id, [b"first"])
+    await _seq_reaches(api, alice, bob.id, 1)
+    _, conv = await api.call(
+        "PUT", f"/api/conversation/{bob.id}", token=alice.token, json={"hidden": True}
+    )
+    assert conv["hidden"]
+    _, listing = await api.call("GET", "/api/conversation", token=alice.token)
+    assert [c["hidden"] for c in listing["conversations"]] == [True]
+    await _chat(b, bob, alice.id, [b"again"])
+    await _seq_reaches(api, alice, bob.id, 2)
+    back = (await _conversations(api, alice, since=listing["sync_time"]))[bob.id]
+    assert not back["hidden"] and back["unread"] == 2
+    # Reading it does not hide it again; hiding it again does, until the next message.
+    _, read = await api.call("POST", f"/api/conversation/{bob.id}/read", token=alice.token)
+    assert not read["hidden"] and read["unread"] == 0
+    _, again = await api.call(
+        "PUT", f"/api/conversation/{bob.id}", token=alice.token, json={"hidden": True}
+    )
+    assert again["hidden"]
+    await b.close()

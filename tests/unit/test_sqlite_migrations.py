@@ -116,3 +116,36 @@ def test_email_uniqueness_ignores_case_from_0007_on(tmp_path: Path) -> None:
         }
         with pytest.raises(sqlite3.IntegrityError):
             conn.execute(insert, ("late", "late", "Carol@Example.com", 4, 4))
+
+
+def test_hidden_conversations_stay_hidden_until_their_next_message_from_0012_on(
+    tmp_path: Path,
+) -> None:
+    """The ``hidden`` flag becomes the count at hiding, ``hidden_n``: a conversation hidden
+    before the upgrade is hidden at its count now (0 without a message), one not hidden gets
+    NULL (``sandcat/migrations/sqlite/0012_conversation_hidden_n.sql``)."""
+    path, _, _ = _migrated_before(tmp_path, "0012")
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO conversations VALUES ('a:b', 3, 's3', 'a', 1, x'6869', 30), "
+            "('g', 1, 's4', 'a', 1, x'6869', 40)"
+        )
+        conn.execute(
+            "INSERT INTO conversation_states (user_id, conversation_id, read_n, hidden, "
+            "update_time) VALUES ('b', 'a:b', 1, 1, 50), ('a', 'a:b', 3, 0, 50), "
+            "('b', 'g', 0, 0, 50), ('c', 'c:d', 0, 1, 50)"
+        )
+    assert "0012_conversation_hidden_n.sql" in apply_migrations(path)
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT user_id, conversation_id, read_n, hidden_n FROM conversation_states "
+            "ORDER BY user_id, conversation_id"
+        ).fetchall()
+        assert rows == [
+            ("a", "a:b", 3, None),
+            ("b", "a:b", 1, 3),
+            ("b", "g", 0, None),
+            ("c", "c:d", 0, 0),
+        ]
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(conversation_states)")}
+        assert "hidden" not in columns

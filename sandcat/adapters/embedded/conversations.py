@@ -71,11 +71,14 @@ def conversation_rows(
 
 _SINCE = view_sql(SINCE, placeholder="?", greatest="MAX", byte_order="")
 _PEER = view_sql(PEER, placeholder="?", greatest="MAX", byte_order="")
+#: Hiding stores the conversation's count now (``hidden_n``), unhiding clears it.
 _FLAGS = (
-    "INSERT INTO conversation_states (user_id, conversation_id, pinned, muted, hidden, "
-    "update_time) VALUES (?1, ?2, COALESCE(?3, 0), COALESCE(?4, 0), COALESCE(?5, 0), ?6) "
+    "INSERT INTO conversation_states (user_id, conversation_id, pinned, muted, hidden_n, "
+    "update_time) VALUES (?1, ?2, COALESCE(?3, 0), COALESCE(?4, 0), "
+    "CASE WHEN ?5 THEN COALESCE((SELECT n FROM conversations WHERE id = ?2), 0) END, ?6) "
     "ON CONFLICT(user_id, conversation_id) DO UPDATE SET pinned = COALESCE(?3, pinned), "
-    "muted = COALESCE(?4, muted), hidden = COALESCE(?5, hidden), update_time = ?6"
+    "muted = COALESCE(?4, muted), "
+    "hidden_n = CASE WHEN ?5 IS NULL THEN hidden_n ELSE excluded.hidden_n END, update_time = ?6"
 )
 _READ = (
     "INSERT INTO conversation_states (user_id, conversation_id, read_n, update_time) "

@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 
 import orjson
 
+from sandcat.adapters.conversation_sql import join_read_sql
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.adapters.social_sql import (
     FRIEND_SELECT,
@@ -36,8 +37,19 @@ _IDS = "(SELECT value FROM json_each(?))"
 _UPSERT_REQUEST = upsert_request_sql("?")
 
 
-def _ids(values: Sequence[str]) -> str:
+def _ids(values: Collection[str]) -> str:
     return orjson.dumps(list(values)).decode()
+
+
+_JOIN_READ = join_read_sql(
+    "(SELECT value AS user_id FROM json_each(?2))", group="?1", now="?3", greatest="MAX"
+)
+
+
+def _join_read(conn: sqlite3.Connection, group_id: str, added: Collection[str], now: int) -> None:
+    """The new members' reads of the group's conversation, in the membership's transaction."""
+    if added:
+        conn.execute(_JOIN_READ, (group_id, _ids(added), now))
 
 
 def _select_friend(conn: sqlite3.Connection, user_id: str, friend_id: str) -> Friend:
@@ -269,13 +281,15 @@ class SqliteGroupStore:
                     info.update_time,
                 ),
             )
-            conn.execute(
+            rows = conn.execute(
                 "INSERT INTO group_members (group_id, user_id, group_name, role, joined_at) "
                 f"SELECT ?1, u.id, u.name, CASE WHEN u.id = ?2 THEN {OWNER} ELSE {MEMBER} END, "
                 "?3 FROM users u "
-                "WHERE u.is_delete = 0 AND u.id IN (SELECT value FROM json_each(?4))",
+                "WHERE u.is_delete = 0 AND u.id IN (SELECT value FROM json_each(?4)) "
+                "RETURNING user_id",
                 (info.id, info.owner, info.create_time, _ids(member_ids)),
-            )
+            ).fetchall()
+            _join_read(conn, info.id, [row[0] for row in rows], info.create_time)
             return [
                 GroupMember(*row)
                 for row in conn.execute(_MEMBER_SELECT + _MEMBER_ORDER, (info.id,))
@@ -337,6 +351,7 @@ class SqliteGroupStore:
                 (group_id, now_ms, _ids(user_ids)),
             ).fetchall()
             added = {row[0] for row in rows}
+            _join_read(conn, group_id, added, now_ms)
             return [uid for uid in dict.fromkeys(user_ids) if uid in added]
 
         return await self._db.write(run)

@@ -13,12 +13,15 @@ from sandcat.ports import Conversation
 
 _SINCE = view_sql(SINCE, placeholder="$", greatest="GREATEST", byte_order=' COLLATE "C"')
 _PEER = view_sql(PEER, placeholder="$", greatest="GREATEST", byte_order=' COLLATE "C"')
+#: Hiding stores the conversation's count now (``hidden_n``), unhiding clears it.
 _FLAGS = (
-    "INSERT INTO conversation_states AS s (user_id, conversation_id, pinned, muted, hidden, "
+    "INSERT INTO conversation_states AS s (user_id, conversation_id, pinned, muted, hidden_n, "
     "update_time) VALUES ($1, $2, COALESCE($3::BOOLEAN, FALSE), COALESCE($4::BOOLEAN, FALSE), "
-    "COALESCE($5::BOOLEAN, FALSE), $6) ON CONFLICT (user_id, conversation_id) DO UPDATE SET "
+    "CASE WHEN $5::BOOLEAN THEN COALESCE((SELECT n FROM conversations WHERE id = $2::VARCHAR), 0) "
+    "END, $6) ON CONFLICT (user_id, conversation_id) DO UPDATE SET "
     "pinned = COALESCE($3, s.pinned), muted = COALESCE($4, s.muted), "
-    "hidden = COALESCE($5, s.hidden), update_time = $6"
+    "hidden_n = CASE WHEN $5 IS NULL THEN s.hidden_n ELSE excluded.hidden_n END, "
+    "update_time = $6"
 )
 _READ = (
     "INSERT INTO conversation_states AS s (user_id, conversation_id, read_n, update_time) "

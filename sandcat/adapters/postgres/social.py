@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from sandcat.adapters.conversation_sql import join_read_sql
 from sandcat.adapters.postgres.errors import pg_errors
 from sandcat.adapters.social_sql import (
     ACCEPTED,
@@ -205,6 +206,12 @@ class PostgresFriendStore:
         return [FriendshipWithUser(*row) for row in rows]
 
 
+#: The new members' reads, in the statement that adds them (CTE ``added``): at the group's
+#: creation (its time is ``$3``) and when members are added (``$2``).
+_CREATE_READ = join_read_sql("added", group="$1", now="$3", greatest="GREATEST")
+_ADD_READ = join_read_sql("added", group="$1", now="$2", greatest="GREATEST")
+
+
 class PostgresGroupStore:
     """Implements ``GroupStore``."""
 
@@ -226,9 +233,11 @@ class PostgresGroupStore:
                 info.update_time,
             )
             await conn.execute(
-                "INSERT INTO group_members (group_id, user_id, group_name, role, joined_at) "
+                "WITH added AS (INSERT INTO group_members "
+                "(group_id, user_id, group_name, role, joined_at) "
                 f"SELECT $1, u.id, u.name, CASE WHEN u.id = $2 THEN {OWNER} ELSE {MEMBER} END, "
-                "$3 FROM users u WHERE NOT u.is_delete AND u.id = ANY($4::VARCHAR[])",
+                "$3 FROM users u WHERE NOT u.is_delete AND u.id = ANY($4::VARCHAR[]) "
+                f"RETURNING user_id), reads AS ({_CREATE_READ}) SELECT 1",
                 info.id,
                 info.owner,
                 info.create_time,
@@ -277,10 +286,12 @@ class PostgresGroupStore:
     @pg_errors
     async def add_members(self, group_id: str, user_ids: Sequence[str], now_ms: int) -> list[str]:
         rows = await self._pool.fetch(
-            "INSERT INTO group_members (group_id, user_id, group_name, role, joined_at) "
+            "WITH added AS (INSERT INTO group_members "
+            "(group_id, user_id, group_name, role, joined_at) "
             f"SELECT $1, u.id, u.name, {MEMBER}, $2 FROM users u "
             "WHERE NOT u.is_delete AND u.id = ANY($3::VARCHAR[]) "
-            "ON CONFLICT (group_id, user_id) DO NOTHING RETURNING user_id",
+            "ON CONFLICT (group_id, user_id) DO NOTHING RETURNING user_id), "
+            f"reads AS ({_ADD_READ}) SELECT user_id FROM added",
             group_id,
             now_ms,
             list(user_ids),
