@@ -173,6 +173,9 @@ class AuthConfig:
     argon2_parallelism: int = 4
     argon2_max_concurrency: int = 2
     code_ttl_seconds: int = 300
+    #: The device's previous refresh token is still answered this long after it was spent
+    #: (with the current one, not a new rotation); 0: any spent token logs the device out.
+    refresh_reuse_grace_seconds: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,6 +528,8 @@ def _validate(config: Config, problems: _Problems) -> None:
     for key in ("webhook_attempts", "webhook_timeout_seconds", "poll_seconds", "lease_seconds"):
         if getattr(config.bots, key) <= 0:
             bad(f"bots.{key}", "must be positive")
+    if config.auth.refresh_reuse_grace_seconds < 0:
+        bad("auth.refresh_reuse_grace_seconds", "must not be negative")
     if config.db.postgres.history_archive not in {"drop", "move"}:
         bad(
             "db.postgres.history_archive",
