@@ -71,3 +71,25 @@ async def test_cursor_token_webhook_and_dead_letters(bots: BotStore) -> None:
     assert await bots.dead_letters("b2", 10) == []
     assert [b.id for b in await bots.list_bots()] == ["b1"]
     assert await bots.delete_bot("b1") and await bots.get_bot("b1") is None
+
+
+async def test_dead_letters_queued_for_replay(bots: BotStore) -> None:
+    for seq in (1, 2, 3):
+        await bots.add_dead_letter(DeadLetter("b1", seq, f"s{seq}", "{}", 3, "HTTP 500", seq))
+    await bots.add_dead_letter(DeadLetter("b2", 9, "other", "{}", 3, "HTTP 500", 9))
+    ids = {d.seq: d.id for d in await bots.dead_letters("b1", 10)}
+    assert len(set(ids.values())) == 3 and await bots.replays("b1", 10) == []
+    assert await bots.queue_replay("b1", ids[3], 50) == 1
+    assert await bots.queue_replay("b1", ids[1], 60) == 1
+    assert await bots.queue_replay("b2", ids[2], 60) == 0  # another bot's id: not found
+    queued = await bots.replays("b1", 10)
+    assert [(d.seq, d.replay_time) for d in queued] == [(1, 60), (3, 50)]  # oldest first
+    assert [d.seq for d in await bots.replays("b1", 1)] == [1]
+    await bots.remove_dead_letter(ids[1])
+    await bots.replay_failed(ids[3], 3, "timeout")
+    [two, three] = sorted(await bots.dead_letters("b1", 10), key=lambda d: d.seq)
+    assert (three.replay_time, three.attempts, three.last_error) == (0, 6, "timeout")
+    assert two.replay_time == 0 and await bots.replays("b1", 10) == []
+    assert await bots.queue_replay("b1", None, 70) == 2
+    assert [d.seq for d in await bots.replays("b1", 10)] == [2, 3]
+    assert await bots.replays("b2", 10) == []
