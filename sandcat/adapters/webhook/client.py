@@ -22,8 +22,15 @@ class AiohttpWebhookPoster:
             # bots' deliveries wait for a free connection, and time out.
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         try:
+            # A redirect is not followed but answered as a failed attempt: the URL is the
+            # operator's choice, the receiver's 3xx must not send the POST elsewhere (an
+            # internal address, docs/security.md).
             async with self._session.post(
-                url, data=body, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout)
+                url,
+                data=body,
+                headers=dict(headers),
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
             ) as response:
                 return None if 200 <= response.status < 300 else f"HTTP {response.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
