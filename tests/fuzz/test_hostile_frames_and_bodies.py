@@ -3,8 +3,10 @@
 - random and mutated bincode ``Msg`` frames over a WebSocket: every ``msg_type`` and
   ``content_type`` (and unknown ones), lengths up to 2^64-1, truncated fields, invalid
   UTF-8, random bytes;
-- JSON bodies with wrong types, sizes and shapes on every HTTP route;
-- path parameters with traversal sequences, encoded separators and odd Unicode.
+- JSON bodies with wrong types, sizes and shapes on every HTTP route (the ``/bot`` routes
+  with a bot's token, made through the control socket);
+- path parameters and query values with traversal sequences, encoded separators and odd
+  Unicode, on every route that takes one.
 
 The documented answers are the only ones allowed: a frame gets decodable frames back
 (acks, error acks: ``content_type`` 9) and the connection stays up (malformed frames are
@@ -22,6 +24,7 @@ import os
 import struct
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,6 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
+from sandcat import control
 from sandcat.server import Running
 from tests import wire
 from tests.client import Api, CodeBook, Socket, User, befriend
@@ -57,14 +61,28 @@ COUNTS: Counter[str] = Counter()
 class World:
     """A running server, two friends on it and a socket of the first."""
 
-    def __init__(self, server: Running, api: Api, alice: User, bob: User, sock: Socket) -> None:
+    def __init__(
+        self, server: Running, api: Api, alice: User, bob: User, sock: Socket, bot_token: str
+    ) -> None:
         self.server, self.api, self.alice, self.bob, self.sock = server, api, alice, bob, sock
+        self.bot_token = bot_token
         self.sentinels = 0
+
+    def token(self, path: str) -> str:
+        """A bot's token on the bot's routes, alice's on every other."""
+        bot_route = path.startswith("/bot/") and path != "/bot/directory"
+        return self.bot_token if bot_route else self.alice.token
+
+    def path(self, template: str) -> str:
+        return template.replace("{u}", self.alice.id).replace("{b}", self.bob.id)
 
 
 @pytest.fixture
 async def world(
-    start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
+    start_server: StartServer,
+    session: aiohttp.ClientSession,
+    codes: CodeBook,
+    tmp_path: Path,
 ) -> AsyncIterator[World]:
     async with start_server(
         limits__bad_frames_before_close=10**9, limits__ws_message_bytes=1 << 20
@@ -73,9 +91,14 @@ async def world(
         alice = await api.new_user("alice", "alice@example.com")
         bob = await api.new_user("bob", "bob@example.com")
         await befriend(api, alice, bob)
+        bot = await control.request(
+            tmp_path / "data",
+            "bot.create",
+            {"name": "fuzzbot", "webhook": "", "auto_accept": False},
+        )
         sock = await Socket.connect(session, alice)
         rss_before = rss_mb()
-        yield World(srv, api, alice, bob, sock)
+        yield World(srv, api, alice, bob, sock, str(bot["token"]))
         # Still serving: a fresh client registers, logs in and is acked on a new socket.
         carol = await api.new_user("carol", "carol@example.com")
         await befriend(api, carol, alice)
@@ -232,12 +255,20 @@ BODY_ROUTES = [
     ("POST", "/group/{u}"),
     ("PUT", "/group/{u}"),
     ("DELETE", "/group"),
+    ("PUT", "/conversation/{b}"),
+    ("PUT", "/conversation/{u}"),
+    ("POST", "/conversation/{b}/read"),
+    ("POST", "/bot/message"),
+    ("PUT", "/bot/friend/{b}/agree"),
+    ("PUT", "/bot/friend/{b}/refuse"),
 ]
 FIELDS = [
     "user_id", "id", "friend_id", "fs_id", "group_id", "email", "code", "pwd", "password",
     "account", "name", "avatar", "gender", "owner", "group_name", "members_id", "members",
     "mem_id", "mem_ids", "msg_id", "start", "end", "send_start", "send_end", "remark",
     "apply_msg", "req_remark", "source", "resp_msg", "is_dismiss", "birthday", "phone",
+    "platform", "client", "pinned", "muted", "hidden", "seq", "receiver_id", "content",
+    "content_type", "local_id", "resp_remark",
 ]  # fmt: skip
 
 
@@ -272,9 +303,9 @@ def _assert_documented(method: str, path: str, status: int, raw: bytes) -> None:
 async def test_json_bodies_of_every_shape_on_every_route(world: World, data: st.DataObject) -> None:
     w = world
     method, template = data.draw(st.sampled_from(BODY_ROUTES))
-    path = "/api" + template.replace("{u}", w.alice.id)
+    path = "/api" + w.path(template)
     body = data.draw(bodies(w.alice.id))
-    headers = {"Authorization": f"Bearer {w.alice.token}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {w.token(template)}", "Content-Type": "application/json"}
     async with w.api.session.request(method, w.api.base + path, data=body, headers=headers) as r:
         _assert_documented(method, path, r.status, await r.read())
     COUNTS["json bodies"] += 1
@@ -287,18 +318,27 @@ ODD = [
     "a%00b", "%ff%fe", "\u202e\u0635", "\U0001f600", "\ufeff", "\u0000", "%", "%zz",
     "C:%5cWindows", "....//....//", ";", "%3Bx", " ", "~", "9" * 30, "-1", "1e3", "\u0661",
 ]  # fmt: skip
-PATH_TEMPLATES = [
-    "/user/{x}",
-    "/user/{u}/search/{x}",
-    "/user/refresh_token/{x}/{x}",
-    "/friend/query/{x}",
-    "/friend/{u}/{x}",
-    "/friend/{x}/apply",
-    "/group/{u}/{x}",
-    "/group/member/{u}/{x}",
-    "/message/seq/{x}",
-    "/file/get/{x}",
-    "/file/avatar/get/{x}",
+PATH_ROUTES = [
+    ("GET", "/user/{x}"),
+    ("GET", "/user/{u}/search/{x}"),
+    ("GET", "/user/refresh_token/{x}/{x}"),
+    ("GET", "/friend/query/{x}"),
+    ("GET", "/friend/{u}/{x}"),
+    ("GET", "/friend/{x}/apply"),
+    ("GET", "/group/{u}/{x}"),
+    ("GET", "/group/member/{u}/{x}"),
+    ("GET", "/message/seq/{x}"),
+    ("GET", "/file/get/{x}"),
+    ("GET", "/file/avatar/get/{x}"),
+    ("GET", "/conversation?since={x}"),
+    ("PUT", "/conversation/{x}"),
+    ("POST", "/conversation/{x}/read"),
+    ("DELETE", "/user/devices/{x}"),
+    ("PUT", "/friend/{x}/read"),
+    ("PUT", "/bot/friend/{x}/agree"),
+    ("PUT", "/bot/friend/{x}/refuse"),
+    ("GET", "/user/auth/github?web={x}"),
+    ("GET", "/user/auth/github/callback?code={x}&state={x}"),
 ]
 
 
@@ -309,19 +349,19 @@ async def test_path_parameters_with_traversal_and_odd_unicode(
     world: World, data: st.DataObject
 ) -> None:
     w = world
-    template = data.draw(st.sampled_from(PATH_TEMPLATES))
+    method, template = data.draw(st.sampled_from(PATH_ROUTES))
     value = data.draw(
         st.sampled_from(ODD)
         | st.text(max_size=20).map(lambda t: t.replace("/", "%2F").replace("?", "%3F"))
     )
     # Sent as written (encoded=True): the server, not the client library, decodes it.
-    raw = template.replace("{u}", w.alice.id).replace("{x}", value)
+    raw = w.path(template).replace("{x}", value)
     quoted = "".join(c if c.isascii() and c.isprintable() else _pct(c) for c in raw)
     url = URL(w.api.base + "/api" + quoted.replace(" ", "%20"), encoded=True)
-    headers = {"Authorization": f"Bearer {w.alice.token}"}
-    async with w.api.session.get(url, headers=headers) as resp:
+    headers = {"Authorization": f"Bearer {w.token(template)}"}
+    async with w.api.session.request(method, url, headers=headers) as resp:
         raw_body = await resp.read()
-        _assert_documented("GET", raw, resp.status, raw_body)
+        _assert_documented(method, raw, resp.status, raw_body)
         if template.startswith("/file/") and resp.status == 200:
             assert b"root:" not in raw_body  # never a file outside the store
     COUNTS["paths"] += 1
