@@ -25,6 +25,7 @@ from aiohttp import web
 
 from sandcat import control
 from sandcat.admin import run_admin
+from sandcat.cli import admin_request, build_parser
 from sandcat.config import load_config
 from sandcat.errors import SandcatError
 from sandcat.ids import nanoid
@@ -316,9 +317,16 @@ async def test_bot_answers_friend_requests(
 async def test_dead_letters_replayed(
     api: Api, admin: Admin, receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
-    """``bot.replay`` (``sandcat bot replay``) queues dead letters; the worker delivers each
-    again, signed, numbered on from its attempts, and removes it only after a 2xx."""
+    """``sandcat bot replay`` queues dead letters; the worker delivers each again, signed,
+    numbered on from its attempts, and removes it only after a 2xx."""
     bot = await new_bot(admin, receiver.url)
+
+    async def replay(*ids: int, every: bool = False) -> Any:
+        """``sandcat bot replay``'s request, sent where the admin commands run."""
+        flags = ["--all"] if every else []
+        argv = ["bot", "replay", *flags, "--", bot["id"], *map(str, ids)]
+        return await admin(*admin_request(build_parser().parse_args(argv)))
+
     alice = await api.new_user("alice", "alice@example.com")
     await friends_with_bot(api, alice, bot)
     sock = await Socket.connect(session, alice)
@@ -337,13 +345,13 @@ async def test_dead_letters_replayed(
     await until(dead_lettered, 15, "both dead-lettered")
     first = next(x for x in await letters() if x["server_id"] == server_ids[0])
     with pytest.raises(SandcatError):
-        await admin("bot.replay", {"bot": bot["id"], "letters": [first["id"] + 1000]})
+        await replay(first["id"], first["id"] + 1000)
     with pytest.raises(SandcatError):
         await admin("bot.replay", {"bot": bot["id"]})
+    assert [x["replay_time"] for x in await letters()] == [0, 0]  # refused as a whole
 
     # Still down: the replay fails, the letter stays with the attempts added.
-    queued = await admin("bot.replay", {"bot": bot["id"], "letters": [first["id"]]})
-    assert queued["queued"] == 1
+    assert (await replay(first["id"]))["queued"] == 1
 
     async def failed_again() -> bool:
         return any(x["attempts"] == 2 * ATTEMPTS for x in await letters())
@@ -352,7 +360,7 @@ async def test_dead_letters_replayed(
     assert [x["replay_time"] for x in await letters()] == [0, 0]
 
     receiver.down = False
-    await admin("bot.replay", {"bot": bot["id"], "letters": [first["id"]]})
+    await replay(first["id"])
     await until(lambda: receiver.delivered == [server_ids[0]], 15, "the first replayed")
     headers, raw = receiver.posts[-1]
     verify(bot["secret"], headers, raw)
@@ -363,7 +371,7 @@ async def test_dead_letters_replayed(
         return [x["server_id"] for x in await letters()] == expected
 
     await until(lambda: left([server_ids[1]]), 15, "the first removed")
-    assert (await admin("bot.replay", {"bot": bot["id"], "all": True}))["queued"] == 1
+    assert (await replay(every=True))["queued"] == 1
     await until(lambda: left([]), 15, "the second removed")
     assert receiver.delivered == server_ids
     await sock.close()
