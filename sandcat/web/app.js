@@ -12,6 +12,7 @@ import {
   counts,
   flagMarks,
   loadConversations,
+  messageArrived,
   onEvent,
   renderActions,
   resetConversations,
@@ -453,14 +454,14 @@ function ingest(msg, live) {
     state.seen.add(msg.server_id);
   }
   try {
-    handle(msg);
+    handle(msg, live);
   } catch (error) {
     console.warn("unreadable message", msg, error);
   }
   if (live) renderAll();
 }
 
-function handle(msg) {
+function handle(msg, live) {
   const me = state.user.id;
   const mine = msg.send_id === me;
   switch (msg.msg_type) {
@@ -469,12 +470,14 @@ function handle(msg) {
       const conv = conversationFor(peer, false);
       if (!state.friends.has(peer) && !mine && msg.nickname) conv.title = msg.nickname;
       addMessage(conv, chatMessage(msg));
+      if (live) messageArrived(peer);
       break;
     }
     case MsgType.GROUP_MSG: {
       const group = state.groups.get(msg.group_id);
       if (group && !mine) group.members.set(msg.send_id, msg.nickname || "member");
       addMessage(conversationFor(msg.group_id, true), chatMessage(msg));
+      if (live) messageArrived(msg.group_id);
       break;
     }
     case MsgType.FRIEND_APPLY_REQ: {
@@ -743,6 +746,7 @@ function sendChat(conv, contentType, content) {
   const message = chatMessage(msg);
   message.status = state.connected ? "sending" : "queued";
   addMessage(conv, message);
+  messageArrived(conv.id);
   const frame = encodeMsg(msg);
   state.pending.set(msg.local_id, { message, frame });
   transmit(frame);
@@ -1030,7 +1034,6 @@ function renderConversations() {
   const list = $("conversations");
   list.replaceChildren();
   const convs = arrange([...state.conversations.values()], {
-    unread: (conv) => unreadOf(conv).length,
     lastTime,
     current: state.current,
   });

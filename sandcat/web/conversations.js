@@ -42,18 +42,28 @@ export function onEvent(text, readElsewhere) {
   return conv;
 }
 
+/**
+ * A chat message of conversation `id` came in live or was sent from this page: the server
+ * lists a hidden conversation again once a message follows the hiding, and so does the page
+ * (no event tells it: the message itself is the news).
+ */
+export function messageArrived(id) {
+  const conv = known.get(id);
+  if (conv?.hidden) known.set(id, { ...conv, hidden: false });
+}
+
 export function flagsOf(id) {
   const conv = known.get(id);
   return { pinned: Boolean(conv?.pinned), muted: Boolean(conv?.muted), hidden: Boolean(conv?.hidden) };
 }
 
 /**
- * The conversations to list: pinned first, then newest first; hidden ones left out unless
- * they hold unread messages or are the open one.
+ * The conversations to list: pinned first, then newest first; hidden ones (until their next
+ * message) left out unless open.
  */
-export function arrange(convs, { unread, lastTime, current }) {
+export function arrange(convs, { lastTime, current }) {
   return convs
-    .filter((conv) => !flagsOf(conv.id).hidden || unread(conv) > 0 || conv.id === current)
+    .filter((conv) => !flagsOf(conv.id).hidden || conv.id === current)
     .sort(
       (a, b) =>
         Number(flagsOf(b.id).pinned) - Number(flagsOf(a.id).pinned) || lastTime(b) - lastTime(a),
