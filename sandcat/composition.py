@@ -73,6 +73,7 @@ def _services(config: Config, adapters: Adapters, registry: Registry) -> Service
         events=adapters.router,
         clock=clock,
         limits=limits,
+        reuse_grace_seconds=config.auth.refresh_reuse_grace_seconds,
     )
     users = UserService(
         users=adapters.users,

@@ -88,7 +88,8 @@ async def embedded_adapters(
     message_log.add_listener(DeliveryService(delivery=registry).on_stored)
     message_log.start()
     stack.push_async_callback(message_log.stop)
-    users = SqliteUserStore(db)
+    devices = SqliteDeviceStore(db)
+    users = SqliteUserStore(db, devices)
     bots = SqliteBotStore(db)
     await stack.enter_async_context(
         control.serving(data_dir, _admin(config, users, bots, registry))
@@ -108,7 +109,7 @@ async def embedded_adapters(
         files=LocalFileStore(data_dir / "files"),
         conversations=SqliteConversationStore(db),
         bots=bots,
-        devices=SqliteDeviceStore(db),
+        devices=devices,
         friendship_reads=SqliteFriendshipReads(db),
         oauth_states=oauth,
         oauth_links=oauth,

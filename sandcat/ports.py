@@ -74,6 +74,11 @@ class UserStore(Protocol):
     async def token_generation(self, user_id: str) -> int:
         """The generation new tokens of ``user_id`` carry; 0 for an unknown user."""
 
+    async def session_state(self, user_id: str, device_id: str) -> tuple[int, bool]:
+        """What a token check of the device's tokens reads, in one round trip: the user's
+        token generation (0 for an unknown user) and whether ``device_id`` is a device of
+        the user that was not logged out."""
+
 
 class UserAdminStore(UserStore, Protocol):
     """What the operator's commands (``sandcat users ...``) need beyond ``UserStore``."""
@@ -471,11 +476,24 @@ class DeviceStore(Protocol):
         """Whether the device exists (was not logged out) and is the user's."""
 
     async def use_refresh(
-        self, user_id: str, device_id: str, spent_id: str, new_id: str, address: str, now_ms: int
-    ) -> bool:
-        """If ``spent_id`` is the device's current refresh jti, make it ``new_id`` (the same
-        one when nothing rotates) and note the address and time; else change nothing and
-        return False (atomically: of two uses of one jti, one wins)."""
+        self,
+        user_id: str,
+        device_id: str,
+        spent_id: str,
+        new_id: str,
+        address: str,
+        now_ms: int,
+        grace_ms: int,
+    ) -> str | None:
+        """Use the refresh jti ``spent_id`` of the user's device; returns the device's current
+        jti after the use, or None (nothing changed) when the use is refused.
+
+        ``spent_id`` the current jti: it becomes ``new_id`` (the same one when nothing
+        rotates; a rotation keeps the spent jti as the previous one, with the time). Else
+        ``spent_id`` the previous jti, spent at most ``grace_ms`` ago (``grace_ms`` > 0):
+        the current jti is returned unchanged (a replay within the reuse grace). Either way
+        the address and time are noted. Atomic: of two uses of one current jti, one rotates.
+        """
 
     async def remove(
         self, user_id: str, device_ids: Sequence[str] | None = None, *, keep: str = ""

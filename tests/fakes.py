@@ -52,9 +52,11 @@ def user(user_id: str, **fields: object) -> UserRecord:
 class FakeUsers:
     """``UserStore``."""
 
-    def __init__(self, *users: UserRecord) -> None:
+    def __init__(self, *users: UserRecord, devices: FakeDevices | None = None) -> None:
         self.users = {u.id: u for u in users}
         self.generations: dict[str, int] = {}
+        #: Whose devices ``session_state`` reads.
+        self.devices = devices or FakeDevices()
 
     def add(self, *user_ids: str) -> None:
         for user_id in user_ids:
@@ -103,6 +105,9 @@ class FakeUsers:
 
     async def token_generation(self, user_id: str) -> int:
         return self.generations.get(user_id, 0)
+
+    async def session_state(self, user_id: str, device_id: str) -> tuple[int, bool]:
+        return self.generations.get(user_id, 0), await self.devices.is_active(user_id, device_id)
 
 
 class FakeCodes:
@@ -165,10 +170,12 @@ class FakeEvents:
 
 
 class FakeDevices:
-    """``DeviceStore``: device -> (record, current refresh jti)."""
+    """``DeviceStore``: device -> (record, current refresh jti); ``previous`` keeps, per
+    device, the jti spent by its last rotation and when."""
 
     def __init__(self) -> None:
         self.rows: dict[str, tuple[Device, str]] = {}
+        self.previous: dict[str, tuple[str, int]] = {}
 
     async def add_device(self, device: Device, refresh_id: str, keep: int) -> list[str]:
         self.rows[device.id] = (device, refresh_id)
@@ -180,6 +187,7 @@ class FakeDevices:
         evicted = [d.id for d in mine[keep:]]
         for device_id in evicted:
             del self.rows[device_id]
+            self.previous.pop(device_id, None)
         return evicted
 
     async def devices(self, user_id: str) -> list[Device]:
@@ -191,14 +199,31 @@ class FakeDevices:
         return row is not None and row[0].user_id == user_id
 
     async def use_refresh(
-        self, user_id: str, device_id: str, spent_id: str, new_id: str, address: str, now_ms: int
-    ) -> bool:
+        self,
+        user_id: str,
+        device_id: str,
+        spent_id: str,
+        new_id: str,
+        address: str,
+        now_ms: int,
+        grace_ms: int,
+    ) -> str | None:
         row = self.rows.get(device_id)
-        if row is None or row[0].user_id != user_id or row[1] != spent_id:
-            return False
-        seen = dataclasses.replace(row[0], address=address, last_seen=now_ms)
-        self.rows[device_id] = (seen, new_id)
-        return True
+        if row is None or row[0].user_id != user_id:
+            return None
+        device, current = row
+        previous, rotated_at = self.previous.get(device_id, ("", 0))
+        if current == spent_id:
+            if new_id != spent_id:
+                self.previous[device_id] = (spent_id, now_ms)
+            current = new_id
+        elif not (grace_ms > 0 and previous == spent_id and rotated_at >= now_ms - grace_ms):
+            return None
+        self.rows[device_id] = (
+            dataclasses.replace(device, address=address, last_seen=now_ms),
+            current,
+        )
+        return current
 
     async def remove(
         self, user_id: str, device_ids: Sequence[str] | None = None, *, keep: str = ""
@@ -208,6 +233,7 @@ class FakeDevices:
         removed = [i for i in chosen if i in mine]
         for device_id in removed:
             del self.rows[device_id]
+            self.previous.pop(device_id, None)
         return removed
 
 

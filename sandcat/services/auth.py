@@ -100,13 +100,14 @@ class TokenService:
         return self.issue_with_id(user_id, typ, generation, device_id)[0]
 
     def issue_with_id(
-        self, user_id: str, typ: str, generation: int, device_id: str = ""
+        self, user_id: str, typ: str, generation: int, device_id: str = "", token_id: str = ""
     ) -> tuple[str, str]:
-        """A token and its ``jti``; ``did`` is left out when ``device_id`` is empty."""
+        """A token and its ``jti`` (``token_id`` when given: the same token with a fresh
+        expiry); ``did`` is left out when ``device_id`` is empty."""
         iat = int(time.time())
         exp = iat + self._ttl[typ]
         for _ in range(64):
-            jti = secrets.token_hex(6)
+            jti = token_id or secrets.token_hex(6)
             claims: dict[str, object] = {
                 "sub": user_id,
                 "exp": exp,

@@ -4,7 +4,11 @@
 Every token of a device carries its id (``did``). A refresh token is spent by its use with
 ``is_refresh`` true (rotation: the answer is the family's next one); presenting a spent
 refresh token of a live family again removes the device (theft detection: the thief and
-the owner both hold it, and neither can tell the server which of them is which). A removed
+the owner both hold it, and neither can tell the server which of them is which), except
+the one spent last, within ``auth.refresh_reuse_grace_seconds`` of its rotation: two tabs
+sharing a token renew with it at once, or a client retries a renewal whose answer it lost,
+and it is answered with the family's current token (re-issued, fresh expiry) without
+rotating again, so every holder ends up with a valid one. A removed
 device's access and refresh tokens are refused on the next request, on every process (the
 row is read, never a clock), and its open WebSockets are closed with 4002 on every gateway.
 Tokens issued before devices were recorded carry no ``did`` and keep the generation check
@@ -64,6 +68,7 @@ class DeviceService:
         events: Events,
         clock: Clock,
         limits: LimitsConfig,
+        reuse_grace_seconds: float,
     ) -> None:
         self._devices = devices
         self._tokens = tokens
@@ -71,6 +76,7 @@ class DeviceService:
         self._events = events
         self._clock = clock
         self._limits = limits
+        self._grace_ms = round(reuse_grace_seconds * 1000)
 
     async def start(self, user_id: str, generation: int, info: DeviceInfo) -> tuple[str, str]:
         """A login: record a new device; returns its (access token, refresh token)."""
@@ -93,11 +99,6 @@ class DeviceService:
         await self._events.emit([user_id], DEVICE_ADDED, device_json(device))
         return self._tokens.issue(user_id, ACCESS, generation, device_id), refresh
 
-    async def check(self, claims: Claims) -> None:
-        """Refuse a token of a device that was logged out."""
-        if claims.device_id and not await self._devices.is_active(claims.user_id, claims.device_id):
-            raise UnAuthorized("this device was logged out; log in again")
-
     async def refresh(self, claims: Claims, is_refresh: bool, address: str) -> str:
         """A refresh token (generation already checked) -> the family's next refresh token
         (``is_refresh``, the presented one is spent) or an access token."""
@@ -112,14 +113,22 @@ class DeviceService:
             token = self._tokens.issue(user_id, ACCESS, claims.generation, device_id)
             next_id = claims.token_id
         now = self._clock.now_ms()
-        if await self._devices.use_refresh(
-            user_id, device_id, claims.token_id, next_id, address, now
-        ):
-            return token
-        if await self.remove(user_id, [device_id]):
-            log.warning("refresh_token_reused", user_id=user_id, device_id=device_id)
-            raise UnAuthorized("this refresh token was already used: the device is logged out")
-        raise UnAuthorized("this device was logged out; log in again")
+        current = await self._devices.use_refresh(
+            user_id, device_id, claims.token_id, next_id, address, now, self._grace_ms
+        )
+        if current is None:
+            if await self.remove(user_id, [device_id]):
+                log.warning("refresh_token_reused", user_id=user_id, device_id=device_id)
+                raise UnAuthorized("this refresh token was already used: the device is logged out")
+            raise UnAuthorized("this device was logged out; log in again")
+        if current not in (claims.token_id, next_id):
+            # The previous token replayed within the grace: nothing rotated.
+            log.info("refresh_token_replayed_within_grace", user_id=user_id, device_id=device_id)
+            if is_refresh:
+                return self._tokens.issue_with_id(
+                    user_id, REFRESH, claims.generation, device_id, token_id=current
+                )[0]
+        return token
 
     async def of_user(self, user_id: str) -> list[Device]:
         return await self._devices.devices(user_id)

@@ -318,6 +318,13 @@ class UserService:
         if not token:
             raise UnAuthorized("a token is required")
         claims = self._tokens.verify(token, ACCESS)
-        await self._check_generation(claims)
-        await self._devices.check(claims)
+        if not claims.device_id:
+            await self._check_generation(claims)
+            return claims
+        # One round trip for both checks: they run on every request and WebSocket connect.
+        generation, active = await self._users.session_state(claims.user_id, claims.device_id)
+        if claims.generation < generation:
+            raise UnAuthorized("the session has ended; log in again")
+        if not active:
+            raise UnAuthorized("this device was logged out; log in again")
         return claims

@@ -1,6 +1,7 @@
 """``DeviceStore`` and ``FriendshipReads``: SQLite (embedded) and PostgreSQL alike: one use
-of a refresh jti wins, removals are seen at once (the SQLite store's cache included), the
-least recently seen devices go past the cap."""
+of a refresh jti wins, the previous jti within the reuse grace gets the current one,
+removals are seen at once (the SQLite store's cache included, and the user store's session
+state), the least recently seen devices go past the cap."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sandcat.adapters.postgres.devices import PostgresDeviceStore, PostgresFrien
 from sandcat.adapters.postgres.social import PostgresFriendStore
 from sandcat.adapters.postgres.users import PostgresUserStore
 from sandcat.domain import UserRecord
-from sandcat.ports import Device, DeviceStore, FriendshipReads, FriendStore
+from sandcat.ports import Device, DeviceStore, FriendshipReads, FriendStore, UserStore
 from tests.contracts.conftest import OpenPg, OpenSqlite
 
 
@@ -26,6 +27,7 @@ class Stores:
     devices: DeviceStore
     reads: FriendshipReads
     friends: FriendStore
+    users: UserStore
 
 
 def _user(user_id: str) -> UserRecord:
@@ -44,17 +46,21 @@ async def stores(
 ) -> AsyncIterator[Stores]:
     if request.param == "sqlite":
         async with open_sqlite() as db:
+            devices = SqliteDeviceStore(db)
+            users = SqliteUserStore(db, devices)
             for user_id in ("ann", "bob"):
-                await SqliteUserStore(db).insert_user(_user(user_id))
-            yield Stores(SqliteDeviceStore(db), SqliteFriendshipReads(db), SqliteFriendStore(db))
+                await users.insert_user(_user(user_id))
+            yield Stores(devices, SqliteFriendshipReads(db), SqliteFriendStore(db), users)
     else:
         async with open_pg() as pool:
+            pg_users = PostgresUserStore(pool=pool)
             for user_id in ("ann", "bob"):
-                await PostgresUserStore(pool=pool).insert_user(_user(user_id))
+                await pg_users.insert_user(_user(user_id))
             yield Stores(
                 PostgresDeviceStore(pool=pool),
                 PostgresFriendshipReads(pool=pool),
                 PostgresFriendStore(pool=pool),
+                pg_users,
             )
 
 
@@ -62,15 +68,56 @@ async def test_one_use_of_a_refresh_jti_wins(stores: Stores) -> None:
     devices = stores.devices
     assert await devices.add_device(_device("d1"), "j1", keep=10) == []
     uses = await asyncio.gather(
-        *(devices.use_refresh("ann", "d1", "j1", f"next{i}", "10.0.0.2", 2000) for i in range(8))
+        *(devices.use_refresh("ann", "d1", "j1", f"next{i}", "10.0.0.2", 2000, 0) for i in range(8))
     )
-    assert uses.count(True) == 1
-    winner = f"next{uses.index(True)}"
-    assert not await devices.use_refresh("ann", "d1", "j1", "again", "x", 3000)  # spent
-    assert not await devices.use_refresh("bob", "d1", winner, "x", "x", 3000)  # not bob's
-    assert await devices.use_refresh("ann", "d1", winner, winner, "10.0.0.3", 4000)  # same jti
+    [winner] = [use for use in uses if use is not None]
+    assert winner.startswith("next")
+    assert await devices.use_refresh("ann", "d1", "j1", "again", "x", 3000, 0) is None  # spent
+    assert await devices.use_refresh("bob", "d1", winner, "x", "x", 3000, 0) is None  # not bob's
+    same = await devices.use_refresh("ann", "d1", winner, winner, "10.0.0.3", 4000, 0)
+    assert same == winner
     [seen] = await devices.devices("ann")
     assert (seen.address, seen.first_seen, seen.last_seen) == ("10.0.0.3", 1000, 4000)
+
+
+async def test_the_previous_jti_within_the_grace_gets_the_current_one(stores: Stores) -> None:
+    devices = stores.devices
+    await devices.add_device(_device("d1"), "j1", keep=10)
+    assert await devices.use_refresh("ann", "d1", "j1", "j2", "a", 10_000, 5000) == "j2"
+    # Replays of j1 up to 5 s after its rotation, rotating or not, get j2 and change nothing
+    # else: the window stays counted from the rotation.
+    assert await devices.use_refresh("ann", "d1", "j1", "j3", "b", 12_000, 5000) == "j2"
+    assert await devices.use_refresh("ann", "d1", "j1", "j1", "b", 15_000, 5000) == "j2"
+    assert await devices.use_refresh("bob", "d1", "j1", "j3", "b", 15_000, 5000) is None
+    assert await devices.use_refresh("ann", "d1", "j1", "j3", "b", 15_001, 5000) is None
+    assert await devices.use_refresh("ann", "d1", "j1", "j3", "b", 15_000, 0) is None  # strict
+    [seen] = await devices.devices("ann")
+    assert (seen.address, seen.last_seen) == ("b", 15_000)
+    # j2 rotates as usual: j1 is now two back, j2 the previous one.
+    assert await devices.use_refresh("ann", "d1", "j2", "j4", "a", 16_000, 5000) == "j4"
+    assert await devices.use_refresh("ann", "d1", "j1", "j5", "a", 16_000, 5000) is None
+    assert await devices.use_refresh("ann", "d1", "j2", "j5", "a", 16_000, 5000) == "j4"
+    # A rotation that raced a replay: of concurrent uses of the current jti one rotates,
+    # the others (now replays of the previous one) get what it rotated to.
+    uses = await asyncio.gather(
+        *(devices.use_refresh("ann", "d1", "j4", f"n{i}", "a", 17_000, 5000) for i in range(8))
+    )
+    assert len(set(uses)) == 1 and str(uses[0]).startswith("n")
+
+
+async def test_the_session_state_reads_generation_and_device_at_once(
+    stores: Stores,
+) -> None:
+    users = stores.users
+    await stores.devices.add_device(_device("d1"), "j1", keep=10)
+    await stores.devices.add_device(_device("b1", "bob"), "b1", keep=10)
+    assert await users.session_state("ann", "d1") == (0, True)
+    assert await users.session_state("ann", "b1") == (0, False)  # bob's
+    assert await users.session_state("nobody", "d1") == (0, False)
+    await users.revoke_tokens("ann")
+    assert await stores.devices.remove("ann", ["d1"]) == ["d1"]
+    assert await users.session_state("ann", "d1") == (1, False)
+    assert await users.session_state("ann", "zz") == (1, False)
 
 
 async def test_removal_is_seen_at_once_and_only_the_owner_removes(stores: Stores) -> None:
@@ -92,7 +139,7 @@ async def test_a_login_past_the_cap_removes_the_least_recently_seen(stores: Stor
     devices = stores.devices
     for i in range(3):
         assert await devices.add_device(_device(f"d{i}", seen=1000 + i), f"j{i}", keep=3) == []
-    await devices.use_refresh("ann", "d0", "j0", "j0", "x", 5000)  # d1 is now the oldest
+    await devices.use_refresh("ann", "d0", "j0", "j0", "x", 5000, 0)  # d1 is now the oldest
     assert await devices.add_device(_device("d3", seen=6000), "j3", keep=3) == ["d1"]
     assert [d.id for d in await devices.devices("ann")] == ["d3", "d0", "d2"]
     assert not await devices.is_active("ann", "d1")

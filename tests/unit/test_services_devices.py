@@ -11,7 +11,7 @@ import pytest
 from sandcat.adapters.embedded.social import InProcessMembershipCache
 from sandcat.config import LimitsConfig, ServerConfig
 from sandcat.errors import Forbidden, NotFound, UnAuthorized
-from sandcat.services.auth import ACCESS, REFRESH, TokenService
+from sandcat.services.auth import ACCESS, REFRESH, Claims, TokenService
 from sandcat.services.devices import DeviceInfo, DeviceService
 from sandcat.services.friends import FriendService
 from sandcat.services.groups import GroupService
@@ -37,8 +37,7 @@ class World:
     devices: DeviceService
 
 
-@pytest.fixture
-def world() -> World:
+def _world(grace_seconds: float) -> World:
     tokens, store, events = TokenService(ServerConfig(), "s" * 32), FakeDevices(), FakeEvents()
     clock = FakeClock()
     devices = DeviceService(
@@ -48,23 +47,33 @@ def world() -> World:
         events=events,
         clock=clock,
         limits=LimitsConfig(devices_per_user=2),
+        reuse_grace_seconds=grace_seconds,
     )
     return World(clock, tokens, store, events, devices)
+
+
+@pytest.fixture
+def world() -> World:
+    return _world(30)
+
+
+async def _active(world: World, claims: Claims) -> bool:
+    return await world.store.is_active(claims.user_id, claims.device_id)
 
 
 async def test_rotation_and_the_reuse_of_a_spent_token(world: World) -> None:
     access, first = await world.devices.start("ann", 0, DeviceInfo(platform="web"))
     claims = world.tokens.verify(access, ACCESS)
     assert claims.device_id and world.events.names("ann") == ["device.added"]
-    await world.devices.check(claims)
+    assert await _active(world, claims)
     second = await world.devices.refresh(world.tokens.verify(first, REFRESH), True, "10.0.0.2")
     assert world.tokens.verify(second, REFRESH).device_id == claims.device_id
     await world.devices.refresh(world.tokens.verify(second, REFRESH), False, "10.0.0.2")
+    world.clock.advance(31)  # past the reuse grace
     with pytest.raises(UnAuthorized, match="already used"):
         await world.devices.refresh(world.tokens.verify(first, REFRESH), False, "10.0.0.3")
     assert world.events.ended_devices == [("ann", claims.device_id)]
-    with pytest.raises(UnAuthorized, match="logged out"):
-        await world.devices.check(claims)
+    assert not await _active(world, claims)
     with pytest.raises(UnAuthorized, match="logged out"):  # gone: no second removal
         await world.devices.refresh(world.tokens.verify(second, REFRESH), True, "10.0.0.2")
     assert world.events.ended_devices == [("ann", claims.device_id)]
@@ -82,7 +91,7 @@ async def test_the_cap_logs_out_the_least_recently_seen(world: World) -> None:
     for _ in range(3):
         access, _ = await world.devices.start("ann", 0, DeviceInfo())
         newest = world.tokens.verify(access, ACCESS).device_id
-        await world.devices.check(world.tokens.verify(access, ACCESS))
+        assert await _active(world, world.tokens.verify(access, ACCESS))
         assert newest in {d.id for d in await world.devices.of_user("ann")}
 
 
@@ -91,8 +100,48 @@ async def test_tokens_from_before_devices_keep_the_generation_check_alone(world:
     claims = world.tokens.verify(legacy, REFRESH)
     assert claims.device_id == ""
     access = await world.devices.refresh(claims, False, "10.0.0.1")
-    await world.devices.check(world.tokens.verify(access, ACCESS))
+    assert world.tokens.verify(access, ACCESS).device_id == ""
     assert world.store.rows == {}
+
+
+async def test_the_previous_token_replayed_within_the_grace_gets_the_current_one(
+    world: World,
+) -> None:
+    """Two tabs renew with one token a moment apart (or a client retries a renewal whose
+    answer it lost): both end up holding the family's current token, which still rotates."""
+    access, first = await world.devices.start("ann", 0, DeviceInfo())
+    device = world.tokens.verify(access, ACCESS).device_id
+    tab_a = await world.devices.refresh(world.tokens.verify(first, REFRESH), True, "a")
+    world.clock.advance(29)
+    tab_b = await world.devices.refresh(world.tokens.verify(first, REFRESH), True, "b")
+    a, b = world.tokens.verify(tab_a, REFRESH), world.tokens.verify(tab_b, REFRESH)
+    assert (b.token_id, b.device_id) == (a.token_id, device) and b.exp >= a.exp
+    world.clock.advance(1)  # the window is counted from the rotation: 30 s, not 30 from now
+    again = await world.devices.refresh(world.tokens.verify(first, REFRESH), False, "b")
+    assert world.tokens.verify(again, ACCESS).device_id == device
+    # The current token rotates as usual; the other tab's copy is now the previous one.
+    next_a = world.tokens.verify(await world.devices.refresh(a, True, "a"), REFRESH)
+    next_b = world.tokens.verify(await world.devices.refresh(b, True, "b"), REFRESH)
+    assert next_a.token_id == next_b.token_id != a.token_id
+    assert world.events.ended_devices == [] and len(world.store.rows) == 1
+    # Two rotations back is theft at any time.
+    with pytest.raises(UnAuthorized, match="already used"):
+        await world.devices.refresh(world.tokens.verify(first, REFRESH), True, "c")
+    assert world.events.ended_devices == [("ann", device)]
+
+
+async def test_the_grace_ends_and_zero_is_strict() -> None:
+    for grace, wait in ((30, 30.001), (0, 0)):
+        world = _world(grace)
+        _, first = await world.devices.start("ann", 0, DeviceInfo())
+        spent = world.tokens.verify(first, REFRESH)
+        current = await world.devices.refresh(spent, True, "a")
+        world.clock.advance(wait)
+        with pytest.raises(UnAuthorized, match="already used"):
+            await world.devices.refresh(spent, True, "b")
+        assert world.store.rows == {}
+        with pytest.raises(UnAuthorized, match="logged out"):
+            await world.devices.refresh(world.tokens.verify(current, REFRESH), True, "a")
 
 
 async def test_friend_operations_tell_the_actor_and_mark_read_is_the_receivers() -> None:

@@ -29,7 +29,6 @@ from sandcat.services.users import UserService
 from tests.clock import FakeClock
 from tests.fakes import (
     FakeCodes,
-    FakeDevices,
     FakeEvents,
     FakeInbox,
     FakeLog,
@@ -78,12 +77,13 @@ def accounts() -> Accounts:
         limits=limits,
         sessions=sessions,
         devices=DeviceService(
-            devices=FakeDevices(),
+            devices=users.devices,
             tokens=tokens,
             ender=events,
             events=events,
             clock=clock,
             limits=limits,
+            reuse_grace_seconds=FAST_AUTH.refresh_reuse_grace_seconds,
         ),
         limiter=InProcessRateLimiter(clock=clock),
     )

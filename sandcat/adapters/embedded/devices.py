@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from sandcat.adapters.device_sql import use_refresh_sql
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.ports import Device
 
 _COLUMNS = "id, user_id, platform, client, user_agent, address, first_seen, last_seen"
+_USE_REFRESH = use_refresh_sql("?")
 
 
 class SqliteDeviceStore:
@@ -69,15 +71,20 @@ class SqliteDeviceStore:
         return owner == user_id
 
     async def use_refresh(
-        self, user_id: str, device_id: str, spent_id: str, new_id: str, address: str, now_ms: int
-    ) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "UPDATE devices SET refresh_jti = ?, address = ?, last_seen = ? "
-                "WHERE id = ? AND user_id = ? AND refresh_jti = ?",
-                (new_id, address, now_ms, device_id, user_id, spent_id),
-            )
-            return cursor.rowcount > 0
+        self,
+        user_id: str,
+        device_id: str,
+        spent_id: str,
+        new_id: str,
+        address: str,
+        now_ms: int,
+        grace_ms: int,
+    ) -> str | None:
+        values = (user_id, device_id, spent_id, new_id, address, now_ms, grace_ms)
+
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(_USE_REFRESH, (*values, now_ms - grace_ms)).fetchone()
+            return str(row[0]) if row else None
 
         return await self._db.write(run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from sandcat.adapters.embedded.devices import SqliteDeviceStore
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.adapters.user_sql import EMAIL_TAKEN, PHONE_TAKEN, USER_COLUMNS, user_values
 from sandcat.domain import UserChanges, UserRecord
@@ -21,11 +22,14 @@ def _row_to_user(row: tuple[object, ...]) -> UserRecord:
 
 class SqliteUserStore:
     """The process that owns the SQLite file is its only writer, so it caches token
-    generations: a raise updates the cache in the same step that commits it."""
+    generations: a raise updates the cache in the same step that commits it. A session
+    check reads the device owners the process's device store caches, so ``devices`` must be
+    the store its devices are removed through (``sandcat.embedded`` passes it)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqliteDatabase, devices: SqliteDeviceStore | None = None) -> None:
         self._db = db
         self._generations: dict[str, int] = {}
+        self._devices = devices or SqliteDeviceStore(db)
 
     async def insert_user(self, user: UserRecord) -> None:
         def run(conn: sqlite3.Connection) -> None:
@@ -212,6 +216,13 @@ class SqliteUserStore:
 
         # A raise committed while this read was in flight has already set the cache: keep it.
         return self._generations.setdefault(user_id, await self._db.read(run))
+
+    async def session_state(self, user_id: str, device_id: str) -> tuple[int, bool]:
+        # Both answers come from this process's caches once warm: no query at all.
+        return (
+            await self.token_generation(user_id),
+            await self._devices.is_active(user_id, device_id),
+        )
 
 
 class SqliteCodeStore:

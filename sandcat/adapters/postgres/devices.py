@@ -8,10 +8,12 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from sandcat.adapters.device_sql import use_refresh_sql
 from sandcat.adapters.postgres.errors import pg_errors
 from sandcat.ports import Device
 
 _COLUMNS = "id, user_id, platform, client, user_agent, address, first_seen, last_seen"
+_USE_REFRESH = use_refresh_sql("$")
 
 
 class PostgresDeviceStore:
@@ -65,19 +67,27 @@ class PostgresDeviceStore:
 
     @pg_errors
     async def use_refresh(
-        self, user_id: str, device_id: str, spent_id: str, new_id: str, address: str, now_ms: int
-    ) -> bool:
-        status = await self._pool.execute(
-            "UPDATE devices SET refresh_jti = $1, address = $2, last_seen = $3 "
-            "WHERE id = $4 AND user_id = $5 AND refresh_jti = $6",
+        self,
+        user_id: str,
+        device_id: str,
+        spent_id: str,
+        new_id: str,
+        address: str,
+        now_ms: int,
+        grace_ms: int,
+    ) -> str | None:
+        current = await self._pool.fetchval(
+            _USE_REFRESH,
+            user_id,
+            device_id,
+            spent_id,
             new_id,
             address,
             now_ms,
-            device_id,
-            user_id,
-            spent_id,
+            grace_ms,
+            now_ms - grace_ms,
         )
-        return bool(status != "UPDATE 0")
+        return str(current) if current is not None else None
 
     @pg_errors
     async def remove(

@@ -192,3 +192,14 @@ class PostgresUserStore:
         # No cache: another api or gateway process may have raised it a moment ago.
         value = await self._pool.fetchval("SELECT token_gen FROM users WHERE id = $1", user_id)
         return int(value) if value is not None else 0
+
+    @pg_errors
+    async def session_state(self, user_id: str, device_id: str) -> tuple[int, bool]:
+        # One round trip for both halves of a token check (no cache, as above).
+        row = await self._pool.fetchrow(
+            "SELECT COALESCE((SELECT token_gen FROM users WHERE id = $1), 0), "
+            "EXISTS (SELECT 1 FROM devices WHERE id = $2 AND user_id = $1)",
+            user_id,
+            device_id,
+        )
+        return (int(row[0]), bool(row[1])) if row is not None else (0, False)
