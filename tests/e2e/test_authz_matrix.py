@@ -19,6 +19,8 @@ import pytest
 
 from tests.client import Api, Socket, User
 from tests.conftest import TEST_OVERRIDES
+from tests.e2e.test_bots import Admin, new_bot
+from tests.e2e.test_bots import admin as bot_admin  # noqa: F401 (a fixture, used by name)
 
 SECRET = TEST_OVERRIDES["server.jwt_secret"]
 
@@ -72,6 +74,10 @@ ROUTES: list[Route] = [
     ("POST", "/user/devices/logout-others", lambda u: None),
     ("DELETE", "/user/devices/nothing", lambda u: None),
     ("PUT", "/friend/nothing/read", lambda u: None),
+    ("GET", "/conversation", lambda u: None),
+    ("PUT", "/conversation/{u}", lambda u: {"pinned": True}),
+    ("POST", "/conversation/{u}/read", lambda u: None),
+    ("GET", "/bot/directory", lambda u: None),
 ]
 
 
@@ -86,6 +92,10 @@ TOKEN_IS_THE_ACTOR = {
     "/user/devices/logout-others",
     "/user/devices/nothing",
     "/friend/nothing/read",
+    "/conversation",
+    "/conversation/{u}",
+    "/conversation/{u}/read",
+    "/bot/directory",
 }
 
 #: Routes any logged-in user may call about another user: a profile is public to users.
@@ -190,3 +200,52 @@ async def test_the_websocket_closes_4002_for_every_bad_token(
     assert token is not None
     sock = await Socket.connect(session, alice, token=token)
     assert await sock.expect_close() == 4002, kind
+
+
+#: The bot API: only a bot's own token opens it (docs/protocol.md, "Bots").
+BOT_ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", "/bot/me", None),
+    ("POST", "/bot/message", {"receiver_id": "nobody", "content": "hi"}),
+    ("GET", "/bot/friend/requests", None),
+    ("PUT", "/bot/friend/nothing/agree", None),
+    ("PUT", "/bot/friend/nothing/refuse", None),
+]
+
+
+async def test_bot_routes_refuse_user_tokens_and_user_routes_refuse_bot_tokens(
+    api: Api, session: aiohttp.ClientSession, request: pytest.FixtureRequest
+) -> None:
+    alice = await api.new_user("alice", "a@example.com")
+    bob = await api.new_user("bob", "b@example.com")
+    admin: Admin = request.getfixturevalue("bot_admin")
+    bot = await new_bot(admin, "")
+    bot_user = User(bot["id"], "", "", token=bot["token"], ws_addr=alice.ws_addr)
+    not_bots: dict[str, Callable[[User, User], str | None]] = {
+        **BAD_TOKENS,
+        "a user's access token": lambda a, b: a.token,
+    }
+    for kind, make in not_bots.items():
+        token = make(alice, bob)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        for method, path, body in BOT_ROUTES:
+            async with api.session.request(
+                method, api.base + "/api" + path, json=body, headers=headers
+            ) as resp:
+                assert resp.status == 401, (kind, method, path, resp.status)
+                assert (await resp.json())["kind"] == "UnAuthorized", (kind, path)
+    # The bot's own token opens its routes (authentication passed: no 401)...
+    headers = {"Authorization": f"Bearer {bot['token']}"}
+    for method, path, body in BOT_ROUTES:
+        async with api.session.request(
+            method, api.base + "/api" + path, json=body, headers=headers
+        ) as resp:
+            assert resp.status != 401, (method, path, await resp.text())
+    # ...and no user route, acting for the bot's own id, nor a WebSocket.
+    for method, template, make_body in ROUTES + PUBLIC_TO_USERS:
+        url = api.base + "/api" + _path(template, bot_user)
+        async with api.session.request(
+            method, url, json=make_body(bot_user), headers=headers
+        ) as resp:
+            assert resp.status == 401, ("bot token", method, template, resp.status)
+    sock = await Socket.connect(session, bot_user, token=bot["token"])
+    assert await sock.expect_close() == 4002
