@@ -1,5 +1,5 @@
 """SQL shared by the SQLite and PostgreSQL bot stores (the same schema: 0011/0008_bots.sql,
-0013/0010_bot_replays.sql).
+0014/0011_bot_replays.sql).
 
 Placeholders are written ``$N``; the SQLite store turns them into ``?N``.
 """
