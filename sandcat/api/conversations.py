@@ -61,5 +61,7 @@ class ConversationRoutes:
         upto = None
         if request.can_read_body:
             upto = Body(await read_json(request, self._limit)).opt_integer("seq")
+            if upto is not None and upto < 0:
+                raise BadRequest("seq must not be negative")
         conv = await self._conversations.read(user_id, path_param(request, "id"), upto)
         return json_response(conversation_json(conv))

@@ -1,0 +1,75 @@
+"""Bad input on the routes of conversations, devices and bots: each malformed body, wrong
+type, out-of-range value or unknown id gets its documented status and error kind
+(docs/protocol.md), and nothing it carries is stored. ``tests/fuzz`` sends random input to
+the same routes and checks only that no answer is a 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.client import Api, User, alice_and_bob
+
+
+async def _error(api: Api, method: str, path: str, token: str, body: Any, status: int) -> str:
+    """The error kind of a call expected to fail with ``status``."""
+    if isinstance(body, bytes):
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        async with api.session.request(method, api.base + path, data=body, headers=headers) as r:
+            assert r.status == status, (method, path, body, r.status, await r.text())
+            answer = await r.json()
+    else:
+        _, answer = await api.call(method, path, token=token, json=body, expect=status)
+    assert isinstance(answer, dict) and isinstance(answer.get("kind"), str), answer
+    return str(answer["kind"])
+
+
+async def _conversation(api: Api, user: User, peer: str) -> dict[str, Any]:
+    _, body = await api.call("GET", "/api/conversation", token=user.token)
+    return next(conv for conv in body["conversations"] if conv["id"] == peer)
+
+
+async def test_conversation_routes_refuse_bad_input(api: Api) -> None:
+    alice, bob = await alice_and_bob(api)
+    before = await _conversation(api, alice, bob.id)
+    put = f"/api/conversation/{bob.id}"
+    read = f"/api/conversation/{bob.id}/read"
+    for body in (b"{", b"[]", b'"pinned"', {}, {"pinned": "yes"}, {"muted": 1}):
+        assert await _error(api, "PUT", put, alice.token, body, 400) in {
+            "BodyParsing",
+            "BadRequest",
+        }, body
+    for seq in (-1, -(2**63), "3", 1.5, True, 2**64):
+        assert await _error(api, "POST", read, alice.token, {"seq": seq}, 400) in {
+            "BodyParsing",
+            "BadRequest",
+        }, seq
+    for bad in ("-1", "abc", "1" * 19, "1e3"):
+        path = f"/api/conversation?since={bad}"
+        assert await _error(api, "GET", path, alice.token, None, 400) == "BadRequest", bad
+    # Unknown ids, and a user who is neither a friend nor a group of alice's: 404.
+    carol = await api.new_user("carol", "carol@example.com")
+    for peer in ("nobody", carol.id, alice.id):
+        path = f"/api/conversation/{peer}"
+        assert await _error(api, "PUT", path, alice.token, {"pinned": True}, 404) == "NotFound"
+        assert await _error(api, "POST", path + "/read", alice.token, None, 404) == "NotFound"
+    # Nothing of it was stored: the conversation is as it was.
+    after = await _conversation(api, alice, bob.id)
+    assert (after["read_seq"], after["unread"], after["pinned"], after["muted"]) == (
+        before["read_seq"],
+        before["unread"],
+        before["pinned"],
+        before["muted"],
+    )
+    assert after["read_seq"] >= 0
+
+
+async def test_device_and_friendship_read_routes_refuse_unknown_ids(api: Api) -> None:
+    alice, _ = await alice_and_bob(api)
+    for device in ("nothing", "..", "%00", "x" * 300):
+        path = f"/api/user/devices/{device}"
+        assert await _error(api, "DELETE", path, alice.token, None, 404) == "NotFound", device
+    for fs_id in ("nothing", "x" * 300):
+        path = f"/api/friend/{fs_id}/read"
+        assert await _error(api, "PUT", path, alice.token, None, 404) == "NotFound", fs_id
+    _, devices = await api.call("GET", "/api/user/devices", token=alice.token)
+    assert len(devices) == 1 and devices[0]["current"]
