@@ -1,20 +1,23 @@
 """Devices (docs/protocol.md, "Devices"): each login a device with its own refresh-token
-family, remote logout, log out everywhere else, rotation and reuse detection, logout and
-password change; multi-device consistency (friend and group operations reach the actor's
-other v2 devices) and the friendship read status. Protocol only: the same tests run
+family, remote logout, log out everywhere else, rotation, reuse detection and its grace,
+logout and password change; multi-device consistency (friend and group operations reach
+the actor's other v2 devices) and the friendship read status. Protocol only: the same tests run
 against the distributed topology (SANDCAT_E2E_TARGET=distributed), where the two logins of
 a user land on different gateways."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
 from typing import Any
 
 import aiohttp
+import pytest
 
-from tests.client import Api, Socket, User, apply_friend, befriend, create_group
+from tests.client import Api, CodeBook, Socket, User, apply_friend, befriend, create_group
+from tests.conftest import StartServer
 
 
 async def _device(api: Api, user: User, platform: str = "", client: str = "") -> User:
@@ -40,11 +43,16 @@ async def _current(api: Api, user: User) -> str:
     return str(next(d["id"] for d in await _devices(api, user) if d["current"]))
 
 
+def _claim(token: str, name: str) -> str:
+    """A claim of a token's payload, readable after its device is gone; the payload segment
+    is standard base64 without padding."""
+    payload = token.split(".")[1]
+    return str(json.loads(base64.b64decode(payload + "=" * (-len(payload) % 4)))[name])
+
+
 def _did(user: User) -> str:
-    """The device id in the user's access token (the payload's ``did``), readable after the
-    device is gone; the payload segment is standard base64 without padding."""
-    payload = user.token.split(".")[1]
-    return str(json.loads(base64.b64decode(payload + "=" * (-len(payload) % 4)))["did"])
+    """The device id in the user's access token (the payload's ``did``)."""
+    return _claim(user.token, "did")
 
 
 async def _refused(api: Api, user: User, session: aiohttp.ClientSession) -> None:
@@ -110,20 +118,74 @@ async def test_refresh_rotation_spends_the_token_and_its_reuse_ends_the_device(
         await api.call("GET", f"/api/user/{alice.id}", token=access)
     _, second = await api.call("GET", f"/user/refresh_token/{first}/true")
     assert isinstance(second, str) and second.count(".") == 2 and second != first
-    _, access = await api.call("GET", f"/user/refresh_token/{second}/false")
+    _, third = await api.call("GET", f"/user/refresh_token/{second}/true")
+    assert _claim(third, "jti") not in {_claim(first, "jti"), _claim(second, "jti")}
+    _, access = await api.call("GET", f"/user/refresh_token/{third}/false")
     device_id = await _current(api, dataclasses.replace(alice, token=access))
-    # The spent token once more: theft assumed, the whole family (device) is logged out.
+    # A token spent two rotations back (outside any reuse grace): theft assumed, the whole
+    # family (device) is logged out.
     sock = await Socket.connect(session, dataclasses.replace(alice, token=access))
     await sock.ready(alice)
     _, err = await api.call("GET", f"/user/refresh_token/{first}/true", expect=401)
     assert "already used" in err["details"]
     assert await sock.expect_close() == 4002
-    for token in (second, first):
+    for token in (third, second, first):
         await api.call("GET", f"/user/refresh_token/{token}/false", expect=401)
     await api.call("GET", f"/api/user/{alice.id}", token=access, expect=401)
     await api.call("GET", f"/api/user/{alice.id}", token=alice.token, expect=401)
     assert device_id not in {d["id"] for d in await _devices(api, other)}
     await api.call("GET", f"/user/refresh_token/{other.refresh_token}/false")  # untouched
+
+
+async def test_tabs_renewing_with_one_refresh_token_all_stay_signed_in(
+    api: Api, session: aiohttp.ClientSession
+) -> None:
+    """Within the reuse grace (30 s by default, long against this test) the token spent last
+    gets the device's current one: two tabs sharing one token renew with it at once, and a
+    client retries a renewal whose answer it lost; none of them logs the device out."""
+    alice = await api.new_user("alice", "alice@example.com")
+    shared = alice.refresh_token
+    sock = await Socket.connect(session, alice)
+    await sock.ready(alice)
+    answers = await asyncio.gather(
+        *(api.call("GET", f"/user/refresh_token/{shared}/true") for _ in range(2))
+    )
+    _, retried = await api.call("GET", f"/user/refresh_token/{shared}/true")
+    tabs = [token for _, token in answers] + [retried]
+    current = {_claim(token, "jti") for token in tabs}
+    assert len(current) == 1 and _claim(shared, "jti") not in current
+    for token in (*tabs, shared):  # the spent one still gets access tokens in the grace
+        _, access = await api.call("GET", f"/user/refresh_token/{token}/false")
+        await api.call("GET", f"/api/user/{alice.id}", token=access)
+    # Every tab renews on: the first rotates, the others (the same jti) get what it got.
+    renewed = [(await api.call("GET", f"/user/refresh_token/{tab}/true"))[1] for tab in tabs]
+    assert len({_claim(token, "jti") for token in renewed}) == 1
+    assert _claim(renewed[0], "jti") not in current
+    assert [d["id"] for d in await _devices(api, alice)] == [_did(alice)]
+    await sock.ready(alice)
+    # The shared token is two rotations back now: theft, the device is logged out.
+    _, err = await api.call("GET", f"/user/refresh_token/{shared}/true", expect=401)
+    assert "already used" in err["details"]
+    assert await sock.expect_close() == 4002
+    for token in renewed:
+        await api.call("GET", f"/user/refresh_token/{token}/false", expect=401)
+
+
+@pytest.mark.embedded_only
+async def test_a_zero_grace_is_strict(
+    start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """``auth.refresh_reuse_grace_seconds: 0``: the token spent a moment ago logs the device
+    out, as any spent one does."""
+    async with start_server(auth__refresh_reuse_grace_seconds=0) as srv:
+        api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
+        alice = await api.new_user("alice", "alice@example.com")
+        _, current = await api.call("GET", f"/user/refresh_token/{alice.refresh_token}/true")
+        _, err = await api.call(
+            "GET", f"/user/refresh_token/{alice.refresh_token}/true", expect=401
+        )
+        assert "already used" in err["details"]
+        await _refused(api, dataclasses.replace(alice, refresh_token=current), session)
 
 
 async def test_log_out_everywhere_else(api: Api, session: aiohttp.ClientSession) -> None:
