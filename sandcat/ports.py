@@ -381,7 +381,8 @@ class FriendStore(Protocol):
 
 class GroupStore(Protocol):
     async def create_group(self, info: GroupInfo, member_ids: Sequence[str]) -> list[GroupMember]:
-        """Insert the group and those of ``member_ids`` that are users (the owner as Owner)."""
+        """Insert the group and those of ``member_ids`` that are users (the owner as Owner),
+        each with the group's conversation read up to now (``ConversationStore``)."""
 
     async def get_group(self, group_id: str) -> GroupInfo | None: ...
 
@@ -396,7 +397,8 @@ class GroupStore(Protocol):
         """Members with their profiles (all, or only ``user_ids``), in joining order."""
 
     async def add_members(self, group_id: str, user_ids: Sequence[str], now_ms: int) -> list[str]:
-        """Add those of ``user_ids`` that are users and not yet members; returns them."""
+        """Add those of ``user_ids`` that are users and not yet members, with the group's
+        conversation read up to now (nothing sent before is unread); returns them."""
 
     async def remove_members(self, group_id: str, user_ids: Sequence[str]) -> list[str]:
         """Remove those of ``user_ids`` that are members; returns them."""
@@ -835,7 +837,8 @@ class ConversationStore(Protocol):
         hidden: bool | None,
         now_ms: int,
     ) -> None:
-        """Set the flags that are not None."""
+        """Set the flags that are not None. ``hidden`` holds until the conversation's next
+        message: hiding keeps its count at that moment."""
 
     async def mark_read(
         self, user_id: str, conversation_ids: Sequence[str], upto: int | None, now_ms: int
