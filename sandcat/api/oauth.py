@@ -93,7 +93,9 @@ class OAuthRoutes:
             created=signed_in.created,
         )
         answer = await login_json(signed_in.login, self._ws_addr)
-        if not browser_key:
+        # The page gets the tokens only for a sign-in begun there: a cookie left by another
+        # sign-in must not land someone else's callback link on the page (login CSRF).
+        if not signed_in.browser:
             return json_response(answer)
         return _to_page("oauth", answer)
 

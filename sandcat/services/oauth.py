@@ -65,6 +65,9 @@ class SignedIn:
     login: LoginResult
     #: A new account was made for this GitHub account.
     created: bool
+    #: The sign-in was begun in a browser (the built-in page) and came back with its
+    #: cookie: only then may the answer go to the page.
+    browser: bool
 
 
 class OAuthService:
@@ -154,7 +157,7 @@ class OAuthService:
         user, created = await self._user_for(account)
         result = await self._accounts.sign_in(user, device)
         log.info("oauth_login", provider=PROVIDER, user_id=user.id, created=created)
-        return SignedIn(login=result, created=created)
+        return SignedIn(login=result, created=created, browser=bool(expected))
 
     async def _user_for(self, account: ProviderAccount) -> tuple[UserRecord, bool]:
         linked = await self._links.linked_user(PROVIDER, account.subject)

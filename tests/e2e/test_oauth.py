@@ -257,6 +257,23 @@ async def test_a_browser_sign_in_needs_its_cookie_and_lands_on_the_page(
     assert profile["account"].startswith(f"web{provider.port}")
 
 
+async def test_a_stale_cookie_does_not_land_someone_elses_sign_in_on_the_page(
+    api: Api, provider: Provider
+) -> None:
+    """Login CSRF through the page: a victim whose browser still holds the cookie of a
+    sign-in it began and left opens a callback link the attacker made from a sign-in begun
+    without ``web=true`` (bound to no browser). The answer is the JSON of the API flow,
+    never a redirect that would sign the page into the attacker's account."""
+    _account(provider, f"csrf{provider.port}")
+    _, victims_cookie = await _to_callback(api, web=True)  # begun, never finished
+    attackers_callback, _ = await _to_callback(api)
+    answer = await _get(
+        api.session, attackers_callback, headers={"Cookie": f"sandcat_oauth={victims_cookie}"}
+    )
+    assert answer.status == 200, answer.headers.get("Location")
+    assert answer.content_type == "application/json"
+
+
 @pytest.mark.embedded_only
 @pytest.mark.parametrize(("command", "words"), [("disable", "disabled"), ("delete", "deleted")])
 async def test_a_disabled_or_deleted_account_is_refused_403(
