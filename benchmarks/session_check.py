@@ -47,13 +47,14 @@ async def _timed(check: Check, checks: int) -> tuple[float, float]:
     )
 
 
-async def _compare(mode: str, users: UserStore, devices: DeviceStore, checks: int) -> None:
+async def _setup(users: UserStore, devices: DeviceStore) -> None:
     user = UserRecord(id="ann", name="ann", account="ann", password="", salt="", avatar="a")
     await users.insert_user(user)
     await devices.add_device(Device("d1", "ann", "web", "", "", "", 1, 1), "j1", keep=10)
 
-    async def before() -> object:
-        return (await users.token_generation("ann"), await devices.is_active("ann", "d1"))
+
+async def _compare(mode: str, before: Check, users: UserStore, checks: int) -> None:
+    """``before`` is the two reads a check made; ``session_state`` the one it makes."""
 
     async def after() -> object:
         return await users.session_state("ann", "d1")
@@ -73,7 +74,13 @@ async def _sqlite(checks: int) -> None:
         await db.open()
         try:
             devices = SqliteDeviceStore(db)
-            await _compare("sqlite", SqliteUserStore(db, devices), devices, checks)
+            users = SqliteUserStore(db, devices)
+            await _setup(users, devices)
+
+            async def before() -> object:
+                return (await users.token_generation("ann"), await devices.is_active("ann", "d1"))
+
+            await _compare("sqlite", before, users, checks)
         finally:
             await db.close()
 
@@ -87,8 +94,19 @@ async def _postgres(dsn: str, checks: int) -> None:
         await apply_pg_migrations(scratch)
         pool = await open_pool(scratch)
         try:
-            users, devices = PostgresUserStore(pool=pool), PostgresDeviceStore(pool=pool)
-            await _compare("postgresql", users, devices, checks)
+            users = PostgresUserStore(pool=pool)
+            await _setup(users, PostgresDeviceStore(pool=pool))
+
+            async def before() -> object:
+                generation = await users.token_generation("ann")
+                # The device query the check ran next (the former
+                # ``PostgresDeviceStore.is_active``).
+                active = await pool.fetchval(
+                    "SELECT 1 FROM devices WHERE id = $1 AND user_id = $2", "d1", "ann"
+                )
+                return (generation, bool(active))
+
+            await _compare("postgresql", before, users, checks)
         finally:
             await pool.close()
     finally:

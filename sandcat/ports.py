@@ -474,9 +474,6 @@ class DeviceStore(Protocol):
     async def devices(self, user_id: str) -> list[Device]:
         """The user's devices, most recently seen first."""
 
-    async def is_active(self, user_id: str, device_id: str) -> bool:
-        """Whether the device exists (was not logged out) and is the user's."""
-
     async def use_refresh(
         self,
         user_id: str,

@@ -56,6 +56,8 @@ class SqliteDeviceStore:
         return await self._db.read(run)
 
     async def is_active(self, user_id: str, device_id: str) -> bool:
+        """Whether the device exists (was not logged out) and is the user's: the device half
+        of ``SqliteUserStore.session_state``."""
         owner = self._owners.get(device_id)
         if owner is not None:
             return owner == user_id

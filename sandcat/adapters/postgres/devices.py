@@ -58,14 +58,6 @@ class PostgresDeviceStore:
         return [Device(*row) for row in rows]
 
     @pg_errors
-    async def is_active(self, user_id: str, device_id: str) -> bool:
-        return bool(
-            await self._pool.fetchval(
-                "SELECT 1 FROM devices WHERE id = $1 AND user_id = $2", device_id, user_id
-            )
-        )
-
-    @pg_errors
     async def use_refresh(
         self,
         user_id: str,
