@@ -30,7 +30,7 @@ class ConversationRoutes:
     async def list(self, request: web.Request) -> web.StreamResponse:
         user_id = await self._auth.authed(request)
         raw = request.query.get("since", "0")
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise BadRequest("since must be a time in milliseconds")
         conversations, sync_time = await self._conversations.list(user_id, int(raw))
         return json_response(

@@ -43,7 +43,8 @@ async def test_conversation_routes_refuse_bad_input(api: Api) -> None:
             "BodyParsing",
             "BadRequest",
         }, seq
-    for bad in ("-1", "abc", "1" * 19, "1e3"):
+    # Superscript two and Arabic-Indic one are digits to str.isdigit: only ASCII is a time.
+    for bad in ("-1", "abc", "1" * 19, "1e3", "%C2%B2", "%D9%A1", "+1", " 1"):
         path = f"/api/conversation?since={bad}"
         assert await _error(api, "GET", path, alice.token, None, 400) == "BadRequest", bad
     # Unknown ids, and a user who is neither a friend nor a group of alice's: 404.
