@@ -87,9 +87,10 @@ clean:
 # for the server-CPU ratio; then docs/benchmarks.md and docs/plots/*.png are regenerated.
 .PHONY: bench
 BENCH_OUT := benchmarks/results/latest
-# The distributed topology (services + api, two gateways, msg-server) for one-to-one and HTTP.
-BENCH_DIST_ARGS ?= --register 200 --scenarios one-to-one,http --users 200 --senders 50 \
-	--repeats 2 --no-progress
+# The distributed topology (services + api, two gateways, msg-server) for one-to-one, the
+# 1,000-member group (50 messages per burst: bounded by the inbox's insert rate) and HTTP.
+BENCH_DIST_ARGS ?= --register 1000 --scenarios one-to-one,group,http --users 200 --senders 50 \
+	--group-sizes 1000 --burst-deliveries 50000 --repeats 2 --no-progress
 bench: install
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.load suite --label native --baseline relay --out $(BENCH_OUT) \

@@ -273,7 +273,10 @@ async def cmd_run(args: argparse.Namespace) -> int:
         else:
             raise SystemExit("give --users-file or --register N")
         await _login(ctx, target, accounts)
-        results = await run_scenarios(ctx, args, accounts, {})
+        sizes = sorted(int(s) for s in args.group_sizes.split(",") if s)
+        wanted = _wanted(args)
+        groups = await scenarios.make_groups(ctx, accounts, sizes) if "group" in wanted else {}
+        results = await run_scenarios(ctx, args, accounts, groups)
     results["meta"] = _meta(args, target={"api": target.api, "pids": target.pids}, native="?")
     _finish(args, results)
     return 0

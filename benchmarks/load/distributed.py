@@ -4,8 +4,9 @@
 Redis, Kafka, FerretDB and S3 locally (``scripts.provision``), starts the api, two
 gateways and a msg-server (``scripts/topology.py``) with the benchmark config, runs
 ``python -m benchmarks.load run`` against the api's URL (users registered through the
-public API with codes from the api's log; every role's PID watched for CPU), and stops
-everything. Results land in ``DIR/distributed.json`` for ``report``.
+public API with codes from the api's log; every role's PID watched for CPU; groups for
+``--scenarios group`` made through the public API), and stops everything. Results land in
+``DIR/distributed.json`` for ``report``.
 """
 
 from __future__ import annotations
