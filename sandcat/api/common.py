@@ -97,7 +97,25 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
         raise BodyParsing(f"malformed JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise BodyParsing("the JSON body must be an object")
+    # JSON writes U+0000 only as an escape, and lowercase or not it has no hex letters.
+    if b"\\u0000" in body and _holds_nul(data):
+        raise BodyParsing(NUL_REFUSED)
     return data
+
+
+#: PostgreSQL cannot store U+0000 in text: refused at the edge, in both modes alike.
+NUL_REFUSED = "a string holds a NUL character (U+0000)"
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a decoded JSON value holds U+0000 in any string (a key included)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 class Body:
@@ -158,6 +176,8 @@ def path_param(request: web.Request, name: str) -> str:
     value = request.match_info.get(name, "")
     if not value:
         raise PathParsing(f"path parameter `{name}` is missing")
+    if "\x00" in value:
+        raise PathParsing(f"path parameter `{name}`: {NUL_REFUSED}")
     return value
 
 
