@@ -54,6 +54,20 @@ def ack_for(msg: Msg, stored: Stored) -> Msg:
     )
 
 
+def _text_fields(msg: Msg) -> str:
+    """The ``Msg``'s client-set text fields, joined (``content`` is bytes, stored as such)."""
+    return "".join(
+        (
+            msg.receiver_id,
+            msg.local_id,
+            msg.group_id,
+            msg.avatar,
+            msg.nickname,
+            msg.related_msg_id or "",
+        )
+    )
+
+
 def error_ack(msg: Msg | None, reason: str) -> Msg:
     base = msg if msg is not None else Msg()
     return base.copy(
@@ -133,6 +147,10 @@ class MessageService:
             raise MessageRefused("send_id is not the connection's user")
         if len(msg.content) > self._limits.text_bytes:
             raise MessageRefused(f"content is larger than {self._limits.text_bytes} bytes")
+        if "\x00" in _text_fields(msg):
+            # PostgreSQL cannot store it: refused alike in both modes, not left to fail
+            # the store with an ack that says to resend.
+            raise MessageRefused("a text field holds a NUL character (U+0000)")
         kind = msg.msg_type
         msg.server_id = nanoid()
         msg.send_time = self._clock.now_ms()

@@ -1,13 +1,16 @@
 """Bad input on the routes of conversations, devices and bots: each malformed body, wrong
 type, out-of-range value or unknown id gets its documented status and error kind
-(docs/protocol.md), and nothing it carries is stored. ``tests/fuzz`` sends random input to
+(docs/protocol.md), and nothing it carries is stored; a NUL character (which PostgreSQL
+cannot store) is refused alike in both modes, on every route and in a WebSocket ``Msg``. ``tests/fuzz`` sends random input to
 the same routes and checks only that no answer is a 500."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.client import Api, User, alice_and_bob
+import aiohttp
+
+from tests.client import Api, Socket, User, alice_and_bob
 
 
 async def _error(api: Api, method: str, path: str, token: str, body: Any, status: int) -> str:
@@ -105,3 +108,20 @@ async def test_a_nul_character_in_a_path_or_a_body_is_400(api: Api) -> None:
     # A backslash followed by "u0000" is text, not a NUL character.
     remark = {"user_id": alice.id, "friend_id": bob.id, "remark": "\\u0000"}
     await api.call("PUT", "/api/friend/remark", token=alice.token, json=remark)
+
+
+async def test_a_msg_with_a_nul_character_gets_an_error_ack_not_a_retry(
+    api: Api, session: aiohttp.ClientSession
+) -> None:
+    alice, bob = await alice_and_bob(api)
+    sock = await Socket.connect(session, alice)
+    for field in ("local_id", "nickname", "avatar"):
+        fields = {"local_id": f"nul-{field}", field: f"nul-{field}\u0000"}
+        await sock.send(send_id=alice.id, receiver_id=bob.id, content=b"x", **fields)
+        ack = await sock.recv_until(lambda m: m["msg_type"] == 24, timeout=20)
+        assert ack["content_type"] == 9, (field, ack)
+        assert b"NUL" in ack["content"], (field, ack["content"])
+    await sock.send(send_id=alice.id, receiver_id=bob.id, local_id="clean", content=b"ok")
+    ack = await sock.recv_until(lambda m: m["local_id"] == "clean", timeout=20)
+    assert ack["msg_type"] == 24 and ack["content_type"] != 9
+    await sock.close()
