@@ -44,7 +44,7 @@ SANDCAT_E2E_TARGET=distributed run_pytest $BIN/pytest -q -p no:cacheprovider \
     tests/e2e/test_chat.py tests/e2e/test_friends.py tests/e2e/test_groups.py tests/e2e/test_ws_edges.py \
     tests/e2e/test_hostile_input.py tests/e2e/test_protocol_v2.py \
     tests/e2e/test_conversations.py tests/e2e/test_devices.py tests/e2e/test_bots.py \
-    tests/e2e/test_oauth.py
+    tests/e2e/test_oauth.py tests/e2e/test_original_client_beside_v2.py tests/e2e/test_new_routes_input.py
 echo "== pytest, pure-Python twins (SANDCAT_NO_EXTENSIONS=1)"
 PURE=(tests/unit tests/native tests/contracts)
 SANDCAT_NO_EXTENSIONS=1 run_pytest $BIN/pytest -q -p no:cacheprovider "${PURE[@]}"
