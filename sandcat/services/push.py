@@ -54,19 +54,22 @@ class RemotePushRouter:
 
     async def emit(self, user_ids: Sequence[str], name: str, data: Mapping[str, object]) -> None:
         """Implements ``Events``: the event, encoded once, in one batch per gateway holding
-        any of ``user_ids``; each gateway writes it on the v2 connections only."""
-        where = await self._presence.locate(sorted(set(user_ids)))
-        if not where:
-            return
-        payload = encode_event(name, data)
-        batches: dict[str, list[PushEntry]] = {}
-        for user_id, platforms in where.items():
-            for gateway in set(platforms.values()):
-                batches.setdefault(gateway, []).append(event(user_id, payload))
+        any of ``user_ids``; each gateway writes it on the v2 connections only.
+
+        Best effort, like pushes (the HTTP routes are the truth): the caller's change is
+        stored already, so an unreachable presence or bus is logged, never raised."""
         try:
+            where = await self._presence.locate(sorted(set(user_ids)))
+            if not where:
+                return
+            payload = encode_event(name, data)
+            batches: dict[str, list[PushEntry]] = {}
+            for user_id, platforms in where.items():
+                for gateway in set(platforms.values()):
+                    batches.setdefault(gateway, []).append(event(user_id, payload))
             await self._bus.publish({gw: encode_batch(entries) for gw, entries in batches.items()})
-        except Exception:  # events are best effort, like pushes: HTTP routes are the truth
-            log.exception("event_publish_failed", name=name, gateways=len(batches))
+        except Exception:
+            log.exception("event_publish_failed", name=name, users=len(user_ids))
 
     async def route(self, pushes: Sequence[Push]) -> None:
         where = await self._presence.locate(sorted({push.user_id for push in pushes}))
