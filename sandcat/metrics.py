@@ -59,6 +59,7 @@ class Counts:
         "messages_accepted",
         "messages_refused",
         "messages_stored",
+        "ratelimit_fallbacks",
         "slow_client_closes",
         "store_batch_seconds",
         "store_batch_size",
@@ -75,6 +76,8 @@ class Counts:
         self.messages_refused: dict[str, int] = {}
         self.slow_client_closes = 0
         self.dead_letters = 0
+        #: rule -> rate-limit checks answered by this process's own counts (Redis was down).
+        self.ratelimit_fallbacks: dict[str, int] = {}
         #: Kafka partition -> records not yet polled (a gauge, set after each poll).
         self.kafka_lag: dict[int, int] = {}
         #: (method, route, status) -> count.
@@ -87,6 +90,10 @@ class Counts:
     def refused(self, reason: str) -> None:
         refused = self.messages_refused
         refused[reason] = refused.get(reason, 0) + 1
+
+    def count_fallback(self, rule: str) -> None:
+        fallbacks = self.ratelimit_fallbacks
+        fallbacks[rule] = fallbacks.get(rule, 0) + 1
 
 
 #: The reasons a client message is answered with an error ack.

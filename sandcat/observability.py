@@ -156,6 +156,14 @@ class SandcatCollector(Collector):
                 "Records sent to the dead-letter topic",
                 value=c.dead_letters,
             )
+            fallbacks = CounterMetricFamily(
+                "sandcat_ratelimit_fallback_checks",
+                "Rate-limit checks answered by this process's own counts because Redis was down",
+                labels=["rule"],
+            )
+            for rule, count in sorted(c.ratelimit_fallbacks.items()):
+                fallbacks.add_metric([rule], count)
+            yield fallbacks
 
 
 @dataclass(slots=True)

@@ -555,8 +555,17 @@ class RateLimiter(Protocol):
         """Count one event of ``key``: 0 when it is within ``rule``, else the whole seconds
         until it would be (and nothing is counted)."""
 
+    async def hit_many(self, checks: Sequence[tuple[WindowRule, str]]) -> list[int]:
+        """``hit`` for every ``(rule, key)`` of one request in ONE atomic call, all or
+        nothing: each verdict (in order) is 0 or the seconds until that check would pass,
+        and when any is not 0 none of the events is counted (a refused request consumes no
+        budget). While the store is down, a ``"refuse"`` rule among them refuses them all."""
+
     async def refund(self, rule: WindowRule, key: str) -> None:
         """Take back the latest counted event of ``key`` (an attempt that did not count)."""
+
+    async def refund_many(self, checks: Sequence[tuple[WindowRule, str]]) -> None:
+        """``refund`` for every ``(rule, key)``, in one call."""
 
     async def take(self, rule: BucketRule, key: str) -> bool:
         """Take a token from ``key``'s bucket; False when there was none."""

@@ -1,10 +1,12 @@
 """Rate limiting: the in-process counting (sliding windows, token buckets) and ``Limit``,
-one window rule of a ``RateLimiter`` that raises ``TooManyRequests``."""
+one window rule of a ``RateLimiter`` that raises ``TooManyRequests`` (``hit_all``: the
+several rules of one request in one call)."""
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 
 from sandcat.errors import TooManyRequests
 from sandcat.ids import SYSTEM_CLOCK
@@ -87,17 +89,27 @@ class Limit:
 
     def __init__(self, limiter: RateLimiter, rule: WindowRule, what: str) -> None:
         self._limiter = limiter
-        self._rule = rule
-        self._what = what
+        self.rule = rule
+        self.what = what
 
     async def hit(self, key: str) -> None:
         """Count one event of ``key``; raises :class:`TooManyRequests` when over the limit."""
-        retry = await self._limiter.hit(self._rule, key)
-        if retry:
-            raise TooManyRequests(f"too many {self._what}; retry later", retry)
+        await hit_all(self._limiter, [(self, key)])
 
-    async def refund(self, key: str) -> None:
-        """Take back the latest event of ``key``: counting an attempt when it starts and
-        refunding it when it turns out not to count (a login that succeeded) bounds the
-        attempts in flight too, which counting only at the end would not."""
-        await self._limiter.refund(self._rule, key)
+
+async def hit_all(limiter: RateLimiter, checks: Sequence[tuple[Limit, str]]) -> None:
+    """Count one event of each ``(limit, key)`` of a request in one limiter call, all or
+    nothing; raises :class:`TooManyRequests` naming the first limit refused, with the longest
+    wait of the refused ones (the request passes only when all of them do)."""
+    verdicts = await limiter.hit_many([(limit.rule, key) for limit, key in checks])
+    refused = [(limit, retry) for (limit, _), retry in zip(checks, verdicts, strict=True) if retry]
+    if refused:
+        retry = max(wait for _, wait in refused)
+        raise TooManyRequests(f"too many {refused[0][0].what}; retry later", retry)
+
+
+async def refund_all(limiter: RateLimiter, checks: Sequence[tuple[Limit, str]]) -> None:
+    """Take back the latest event of each ``(limit, key)``, in one limiter call: counting an
+    attempt when it starts and refunding it when it turns out not to count (a login that
+    succeeded) bounds the attempts in flight too, which counting only at the end would not."""
+    await limiter.refund_many([(limit.rule, key) for limit, key in checks])

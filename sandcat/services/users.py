@@ -15,7 +15,6 @@ from sandcat.errors import (
     CodeIsInvalid,
     Forbidden,
     NotFound,
-    TooManyRequests,
     UnAuthorized,
 )
 from sandcat.ids import nanoid
@@ -31,7 +30,7 @@ from sandcat.ports import (
 )
 from sandcat.services.auth import ACCESS, REFRESH, Claims, PasswordService, TokenService
 from sandcat.services.devices import DeviceInfo, DeviceService
-from sandcat.services.ratelimit import Limit
+from sandcat.services.ratelimit import Limit, hit_all, refund_all
 
 log = get_logger(__name__)
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}$")
@@ -80,6 +79,7 @@ class UserService:
         self._clock = clock
         self._code_ttl = auth.code_ttl_seconds
         self._limits = limits
+        self._limiter = limiter
         # Codes are stored in the same Redis as the counts (distributed mode): while it is
         # down none could be checked, so no mail is sent either ("refuse"). Logins fall
         # back to this process's counts ("local"): an outage must not lock everybody out.
@@ -119,8 +119,9 @@ class UserService:
 
     async def send_code(self, email: str, ip: str) -> None:
         email = check_email(email)
-        await self._code_per_ip.hit(ip)
-        await self._code_per_email.hit(email.lower())
+        await hit_all(
+            self._limiter, [(self._code_per_ip, ip), (self._code_per_email, email.lower())]
+        )
         code = f"{secrets.randbelow(900000) + 100000}"
         await self._mailer.send_code(email, code)
         await self._codes.put_code(email, code, self._code_ttl)
@@ -184,17 +185,16 @@ class UserService:
         """Check the password and record the device the login comes from (its tokens)."""
         if not account or not password:
             raise BadRequest("account and password must not be empty")
-        await self._login_per_ip.hit(ip)
         # Each attempt is counted as a failure before the (slow) verification and refunded
         # when the password is right, so attempts in flight are bounded too. Unknown
-        # accounts are counted the same way: the answers do not tell them apart.
+        # accounts are counted the same way: the answers do not tell them apart. The three
+        # budgets are one limiter call, all or nothing: a refused attempt counts in none.
         key = account.lower()
-        await self._failures_per_account_ip.hit(f"{key}\n{ip}")
-        try:
-            await self._failures_per_account.hit(key)
-        except TooManyRequests:
-            await self._failures_per_account_ip.refund(f"{key}\n{ip}")
-            raise
+        failures = [
+            (self._failures_per_account_ip, f"{key}\n{ip}"),
+            (self._failures_per_account, key),
+        ]
+        await hit_all(self._limiter, [(self._login_per_ip, ip), *failures])
         user = await self._users.find_login(account)
         if user is None:
             # Same cost and same answer as a wrong password: no account enumeration.
@@ -202,8 +202,7 @@ class UserService:
             raise AccountOrPassword("wrong account or password")
         if not user.password or not await self._passwords.verify(user.password, password):
             raise AccountOrPassword("wrong account or password")
-        await self._failures_per_account_ip.refund(f"{key}\n{ip}")
-        await self._failures_per_account.refund(key)
+        await refund_all(self._limiter, failures)
         # A disabled account is told only to whoever knows the password.
         return await self.sign_in(user, device or DeviceInfo(address=ip))
 

@@ -16,6 +16,7 @@ from sandcat.adapters.redis.client import connect
 from sandcat.adapters.redis.ratelimit import PAUSE_SECONDS, RedisRateLimiter
 from sandcat.config import RedisConfig
 from sandcat.errors import DbError
+from sandcat.metrics import COUNTS
 from sandcat.ports import BucketRule, RateLimiter, WindowRule
 from tests.client import until
 from tests.clock import FakeClock
@@ -24,6 +25,7 @@ from tests.services import Services
 LOGINS = WindowRule("test_logins", 3, 60, "local")
 SHORT = WindowRule("test_short", 2, 1, "local")
 BUCKET = BucketRule("test_bucket", 20.0, 3, "local")
+_FALLBACK_RULES = ("test_logins", "test_bucket", "test_short", "test_codes")
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -87,6 +89,58 @@ async def test_a_bucket_gives_its_burst_then_refills_at_its_rate(limiter: RateLi
     assert sum(taken) <= 3 + 20 * (time.monotonic() - started) + 1
 
 
+async def test_hit_many_counts_every_check_of_a_request_or_none(limiter: RateLimiter) -> None:
+    per_ip = WindowRule("test_many_ip", 2, 60, "local")
+    login = [(per_ip, "1.2.3.4"), (LOGINS, "acct")]
+    assert await limiter.hit_many(login) == [0, 0]
+    assert await limiter.hit_many(login) == [0, 0]
+    ip_refused, account_ok = await limiter.hit_many(login)
+    assert 1 <= ip_refused <= 60
+    assert account_ok == 0  # within its own limit, yet not counted: the request was refused
+    assert await limiter.hit(LOGINS, "acct") == 0  # its third event
+    assert await limiter.hit(LOGINS, "acct") > 0
+    # Every check gets its verdict, even after an earlier one was refused.
+    both = await limiter.hit_many([(per_ip, "1.2.3.4"), (LOGINS, "acct")])
+    assert all(both)
+    # A rule without a limit passes and counts nothing; an empty request is no call.
+    off = WindowRule("test_off", 0, 60, "local")
+    assert await limiter.hit_many([(off, "k"), (per_ip, "other")]) == [0, 0]
+    assert await limiter.hit_many([]) == []
+
+
+async def test_hit_many_with_one_key_twice_counts_both_or_neither(limiter: RateLimiter) -> None:
+    rule = WindowRule("test_twice", 3, 60, "local")
+    assert await limiter.hit_many([(rule, "k"), (rule, "k")]) == [0, 0]
+    first, second = await limiter.hit_many([(rule, "k"), (rule, "k")])
+    assert first == 0 and second > 0  # the third event fits, the fourth does not
+    assert await limiter.hit(rule, "k") == 0  # so neither was counted
+    assert await limiter.hit(rule, "k") > 0
+
+
+async def test_refund_many_gives_one_event_back_per_check(limiter: RateLimiter) -> None:
+    other = WindowRule("test_refund_other", 1, 60, "local")
+    checks = [(LOGINS, "acct"), (other, "acct")]
+    assert await limiter.hit_many(checks) == [0, 0]
+    assert await limiter.hit(other, "acct") > 0
+    await limiter.refund_many(checks)
+    assert await limiter.hit_many(checks) == [0, 0]
+    await limiter.refund_many([(other, "nobody")])  # nothing to take back: harmless
+
+
+async def test_hit_many_is_one_redis_command(redis_client: Redis) -> None:
+    limiter = RedisRateLimiter(client=redis_client, fallback=InProcessRateLimiter())
+    checks = [(LOGINS, "a"), (SHORT, "b"), (WindowRule("test_third", 5, 60, "local"), "c")]
+    assert await limiter.hit_many(checks) == [0, 0, 0]  # the script is loaded now
+
+    async def evalsha_calls() -> int:
+        stats = await redis_client.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    before = await evalsha_calls()
+    assert await limiter.hit_many(checks) == [0, 0, 0]
+    assert await evalsha_calls() == before + 1
+
+
 @pytest.fixture
 async def two_redis(real_services: Services) -> AsyncIterator[tuple[Redis, Redis]]:
     """Two clients (two processes' pools) on the emptied test database."""
@@ -121,6 +175,17 @@ async def test_concurrent_hits_from_two_limiters_never_exceed_the_limit(
     rule = WindowRule("test_race", 10, 60, "local")
     results = await asyncio.gather(*(x.hit(rule, "k") for x in (a, b) for _ in range(40)))
     assert results.count(0) == 10
+    # Requests of two checks each: the tighter budget lets exactly its limit through, and
+    # the refused requests left nothing in the looser one.
+    tight, loose = (
+        WindowRule("test_race_tight", 7, 60, "local"),
+        WindowRule("test_race_loose", 30, 60, "local"),
+    )
+    both = [(tight, "k"), (loose, "k")]
+    verdicts = await asyncio.gather(*(x.hit_many(both) for x in (a, b) for _ in range(20)))
+    assert verdicts.count([0, 0]) == 7
+    counts = [await two_redis[0].zcard(f"ratelimit:window:{r.name}:k") for r in (tight, loose)]
+    assert counts == [7, 7]
     bucket = BucketRule("test_race_bucket", 0.001, 10, "local")
     taken = await asyncio.gather(*(x.take(bucket, "k") for x in (a, b) for _ in range(40)))
     assert taken.count(True) == 10
@@ -164,6 +229,7 @@ async def test_while_redis_is_down_local_rules_count_here_and_the_others_refuse(
     broken_redis: tuple[Redis, list[int]],
 ) -> None:
     client, accepted = broken_redis
+    before = {rule: COUNTS.ratelimit_fallbacks.get(rule, 0) for rule in _FALLBACK_RULES}
     clock = FakeClock()
     limiter = RedisRateLimiter(
         client=client, fallback=InProcessRateLimiter(clock=clock), clock=clock
@@ -176,6 +242,20 @@ async def test_while_redis_is_down_local_rules_count_here_and_the_others_refuse(
     codes = WindowRule("test_codes", 3, 60, "refuse")
     with pytest.raises(DbError):
         await limiter.hit(codes, "1.2.3.4")
+    # A request with a "refuse" rule among its checks is refused whole, counting nothing.
+    with pytest.raises(DbError):
+        await limiter.hit_many([(codes, "1.2.3.4"), (SHORT, "acct")])
+    assert await limiter.hit_many([(SHORT, "acct"), (LOGINS, "other")]) == [0, 0]
+    await limiter.refund_many([(SHORT, "acct"), (LOGINS, "other")])
+    assert await limiter.hit_many([(SHORT, "acct"), (SHORT, "acct")]) == [0, 0]
+    # The metric counts each check answered here (within its limit or not), per rule;
+    # those of "refuse" rules were answered by no one.
+    assert {rule: COUNTS.ratelimit_fallbacks.get(rule, 0) - n for rule, n in before.items()} == {
+        "test_logins": 6,
+        "test_bucket": 4,
+        "test_short": 3,
+        "test_codes": 0,
+    }
     # Only the first check asked Redis (and its retries); the rest went by the pause.
     tried = len(accepted)
     assert 1 <= tried <= 3
