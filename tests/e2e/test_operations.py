@@ -435,7 +435,8 @@ async def test_distributed_readiness_names_the_stopped_backend(
     real_services: Services, tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
     """A distributed process (role all) on the shared services but a Redis of its own:
-    ready, then 503 naming redis once that Redis stops; /metrics has the Kafka latency."""
+    ready, then 503 naming redis once that Redis stops; /metrics has the Kafka latency, and
+    then the login checks its rate limiter answered in this process alone."""
     run_dir = tmp_path / "redis-run"
     provision.start_services(["redis"], str(run_dir))
     try:
@@ -479,12 +480,24 @@ async def test_distributed_readiness_names_the_stopped_backend(
             metrics = await scrape(session, base)
             assert metrics["sandcat_kafka_publish_seconds_count{}"] >= 2
             assert metrics["sandcat_build_info{mode=distributed,role=all,version=0.1.0}"] == 1
+            assert not [k for k in metrics if k.startswith("sandcat_ratelimit_fallback")]
 
             provision.stop_services(str(run_dir))
             status, body = await ready()
             assert status == 503
             assert body["failing"] == ["redis"], body
             assert body["checks"]["postgres"] == "ok"
+            # A login still gets its answer, its three budgets counted here alone.
+            wrong = {"account": alice.email, "password": "d3Jvbmc"}
+            await api.call("POST", "/api/user/login", json=wrong, expect=401)
+            metrics = await scrape(session, base)
+            fallbacks = {
+                k: v for k, v in metrics.items() if k.startswith("sandcat_ratelimit_fallback")
+            }
+            assert fallbacks == {
+                f"sandcat_ratelimit_fallback_checks_total{{rule={rule}}}": 1
+                for rule in ("login_failures_account", "login_failures_account_ip", "login_ip")
+            }
             srv.proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(srv.proc.wait(), 10) == 0
     finally:
