@@ -54,6 +54,7 @@ class OAuthRoutes:
             redirect_uri=self._oauth.redirect_uri(own_callback),
             browser=browser,
             ip=client_ip(request, self._trust),
+            nonce=request.query.get("nonce", ""),
         )
         response = web.Response(status=302, headers={"Location": started.url})
         if browser:
@@ -97,13 +98,16 @@ class OAuthRoutes:
         # sign-in must not land someone else's callback link on the page (login CSRF).
         if not signed_in.browser:
             return json_response(answer)
-        return _to_page("oauth", answer)
+        return _to_page("oauth", answer, signed_in.nonce)
 
 
-def _to_page(key: str, value: object) -> web.StreamResponse:
-    """A redirect to the built-in page with ``#key=<JSON>``: a fragment never reaches a
-    server or a log; the page reads it and removes it from the address bar at once."""
+def _to_page(key: str, value: object, nonce: str = "") -> web.StreamResponse:
+    """A redirect to the built-in page with ``#key=<JSON>`` (and ``&nonce=`` the page's
+    own, given at the start): a fragment never reaches a server or a log; the page reads
+    it and removes it from the address bar at once."""
     fragment = quote(orjson.dumps(value).decode(), safe="")
+    if nonce:
+        fragment += "&nonce=" + nonce
     response = web.Response(status=302, headers={"Location": f"{PAGE}#{key}={fragment}"})
     response.del_cookie(COOKIE, path="/")
     response.headers["Cache-Control"] = "no-store"

@@ -48,6 +48,7 @@ STATE_CHARS = 32
 #: that name gets ``login-2``, ``login-3``... and after these, a random suffix.
 NAME_TRIES = 20
 _ACCOUNT_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _AVATAR_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
 
 
@@ -68,6 +69,9 @@ class SignedIn:
     #: The sign-in was begun in a browser (the built-in page) and came back with its
     #: cookie: only then may the answer go to the page.
     browser: bool
+    #: What the page gave at the start, handed back with the answer: the page takes only
+    #: the answer to the sign-in it began (a link made by someone else has no such nonce).
+    nonce: str = ""
 
 
 class OAuthService:
@@ -115,13 +119,20 @@ class OAuthService:
         if not self.enabled:
             raise NotFound("GitHub login is not configured on this server")
 
-    async def start(self, *, redirect_uri: str, browser: bool, ip: str) -> Started:
+    async def start(self, *, redirect_uri: str, browser: bool, ip: str, nonce: str = "") -> Started:
         self._check_enabled()
+        if nonce and (not browser or not _NONCE.fullmatch(nonce)):
+            raise BadRequest("nonce: 16 to 64 letters, digits, '-' or '_', with web=true only")
         await self._starts_per_ip.hit(ip)
         state = generate_token(STATE_CHARS)
         verifier = generate_token(VERIFIER_CHARS)
         browser_key = generate_token(STATE_CHARS) if browser else ""
-        pending = {"verifier": verifier, "redirect_uri": redirect_uri, "browser": browser_key}
+        pending = {
+            "verifier": verifier,
+            "redirect_uri": redirect_uri,
+            "browser": browser_key,
+            "nonce": nonce,
+        }
         await self._states.put_state(state, json.dumps(pending), self._config.state_ttl_seconds)
         url = prepare_grant_uri(
             self._config.auth_url,
@@ -157,7 +168,12 @@ class OAuthService:
         user, created = await self._user_for(account)
         result = await self._accounts.sign_in(user, device)
         log.info("oauth_login", provider=PROVIDER, user_id=user.id, created=created)
-        return SignedIn(login=result, created=created, browser=bool(expected))
+        return SignedIn(
+            login=result,
+            created=created,
+            browser=bool(expected),
+            nonce=str(pending.get("nonce", "")),
+        )
 
     async def _user_for(self, account: ProviderAccount) -> tuple[UserRecord, bool]:
         linked = await self._links.linked_user(PROVIDER, account.subject)

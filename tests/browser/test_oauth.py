@@ -4,7 +4,9 @@ the page shows. Every wait is Playwright's auto-waiting, never a sleep."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -84,3 +86,28 @@ async def test_no_button_without_github_configured(
         await page.wait_for_load_state("networkidle")
         await expect(page.locator("#github-login")).to_be_hidden()
         await page.context.close()
+
+
+async def test_a_planted_landing_link_does_not_sign_the_page_in(
+    browser: Browser, start_server: StartServer, session: aiohttp.ClientSession, codes: CodeBook
+) -> None:
+    """Login CSRF: an attacker's own login answer put in a link to the page
+    (``/#oauth=<JSON>``) must not sign a victim's page into the attacker's account; the
+    page takes a landing only from the sign-in it began (its nonce comes back with it)."""
+    async with start_server() as server:
+        attacker = await Api(session, base_url(server), codes).new_user("Mallory", "m@example.com")
+        answer = {
+            "user": {"id": attacker.id, "name": "Mallory"},
+            "token": attacker.token,
+            "refresh_token": attacker.refresh_token,
+            "ws_addr": attacker.ws_addr,
+        }
+        context = await browser.new_context()
+        page = await context.new_page()
+        await page.goto(base_url(server) + "/#oauth=" + quote(json.dumps(answer), safe=""))
+        await expect(page.locator("#auth-error")).to_contain_text("not begun on this page")
+        await expect(page.locator("#auth")).to_be_visible()
+        await expect(page.locator("#me-name")).not_to_have_text("Mallory")
+        assert "#" not in page.url
+        assert await page.evaluate("sessionStorage.length") == 0
+        await context.close()

@@ -257,6 +257,31 @@ async def test_a_browser_sign_in_needs_its_cookie_and_lands_on_the_page(
     assert profile["account"].startswith(f"web{provider.port}")
 
 
+async def test_the_pages_nonce_comes_back_with_its_answer_only(
+    api: Api, provider: Provider
+) -> None:
+    """The page's nonce (docs/protocol.md, "GitHub login") is echoed after the answer in
+    the fragment; it is refused malformed or without web=true."""
+    _account(provider, f"nonce{provider.port}")
+    nonce = "n0nce-of_the-page-1234"
+    start = await _get(api.session, f"{api.base}/api/user/auth/github?web=true&nonce={nonce}")
+    cookie = start.cookies["sandcat_oauth"].value
+    callback = (await _get(api.session, start.headers["Location"])).headers["Location"]
+    landed = await _get(api.session, callback, headers={"Cookie": f"sandcat_oauth={cookie}"})
+    fragment = urlsplit(landed.headers["Location"]).fragment
+    encoded, _, tail = fragment.partition("&")
+    assert encoded.startswith("oauth=") and tail == f"nonce={nonce}"
+    assert set(json.loads(unquote(encoded.removeprefix("oauth=")))) == {
+        "user",
+        "token",
+        "refresh_token",
+        "ws_addr",
+    }
+    for query in ("web=true&nonce=short", "web=true&nonce=" + "x" * 65, f"nonce={nonce}"):
+        refused = await _get(api.session, f"{api.base}/api/user/auth/github?{query}")
+        assert refused.status == 400, query
+
+
 async def test_a_stale_cookie_does_not_land_someone_elses_sign_in_on_the_page(
     api: Api, provider: Provider
 ) -> None:
