@@ -210,7 +210,10 @@ class MessageService:
             return msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b"")
         if kind == MsgType.FRIENDSHIP_RECEIVED:  # content: the fs_id (docs/protocol.md)
             try:
-                await self._friendships.mark_read(user_id, msg.content.decode())
+                fs_id = msg.content.decode()
+                if "\x00" in fs_id:  # no request's id; PostgreSQL would refuse the lookup
+                    raise NotFound("no such friend request")
+                await self._friendships.mark_read(user_id, fs_id)
             except (UnicodeDecodeError, NotFound, Forbidden) as exc:
                 raise MessageRefused(f"friend request not marked read: {exc}") from exc
             return msg.copy(msg_type=MsgType.MSG_REC_RESP, content=b"")

@@ -1,8 +1,9 @@
 """Bad input on the routes of conversations, devices and bots: each malformed body, wrong
 type, out-of-range value or unknown id gets its documented status and error kind
 (docs/protocol.md), and nothing it carries is stored; a NUL character (which PostgreSQL
-cannot store) is refused alike in both modes, on every route and in a WebSocket ``Msg``. ``tests/fuzz`` sends random input to
-the same routes and checks only that no answer is a 500."""
+cannot store) is refused alike in both modes, on every route and in a WebSocket ``Msg``.
+``tests/fuzz`` sends random input to the same routes and checks only that no answer is a
+500."""
 
 from __future__ import annotations
 
@@ -121,6 +122,10 @@ async def test_a_msg_with_a_nul_character_gets_an_error_ack_not_a_retry(
         ack = await sock.recv_until(lambda m: m["msg_type"] == 24, timeout=20)
         assert ack["content_type"] == 9, (field, ack)
         assert b"NUL" in ack["content"], (field, ack["content"])
+    # A FriendshipReceived frame names a friend request by its id in ``content``.
+    await sock.send(send_id=alice.id, msg_type=27, local_id="fs-nul", content=b"fs\x00id")
+    ack = await sock.recv_until(lambda m: m["local_id"] == "fs-nul", timeout=20)
+    assert ack["content_type"] == 9 and b"not marked read" in ack["content"], ack
     await sock.send(send_id=alice.id, receiver_id=bob.id, local_id="clean", content=b"ok")
     ack = await sock.recv_until(lambda m: m["local_id"] == "clean", timeout=20)
     assert ack["msg_type"] == 24 and ack["content_type"] != 9
