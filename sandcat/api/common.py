@@ -49,7 +49,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except SandcatError as exc:
         if exc.status >= 500:
-            log.error("request_failed", path=request.path, kind=exc.kind, details=exc.details)
+            # The route, not the path: some paths carry a token (the refresh route).
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            log.error("request_failed", route=route, kind=exc.kind, details=exc.details)
         return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         return error_response(PayloadTooLarge("the request body is too large"))
