@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,11 +29,13 @@ from sandcat.adapters.embedded.sqlite import SqliteDatabase, apply_migrations
 from sandcat.adapters.postgres.migrate import apply_pg_migrations
 from sandcat.config import OssConfig
 from sandcat.ids import nanoid
+from sandcat.migrations import MIGRATIONS_DIR
 from tests.services import Services
 
 OpenSqlite = Callable[[], AbstractAsyncContextManager[SqliteDatabase]]
 OpenPg = Callable[[], AbstractAsyncContextManager[asyncpg.Pool]]
 OpenMongo = Callable[..., AbstractAsyncContextManager[AsyncDatabase[dict[str, Any]]]]
+OpenPgBefore = Callable[[str], AbstractAsyncContextManager[tuple[str, asyncpg.Connection]]]
 
 
 def with_database(dsn: str, database: str) -> str:
@@ -89,6 +92,36 @@ def open_pg(real_services: Services, pg_template: str) -> OpenPg:
                 yield pool
             finally:
                 await pool.close()
+        finally:
+            await _admin(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    return open_
+
+
+@pytest.fixture
+def open_pg_before(real_services: Services, tmp_path: Path) -> OpenPgBefore:
+    """Open a connection on a fresh database migrated up to the PostgreSQL migration whose
+    name starts with ``first`` (e.g. ``"0009"``), that one left out; yields the database's
+    DSN, for ``apply_pg_migrations`` to upgrade it, and the connection (dropped on exit)."""
+
+    @asynccontextmanager
+    async def open_(first: str) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+        before = tmp_path / f"before_{first}"
+        before.mkdir()
+        for script in sorted((MIGRATIONS_DIR / "postgres").glob("*.sql")):
+            if script.name < first:
+                shutil.copy(script, before / script.name)
+        name = _db_name("t_upgrade")
+        admin = real_services.pg_dsn
+        await _admin(admin, f"CREATE DATABASE {name}")
+        try:
+            dsn = with_database(admin, name)
+            await apply_pg_migrations(dsn, before)
+            conn = await asyncpg.connect(dsn)
+            try:
+                yield dsn, conn
+            finally:
+                await conn.close()
         finally:
             await _admin(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 

@@ -4,61 +4,34 @@ message), one not hidden gets NULL, and the ``hidden`` column is gone."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-import asyncpg
-
 from sandcat.adapters.postgres.migrate import apply_pg_migrations
-from sandcat.ids import nanoid
-from sandcat.migrations import MIGRATIONS_DIR
-from tests.contracts.conftest import with_database
-from tests.services import Services
+from tests.contracts.conftest import OpenPgBefore
 
 
-async def test_hidden_becomes_the_count_at_the_upgrade(
-    real_services: Services, tmp_path: Path
-) -> None:
-    before = tmp_path / "before"
-    before.mkdir()
-    for script in sorted((MIGRATIONS_DIR / "postgres").glob("*.sql")):
-        if script.name < "0009":
-            shutil.copy(script, before / script.name)
-    name = f"t_hidden_{nanoid(10).lower().replace('-', 'x').replace('_', 'y')}"
-    admin = await asyncpg.connect(real_services.pg_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-        dsn = with_database(real_services.pg_dsn, name)
-        await apply_pg_migrations(dsn, before)
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(
-                "INSERT INTO conversations VALUES ('a:b', 3, 's3', 'a', 1, 'hi', 30), "
-                "('g', 1, 's4', 'a', 1, 'hi', 40)"
-            )
-            await conn.execute(
-                "INSERT INTO conversation_states (user_id, conversation_id, read_n, hidden, "
-                "update_time) VALUES ('b', 'a:b', 1, TRUE, 50), ('a', 'a:b', 3, FALSE, 50), "
-                "('b', 'g', 0, FALSE, 50), ('c', 'c:d', 0, TRUE, 50)"
-            )
-            assert "0009_conversation_hidden_n.sql" in await apply_pg_migrations(dsn)
-            rows = await conn.fetch(
-                "SELECT user_id, conversation_id, read_n, hidden_n FROM conversation_states "
-                "ORDER BY user_id, conversation_id"
-            )
-            assert [tuple(row) for row in rows] == [
-                ("a", "a:b", 3, None),
-                ("b", "a:b", 1, 3),
-                ("b", "g", 0, None),
-                ("c", "c:d", 0, 0),
-            ]
-            columns = await conn.fetch(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_name = 'conversation_states'"
-            )
-            assert "hidden" not in {row[0] for row in columns}
-        finally:
-            await conn.close()
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
+async def test_hidden_becomes_the_count_at_the_upgrade(open_pg_before: OpenPgBefore) -> None:
+    async with open_pg_before("0009") as (dsn, conn):
+        await conn.execute(
+            "INSERT INTO conversations VALUES ('a:b', 3, 's3', 'a', 1, 'hi', 30), "
+            "('g', 1, 's4', 'a', 1, 'hi', 40)"
+        )
+        await conn.execute(
+            "INSERT INTO conversation_states (user_id, conversation_id, read_n, hidden, "
+            "update_time) VALUES ('b', 'a:b', 1, TRUE, 50), ('a', 'a:b', 3, FALSE, 50), "
+            "('b', 'g', 0, FALSE, 50), ('c', 'c:d', 0, TRUE, 50)"
+        )
+        assert "0009_conversation_hidden_n.sql" in await apply_pg_migrations(dsn)
+        rows = await conn.fetch(
+            "SELECT user_id, conversation_id, read_n, hidden_n FROM conversation_states "
+            "ORDER BY user_id, conversation_id"
+        )
+        assert [tuple(row) for row in rows] == [
+            ("a", "a:b", 3, None),
+            ("b", "a:b", 1, 3),
+            ("b", "g", 0, None),
+            ("c", "c:d", 0, 0),
+        ]
+        columns = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'conversation_states'"
+        )
+        assert "hidden" not in {row[0] for row in columns}
