@@ -298,6 +298,12 @@ class Gateway:
             counts.refused(REFUSED_POLICY)
             acks.now(error_ack(msg, exc.details or "refused"))
             return
+        except Exception:  # a backend failing (a Read's update, a relay's lookup): the frame
+            # gets an error ack and the frames behind it are handled as usual
+            counts.refused(REFUSED_NOT_STORED)
+            log.exception("message_failed", user_id=conn.user_id, conn_id=conn.conn_id)
+            acks.now(error_ack(msg, "the message could not be handled; resend it"))
+            return
         counts.messages_accepted += 1
         if isinstance(result, Msg):
             acks.now(result)

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from sandcat.server import Running
+from sandcat.services.messages import MessageService
 from tests import wire
 from tests.client import Api, Socket, alice_and_bob, befriend
 
@@ -153,3 +154,32 @@ async def test_many_concurrent_senders_keep_per_sender_order(
     assert sorted(m["seq"] for m in pulled) == list(range(4, 154))
     for sock in socks:
         await sock.close()
+
+
+@pytest.mark.embedded_only
+async def test_a_frame_whose_handling_fails_gets_an_error_ack_and_the_next_is_served(
+    api: Api, session: aiohttp.ClientSession, server: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend failing on one frame (not a refusal) answers that frame with an error ack;
+    the frames queued behind it are still handled, in order, on the same connection."""
+    alice, bob = await alice_and_bob(api)
+    real_accept = MessageService.accept
+
+    async def failing(self: MessageService, user_id: str, msg: Any) -> Any:
+        if msg.local_id == "boom":
+            raise RuntimeError("the backend failed")
+        return await real_accept(self, user_id, msg)
+
+    monkeypatch.setattr(MessageService, "accept", failing)
+    a = await Socket.connect(session, alice)
+    b = await Socket.connect(session, bob)
+    for local_id in ("boom", "after-1", "after-2"):
+        await a.send(receiver_id=bob.id, local_id=local_id, content=local_id.encode())
+    acks = [await a.recv_until(lambda m: m["msg_type"] == 24) for _ in range(3)]
+    assert [ack["local_id"] for ack in acks] == ["boom", "after-1", "after-2"]
+    assert acks[0]["content_type"] == 9 and b"resend" in acks[0]["content"]
+    assert [ack["content_type"] for ack in acks[1:]] == [0, 0]
+    got = [await b.recv_until(lambda m: m["msg_type"] == 0) for _ in range(2)]
+    assert [m["content"] for m in got] == [b"after-1", b"after-2"]
+    await a.close()
+    await b.close()
