@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,14 @@ async def friends_with_bot(api: Api, user: User, bot: dict[str, Any]) -> None:
     await until(accepted, 15, "the bot accepted the friend request")
 
 
+async def bot_and_friend(api: Api, admin: Admin, url: str) -> tuple[dict[str, Any], User]:
+    """A new bot posting to ``url`` and a new user, alice, its friend (auto-accepted)."""
+    bot = await new_bot(admin, url)
+    alice = await api.new_user("alice", "alice@example.com")
+    await friends_with_bot(api, alice, bot)
+    return bot, alice
+
+
 async def acked(sock: Socket, local_id: str) -> str:
     """The server id of the ack of the message sent with ``local_id``."""
     ack = await sock.recv_until(lambda m: m["msg_type"] == 24 and m["local_id"] == local_id)
@@ -160,9 +169,7 @@ async def bot_send(api: Api, token: str, expect: int = 200, **body: Any) -> Any:
 async def test_bot_chat_signed_retried_and_answered(
     api: Api, admin: Admin, receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
-    bot = await new_bot(admin, receiver.url)
-    alice = await api.new_user("alice", "alice@example.com")
-    await friends_with_bot(api, alice, bot)
+    bot, alice = await bot_and_friend(api, admin, receiver.url)
     sock = await Socket.connect(session, alice)
     receiver.fail = 2
     await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id="l1", content=b"hello")
@@ -202,9 +209,7 @@ async def test_bot_chat_signed_retried_and_answered(
 async def test_bot_in_a_group(
     api: Api, admin: Admin, receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
-    bot = await new_bot(admin, receiver.url)
-    alice = await api.new_user("alice", "alice@example.com")
-    await friends_with_bot(api, alice, bot)
+    bot, alice = await bot_and_friend(api, admin, receiver.url)
     group = (await create_group(api, alice, [bot["id"]], name="with a bot"))["info"]
     sock = await Socket.connect(session, alice)
     await sock.send(
@@ -227,9 +232,7 @@ async def test_bot_in_a_group(
 async def test_dead_letters_and_token_commands(
     api: Api, admin: Admin, receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
-    bot = await new_bot(admin, receiver.url)
-    alice = await api.new_user("alice", "alice@example.com")
-    await friends_with_bot(api, alice, bot)
+    bot, alice = await bot_and_friend(api, admin, receiver.url)
     sock = await Socket.connect(session, alice)
     receiver.down = True
     await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id="d1", content=b"lost?")
@@ -319,7 +322,7 @@ async def test_dead_letters_replayed(
 ) -> None:
     """``sandcat bot replay`` queues dead letters; the worker delivers each again, signed,
     numbered on from its attempts, and removes it only after a 2xx."""
-    bot = await new_bot(admin, receiver.url)
+    bot, alice = await bot_and_friend(api, admin, receiver.url)
 
     async def replay(*ids: int, every: bool = False) -> Any:
         """``sandcat bot replay``'s request, sent where the admin commands run."""
@@ -327,8 +330,6 @@ async def test_dead_letters_replayed(
         argv = ["bot", "replay", *flags, "--", bot["id"], *map(str, ids)]
         return await admin(*admin_request(build_parser().parse_args(argv)))
 
-    alice = await api.new_user("alice", "alice@example.com")
-    await friends_with_bot(api, alice, bot)
     sock = await Socket.connect(session, alice)
     receiver.down = True
     server_ids = []
@@ -423,9 +424,7 @@ async def test_no_loss_across_a_restart(
 
     async with start_server(bots__webhook_attempts=1000) as srv:
         api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
-        bot = await new_bot(admin, receiver.url)
-        alice = await api.new_user("alice", "alice@example.com")
-        await friends_with_bot(api, alice, bot)
+        bot, alice = await bot_and_friend(api, admin, receiver.url)
         sock = await Socket.connect(session, alice)
         await sock.send(send_id=alice.id, receiver_id=bot["id"], local_id="a", content=b"a")
         first = await acked(sock, "a")
@@ -457,9 +456,8 @@ async def test_a_bot_has_a_send_budget(
     """``limits.messages_per_second`` and ``messages_burst`` hold per bot as per connection."""
     async with start_server(limits__messages_per_second=0.01, limits__messages_burst=2) as srv:
         api = Api(session, f"http://127.0.0.1:{srv.api_port}", codes)
-        bot = await new_bot(lambda op, args: control.request(tmp_path / "data", op, args), "")
-        alice = await api.new_user("alice", "alice@example.com")
-        await friends_with_bot(api, alice, bot)
+        admin = partial(control.request, tmp_path / "data")
+        bot, alice = await bot_and_friend(api, admin, "")
         for _ in range(2):
             await bot_send(api, bot["token"], receiver_id=alice.id, content="x")
         await bot_send(api, bot["token"], 429, receiver_id=alice.id, content="x")
