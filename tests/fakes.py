@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from sandcat.config import LimitsConfig
 from sandcat.domain import (
     Ack,
     FriendStatus,
@@ -24,6 +25,9 @@ from sandcat.domain import (
 from sandcat.ports import Device, FriendRequest, PullCursor, Push, pull_cursor
 from sandcat.protocol.msg import Msg
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
+from sandcat.services.friends import FriendService
+from sandcat.services.notify import Notifier
+from tests.clock import FakeClock
 
 #: Friend request statuses as the stores keep them, and a plain member's group role.
 PENDING, ACCEPTED, REJECTED, DELETED = (
@@ -587,3 +591,26 @@ class FakeGroups:
     async def delete_group(self, group_id: str) -> None:
         self.groups.pop(group_id, None)
         self.roles.pop(group_id, None)
+
+
+def friend_service(
+    users: FakeUsers,
+    clock: FakeClock,
+    *,
+    store: FakeFriends | None = None,
+    events: FakeEvents | None = None,
+    log: FakeLog | None = None,
+    limits: LimitsConfig | None = None,
+) -> FriendService:
+    """A ``FriendService`` on fakes: ``store`` (a new ``FakeFriends`` of ``users`` if not
+    given) is both its store and its reads."""
+    store = store or FakeFriends(users)
+    return FriendService(
+        friends=store,
+        users=users,
+        notifier=Notifier(log=log or FakeLog(), clock=clock),
+        clock=clock,
+        limits=limits or LimitsConfig(),
+        reads=store,
+        events=events or FakeEvents(),
+    )

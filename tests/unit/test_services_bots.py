@@ -13,15 +13,13 @@ from collections.abc import Mapping
 import orjson
 import pytest
 
-from sandcat.config import BotsConfig, LimitsConfig
+from sandcat.config import BotsConfig
 from sandcat.ports import BotRecord, DeadLetter
 from sandcat.protocol.msg import ContentType, Msg, MsgType
 from sandcat.services.bots import WebhookWorker, sign
-from sandcat.services.friends import FriendService
-from sandcat.services.notify import Notifier
 from tests.client import until
 from tests.clock import FakeClock
-from tests.fakes import FakeEvents, FakeFriends, FakeInbox, FakeLog, FakeUsers
+from tests.fakes import FakeInbox, FakeUsers, friend_service
 
 BOT = BotRecord("bot", "helper", "hash", "s3cret", "http://hook/", False, 0, 0, 0)
 
@@ -141,16 +139,7 @@ def worker(
     bots: FakeBots, inbox: FakeInbox, poster: FakePoster, owner: str = "p1", **config: float
 ) -> WebhookWorker:
     clock, users = FakeClock(), FakeUsers()
-    store = FakeFriends(users)
-    friends = FriendService(
-        friends=store,
-        users=users,
-        notifier=Notifier(log=FakeLog(), clock=clock),
-        clock=clock,
-        limits=LimitsConfig(),
-        reads=store,
-        events=FakeEvents(),
-    )
+    friends = friend_service(users, clock)
     settings = {"webhook_attempts": 3, "webhook_backoff_seconds": 0.0, "poll_seconds": 0.01}
     return WebhookWorker(
         bots=bots,

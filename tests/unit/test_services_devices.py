@@ -13,11 +13,18 @@ from sandcat.config import LimitsConfig, ServerConfig
 from sandcat.errors import Forbidden, NotFound, UnAuthorized
 from sandcat.services.auth import ACCESS, REFRESH, Claims, TokenService
 from sandcat.services.devices import DeviceInfo, DeviceService
-from sandcat.services.friends import FriendService
 from sandcat.services.groups import GroupService
 from sandcat.services.notify import Notifier
 from tests.clock import FakeClock
-from tests.fakes import FakeDevices, FakeEvents, FakeFriends, FakeGroups, FakeLog, FakeUsers
+from tests.fakes import (
+    FakeDevices,
+    FakeEvents,
+    FakeFriends,
+    FakeGroups,
+    FakeLog,
+    FakeUsers,
+    friend_service,
+)
 
 
 def _at(data: object, *keys: str) -> object:
@@ -147,16 +154,7 @@ async def test_the_grace_ends_and_zero_is_strict() -> None:
 async def test_friend_operations_tell_the_actor_and_mark_read_is_the_receivers() -> None:
     clock, users, events = FakeClock(), FakeUsers(), FakeEvents()
     users.add("ann", "bob")
-    store = FakeFriends(users)
-    friends = FriendService(
-        friends=store,
-        users=users,
-        notifier=Notifier(log=FakeLog(), clock=clock),
-        clock=clock,
-        limits=LimitsConfig(),
-        reads=store,
-        events=events,
-    )
+    friends = friend_service(users, clock, events=events)
     request = await friends.apply(
         user_id="bob", friend_id="ann", apply_msg="hi", req_remark=None, source="search"
     )
@@ -216,16 +214,7 @@ async def test_every_group_operation_tells_only_the_actor() -> None:
 async def test_answers_deletions_and_remarks_tell_the_actor() -> None:
     clock, users, events = FakeClock(), FakeUsers(), FakeEvents()
     users.add("ann", "bob", "cy")
-    store = FakeFriends(users)
-    friends = FriendService(
-        friends=store,
-        users=users,
-        notifier=Notifier(log=FakeLog(), clock=clock),
-        clock=clock,
-        limits=LimitsConfig(),
-        reads=store,
-        events=events,
-    )
+    friends = friend_service(users, clock, events=events)
     to_ann = await friends.apply(
         user_id="bob", friend_id="ann", apply_msg=None, req_remark=None, source="s"
     )

@@ -11,9 +11,8 @@ from sandcat.config import LimitsConfig
 from sandcat.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from sandcat.protocol.msg import MsgType
 from sandcat.services.friends import FriendService
-from sandcat.services.notify import Notifier
 from tests.clock import FakeClock
-from tests.fakes import PENDING, FakeEvents, FakeFriends, FakeLog, FakeUsers
+from tests.fakes import PENDING, FakeFriends, FakeLog, FakeUsers, friend_service
 
 
 @dataclass
@@ -41,15 +40,7 @@ def world() -> World:
     users.add("alice", "bob", "carol")
     store = FakeFriends(users)
     limits = LimitsConfig()
-    friends = FriendService(
-        friends=store,
-        users=users,
-        notifier=Notifier(log=log, clock=clock),
-        clock=clock,
-        limits=limits,
-        reads=store,
-        events=FakeEvents(),
-    )
+    friends = friend_service(users, clock, store=store, log=log, limits=limits)
     return World(clock, log, store, friends, limits)
 
 
