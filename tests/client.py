@@ -338,6 +338,15 @@ async def alice_and_bob(api: Api) -> tuple[User, User]:
     return alice, bob
 
 
+async def alice_and_two_friends(api: Api) -> tuple[User, User, User]:
+    """Alice, Bob and Carol; Alice befriends the other two (``befriend_all``)."""
+    alice = await api.new_user("alice", "alice@example.com")
+    bob = await api.new_user("bob", "bob@example.com")
+    carol = await api.new_user("carol", "carol@example.com")
+    await befriend_all(api, alice, [bob, carol])
+    return alice, bob, carol
+
+
 async def create_group(
     api: Api, owner: User, member_ids: list[str], *, name: str, avatar: str = "avatar1.png"
 ) -> dict[str, Any]:

@@ -11,7 +11,15 @@ from typing import Any
 import aiohttp
 
 from tests import wire
-from tests.client import Api, Socket, User, alice_and_bob, befriend_all, create_group, until
+from tests.client import (
+    Api,
+    Socket,
+    User,
+    alice_and_bob,
+    alice_and_two_friends,
+    create_group,
+    until,
+)
 
 
 async def _conversations(api: Api, user: User, since: int = 0) -> dict[str, dict[str, Any]]:
@@ -116,10 +124,7 @@ async def test_flags_and_incremental_sync(api: Api, session: aiohttp.ClientSessi
 async def test_group_unread_per_member_and_read_over_http(
     api: Api, session: aiohttp.ClientSession
 ) -> None:
-    alice = await api.new_user("alice", "alice@example.com")
-    bob = await api.new_user("bob", "bob@example.com")
-    carol = await api.new_user("carol", "carol@example.com")
-    await befriend_all(api, alice, [bob, carol])
+    alice, bob, carol = await alice_and_two_friends(api)
     gid = (await create_group(api, alice, [bob.id, carol.id], name="trio"))["info"]["id"]
     a = await Socket.connect(session, alice)
     await _chat(a, alice, gid, [b"g1", b"g2", b"g3"], msg_type=1, group_id=gid)
@@ -151,10 +156,7 @@ async def test_group_unread_per_member_and_read_over_http(
 async def test_a_new_member_has_nothing_unread_from_before_the_join(
     api: Api, session: aiohttp.ClientSession
 ) -> None:
-    alice = await api.new_user("alice", "alice@example.com")
-    bob = await api.new_user("bob", "bob@example.com")
-    carol = await api.new_user("carol", "carol@example.com")
-    await befriend_all(api, alice, [bob, carol])
+    alice, bob, carol = await alice_and_two_friends(api)
     gid = (await create_group(api, alice, [bob.id], name="duo"))["info"]["id"]
     a = await Socket.connect(session, alice)
     await _chat(a, alice, gid, [b"g1", b"g2"], msg_type=1, group_id=gid)
