@@ -246,6 +246,14 @@ class Gateway:
         if conn.version >= 2:
             conn.send_text(encode_event(HELLO, {"version": 2, "conn_id": conn.conn_id}))
         await self._cluster.connected(conn)
+        # A logout of the user or of this device that ended the session after the check
+        # above found no connection to close here (nor, across processes, this gateway in
+        # presence): asked again now that both hold it, a logout either shows here or, if
+        # it comes later, finds the connection and closes it.
+        try:
+            await self._users.check_session(claims)
+        except UnAuthorized:
+            conn.close(CLOSE_UNAUTHORIZED, "session ended")
 
     def lost(self, conn: Connection) -> None:
         """A registered connection's socket is gone."""

@@ -317,13 +317,18 @@ class UserService:
         if not token:
             raise UnAuthorized("a token is required")
         claims = self._tokens.verify(token, ACCESS)
+        await self.check_session(claims)
+        return claims
+
+    async def check_session(self, claims: Claims) -> None:
+        """Refuse the claims of a session that ended (logout, password change) or of a
+        device that was logged out; the gateway asks again once a socket is registered."""
         if not claims.device_id:
             await self._check_generation(claims)
-            return claims
+            return
         # One round trip for both checks: they run on every request and WebSocket connect.
         generation, active = await self._users.session_state(claims.user_id, claims.device_id)
         if claims.generation < generation:
             raise UnAuthorized("the session has ended; log in again")
         if not active:
             raise UnAuthorized("this device was logged out; log in again")
-        return claims

@@ -16,6 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from sandcat.server import Running
+from sandcat.services.users import UserService
 from tests.client import Api, CodeBook, Socket, User, apply_friend, befriend, create_group
 from tests.conftest import StartServer
 
@@ -354,3 +356,35 @@ async def test_a_read_friend_request_is_not_delivered_again_by_the_sync(
     refused = await sock.recv_until(lambda m: m["local_id"] == "fs-nope")
     assert b"not marked read" in refused["content"]
     await sock.close()
+
+
+@pytest.mark.embedded_only
+async def test_a_remote_logout_during_the_sockets_token_check_still_closes_it(
+    api: Api,
+    session: aiohttp.ClientSession,
+    server: Running,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gateway checks a token, then registers the connection: a logout of that device
+    landing between the two (when nothing registered could be closed yet) closes the socket
+    with 4002 once it registers, instead of leaving a logged-out device connected."""
+    alice = await api.new_user("alice", "alice@example.com")
+    phone = await _device(api, alice, platform="android")
+    checking, logged_out = asyncio.Event(), asyncio.Event()
+    real_session = UserService.session
+
+    async def held(self: UserService, token: str) -> Any:
+        claims = await real_session(self, token)
+        if token == phone.token and not logged_out.is_set():
+            checking.set()
+            await logged_out.wait()  # the check passed; the logout lands before registering
+        return claims
+
+    monkeypatch.setattr(UserService, "session", held)
+    opening = asyncio.ensure_future(Socket.connect(session, phone, token=phone.token))
+    await asyncio.wait_for(checking.wait(), 5)
+    await api.call("DELETE", f"/api/user/devices/{_did(phone)}", token=alice.token)
+    logged_out.set()
+    sock = await opening
+    assert await sock.expect_close() == 4002
+    await _refused(api, phone, session)
