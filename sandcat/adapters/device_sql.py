@@ -2,6 +2,55 @@
 
 from __future__ import annotations
 
+from sandcat.ports import Device
+
+COLUMNS = "id, user_id, platform, client, user_agent, address, first_seen, last_seen"
+
+
+def device_values(device: Device) -> tuple[object, ...]:
+    """The values of ``COLUMNS`` for ``device``, in order."""
+    return (
+        device.id,
+        device.user_id,
+        device.platform,
+        device.client,
+        device.user_agent,
+        device.address,
+        device.first_seen,
+        device.last_seen,
+    )
+
+
+def insert_sql(p: str) -> str:
+    """A new device: the values of ``COLUMNS``, then its refresh jti, with the placeholder
+    ``p`` (``?`` or ``$``) numbered 1 to 9."""
+    return f"INSERT INTO devices ({COLUMNS}, refresh_jti) VALUES " + (
+        "(" + ", ".join(f"{p}{n}" for n in range(1, 10)) + ")"
+    )
+
+
+def evict_sql(p: str) -> str:
+    """Removes the devices of user ``p1`` but the ``p2`` last seen, device ``p3`` (the one
+    just added) kept first whatever its times; returns the removed ids."""
+    return (
+        f"DELETE FROM devices WHERE user_id = {p}1 AND id NOT IN (SELECT id FROM devices "
+        f"WHERE user_id = {p}1 ORDER BY id = {p}3 DESC, last_seen DESC, first_seen DESC, id "
+        f"LIMIT {p}2) RETURNING id"
+    )
+
+
+def devices_sql(p: str) -> str:
+    """The devices of user ``p1``, the last seen first."""
+    return (
+        f"SELECT {COLUMNS} FROM devices WHERE user_id = {p}1 "
+        "ORDER BY last_seen DESC, first_seen DESC"
+    )
+
+
+def remove_others_sql(p: str) -> str:
+    """Removes the devices of user ``p1`` but device ``p2``; returns the removed ids."""
+    return f"DELETE FROM devices WHERE user_id = {p}1 AND id <> {p}2 RETURNING id"
+
 
 def use_refresh_sql(p: str) -> str:
     """``DeviceStore.use_refresh`` in one statement, with the placeholder ``p`` (``?`` or

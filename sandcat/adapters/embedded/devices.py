@@ -5,11 +5,21 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from sandcat.adapters.device_sql import use_refresh_sql
+from sandcat.adapters.device_sql import (
+    device_values,
+    devices_sql,
+    evict_sql,
+    insert_sql,
+    remove_others_sql,
+    use_refresh_sql,
+)
 from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.ports import Device
 
-_COLUMNS = "id, user_id, platform, client, user_agent, address, first_seen, last_seen"
+_INSERT = insert_sql("?")
+_EVICT = evict_sql("?")
+_DEVICES = devices_sql("?")
+_REMOVE_OTHERS = remove_others_sql("?")
 _USE_REFRESH = use_refresh_sql("?")
 
 
@@ -27,16 +37,8 @@ class SqliteDeviceStore:
 
     async def add_device(self, device: Device, refresh_id: str, keep: int) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
-            conn.execute(
-                f"INSERT INTO devices ({_COLUMNS}, refresh_jti) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*_values(device), refresh_id),
-            )
-            rows = conn.execute(
-                "DELETE FROM devices WHERE user_id = ?1 AND id NOT IN (SELECT id FROM devices "
-                "WHERE user_id = ?1 ORDER BY id = ?3 DESC, last_seen DESC, first_seen DESC, id "
-                "LIMIT ?2) RETURNING id",
-                (device.user_id, keep, device.id),
-            ).fetchall()
+            conn.execute(_INSERT, (*device_values(device), refresh_id))
+            rows = conn.execute(_EVICT, (device.user_id, keep, device.id)).fetchall()
             return [str(row[0]) for row in rows]
 
         evicted = await self._db.write(run)
@@ -46,11 +48,7 @@ class SqliteDeviceStore:
 
     async def devices(self, user_id: str) -> list[Device]:
         def run(conn: sqlite3.Connection) -> list[Device]:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM devices WHERE user_id = ? "
-                "ORDER BY last_seen DESC, first_seen DESC",
-                (user_id,),
-            ).fetchall()
+            rows = conn.execute(_DEVICES, (user_id,)).fetchall()
             return [Device(*row) for row in rows]
 
         return await self._db.read(run)
@@ -95,10 +93,7 @@ class SqliteDeviceStore:
     ) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
             if device_ids is None:
-                rows = conn.execute(
-                    "DELETE FROM devices WHERE user_id = ? AND id <> ? RETURNING id",
-                    (user_id, keep),
-                ).fetchall()
+                rows = conn.execute(_REMOVE_OTHERS, (user_id, keep)).fetchall()
             else:
                 marks = ", ".join("?" * len(device_ids))
                 rows = conn.execute(
@@ -133,16 +128,3 @@ class SqliteFriendshipReads:
             )
 
         await self._db.write(run)
-
-
-def _values(device: Device) -> tuple[object, ...]:
-    return (
-        device.id,
-        device.user_id,
-        device.platform,
-        device.client,
-        device.user_agent,
-        device.address,
-        device.first_seen,
-        device.last_seen,
-    )

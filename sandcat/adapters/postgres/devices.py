@@ -8,11 +8,21 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from sandcat.adapters.device_sql import use_refresh_sql
+from sandcat.adapters.device_sql import (
+    device_values,
+    devices_sql,
+    evict_sql,
+    insert_sql,
+    remove_others_sql,
+    use_refresh_sql,
+)
 from sandcat.adapters.postgres.errors import pg_errors
 from sandcat.ports import Device
 
-_COLUMNS = "id, user_id, platform, client, user_agent, address, first_seen, last_seen"
+_INSERT = insert_sql("$")
+_EVICT = evict_sql("$")
+_DEVICES = devices_sql("$")
+_REMOVE_OTHERS = remove_others_sql("$")
 _USE_REFRESH = use_refresh_sql("$")
 
 
@@ -25,36 +35,13 @@ class PostgresDeviceStore:
     @pg_errors
     async def add_device(self, device: Device, refresh_id: str, keep: int) -> list[str]:
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                f"INSERT INTO devices ({_COLUMNS}, refresh_jti) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                device.id,
-                device.user_id,
-                device.platform,
-                device.client,
-                device.user_agent,
-                device.address,
-                device.first_seen,
-                device.last_seen,
-                refresh_id,
-            )
-            rows = await conn.fetch(
-                "DELETE FROM devices WHERE user_id = $1 AND id NOT IN (SELECT id FROM devices "
-                "WHERE user_id = $1 ORDER BY id = $3 DESC, last_seen DESC, first_seen DESC, id "
-                "LIMIT $2) RETURNING id",
-                device.user_id,
-                keep,
-                device.id,
-            )
+            await conn.execute(_INSERT, *device_values(device), refresh_id)
+            rows = await conn.fetch(_EVICT, device.user_id, keep, device.id)
         return [row[0] for row in rows]
 
     @pg_errors
     async def devices(self, user_id: str) -> list[Device]:
-        rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM devices WHERE user_id = $1 "
-            "ORDER BY last_seen DESC, first_seen DESC",
-            user_id,
-        )
+        rows = await self._pool.fetch(_DEVICES, user_id)
         return [Device(*row) for row in rows]
 
     @pg_errors
@@ -86,9 +73,7 @@ class PostgresDeviceStore:
         self, user_id: str, device_ids: Sequence[str] | None = None, *, keep: str = ""
     ) -> list[str]:
         if device_ids is None:
-            rows = await self._pool.fetch(
-                "DELETE FROM devices WHERE user_id = $1 AND id <> $2 RETURNING id", user_id, keep
-            )
+            rows = await self._pool.fetch(_REMOVE_OTHERS, user_id, keep)
         else:
             rows = await self._pool.fetch(
                 "DELETE FROM devices WHERE user_id = $1 AND id = ANY($2::text[]) RETURNING id",
