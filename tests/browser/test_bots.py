@@ -11,7 +11,7 @@ from playwright.async_api import Browser, expect
 
 from sandcat import control
 from sandcat.server import Running
-from tests.browser.test_web_chat import conversation, open_page
+from tests.browser.test_web_chat import conversation, signed_in
 from tests.client import Api, User, apply_friend, until
 
 pytestmark = pytest.mark.embedded_only
@@ -42,11 +42,7 @@ async def test_a_bot_friend_has_a_badge_and_its_messages_show(
         json={"fs_id": request[0]["fs_id"], "resp_msg": None, "resp_remark": None},
     )
 
-    page = await open_page(browser, server)
-    await page.fill("#login-email", alice.email)
-    await page.fill("#login-password", alice.password)
-    await page.click("#login-submit")
-    await expect(page.locator("#connection")).to_have_text("online")
+    page = await signed_in(browser, server, alice)
     helper = conversation(page, "helper")
     await expect(helper.locator(".bot-badge")).to_have_text("bot")
     # A person is not marked.

@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from sandcat.server import Running
-from tests.browser.test_web_chat import conversation, open_page, send_text
+from tests.browser.test_web_chat import conversation, send_text, signed_in
 from tests.client import Api, Socket, User, alice_and_bob, befriend, until
 
 pytestmark = pytest.mark.embedded_only
@@ -28,11 +28,7 @@ async def test_reads_and_flags_from_another_device_show_and_pin_is_stored(
     await b.send(send_id=bob.id, receiver_id=alice.id, local_id="hello", content=b"hello alice")
     await b.recv_until(lambda m: m["msg_type"] == 24)
 
-    page = await open_page(browser, server)
-    await page.fill("#login-email", alice.email)
-    await page.fill("#login-password", alice.password)
-    await page.click("#login-submit")
-    await expect(page.locator("#connection")).to_have_text("online")
+    page = await signed_in(browser, server, alice)
     row = conversation(page, "bob")
     await expect(row.locator(".badge")).to_have_text("1")
 
@@ -77,11 +73,7 @@ async def test_a_hidden_conversation_comes_back_with_the_next_message(
         )
         await sock.recv_until(lambda m: m["msg_type"] == 24)
 
-    page = await open_page(browser, server)
-    await page.fill("#login-email", alice.email)
-    await page.fill("#login-password", alice.password)
-    await page.click("#login-submit")
-    await expect(page.locator("#connection")).to_have_text("online")
+    page = await signed_in(browser, server, alice)
     bob_row, carol_row = conversation(page, "bob"), conversation(page, "carol")
     hide = page.locator(".conv-action.hidden")
 

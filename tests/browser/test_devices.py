@@ -14,19 +14,10 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from sandcat.server import Running
-from tests.browser.test_web_chat import conversation, open_page
-from tests.client import Api, User, alice_and_bob, apply_friend, create_group, until
+from tests.browser.test_web_chat import conversation, signed_in
+from tests.client import Api, alice_and_bob, apply_friend, create_group, until
 
 pytestmark = pytest.mark.embedded_only
-
-
-async def _signed_in(browser: Browser, server: Running, user: User) -> Page:
-    page = await open_page(browser, server)
-    await page.fill("#login-email", user.email)
-    await page.fill("#login-password", user.password)
-    await page.click("#login-submit")
-    await expect(page.locator("#connection")).to_have_text("online")
-    return page
 
 
 async def _device_of(page: Page) -> str:
@@ -41,8 +32,8 @@ async def test_devices_dialog_logs_out_one_device_and_every_other(
     browser: Browser, server: Running, api: Api, session: aiohttp.ClientSession
 ) -> None:
     alice, _ = await alice_and_bob(api)
-    here = await _signed_in(browser, server, alice)
-    there = await _signed_in(browser, server, alice)
+    here = await signed_in(browser, server, alice)
+    there = await signed_in(browser, server, alice)
     there_id = await _device_of(there)
 
     await here.click("#open-devices")
@@ -78,7 +69,7 @@ async def test_what_another_device_does_shows_on_the_page(
 ) -> None:
     alice, bob = await alice_and_bob(api)
     carol = await api.new_user("carol", "carol@example.com")
-    page = await _signed_in(browser, server, alice)
+    page = await signed_in(browser, server, alice)
     # Alice's other device (the API client) creates a group and renames a contact.
     await create_group(api, alice, [bob.id], name="weekend plans")
     await expect(conversation(page, "weekend plans")).to_be_visible()

@@ -100,6 +100,16 @@ async def open_page(browser: Browser, server: Running) -> Page:
     return page
 
 
+async def signed_in(browser: Browser, server: Running, user: User) -> Page:
+    """A new page on which ``user`` signed in with the form, its socket online."""
+    page = await open_page(browser, server)
+    await page.fill("#login-email", user.email)
+    await page.fill("#login-password", user.password)
+    await page.click("#login-submit")
+    await expect(page.locator("#connection")).to_have_text("online")
+    return page
+
+
 async def register(page: Page, codes: CodeBook, name: str, email: str, password: str) -> None:
     await page.click("#tab-register")
     await page.fill("#reg-name", name)
@@ -347,11 +357,7 @@ async def test_rate_limit_is_said_in_words(
         ann = await api.new_user("Ann", "ann@example.com")
         ben = await api.new_user("Ben", "ben@example.com")
         await befriend(api, ann, ben)
-        page = await open_page(browser, server)
-        await page.fill("#login-email", ann.email)
-        await page.fill("#login-password", ann.password)
-        await page.click("#login-submit")
-        await expect(page.locator("#connection")).to_have_text("online")
+        page = await signed_in(browser, server, ann)
         await conversation(page, "Ben").click()
         for text in ("one", "two", "three"):
             await page.fill("#text-input", text)
