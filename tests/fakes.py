@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from sandcat.adapters.embedded.social import InProcessMembershipCache
 from sandcat.config import LimitsConfig
 from sandcat.domain import (
     Ack,
@@ -26,6 +27,7 @@ from sandcat.ports import Device, FriendRequest, PullCursor, Push, pull_cursor
 from sandcat.protocol.msg import Msg
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
 from sandcat.services.friends import FriendService
+from sandcat.services.groups import GroupService
 from sandcat.services.notify import Notifier
 from tests.clock import FakeClock
 
@@ -612,5 +614,28 @@ def friend_service(
         clock=clock,
         limits=limits or LimitsConfig(),
         reads=store,
+        events=events or FakeEvents(),
+    )
+
+
+def group_service(
+    users: FakeUsers,
+    friends: FakeFriends,
+    clock: FakeClock,
+    *,
+    store: FakeGroups | None = None,
+    events: FakeEvents | None = None,
+    log: FakeLog | None = None,
+    limits: LimitsConfig | None = None,
+) -> GroupService:
+    """A ``GroupService`` on fakes: ``store`` a new ``FakeGroups`` of ``users`` if not
+    given, and an in-process membership cache."""
+    return GroupService(
+        groups=store or FakeGroups(users),
+        friends=friends,
+        cache=InProcessMembershipCache(),
+        notifier=Notifier(log=log or FakeLog(), clock=clock),
+        clock=clock,
+        limits=limits or LimitsConfig(),
         events=events or FakeEvents(),
     )

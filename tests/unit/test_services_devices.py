@@ -8,22 +8,19 @@ from dataclasses import dataclass
 
 import pytest
 
-from sandcat.adapters.embedded.social import InProcessMembershipCache
 from sandcat.config import LimitsConfig, ServerConfig
 from sandcat.errors import Forbidden, NotFound, UnAuthorized
 from sandcat.services.auth import ACCESS, REFRESH, Claims, TokenService
 from sandcat.services.devices import DeviceInfo, DeviceService
-from sandcat.services.groups import GroupService
-from sandcat.services.notify import Notifier
 from tests.clock import FakeClock
 from tests.fakes import (
     FakeDevices,
     FakeEvents,
     FakeFriends,
-    FakeGroups,
     FakeLog,
     FakeUsers,
     friend_service,
+    group_service,
 )
 
 
@@ -179,15 +176,7 @@ async def test_every_group_operation_tells_only_the_actor() -> None:
     users.add("ann", "bob", "cy")
     friends = FakeFriends(users)
     friends.befriend("ann", "bob", "cy")
-    groups = GroupService(
-        groups=FakeGroups(users),
-        friends=friends,
-        cache=InProcessMembershipCache(),
-        notifier=Notifier(log=log, clock=clock),
-        clock=clock,
-        limits=LimitsConfig(),
-        events=events,
-    )
+    groups = group_service(users, friends, clock, events=events, log=log)
     invitation = await groups.create(user_id="ann", name="g", avatar="", member_ids=["bob"])
     assert invitation.info is not None
     group_id = invitation.info.id

@@ -8,16 +8,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from sandcat.adapters.embedded.social import InProcessMembershipCache
 from sandcat.config import LimitsConfig
 from sandcat.domain import GroupRole
 from sandcat.errors import BadRequest, Forbidden, NotFound
 from sandcat.protocol.msg import MsgType
 from sandcat.services.groups import GroupService
 from sandcat.services.messages import MessageRefused
-from sandcat.services.notify import Notifier
 from tests.clock import FakeClock
-from tests.fakes import FakeEvents, FakeFriends, FakeGroups, FakeLog, FakeUsers
+from tests.fakes import FakeFriends, FakeGroups, FakeLog, FakeUsers, group_service
 
 
 @dataclass
@@ -49,15 +47,7 @@ def world() -> World:
     clock, log, users = FakeClock(), FakeLog(), FakeUsers()
     users.add("owner", "admin", "ann", "bob", "carol", "dave")
     store, friends, limits = FakeGroups(users), FakeFriends(users), LimitsConfig()
-    groups = GroupService(
-        groups=store,
-        friends=friends,
-        cache=InProcessMembershipCache(),
-        notifier=Notifier(log=log, clock=clock),
-        clock=clock,
-        limits=limits,
-        events=FakeEvents(),
-    )
+    groups = group_service(users, friends, clock, store=store, log=log, limits=limits)
     return World(log, store, friends, groups, limits)
 
 

@@ -11,23 +11,20 @@ from dataclasses import dataclass
 
 import pytest
 
-from sandcat.adapters.embedded.social import InProcessMembershipCache
 from sandcat.config import LimitsConfig
 from sandcat.domain import Stored, idempotency_key
 from sandcat.errors import NotFound
 from sandcat.protocol.msg import Msg, MsgType
 from sandcat.services.groups import GroupService
 from sandcat.services.messages import MessageRefused, MessageService
-from sandcat.services.notify import Notifier
 from tests.clock import FakeClock
 from tests.fakes import (
-    FakeEvents,
     FakeFriends,
-    FakeGroups,
     FakeInbox,
     FakeLog,
     FakeRelay,
     FakeUsers,
+    group_service,
 )
 
 
@@ -83,15 +80,7 @@ def world() -> World:
     users.add("alice", "bob", "carol")
     friends = FakeFriends(users)
     limits = LimitsConfig()
-    groups = GroupService(
-        groups=FakeGroups(users),
-        friends=friends,
-        cache=InProcessMembershipCache(),
-        notifier=Notifier(log=log, clock=clock),
-        clock=clock,
-        limits=limits,
-        events=FakeEvents(),
-    )
+    groups = group_service(users, friends, clock, log=log, limits=limits)
     return World(log, FakeRelay(), FakeInbox(), friends, groups, limits, clock, users, FakeReads())
 
 
