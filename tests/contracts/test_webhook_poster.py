@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from sandcat.adapters.webhook.client import AiohttpWebhookPoster
+from tests.loopback import serve_app
 
 
 class Hooks:
@@ -36,15 +37,9 @@ async def hooks() -> AsyncIterator[Hooks]:
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", record)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve_app(app) as base:
+        state.base = base
         yield state
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_2xx_is_delivered(hooks: Hooks) -> None:

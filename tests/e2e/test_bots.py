@@ -32,6 +32,7 @@ from sandcat.errors import SandcatError
 from sandcat.ids import nanoid
 from tests.client import Api, Socket, User, apply_friend, create_group, pull, until
 from tests.conftest import E2E_TARGET, StartServer
+from tests.loopback import serve_app
 from tests.process import QUICK_WEBHOOKS
 
 Admin = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -82,18 +83,13 @@ async def serve_receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
     app = web.Application()
     app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    rec.url = f"http://127.0.0.1:{port}/hook"
-    try:
-        yield rec
-    finally:
-        if rec.hold is not None:
-            rec.hold.set()
-        await runner.cleanup()
+    async with serve_app(app) as base:
+        rec.url = base + "/hook"
+        try:
+            yield rec
+        finally:
+            if rec.hold is not None:
+                rec.hold.set()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from sandcat.api.common import error_middleware
 from sandcat.errors import DbError
+from tests.loopback import serve_app
 
 SECRET_TOKEN = "eyJ.secret-refresh-token.sig"
 
@@ -24,14 +25,8 @@ async def base() -> AsyncIterator[str]:
 
     app = web.Application(middlewares=[error_middleware])
     app.router.add_get("/user/refresh_token/{token}/{is_refresh}", fail)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url
 
 
 async def test_a_failed_request_is_logged_by_its_route_not_its_path(
