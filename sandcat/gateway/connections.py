@@ -39,6 +39,7 @@ from sandcat.gateway.websocket import (
     close_answer,
     close_frame,
     control_frame,
+    frame_head,
     parse_upgrade,
     text_frame,
     unmask,
@@ -60,7 +61,7 @@ CLOSE_SLOW = 4008
 CLOSE_GRACE_SECONDS = 2.0
 
 #: Headers of unmasked, final binary frames (RFC 6455 §5.2) with a payload under 126 bytes.
-_SHORT_HEADERS = [bytes((0x82, n)) for n in range(126)]
+_SHORT_HEADERS = [frame_head(OP_BINARY, n) for n in range(126)]
 
 
 #: A ping with no payload (RFC 6455 §5.5.2).
@@ -69,11 +70,7 @@ PING_FRAME = b"\x89\x00"
 
 def frame_header(size: int) -> bytes:
     """The header of a server-to-client binary frame carrying ``size`` bytes."""
-    if size < 126:
-        return _SHORT_HEADERS[size]
-    if size < 65536:
-        return b"\x82\x7e" + size.to_bytes(2, "big")
-    return b"\x82\x7f" + size.to_bytes(8, "big")
+    return _SHORT_HEADERS[size] if size < 126 else frame_head(OP_BINARY, size)
 
 
 class Flusher:

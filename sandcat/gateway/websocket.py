@@ -148,14 +148,19 @@ def close_answer(payload: bytes) -> tuple[int, str]:
     return code, ""
 
 
+def frame_head(opcode: int, size: int) -> bytes:
+    """The header of an unmasked, final frame of ``opcode`` carrying ``size`` bytes."""
+    first = 0x80 | opcode
+    if size < 126:
+        return bytes((first, size))
+    if size < 65536:
+        return bytes((first, 126)) + size.to_bytes(2, "big")
+    return bytes((first, 127)) + size.to_bytes(8, "big")
+
+
 def text_frame(payload: bytes) -> bytes:
     """An unmasked, final text frame carrying ``payload`` (UTF-8)."""
-    size = len(payload)
-    if size < 126:
-        return bytes((0x81, size)) + payload
-    if size < 65536:
-        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
+    return frame_head(OP_TEXT, len(payload)) + payload
 
 
 def control_frame(opcode: int, payload: bytes) -> bytes:

@@ -37,19 +37,18 @@ class RemotePushRouter:
 
     async def end_sessions(self, user_id: str) -> None:
         """Implements ``SessionEnder``: one control entry to each gateway holding the user."""
-        where = await self._presence.locate([user_id])
-        gateways = set((where.get(user_id) or {}).values())
-        if gateways:
-            control = encode_batch([end_sessions(user_id)])
-            await self._bus.publish({gateway: control for gateway in gateways})
+        await self._control(user_id, end_sessions(user_id))
 
     async def end_device(self, user_id: str, device_id: str) -> None:
         """Implements ``DeviceEnder``: one control entry to each gateway holding the user
         (the gateway closes only the connections that device opened)."""
+        await self._control(user_id, end_device(user_id, device_id))
+
+    async def _control(self, user_id: str, entry: PushEntry) -> None:
         where = await self._presence.locate([user_id])
         gateways = set((where.get(user_id) or {}).values())
         if gateways:
-            control = encode_batch([end_device(user_id, device_id)])
+            control = encode_batch([entry])
             await self._bus.publish({gateway: control for gateway in gateways})
 
     async def emit(self, user_ids: Sequence[str], name: str, data: Mapping[str, object]) -> None:
