@@ -38,6 +38,7 @@ from sandcat.adapters.redis.membership import RedisMembershipCache
 from sandcat.adapters.redis.oauth import RedisOAuthStates
 from sandcat.adapters.redis.presence import RedisGatewayRegistry, RedisPresence, RedisPushBus
 from sandcat.adapters.redis.ratelimit import RedisRateLimiter
+from sandcat.adapters.redis.release import RedisSeqRelease
 from sandcat.adapters.redis.seqs import RedisSeqAllocator
 from sandcat.adapters.s3.files import S3FileStore
 from sandcat.config import Config
@@ -147,6 +148,7 @@ async def distributed_adapters(
             router=remote,
             route_in_background=True,
             claims=idempotency,
+            release=RedisSeqRelease(client=redis),
         )
         stack.push_async_callback(storage.close)
         consumer = KafkaConsumerLoop(

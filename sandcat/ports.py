@@ -215,12 +215,18 @@ class Push(NamedTuple):
     exclude_platform: int | None = None
 
 
+#: user -> {platform: gateway id}: where ``Presence.locate`` finds each connected user.
+Located = dict[str, dict[int, str]]
+
+
 class PushRouter(Protocol):
     """Pushes wherever the recipients are connected (``RemotePushRouter``: presence and the
     push bus, in-process in embedded mode)."""
 
-    async def route(self, pushes: Sequence[Push]) -> None:
-        """Send each copy to the connections of its user, wherever they are (best effort)."""
+    async def route(self, pushes: Sequence[Push], where: Located | None = None) -> None:
+        """Send each copy to the connections of its user, wherever they are (best effort).
+        ``where``: the users' presence when the caller looked it up already (``SeqRelease``),
+        covering every user of ``pushes``; None: the router looks it up."""
 
 
 #: Bytes read from storage per step of a download: its memory per request.
@@ -639,6 +645,17 @@ class IdempotencyStore(Protocol):
     async def put_acks(self, items: Sequence[tuple[str, str, Ack]]) -> None:
         """Store ``(send_id, local_id, ack)`` items in one round trip (a key given twice
         keeps its last ack)."""
+
+
+class SeqRelease(Protocol):
+    """The msg-server's seq release and its users' presence lookup in one round trip."""
+
+    async def release(
+        self, items: Sequence[UserSeqs]
+    ) -> tuple[dict[str, tuple[int, int]], Located]:
+        """``SeqAllocator.mark_stored(items)``, then ``Presence.locate`` of every user of
+        ``items``, in that order: a user who connects after the lookup connected after the
+        release, so the pull that follows the connect reaches the released seqs."""
 
 
 class KeyClaims(Protocol):

@@ -23,7 +23,7 @@ from sandcat.domain import (
     UserChanges,
     UserRecord,
 )
-from sandcat.ports import Device, FriendRequest, PullCursor, Push, pull_cursor
+from sandcat.ports import Device, FriendRequest, Located, PullCursor, Push, pull_cursor
 from sandcat.protocol.msg import Msg
 from sandcat.protocol.payloads import Friend, FriendshipWithUser, GroupInfo, GroupMember
 from sandcat.services.friends import FriendService
@@ -278,7 +278,7 @@ class FakeRelay:
     def __init__(self) -> None:
         self.pushes: list[Push] = []
 
-    async def route(self, pushes: Sequence[Push]) -> None:
+    async def route(self, pushes: Sequence[Push], where: Located | None = None) -> None:
         self.pushes.extend(pushes)
 
 

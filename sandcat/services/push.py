@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from sandcat import _native
 from sandcat.log import get_logger
-from sandcat.ports import Presence, Push, PushBus
+from sandcat.ports import Located, Presence, Push, PushBus
 from sandcat.protocol.events import encode_event
 from sandcat.protocol.push_batch import (
     PushEntry,
@@ -70,8 +70,9 @@ class RemotePushRouter:
         except Exception:
             log.exception("event_publish_failed", name=name, users=len(user_ids))
 
-    async def route(self, pushes: Sequence[Push]) -> None:
-        where = await self._presence.locate(sorted({push.user_id for push in pushes}))
+    async def route(self, pushes: Sequence[Push], where: Located | None = None) -> None:
+        if where is None:
+            where = await self._presence.locate(sorted({push.user_id for push in pushes}))
         batches: dict[str, list[PushEntry]] = {}
         for user_id, msg, exclude in pushes:
             platforms = where.get(user_id)

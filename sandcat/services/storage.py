@@ -6,7 +6,8 @@ nothing twice (I2) and loses nothing (I1).
 
 One batch (every record of one consumer poll) costs one inbox insert (unordered, idempotent
 on owner/box/seq) and one history insert, made concurrently, then one seq release, then one
-routing (one presence lookup, one push batch per gateway). Several batches may be stored at
+routing (one presence lookup, one push batch per gateway; with a ``SeqRelease`` the lookup
+rides with the release, one round trip for both). Several batches may be stored at
 once (their writes overlap); their seq releases and push planning take turns, so each
 user's watermark is applied in the order Redis computed it. With ``route_in_background`` the
 routing runs in an ordered stage of its own: ``store_batch`` returns once the batch is
@@ -29,9 +30,11 @@ from sandcat.ports import (
     HistoryStore,
     InboxWriter,
     KeyClaims,
+    Located,
     Push,
     PushRouter,
     SeqAllocator,
+    SeqRelease,
 )
 from sandcat.protocol.msg import Msg
 from sandcat.services.messages import plan_pushes
@@ -86,23 +89,28 @@ class StorageService:
         router: PushRouter,
         route_in_background: bool = False,
         claims: KeyClaims | None = None,
+        release: SeqRelease | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """``claims``: the idempotency keys, claimed before storing (distributed mode), so a
         message accepted twice (a resend after its gateway died between the broker's ack
-        and the key's insert) is stored once. ``clock`` times the holds."""
+        and the key's insert) is stored once. ``release``: seqs are released through it
+        (the presence lookup in the same round trip) instead of ``seqs.mark_stored``.
+        ``clock`` times the holds."""
         self._inbox = inbox
         self._clock = clock
         self._claims = claims
         self._history = history
         self._seqs = seqs
+        self._release_seqs = release
         self._router = router
         self._background = route_in_background
         #: user -> pushes above their watermark, released when it moves past them.
         self._held: dict[str, list[tuple[float, Push]]] = {}
         self._held_count = 0
-        #: Released pushes waiting for the routing stage, one list per stored batch.
-        self._routes: list[list[Push]] = []
+        #: Released pushes waiting for the routing stage, one list per stored batch, with
+        #: their users' presence when it was looked up with the release.
+        self._routes: list[tuple[list[Push], Located | None]] = []
         self._routes_changed = asyncio.Condition()
         self._router_task: asyncio.Task[None] | None = None
         #: Serialises seq release and push planning when several batches store at once.
@@ -169,7 +177,13 @@ class StorageService:
             for record in (*records, *dropped)
             for seqs in taken_seqs(record.msg.send_id, record.receivers, record.msg.send_seq)
         ]
-        exposed = await self._seqs.mark_stored(taken) if taken else {}
+        where: Located | None = None
+        if not taken:
+            exposed: dict[str, tuple[int, int]] = {}
+        elif self._release_seqs is not None:
+            exposed, where = await self._release_seqs.release(taken)
+        else:
+            exposed = await self._seqs.mark_stored(taken)
         planned: list[Push] = []
         for record in records:
             planned.extend(
@@ -185,11 +199,11 @@ class StorageService:
         if not pushes:
             return
         if not self._background:
-            await self._router.route(pushes)
+            await self._router.route(pushes, where)
             return
         async with self._routes_changed:
             await self._routes_changed.wait_for(lambda: len(self._routes) < MAX_QUEUED_ROUTES)
-            self._routes.append(pushes)
+            self._routes.append((pushes, where))
             self._queued += 1
             self._routes_changed.notify_all()
         if self._router_task is None or self._router_task.done():
@@ -200,14 +214,22 @@ class StorageService:
     async def _route_loop(self) -> None:
         """The routing stage: every batch queued meanwhile in one ``route`` call, in the
         order they were stored (each user's pushes stay in seq order: a later batch only
-        releases seqs above the watermark an earlier one reached)."""
+        releases seqs above the watermark an earlier one reached). The presence looked up
+        with each batch's release serves them all, a later lookup replacing an earlier one's
+        answer for the same user."""
         while True:
             async with self._routes_changed:
                 await self._routes_changed.wait_for(lambda: bool(self._routes))
                 queued, self._routes = self._routes, []
                 self._routes_changed.notify_all()
+            where: Located | None = {}
+            for _, located in queued:
+                if located is None or where is None:
+                    where = None
+                else:
+                    where.update(located)
             try:
-                await self._router.route([push for pushes in queued for push in pushes])
+                await self._router.route([push for pushes, _ in queued for push in pushes], where)
             except Exception:  # push is best effort: sync is the source of truth
                 log.exception("push_route_failed", batches=len(queued))
             async with self._routes_changed:

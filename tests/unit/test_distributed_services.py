@@ -15,7 +15,7 @@ import pytest
 from sandcat.domain import Ack, GroupStamp, StaleMembership, Stored, Submission
 from sandcat.domain_records import MessageRecord
 from sandcat.errors import DecodeError
-from sandcat.ports import Push
+from sandcat.ports import Located, Push
 from sandcat.protocol.bincode import Writer
 from sandcat.protocol.msg import Msg
 from sandcat.protocol.push_batch import (
@@ -358,9 +358,11 @@ class FakeHistory:
 class FakeRouter:
     def __init__(self) -> None:
         self.pushes: list[Push] = []
+        self.located: list[Located | None] = []  # the presence each call came with
 
-    async def route(self, pushes: Sequence[Push]) -> None:
+    async def route(self, pushes: Sequence[Push], where: Located | None = None) -> None:
         self.pushes.extend(pushes)
+        self.located.append(where)
 
 
 def record(
@@ -410,6 +412,7 @@ async def test_storage_holds_pushes_above_the_watermark_until_it_moves() -> None
 class FakePresence:
     def __init__(self, where: dict[str, dict[int, str]]) -> None:
         self.where = where
+        self.lookups = 0
 
     async def connect(self, user_id: str, platform: int, gateway_id: str) -> str | None:
         raise NotImplementedError
@@ -421,6 +424,7 @@ class FakePresence:
         raise NotImplementedError
 
     async def locate(self, user_ids: Sequence[str]) -> dict[str, dict[int, str]]:
+        self.lookups += 1
         return {u: self.where[u] for u in user_ids if u in self.where}
 
 
@@ -543,11 +547,11 @@ class GatedRouter(FakeRouter):
         self.entered = asyncio.Event()
         self.calls = 0
 
-    async def route(self, pushes: Sequence[Push]) -> None:
+    async def route(self, pushes: Sequence[Push], where: Located | None = None) -> None:
         self.calls += 1
         self.entered.set()
         await self.gate.wait()
-        await super().route(pushes)
+        await super().route(pushes, where)
 
 
 async def test_background_routing_does_not_hold_back_storage_and_keeps_order() -> None:
@@ -569,6 +573,76 @@ async def test_background_routing_does_not_hold_back_storage_and_keeps_order() -
     await asyncio.wait_for(service.routed(), 10)
     assert [m.seq for u, m, _ in router.pushes if u == "b"] == [1, 2, 3, 4]
     assert router.calls == 2  # the first batch, then the three queued behind it together
+    await service.close()
+
+
+class FakeRelease:
+    """``SeqRelease`` over ``FakeSeqs`` and ``FakePresence``: the users of each call."""
+
+    def __init__(self, seqs: FakeSeqs, presence: FakePresence) -> None:
+        self.seqs = seqs
+        self.presence = presence
+        self.calls: list[list[str]] = []
+
+    async def release(
+        self, items: Sequence[tuple[str, int, int]]
+    ) -> tuple[dict[str, tuple[int, int]], Located]:
+        users = sorted({user for user, _, _ in items})
+        self.calls.append(users)
+        where = {u: dict(self.presence.where[u]) for u in users if u in self.presence.where}
+        return await self.seqs.mark_stored(items), where
+
+
+async def test_the_presence_looked_up_with_the_release_routes_the_batch() -> None:
+    """With a ``SeqRelease`` a batch's seqs are released and its users located in one call,
+    and the router publishes with that answer instead of asking presence again."""
+    seqs, bus = FakeSeqs(), FakeBus()
+    presence = FakePresence({"a": {1: "gw1"}, "b": {0: "gw2"}})  # a sends from platform 0
+    release = FakeRelease(seqs, presence)
+    send_seq, (seq,) = await seqs.allocate("a", ["b"])
+    service = StorageService(
+        inbox=FakeInbox(),
+        history=FakeHistory(),
+        seqs=seqs,
+        router=RemotePushRouter(presence=presence, bus=bus),
+        release=release,
+    )
+    await service.store_batch([record("a", [("b", seq)], send_seq)])
+    assert release.calls == [["a", "b"]] and presence.lookups == 0
+    assert await seqs.exposed("b") == (1, 0)
+    assert sorted(bus.sent) == ["gw1", "gw2"]
+    assert [(e.user_id, e.kind) for e in decode_batch(bus.sent["gw2"][0])] == [
+        ("b", EntryKind.DELIVER)
+    ]
+
+
+async def test_queued_batches_route_with_the_latest_presence_of_each_user() -> None:
+    """Batches queued behind a stuck route go out in one call whose presence is every
+    batch's lookup, a later one's answer replacing an earlier one's for the same user."""
+    seqs, router = FakeSeqs(), GatedRouter()
+    presence = FakePresence({"a": {0: "gw1"}, "b": {0: "gw1"}})
+    allocated = [await seqs.allocate("a", ["b"]) for _ in range(3)]
+    service = StorageService(
+        inbox=FakeInbox(),
+        history=FakeHistory(),
+        seqs=seqs,
+        router=router,
+        route_in_background=True,
+        release=FakeRelease(seqs, presence),
+    )
+    for n, (send_seq, (seq,)) in enumerate(allocated):
+        if n == 2:
+            presence.where["b"] = {0: "gw2"}  # b moved between the second and third batch
+        await asyncio.wait_for(service.store_batch([record("a", [("b", seq)], send_seq)]), 10)
+        if n == 0:
+            await asyncio.wait_for(router.entered.wait(), 10)
+    router.gate.set()
+    await asyncio.wait_for(service.routed(), 10)
+    assert router.located == [
+        {"a": {0: "gw1"}, "b": {0: "gw1"}},
+        {"a": {0: "gw1"}, "b": {0: "gw2"}},
+    ]
+    assert [m.seq for u, m, _ in router.pushes if u == "b"] == [1, 2, 3]
     await service.close()
 
 

@@ -25,6 +25,7 @@ from redis.asyncio.connection import AbstractConnection
 
 from sandcat.adapters.redis.client import redis_errors, text
 from sandcat.errors import DbError
+from sandcat.ports import Located
 
 GATEWAYS = "gateways"
 GATEWAY_ADDRS = "gateway_addrs"
@@ -115,8 +116,9 @@ end
 return 1
 """
 
-# KEYS: gateways, then presence hashes. Reply per hash: platform, gateway, ... (live only).
-_LOCATE = (
+# KEYS: gateways, then presence hashes (``locate_keys``). Reply per hash: platform, gateway,
+# ... (live only).
+LOCATE_LUA = (
     _NOW
     + """
 local live = {}
@@ -152,6 +154,23 @@ def _presence_key(user_id: str) -> str:
 
 def _push_key(gateway_id: str) -> str:
     return f"push:{gateway_id}"
+
+
+def locate_chunks(user_ids: Sequence[str]) -> list[Sequence[str]]:
+    """``user_ids`` in chunks of at most ``CHUNK``: one ``LOCATE_LUA`` call each."""
+    return [user_ids[start : start + CHUNK] for start in range(0, len(user_ids), CHUNK)]
+
+
+def locate_keys(chunk: Sequence[str]) -> list[str]:
+    """The keys of ``LOCATE_LUA`` for ``chunk``."""
+    return [GATEWAYS, *(_presence_key(user_id) for user_id in chunk)]
+
+
+def add_located(found: Located, chunk: Sequence[str], reply: Sequence[Sequence[bytes]]) -> None:
+    """Add ``LOCATE_LUA``'s reply for ``chunk`` to ``found`` (offline users left out)."""
+    for user_id, fields in zip(chunk, reply, strict=True):
+        if fields:
+            found[user_id] = {int(fields[i]): text(fields[i + 1]) for i in range(0, len(fields), 2)}
 
 
 class RedisGatewayRegistry:
@@ -196,7 +215,7 @@ class RedisPresence:
         self._connect = client.register_script(_CONNECT)
         self._disconnect = client.register_script(_DISCONNECT)
         self._refresh = client.register_script(_REFRESH)
-        self._locate = client.register_script(_LOCATE)
+        self._locate = client.register_script(LOCATE_LUA)
 
     async def connect(self, user_id: str, platform: int, gateway_id: str) -> str | None:
         with redis_errors("presence_connect"):
@@ -219,19 +238,12 @@ class RedisPresence:
                     args=[gateway_id, self._ttl_ms, *(platform for _, platform in chunk)],
                 )
 
-    async def locate(self, user_ids: Sequence[str]) -> dict[str, dict[int, str]]:
-        found: dict[str, dict[int, str]] = {}
-        for start in range(0, len(user_ids), CHUNK):
-            chunk = user_ids[start : start + CHUNK]
+    async def locate(self, user_ids: Sequence[str]) -> Located:
+        found: Located = {}
+        for chunk in locate_chunks(user_ids):
             with redis_errors("presence_locate"):
-                reply: list[list[bytes]] = await self._locate(
-                    keys=[GATEWAYS, *(_presence_key(user_id) for user_id in chunk)]
-                )
-            for user_id, fields in zip(chunk, reply, strict=True):
-                if fields:
-                    found[user_id] = {
-                        int(fields[i]): text(fields[i + 1]) for i in range(0, len(fields), 2)
-                    }
+                reply: list[list[bytes]] = await self._locate(keys=locate_keys(chunk))
+            add_located(found, chunk, reply)
         return found
 
 

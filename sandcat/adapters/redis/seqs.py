@@ -167,9 +167,9 @@ return 1
 """
 
 # KEYS: (seq hash, seq pending, send hash, send pending) per user, then the "pending since"
-# ZSET; ARGV per user: n, n stored seqs, m, m stored send_seqs.
+# ZSET; ARGV per user: n, n stored seqs, m, m stored send_seqs (``mark_stored_call``).
 # Reply: exposed (seq, send_seq) per user; -1 for a counter missing from Redis.
-_MARK_STORED = """
+MARK_STORED_LUA = """
 local since = KEYS[#KEYS]
 local function exposed(hash, pending)
   local first = redis.call('ZRANGE', pending, 0, 0)
@@ -235,6 +235,42 @@ def _counter_keys(user_id: str, kind: str) -> tuple[str, str]:
     return f"seq:{user_id}", f"pending:seq:{user_id}"
 
 
+#: user -> (stored seqs, stored send_seqs), as ``MARK_STORED_LUA`` takes them.
+StoredSeqs = dict[str, tuple[list[int], list[int]]]
+
+
+def stored_by_user(items: Sequence[tuple[str, int, int]]) -> StoredSeqs:
+    """``mark_stored``'s ``(user, seq, send_seq)`` items per user (0: none of that kind)."""
+    stored: StoredSeqs = {}
+    for user_id, seq, send_seq in items:
+        seqs, send_seqs = stored.setdefault(user_id, ([], []))
+        if seq:
+            seqs.append(seq)
+        if send_seq:
+            send_seqs.append(send_seq)
+    return stored
+
+
+def mark_stored_call(stored: StoredSeqs) -> tuple[list[str], list[int]]:
+    """The keys and arguments of ``MARK_STORED_LUA`` for ``stored``."""
+    keys: list[str] = []
+    args: list[int] = []
+    for user_id, (seqs, send_seqs) in stored.items():
+        keys += (*_counter_keys(user_id, REC), *_counter_keys(user_id, SEND))
+        args += (len(seqs), *seqs, len(send_seqs), *send_seqs)
+    keys.append(PENDING_SINCE)
+    return keys, args
+
+
+def exposed_marks(stored: StoredSeqs, reply: Sequence[int]) -> dict[str, tuple[int, int]]:
+    """``MARK_STORED_LUA``'s reply as each user's exposed ``(seq, send_seq)``; a counter
+    missing from Redis reads 0."""
+    return {
+        user_id: (max(reply[2 * i], 0), max(reply[2 * i + 1], 0))
+        for i, user_id in enumerate(stored)
+    }
+
+
 class RedisSeqAllocator:
     """Implements ``SeqAllocator`` (one Lua call per allocation or batch of them;
     ``step`` = ``redis.seq_step``)."""
@@ -247,7 +283,7 @@ class RedisSeqAllocator:
         self._step = step
         self._allocate = client.register_script(_ALLOCATE)
         self._install = client.register_script(_INSTALL)
-        self._mark_stored = client.register_script(_MARK_STORED)
+        self._mark_stored = client.register_script(MARK_STORED_LUA)
         self._seed = client.register_script(_SEED)
         self._release_stale = client.register_script(_RELEASE_STALE)
         #: One segment raise at a time per counter in this process; others wait for it.
@@ -385,14 +421,7 @@ class RedisSeqAllocator:
     async def mark_stored(
         self, items: Sequence[tuple[str, int, int]]
     ) -> dict[str, tuple[int, int]]:
-        stored: dict[str, tuple[list[int], list[int]]] = {}
-        for user_id, seq, send_seq in items:
-            seqs, send_seqs = stored.setdefault(user_id, ([], []))
-            if seq:
-                seqs.append(seq)
-            if send_seq:
-                send_seqs.append(send_seq)
-        return await self._run_mark_stored(stored)
+        return await self._run_mark_stored(stored_by_user(items))
 
     async def exposed(self, user_id: str) -> tuple[int, int]:
         """The watermarks a client reads (``GET /message/seq``, the clamp of a pull). A
@@ -402,26 +431,21 @@ class RedisSeqAllocator:
         return (await self._run_mark_stored({user_id: ([], [])}, seed=True))[user_id]
 
     async def _run_mark_stored(
-        self, stored: dict[str, tuple[list[int], list[int]]], seed: bool = False
+        self, stored: StoredSeqs, seed: bool = False
     ) -> dict[str, tuple[int, int]]:
         """Release ``stored`` and read the watermarks (one Lua call). A missing counter
         reads 0, or with ``seed`` its durable mark (see ``exposed``)."""
         if not stored:
             return {}
-        keys: list[str] = []
-        args: list[int] = []
-        for user_id, (seqs, send_seqs) in stored.items():
-            keys += (*_counter_keys(user_id, REC), *_counter_keys(user_id, SEND))
-            args += (len(seqs), *seqs, len(send_seqs), *send_seqs)
-        keys.append(PENDING_SINCE)
+        keys, args = mark_stored_call(stored)
         with redis_errors("mark_stored"):
             reply: list[int] = await self._mark_stored(keys=keys, args=args)
+        if not seed:
+            return exposed_marks(stored, reply)
         exposed = {user_id: (reply[2 * i], reply[2 * i + 1]) for i, user_id in enumerate(stored)}
         missing = [user_id for user_id, pair in exposed.items() if -1 in pair]
-        if missing and seed:
+        if missing:
             exposed.update(await self._seed_missing(missing, exposed))
-        elif missing:
-            exposed.update({u: (max(exposed[u][0], 0), max(exposed[u][1], 0)) for u in missing})
         return exposed
 
     async def _seed_missing(
