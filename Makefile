@@ -88,7 +88,10 @@ clean:
 .PHONY: bench
 BENCH_OUT := benchmarks/results/latest
 # The distributed topology (services + api, two gateways, msg-server) for one-to-one, the
-# 1,000-member group (50 messages per burst: bounded by the inbox's insert rate) and HTTP.
+# 1,000-member group (50 messages per burst: bounded by the inbox's insert rate) and HTTP,
+# with FerretDB on its PostgreSQL handler (faster here than its SQLite handler, the one
+# `make test` starts: docs/performance.md); BENCH_DIST_HANDLER=sqlite for the other.
+BENCH_DIST_HANDLER ?= pg
 BENCH_DIST_ARGS ?= --register 1000 --scenarios one-to-one,group,http --users 200 --senders 50 \
 	--group-sizes 1000 --burst-deliveries 50000 --repeats 2 --no-progress
 bench: install
@@ -97,7 +100,8 @@ bench: install
 		$(BENCH_ARGS)
 	SANDCAT_NO_EXTENSIONS=1 $(BIN)/python -m benchmarks.load suite --no-extensions \
 		--label pure --baseline relay --out $(BENCH_OUT) $(BENCH_ARGS)
-	$(BIN)/python -m benchmarks.load.distributed --out $(BENCH_OUT) $(BENCH_DIST_ARGS)
+	SANDCAT_MONGO_HANDLER=$(BENCH_DIST_HANDLER) $(BIN)/python -m benchmarks.load.distributed \
+		--out $(BENCH_OUT) $(BENCH_DIST_ARGS)
 	$(BIN)/python -m benchmarks.load.idle_profile --connections 100600 --processes 6 \
 		--hold 10 > $(BENCH_OUT)/idle-100k.json
 	$(BIN)/python -m benchmarks.load.storm --clients 19000 > $(BENCH_OUT)/storm.json

@@ -6,7 +6,8 @@ gateways and a msg-server (``scripts/topology.py``) with the benchmark config, r
 ``python -m benchmarks.load run`` against the api's URL (users registered through the
 public API with codes from the api's log; every role's PID watched for CPU; groups for
 ``--scenarios group`` made through the public API), and stops everything. Results land in
-``DIR/distributed.json`` for ``report``.
+``DIR/distributed.json`` for ``report``, with the build (``meta.native``) and the inbox's
+store (``meta.inbox``: FerretDB's handler, chosen by ``SANDCAT_MONGO_HANDLER``) that served it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--register", type=int, default=200, help="users to register")
     args, run_args = parser.parse_known_args(argv)
     run_dir = Path(tempfile.mkdtemp(prefix="sandcat-bench-dist-"))
-    provision.start_services(None, run_dir)
+    services = provision.start_services(None, run_dir)["services"]
     log = run_dir / "topology.log"
     try:
         env = topology_mod.service_overrides(topology_mod.read_env_file(run_dir / "services.env"))
@@ -71,11 +72,12 @@ def main(argv: list[str] | None = None) -> int:
                 topology.stop()
     finally:
         provision.stop_services(run_dir)
-    # A run by URL cannot tell which build served it; this one started the processes itself.
+    # A run by URL cannot tell which build and stores served it; this one started them.
     results = Path(args.out) / "distributed.json"
     if results.exists():
         data = json.loads(results.read_text(encoding="utf-8"))
         data["meta"]["native"] = "off" if os.environ.get("SANDCAT_NO_EXTENSIONS") else "on"
+        data["meta"]["inbox"] = services["mongo"]["implementation"]
         results.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return code
 

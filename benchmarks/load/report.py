@@ -43,6 +43,12 @@ def _native_of(res: dict[str, Any]) -> str:
     return native_word(info) if info else str(meta.get("native", "?"))
 
 
+def _inbox_of(res: dict[str, Any]) -> str:
+    """Where a distributed run's inbox lived (``meta.inbox``, e.g. FerretDB's handler)."""
+    inbox = res["meta"].get("inbox")
+    return f", the inbox on {inbox}" if inbox else ""
+
+
 def machine_facts() -> dict[str, Any]:
     model = ""
     with open("/proc/cpuinfo", encoding="utf-8") as file:
@@ -707,7 +713,8 @@ def write_doc(
         + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
         "- Runs: "
         + "; ".join(
-            f"**{label}** = native extensions {_native_of(res)}" for label, res in results.items()
+            f"**{label}** = native extensions {_native_of(res)}{_inbox_of(res)}"
+            for label, res in results.items()
         )
         + _relay_runs(results),
         "- Topology: embedded server(s) and the load generator on the same 2-core machine, over",
