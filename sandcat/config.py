@@ -116,6 +116,12 @@ class WebsocketConfig:
 @dataclass(frozen=True, slots=True)
 class EmbeddedConfig:
     data_dir: str = "./data"
+    #: Group commit: the message writer waits this long before a batch smaller than its
+    #: maximum, so messages arriving meanwhile share the batch's commit (0: no wait).
+    commit_window_ms: float = 1.0
+    #: SQLite page cache of the writer and of the reader connection, MiB each (filled only
+    #: as pages are used).
+    cache_mib: int = 64
 
 
 @dataclass(slots=True)
@@ -543,6 +549,10 @@ def _validate(config: Config, problems: _Problems) -> None:
         bad("server.oauth2.github", "client_id and client_secret go together (or neither)")
     if not secret and config.mode == "distributed":
         bad("server.jwt_secret", "required in distributed mode (every process must share it)")
+    if not 0 <= config.embedded.commit_window_ms <= 100:
+        bad("embedded.commit_window_ms", "must be between 0 and 100 (milliseconds)")
+    if config.embedded.cache_mib < 2:
+        bad("embedded.cache_mib", "must be at least 2 (MiB)")
     if config.mode == "embedded":
         reason = _writable_dir(Path(config.embedded.data_dir))
         if reason:

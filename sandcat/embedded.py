@@ -79,11 +79,13 @@ async def embedded_adapters(
     data_dir = Path(config.embedded.data_dir)
     stack.callback(os.close, lock_data_dir(data_dir))
     await asyncio.to_thread(migrate_embedded, config)
-    db = SqliteDatabase(str(db_path(config)))
+    db = SqliteDatabase(str(db_path(config)), cache_mib=config.embedded.cache_mib)
     await db.open()
     stack.push_async_callback(db.close)
     inbox = SqliteInbox(db)
-    message_log = SqliteMessageLog(db)
+    message_log = SqliteMessageLog(
+        db, commit_window_seconds=config.embedded.commit_window_ms / 1000
+    )
     # Stored messages go straight to this process's connections (no bus on this path).
     message_log.add_listener(DeliveryService(delivery=registry).on_stored)
     message_log.start()

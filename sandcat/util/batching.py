@@ -5,6 +5,11 @@
 ``process`` callback, which must settle every future of its batch (it may set them in any
 order and do more after each). A callback that raises fails the futures it left unsettled.
 ``stop`` lets what was accepted land first.
+
+``gather_seconds`` is a group-commit window: before a batch smaller than ``max_batch`` the
+worker waits that long, so what arrives meanwhile joins it. A store that pays a fixed cost
+per batch (a commit with its fsync) then pays it for several items at low rates too, at the
+price of that much added latency; 0 takes each batch as soon as the previous one is done.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ class BatchingWorker(Generic[T, R]):
         *,
         max_batch: int,
         name: str,
+        gather_seconds: float = 0.0,
     ) -> None:
         self._process = process
         self._max_batch = max_batch
+        self._gather = gather_seconds
         self._name = name
         self._pending: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._wakeup = asyncio.Event()
@@ -56,6 +63,8 @@ class BatchingWorker(Generic[T, R]):
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
+                if self._gather and len(self._pending) < self._max_batch:
+                    await asyncio.sleep(self._gather)
                 size = min(self._max_batch, len(self._pending))
                 batch = [self._pending.popleft() for _ in range(size)]
                 try:

@@ -48,3 +48,33 @@ async def test_stop_lets_what_was_accepted_land() -> None:
     gate.set()
     await stopping
     assert [f.result() for f in futures] == [0, 2, 4, 6, 8]
+
+
+async def test_a_gather_window_lets_later_items_join_a_small_batch() -> None:
+    """With a window, an item submitted while the worker waits joins the batch; without
+    one, the same sequence gives a batch each. A full batch never waits."""
+
+    async def run(gather: float, max_batch: int) -> list[list[int]]:
+        batches: list[list[int]] = []
+
+        async def process(batch: list[tuple[int, asyncio.Future[None]]]) -> None:
+            batches.append([item for item, _ in batch])
+            for _, future in batch:
+                future.set_result(None)
+
+        worker: BatchingWorker[int, None] = BatchingWorker(
+            process, max_batch=max_batch, name="test-worker", gather_seconds=gather
+        )
+        worker.start()
+        first = worker.submit(0)
+        for _ in range(3):  # let the worker wake up (and start its window, if it has one)
+            await asyncio.sleep(0)
+        second = worker.submit(1)
+        await asyncio.gather(first, second)
+        await worker.stop()
+        return batches
+
+    assert await run(0.0, max_batch=8) == [[0], [1]]
+    async with asyncio.timeout(2):  # full batches never wait out the 5 s window
+        assert await run(5.0, max_batch=1) == [[0], [1]]
+    assert await run(0.2, max_batch=8) == [[0, 1]]

@@ -240,11 +240,20 @@ class SqliteMessageLog:
     """Implements ``MessageLog``: FIFO submissions, batched into one transaction each."""
 
     def __init__(
-        self, db: SqliteDatabase, *, max_batch: int = 256, clock: Clock = SYSTEM_CLOCK
+        self,
+        db: SqliteDatabase,
+        *,
+        max_batch: int = 256,
+        commit_window_seconds: float = 0.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        """``clock``: the age of idempotency keys (a resend within 24 h gets its ack)."""
+        """``clock``: the age of idempotency keys (a resend within 24 h gets its ack);
+        ``commit_window_seconds``: the group-commit window (``BatchingWorker``)."""
         self._worker: BatchingWorker[Submission, Stored] = BatchingWorker(
-            self._process, max_batch=max_batch, name="sqlite-writer"
+            self._process,
+            max_batch=max_batch,
+            name="sqlite-writer",
+            gather_seconds=commit_window_seconds,
         )
         self._db = db
         self._clock = clock

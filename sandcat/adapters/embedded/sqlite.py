@@ -30,13 +30,21 @@ T = TypeVar("T")
 log = get_logger(__name__)
 
 
-def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+#: SQLite's own default page cache is 2 MB per connection. A group message writes one inbox
+#: row per member, each on that member's own B-tree page; with the default cache most of
+#: those pages were read back from the WAL or the file (a hash lookup in the WAL index and a
+#: pread each) on every commit (docs/performance.md).
+DEFAULT_CACHE_MIB = 64
+
+
+def _connect(path: str, synchronous: str, cache_mib: int = DEFAULT_CACHE_MIB) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
     conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")  # negative: KiB, not pages
     return conn
 
 
@@ -109,9 +117,12 @@ class SqliteDatabase:
     """Owns the connections; ``write`` runs a function in a transaction on the loop's
     thread, ``read`` runs one on the reader thread."""
 
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str, *, synchronous: str = "FULL", cache_mib: int = DEFAULT_CACHE_MIB
+    ) -> None:
         self.path = path
         self._synchronous = synchronous
+        self._cache_mib = cache_mib
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-r")
         self._checkpoint_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-ckpt")
         self._writer: sqlite3.Connection | None = None
@@ -122,10 +133,10 @@ class SqliteDatabase:
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
-        self._writer = _connect(self.path, self._synchronous)
+        self._writer = _connect(self.path, self._synchronous, self._cache_mib)
         self._writer.execute("PRAGMA wal_autocheckpoint=0")
         self._reader = await loop.run_in_executor(
-            self._reader_pool, _connect, self.path, self._synchronous
+            self._reader_pool, _connect, self.path, self._synchronous, self._cache_mib
         )
         self._checkpointer = await loop.run_in_executor(
             self._checkpoint_pool, _connect, self.path, self._synchronous
