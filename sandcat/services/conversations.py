@@ -7,6 +7,7 @@ hidden, ``read_n``), and tells the user's v2 devices with a ``conversation.updat
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from sandcat.domain import conversation_id
@@ -131,7 +132,12 @@ class ConversationService:
             return
         keys = [conversation_id(user_id, peer, is_group=group) for peer, group in peers.items()]
         await self._store.mark_read(user_id, keys, None, self._clock.now_ms())
-        for peer in peers:
-            conv = await self._store.conversation(user_id, peer)
-            if conv is not None:
-                await self._events.emit([user_id], UPDATED, conversation_json(conv))
+        # One lookup and one event per conversation, none waiting for another's.
+        convs = await asyncio.gather(*(self._store.conversation(user_id, p) for p in peers))
+        await asyncio.gather(
+            *(
+                self._events.emit([user_id], UPDATED, conversation_json(conv))
+                for conv in convs
+                if conv is not None
+            )
+        )
