@@ -386,6 +386,17 @@ async def _relay_baseline(
                 repeats=args.repeats,
                 find_max=False,
             )
+            # The relay's own ceiling with this generator on this machine, found by the
+            # same search: what any server could be measured at here.
+            out["one_to_one_max"] = await scenarios.one_to_one(
+                rctx,
+                users[: args.users],
+                senders=args.senders,
+                start_rate=args.rate,
+                max_rate=args.max_rate,
+                slo_ms=args.slo_ms,
+                repeats=1,
+            )
         if "pipeline" in wanted:
             out["pipeline"] = await scenarios.pipeline(
                 rctx, users[:2], messages=args.pipeline_messages, repeats=args.repeats

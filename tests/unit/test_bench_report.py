@@ -1,0 +1,48 @@
+"""``benchmarks.load.report``: the relay's own ceiling sits beside sandcat's maximum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.load.report import goal_notes, table_rows
+
+
+def _probe(offered: float, delivered: float, p99: float) -> dict[str, Any]:
+    return {
+        "offered_per_s": offered,
+        "delivered_per_s": delivered,
+        "server_cpu_us_per_unit": 100.0,
+        "ack_latency": {"p50_ms": 1.0, "p99_ms": p99},
+        "e2e_latency": {"p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": p99, "max_ms": p99},
+        "lost": 0,
+        "duplicates": 0,
+        "order_violations": 0,
+    }
+
+
+def _one_to_one(top: float) -> dict[str, Any]:
+    return {
+        "users": 200,
+        "senders": 50,
+        "max_delivered_per_s": top,
+        "at_75pct": [_probe(top * 0.75, top * 0.75, 20.0)],
+        "probes": [_probe(top, top, 40.0)],
+    }
+
+
+def test_the_relays_own_maximum_is_reported_beside_sandcats() -> None:
+    res: dict[str, Any] = {
+        "one_to_one": _one_to_one(5000.0),
+        "baseline": {
+            "one_to_one": _one_to_one(5000.0),
+            "one_to_one_max": _one_to_one(7250.0),
+        },
+    }
+    rows = {metric: value for metric, value, _ in table_rows(res)}
+    assert rows["… relay baseline's own max sustained delivered msgs/s (same search)"] == "7,250"
+    (note,) = [n for n in goal_notes({"native": res}) if "one-to-one max" in n]
+    assert note.startswith("native: one-to-one max 5,000 delivered msgs/s")
+    assert note.endswith("the same generator, sustained 7,250.")
+    del res["baseline"]["one_to_one_max"]
+    (note,) = [n for n in goal_notes({"native": res}) if "one-to-one max" in n]
+    assert "relay" not in note
