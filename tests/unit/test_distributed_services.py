@@ -14,7 +14,7 @@ import pytest
 
 from sandcat.domain import Ack, GroupStamp, StaleMembership, Stored, Submission
 from sandcat.domain_records import MessageRecord
-from sandcat.errors import DecodeError
+from sandcat.errors import DbError, DecodeError
 from sandcat.ports import Located, Push
 from sandcat.protocol.bincode import Writer
 from sandcat.protocol.msg import Msg
@@ -314,6 +314,48 @@ async def test_a_slow_sender_does_not_hold_back_the_others(where: str) -> None:
         f"slow{i}" for i in range(4)
     ]
     await log.stop()
+
+
+class GatedSeqs(FakeSeqs):
+    """Allocations wait for ``gate``; with ``fail_first`` the first one then fails."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.fail_first = fail_first
+
+    async def allocate_many(
+        self,
+        requests: Sequence[tuple[str | None, Sequence[str]]],
+        groups: Sequence[GroupStamp | None] = (),
+    ) -> list[tuple[int, list[int]]]:
+        self.entered.set()
+        await self.gate.wait()
+        if self.fail_first:
+            self.fail_first = False
+            raise DbError("the cache is unavailable")
+        return await super().allocate_many(requests, groups)
+
+
+async def test_a_failed_allocation_fails_its_batch_only() -> None:
+    """A batch whose allocation fails (Redis down) fails its own senders only: the batch
+    queued behind it is allocated, and a resend of a failed key is allocated afresh."""
+    seqs, queue = GatedSeqs(fail_first=True), GatedQueue()
+    log = QueuedMessageLog(seqs=seqs, idempotency=FakeIdem(), queue=queue)
+    log.start()
+    one = [log.submit(chat("a", "b", f"l{i}", f"first{i}")) for i in range(2)]
+    await asyncio.wait_for(seqs.entered.wait(), 10)
+    two = [log.submit(chat("a", "b", f"l{i}", f"second{i}")) for i in range(2, 4)]
+    seqs.gate.set()
+    failed = await asyncio.wait_for(asyncio.gather(*one, return_exceptions=True), 10)
+    assert all(isinstance(outcome, DbError) for outcome in failed)
+    stored = await asyncio.wait_for(asyncio.gather(*two), 10)
+    # a resend of a key whose batch failed is looked up and allocated afresh
+    again = await asyncio.wait_for(log.submit(chat("a", "b", "l0", "again")), 10)
+    await log.stop()
+    assert [st.ack.send_seq for st in stored] == [1, 2] and again.ack.send_seq == 3
+    assert [r.msg.server_id for _, r in queue.records] == ["second2", "second3", "again"]
 
 
 async def test_batches_overlap_while_the_broker_acks() -> None:
