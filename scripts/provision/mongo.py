@@ -155,7 +155,10 @@ def _ferretdb_handler() -> str:
 
 
 def _ferretdb_pg_database(run_dir: Path) -> str:
-    """Create FerretDB's database on this run's PostgreSQL and return its URL."""
+    """Create FerretDB's database on this run's PostgreSQL unless it is there, and return its
+    URL. A restart keeps it, as the SQLite handler keeps its files: dropping it emptied the
+    inbox on every restart of ``mongo`` (the fault suite's FerretDB restart lost every
+    stored message)."""
     pg = load_state(run_dir)["services"].get("postgres")
     pid = read_pidfile(run_dir / "postgres.pid")
     if not pg or pid is None or not pid_is_ours(*pid):
@@ -167,11 +170,10 @@ def _ferretdb_pg_database(run_dir: Path) -> str:
     env = dict(os.environ, PGPASSWORD=str(pg["password"]), PGCONNECT_TIMEOUT="3")
     psql = [str(Path(pg["bindir"]) / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
     psql += ["-h", HOST, "-p", str(pg["port"]), "-U", str(pg["user"]), "-d", "postgres"]
-    for statement in (
-        f"DROP DATABASE IF EXISTS {FERRETDB_PG_DB}",
-        f"CREATE DATABASE {FERRETDB_PG_DB}",
-    ):
-        run([*psql, "-c", statement], service="mongo", env=env, timeout=60, what=statement)
+    exists = f"SELECT 1 FROM pg_database WHERE datname = '{FERRETDB_PG_DB}'"
+    if not run([*psql, "-tA", "-c", exists], service="mongo", env=env, timeout=60).strip():
+        create = f"CREATE DATABASE {FERRETDB_PG_DB}"
+        run([*psql, "-c", create], service="mongo", env=env, timeout=60, what=create)
     return f"postgres://{pg['user']}:{pg['password']}@{HOST}:{pg['port']}/{FERRETDB_PG_DB}"
 
 
