@@ -156,6 +156,29 @@ async def _login(ctx: Context, target: Target, accounts: list[Account]) -> dict[
     return rate
 
 
+async def _one_to_one(
+    ctx: Context,
+    args: argparse.Namespace,
+    accounts: list[Account],
+    *,
+    repeats: int,
+    find_max: bool,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """The one-to-one scenario with the command line's users, senders and SLO; ``rate``
+    fixes the rate (no search: the first and the highest rate are both ``rate``)."""
+    return await scenarios.one_to_one(
+        ctx,
+        accounts[: args.users],
+        senders=args.senders,
+        start_rate=args.rate if rate is None else rate,
+        max_rate=args.max_rate if rate is None else rate,
+        slo_ms=args.slo_ms,
+        repeats=repeats,
+        find_max=find_max,
+    )
+
+
 async def run_scenarios(
     ctx: Context,
     args: argparse.Namespace,
@@ -166,15 +189,8 @@ async def run_scenarios(
     wanted = _wanted(args)
     out: dict[str, Any] = {}
     if "one-to-one" in wanted:
-        out["one_to_one"] = await scenarios.one_to_one(
-            ctx,
-            accounts[: args.users],
-            senders=args.senders,
-            start_rate=args.rate,
-            max_rate=args.max_rate,
-            slo_ms=args.slo_ms,
-            repeats=args.repeats,
-            find_max=not args.no_find_max,
+        out["one_to_one"] = await _one_to_one(
+            ctx, args, accounts, repeats=args.repeats, find_max=not args.no_find_max
         )
     if "pipeline" in wanted:
         out["pipeline"] = await scenarios.pipeline(
@@ -376,27 +392,12 @@ async def _relay_baseline(
         )
         await _login(rctx, target, users)
         if "one-to-one" in wanted:
-            out["one_to_one"] = await scenarios.one_to_one(
-                rctx,
-                users[: args.users],
-                senders=args.senders,
-                start_rate=rate,
-                max_rate=rate,
-                slo_ms=args.slo_ms,
-                repeats=args.repeats,
-                find_max=False,
+            out["one_to_one"] = await _one_to_one(
+                rctx, args, users, repeats=args.repeats, find_max=False, rate=rate
             )
             # The relay's own ceiling with this generator on this machine, found by the
             # same search: what any server could be measured at here.
-            out["one_to_one_max"] = await scenarios.one_to_one(
-                rctx,
-                users[: args.users],
-                senders=args.senders,
-                start_rate=args.rate,
-                max_rate=args.max_rate,
-                slo_ms=args.slo_ms,
-                repeats=1,
-            )
+            out["one_to_one_max"] = await _one_to_one(rctx, args, users, repeats=1, find_max=True)
         if "pipeline" in wanted:
             out["pipeline"] = await scenarios.pipeline(
                 rctx, users[:2], messages=args.pipeline_messages, repeats=args.repeats
