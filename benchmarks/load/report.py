@@ -24,7 +24,8 @@ GOALS = (
     "one-to-one, embedded: ≤ 2.0× the relay's server CPU per delivered message (pipelined "
     "and open-loop), ≥ 10k delivered msgs/s sustained, p99 ≤ 50 ms at 75 % of max; "
     "one-to-one, distributed (durable): ≥ 3k msgs/s, p99 ≤ 100 ms at 75 % of max; "
-    "group fan-out: ≥ 100k deliveries per server core-second (groups of 100 and 1,000); "
+    "group fan-out, embedded: ≥ 100k deliveries per server core-second (groups of 100 and "
+    "1,000); distributed: ≥ 30k deliveries/s for a 1,000-member group; "
     "idle connections: ≤ 8 KiB of server RSS each at 20k per process, 100k held on "
     "this machine"
 )
@@ -385,6 +386,8 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
 ONE_TO_ONE_GOALS = {"embedded": (10000, 50), "distributed": (3000, 100)}
 #: Group fan-out goal: deliveries per server core-second.
 FANOUT_GOAL = 100_000
+#: Distributed mode: group deliveries per second for a 1,000-member group, all services local.
+DIST_FANOUT_GOAL = 30_000
 
 
 def _topology(label: str) -> str:
@@ -904,7 +907,18 @@ def goal_notes(results: dict[str, dict[str, Any]]) -> list[str]:
             )
         notes += _relay_goal_notes(label, res)
         for size, rows in (res.get("group_fanout") or {}).items():
-            per_core = _median([r for r in rows if r["mode"] == "burst"], "deliveries_per_core_s")
+            bursts = [r for r in rows if r["mode"] == "burst"]
+            if _topology(label) == "distributed":
+                # The distributed goal is a rate on the whole topology, not CPU efficiency.
+                dps = _median(bursts, "deliveries_per_s")
+                if dps["runs"]:
+                    verdict = "meets" if dps["median"] >= DIST_FANOUT_GOAL else "falls short of"
+                    notes.append(
+                        f"{label}: group of {int(size):,}: {dps['median']:,.0f} deliveries/s: "
+                        f"{verdict} the goal (≥ {DIST_FANOUT_GOAL:,} for 1,000 members)."
+                    )
+                continue
+            per_core = _median(bursts, "deliveries_per_core_s")
             if per_core["runs"]:
                 verdict = "meets" if per_core["median"] >= FANOUT_GOAL else "falls short of"
                 notes.append(

@@ -46,3 +46,15 @@ def test_the_relays_own_maximum_is_reported_beside_sandcats() -> None:
     del res["baseline"]["one_to_one_max"]
     (note,) = [n for n in goal_notes({"native": res}) if "one-to-one max" in n]
     assert "relay" not in note
+
+
+def test_the_distributed_group_goal_is_a_rate_not_cpu_efficiency() -> None:
+    burst = {"mode": "burst", "deliveries_per_s": 11_450.0, "deliveries_per_core_s": 27_179.0}
+    res: dict[str, Any] = {"group_fanout": {"1000": [burst]}}
+    (dist,) = goal_notes({"distributed": res})
+    assert dist == (
+        "distributed: group of 1,000: 11,450 deliveries/s: falls short of the goal "
+        "(≥ 30,000 for 1,000 members)."
+    )
+    (embedded,) = goal_notes({"native": res})
+    assert "27,179 deliveries per server core-second" in embedded
