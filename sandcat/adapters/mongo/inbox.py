@@ -34,6 +34,7 @@ v1 has no transactions and a partial aggregation pipeline.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from collections import OrderedDict, defaultdict
@@ -258,8 +259,15 @@ class MongoInbox:
                 for name, (owner, box, msg) in zip(names, group, strict=True):
                     by_collection[name].append(_document(owner, box, msg))
             await self._write_index(copies)
-        for name, docs in by_collection.items():
-            await _insert_ignoring_duplicates(await self._ensure(name), docs)
+        targets = [(await self._ensure(name), docs) for name, docs in by_collection.items()]
+        # The collections' inserts in flight together, not one after another.
+        results = await asyncio.gather(
+            *(_insert_ignoring_duplicates(collection, docs) for collection, docs in targets),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _write_index(self, copies: Sequence[tuple[str, int, Msg]]) -> None:
         """Add the marks ``copies`` need to ``seq_months`` before they are stored, leaving
