@@ -38,6 +38,7 @@ from sandcat.ports import (
 )
 from sandcat.protocol.msg import Msg
 from sandcat.services.messages import plan_pushes
+from sandcat.util.tasks import run_all
 
 
 def inbox_copies(record: MessageRecord) -> list[tuple[str, int, Msg]]:
@@ -129,15 +130,7 @@ class StorageService:
             writes.append(self._inbox.insert_copies(copies))
         if history:
             writes.append(self._history.append(history))
-        if len(writes) == 2:
-            try:
-                async with asyncio.TaskGroup() as group:
-                    for write in writes:
-                        group.create_task(write)
-            except ExceptionGroup as failed:  # the caller retries the whole batch
-                raise failed.exceptions[0] from None
-        elif writes:
-            await writes[0]
+        await run_all(writes)  # on a failure the caller retries the whole batch
         async with self._exposing:  # one batch at a time: watermarks applied in order
             await self._expose(kept, dropped)
 

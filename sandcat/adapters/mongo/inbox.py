@@ -34,7 +34,6 @@ v1 has no transactions and a partial aggregation pipeline.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
 from collections import OrderedDict, defaultdict
@@ -54,6 +53,7 @@ from sandcat.config import MongoConfig
 from sandcat.log import get_logger
 from sandcat.ports import PullCursor
 from sandcat.protocol.msg import Msg
+from sandcat.util.tasks import run_all
 
 log = get_logger(__name__)
 
@@ -261,13 +261,7 @@ class MongoInbox:
             await self._write_index(copies)
         targets = [(await self._ensure(name), docs) for name, docs in by_collection.items()]
         # The collections' inserts in flight together, not one after another.
-        results = await asyncio.gather(
-            *(_insert_ignoring_duplicates(collection, docs) for collection, docs in targets),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await run_all(_insert_ignoring_duplicates(c, docs) for c, docs in targets)
 
     async def _write_index(self, copies: Sequence[tuple[str, int, Msg]]) -> None:
         """Add the marks ``copies`` need to ``seq_months`` before they are stored, leaving

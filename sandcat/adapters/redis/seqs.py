@@ -41,6 +41,7 @@ from sandcat.adapters.redis.membership import (
 )
 from sandcat.domain import GroupStamp, StaleMembership
 from sandcat.ports import SegmentStore
+from sandcat.util.tasks import run_all
 
 #: Segment kinds as ``SegmentStore`` names them.
 REC = "rec"
@@ -404,19 +405,11 @@ class RedisSeqAllocator:
         ]
         if not todo:
             return
-        try:
-            async with asyncio.TaskGroup() as group:
-                raises = [
-                    group.create_task(self._segments.raise_mark(user_id, kind, self._step))
-                    for user_id, kind, _ in todo
-                ]
-        except ExceptionGroup as failed:
-            raise failed.exceptions[0] from None
+        marks = await run_all(
+            self._segments.raise_mark(user_id, kind, self._step) for user_id, kind, _ in todo
+        )
         with redis_errors("new_segment"):
-            await self._install(
-                keys=[key for _, _, key in todo],
-                args=[self._step, *(task.result() for task in raises)],
-            )
+            await self._install(keys=[key for _, _, key in todo], args=[self._step, *marks])
 
     async def mark_stored(
         self, items: Sequence[tuple[str, int, int]]
