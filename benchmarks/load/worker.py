@@ -25,6 +25,9 @@ from benchmarks.load import codec, procstat, wsclient
 from benchmarks.load.api import Account, call, login
 from benchmarks.load.procstat import SelfMeter
 
+#: The send loop's shortest sleep (seconds): uvloop's timer resolution.
+_TICK = 0.001
+
 
 @dataclass(slots=True)
 class Setup:
@@ -499,7 +502,12 @@ class Worker:
                 except ConnectionError:
                     conn.pending.pop(local_id, None)
             if m < limit:
-                await asyncio.sleep(max(0.0, run.start_at + m / run.rate - time.monotonic()))
+                # At least one tick: uvloop rounds a timer to whole milliseconds, so a
+                # shorter sleep returns at once and the loop would poll until the next
+                # message is due (at 2,000 msgs/s a worker then burnt a core doing that).
+                # The messages due within a tick go out together, each with its own
+                # intended time, so the lateness still counts as latency.
+                await asyncio.sleep(max(_TICK, run.start_at + m / run.rate - time.monotonic()))
 
     async def pipeline(self, run: PipelineRun) -> dict[str, Any]:
         """This worker's part of a pipeline run: the sender's, the receiver's, or both."""
