@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.load import report, scenarios
+from benchmarks.load import report, scenarios, stalls
 from benchmarks.load.api import Account, ApiError, code_source
 from benchmarks.load.launch import RelayServer, Servers
 from benchmarks.load.scenarios import Context, Target, Timing
@@ -97,6 +97,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--label", default="run", help="name of this run in reports")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--stall-probe",
+        type=float,
+        default=10.0,
+        help="seconds of the machine's own stall probe, run once the servers have stopped "
+        "(benchmarks/load/stalls.py; 0: none)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +242,7 @@ def _meta(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         "machine": report.machine_facts(),
         "timing": f"warm-up {args.warmup} s, measure {args.measure} s, "
         f"{args.repeats} repeats at 75 % of max",
+        "stalls": stalls.probe(args.stall_probe) if args.stall_probe > 0 else None,
         **extra,
     }
 

@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks.load import stalls
 from benchmarks.load.stats import spread
 
 #: Sections written by other benchmarks (micro, sharding, the idle profile and the reconnect
@@ -732,6 +733,11 @@ def write_doc(
         "- Topology: embedded server(s) and the load generator on the same 2-core machine, over",
         "  loopback; they compete for the two cores (see the generator's own CPU in the JSON).",
         f"- Timing per probe: {meta['timing']}",
+        *(
+            [f"- The machine itself: {stalls.sentence(meta['stalls'])}."]
+            if meta.get("stalls")
+            else []
+        ),
         "",
         "## Results",
         "",
