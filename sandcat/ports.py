@@ -775,11 +775,13 @@ class BotStore(Protocol):
     async def advance_cursor(self, bot_id: str, seq: int) -> None:
         """Raise the bot's cursor to ``seq`` (never lowers it)."""
 
-    async def hold_lease(self, bot_id: str, owner: str, now_ms: int, until_ms: int) -> bool:
-        """Take or renew the bot's delivery lease for ``owner`` until ``until_ms``; False
-        while another owner's lease runs (one webhook worker per bot across processes)."""
+    async def hold_leases(self, owner: str, now_ms: int, until_ms: int) -> set[str]:
+        """Take or renew, for ``owner`` until ``until_ms``, the delivery lease of every bot
+        whose lease is ``owner``'s or has run out, in one statement; returns those bots'
+        ids (one webhook worker per bot across processes)."""
 
-    async def release_lease(self, bot_id: str, owner: str) -> None: ...
+    async def release_leases(self, owner: str) -> None:
+        """Give up every lease ``owner`` holds (another process takes them at once)."""
 
     async def add_dead_letter(self, letter: DeadLetter) -> None: ...
 

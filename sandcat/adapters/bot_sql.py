@@ -24,11 +24,11 @@ SET_WEBHOOK = (
     "update_time = $4 WHERE id = $1"
 )
 ADVANCE_CURSOR = "UPDATE bots SET cursor_seq = $2 WHERE id = $1 AND cursor_seq < $2"
-HOLD_LEASE = (
-    "UPDATE bots SET lease_owner = $2, lease_until = $4 "
-    "WHERE id = $1 AND (lease_owner = $2 OR lease_until <= $3)"
+HOLD_LEASES = (
+    "UPDATE bots SET lease_owner = $1, lease_until = $3 "
+    "WHERE lease_owner = $1 OR lease_until <= $2 RETURNING id"
 )
-RELEASE_LEASE = "UPDATE bots SET lease_until = 0 WHERE id = $1 AND lease_owner = $2"
+RELEASE_LEASES = "UPDATE bots SET lease_until = 0 WHERE lease_owner = $1"
 LETTER_COLUMNS = "bot_id, seq, server_id, body, attempts, last_error, create_time"
 INSERT_LETTER = (
     f"INSERT INTO bot_dead_letters ({LETTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"

@@ -322,18 +322,15 @@ class WebhookWorker:
         return sorted(self._tasks)
 
     async def supervise(self) -> int:
-        """One round (every third of the lease): take or renew the lease of each bot,
-        start a task for each new one, stop those lost or deleted; returns how many run."""
+        """One round (every third of the lease): take or renew every lease free or ours in
+        one statement, start a task for each new bot, stop those lost or deleted; returns
+        how many run."""
         now = self._clock.now_ms()
         until = now + int(self._config.lease_seconds * 1000)
-        bots = {bot.id for bot in await self._bots.list_bots()}
-        for bot_id in bots:
-            held = await self._bots.hold_lease(bot_id, self._owner, now, until)
-            if held and bot_id not in self._tasks:
-                self._tasks[bot_id] = asyncio.create_task(self._run(bot_id), name=f"bot-{bot_id}")
-            elif not held:
-                await self._drop(bot_id)
-        for bot_id in set(self._tasks) - bots:
+        held = await self._bots.hold_leases(self._owner, now, until)
+        for bot_id in held - set(self._tasks):
+            self._tasks[bot_id] = asyncio.create_task(self._run(bot_id), name=f"bot-{bot_id}")
+        for bot_id in set(self._tasks) - held:
             await self._drop(bot_id)
         return len(self._tasks)
 
@@ -348,8 +345,8 @@ class WebhookWorker:
         """Stop every task and release the leases (another process takes over at once)."""
         for bot_id in list(self._tasks):
             await self._drop(bot_id)
-            with contextlib.suppress(SandcatError):
-                await self._bots.release_lease(bot_id, self._owner)
+        with contextlib.suppress(SandcatError):
+            await self._bots.release_leases(self._owner)
 
     async def _run(self, bot_id: str) -> None:
         while True:

@@ -38,17 +38,18 @@ async def bots(
 
 
 async def test_one_lease_holder_at_a_time(bots: BotStore) -> None:
-    assert await bots.hold_lease("b1", "p1", now_ms=1000, until_ms=2000)
-    assert not await bots.hold_lease("b1", "p2", now_ms=1500, until_ms=2500)
-    assert await bots.hold_lease("b1", "p1", now_ms=1500, until_ms=2500)  # renewed
-    assert not await bots.hold_lease("b1", "p2", now_ms=2499, until_ms=3499)
-    assert await bots.hold_lease("b1", "p2", now_ms=2500, until_ms=3500)  # p1's ran out
-    assert not await bots.hold_lease("b1", "p1", now_ms=2600, until_ms=3600)
-    await bots.release_lease("b1", "p1")  # not the holder: no effect
-    assert not await bots.hold_lease("b1", "p1", now_ms=2600, until_ms=3600)
-    await bots.release_lease("b1", "p2")
-    assert await bots.hold_lease("b1", "p1", now_ms=2600, until_ms=3600)
-    assert not await bots.hold_lease("nobody", "p1", now_ms=0, until_ms=1)
+    assert await bots.hold_leases("p1", now_ms=1000, until_ms=2000) == {"b1"}
+    assert await bots.hold_leases("p2", now_ms=1500, until_ms=2500) == set()
+    assert await bots.hold_leases("p1", now_ms=1500, until_ms=2500) == {"b1"}  # renewed
+    assert await bots.hold_leases("p2", now_ms=2499, until_ms=3499) == set()
+    assert await bots.hold_leases("p2", now_ms=2500, until_ms=3500) == {"b1"}  # p1's ran out
+    assert await bots.hold_leases("p1", now_ms=2600, until_ms=3600) == set()
+    await bots.release_leases("p1")  # holds nothing: no effect
+    assert await bots.hold_leases("p1", now_ms=2600, until_ms=3600) == set()
+    await bots.release_leases("p2")
+    assert await bots.hold_leases("p1", now_ms=2600, until_ms=3600) == {"b1"}
+    assert await bots.delete_bot("b1")
+    assert await bots.hold_leases("p1", now_ms=2700, until_ms=3700) == set()
 
 
 async def test_cursor_token_webhook_and_dead_letters(bots: BotStore) -> None:

@@ -59,16 +59,20 @@ class FakeBots:
         bot = self.bots[bot_id]
         self.bots[bot_id] = dataclasses.replace(bot, cursor_seq=max(bot.cursor_seq, seq))
 
-    async def hold_lease(self, bot_id: str, owner: str, now_ms: int, until_ms: int) -> bool:
+    async def hold_leases(self, owner: str, now_ms: int, until_ms: int) -> set[str]:
+        return {bot_id for bot_id in self.bots if await self._hold(bot_id, owner, now_ms, until_ms)}
+
+    async def _hold(self, bot_id: str, owner: str, now_ms: int, until_ms: int) -> bool:
         holder, expiry = self.leases.get(bot_id, ("", 0))
         if bot_id not in self.bots or (holder != owner and expiry > now_ms):
             return False
         self.leases[bot_id] = (owner, until_ms)
         return True
 
-    async def release_lease(self, bot_id: str, owner: str) -> None:
-        if self.leases.get(bot_id, ("", 0))[0] == owner:
-            self.leases[bot_id] = (owner, 0)
+    async def release_leases(self, owner: str) -> None:
+        for bot_id, (holder, _) in list(self.leases.items()):
+            if holder == owner:
+                self.leases[bot_id] = (owner, 0)
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         self.letters.append(dataclasses.replace(letter, id=len(self.letters) + 1))

@@ -60,11 +60,14 @@ class SqliteBotStore:
     async def advance_cursor(self, bot_id: str, seq: int) -> None:
         await self._change(sql.ADVANCE_CURSOR, bot_id, seq)
 
-    async def hold_lease(self, bot_id: str, owner: str, now_ms: int, until_ms: int) -> bool:
-        return await self._change(sql.HOLD_LEASE, bot_id, owner, now_ms, until_ms)
+    async def hold_leases(self, owner: str, now_ms: int, until_ms: int) -> set[str]:
+        def run(conn: sqlite3.Connection) -> set[str]:
+            return {row[0] for row in conn.execute(_q(sql.HOLD_LEASES), (owner, now_ms, until_ms))}
 
-    async def release_lease(self, bot_id: str, owner: str) -> None:
-        await self._change(sql.RELEASE_LEASE, bot_id, owner)
+        return await self._db.write(run)
+
+    async def release_leases(self, owner: str) -> None:
+        await self._change(sql.RELEASE_LEASES, owner)
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         await self._change(sql.INSERT_LETTER, *sql.letter_values(letter))

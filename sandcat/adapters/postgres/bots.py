@@ -56,12 +56,13 @@ class PostgresBotStore:
         await self._change(sql.ADVANCE_CURSOR, bot_id, seq)
 
     @pg_errors
-    async def hold_lease(self, bot_id: str, owner: str, now_ms: int, until_ms: int) -> bool:
-        return await self._change(sql.HOLD_LEASE, bot_id, owner, now_ms, until_ms)
+    async def hold_leases(self, owner: str, now_ms: int, until_ms: int) -> set[str]:
+        rows = await self._pool.fetch(sql.HOLD_LEASES, owner, now_ms, until_ms)
+        return {row[0] for row in rows}
 
     @pg_errors
-    async def release_lease(self, bot_id: str, owner: str) -> None:
-        await self._change(sql.RELEASE_LEASE, bot_id, owner)
+    async def release_leases(self, owner: str) -> None:
+        await self._change(sql.RELEASE_LEASES, owner)
 
     @pg_errors
     async def add_dead_letter(self, letter: DeadLetter) -> None:
