@@ -37,12 +37,7 @@ def _work(n: int) -> int:
 def _calibrate() -> tuple[int, float]:
     """A work size that takes about a millisecond, and its fastest time (seconds)."""
     n = 1000
-    while True:
-        begin = time.perf_counter()
-        _work(n)
-        took = time.perf_counter() - begin
-        if took >= 0.001:
-            break
+    while _timed(n) < 0.001:
         n *= 2
     best = min(_timed(n) for _ in range(20))
     return n, best

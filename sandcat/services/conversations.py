@@ -7,7 +7,6 @@ hidden, ``read_n``), and tells the user's v2 devices with a ``conversation.updat
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from sandcat.domain import conversation_id
@@ -15,6 +14,7 @@ from sandcat.errors import NotFound
 from sandcat.log import get_logger
 from sandcat.ports import Clock, Conversation, ConversationStore, Events, InboxStore
 from sandcat.protocol.msg import ContentType
+from sandcat.util.tasks import run_all
 
 log = get_logger(__name__)
 
@@ -133,11 +133,9 @@ class ConversationService:
         keys = [conversation_id(user_id, peer, is_group=group) for peer, group in peers.items()]
         await self._store.mark_read(user_id, keys, None, self._clock.now_ms())
         # One lookup and one event per conversation, none waiting for another's.
-        convs = await asyncio.gather(*(self._store.conversation(user_id, p) for p in peers))
-        await asyncio.gather(
-            *(
-                self._events.emit([user_id], UPDATED, conversation_json(conv))
-                for conv in convs
-                if conv is not None
-            )
+        convs = await run_all(self._store.conversation(user_id, p) for p in peers)
+        await run_all(
+            self._events.emit([user_id], UPDATED, conversation_json(conv))
+            for conv in convs
+            if conv is not None
         )
