@@ -918,7 +918,7 @@ def goal_notes(results: dict[str, dict[str, Any]]) -> list[str]:
             )
         notes += _relay_goal_notes(label, res)
         for size, rows in (res.get("group_fanout") or {}).items():
-            bursts = [r for r in rows if r["mode"] == "burst"]
+            bursts = _bursts(rows)
             # The distributed goal is a rate on the whole topology, not CPU efficiency.
             key, goal, unit, scope = (
                 ("deliveries_per_s", DIST_FANOUT_GOAL, "deliveries/s", " for 1,000 members")
