@@ -18,11 +18,15 @@ def view_sql(where: str, *, placeholder: str, greatest: str, byte_order: str) ->
     conversation's row and the user's state when there are any. ``where`` is ``SINCE`` or
     ``PEER``; ``greatest`` is the dialect's ``MAX``/``GREATEST``; ``byte_order`` makes
     ``<`` compare ids byte by byte, as ``sandcat.domain.conversation_id`` does. A
-    conversation is hidden while its count is the one it had when hidden (``hidden_n``)."""
+    conversation is hidden while its count is the one it had when hidden (``hidden_n``).
+    A user's ``read_n`` is the larger of their state's and, one-to-one, their side's mark
+    in the conversation's row (``lo_read_n`` when their id sorts first)."""
     p = placeholder
     return (
         "SELECT * FROM (SELECT v.peer, v.is_group, COALESCE(c.n, 0) AS n, "
-        "COALESCE(s.read_n, 0) AS read_n, c.last_server_id, c.last_sender, "
+        f"{greatest}(COALESCE(s.read_n, 0), COALESCE(CASE WHEN v.is_group THEN 0 "
+        f"WHEN {p}1 < v.peer{byte_order} THEN c.lo_read_n ELSE c.hi_read_n END, 0)) AS read_n, "
+        "c.last_server_id, c.last_sender, "
         "c.last_content_type, c.last_content, COALESCE(c.last_time, 0) AS last_time, "
         "COALESCE(s.pinned, FALSE) AS pinned, COALESCE(s.muted, FALSE) AS muted, "
         "COALESCE(s.hidden_n = COALESCE(c.n, 0), FALSE) AS hidden, "

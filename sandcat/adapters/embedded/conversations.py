@@ -15,21 +15,26 @@ from sandcat.domain import conversation_id
 from sandcat.ports import Conversation
 from sandcat.protocol.msg import Msg
 
-#: ``(id, n, last_server_id, last_sender, last_content_type, last_content, last_time)``:
-#: one row per conversation of a batch, its count added to the stored one.
+#: ``(id, n, last_server_id, last_sender, last_content_type, last_content, last_time,
+#: lo_read_n, hi_read_n)``: one row per conversation of a batch, its count added to the
+#: stored one. In a one-to-one conversation, sending reads it up to one's own message: a
+#: side's read mark is the batch's count at its newest message (0: it sent none), added
+#: to the stored count on conflict.
 CONVERSATION_UPSERT = (
     "INSERT INTO conversations (id, n, last_server_id, last_sender, last_content_type, "
-    "last_content, last_time) VALUES "
+    "last_content, last_time, lo_read_n, hi_read_n) VALUES "
 )
-CONVERSATION_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+CONVERSATION_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 CONVERSATION_CONFLICT = (
     " ON CONFLICT(id) DO UPDATE SET n = n + excluded.n, "
     "last_server_id = excluded.last_server_id, last_sender = excluded.last_sender, "
     "last_content_type = excluded.last_content_type, last_content = excluded.last_content, "
-    "last_time = excluded.last_time"
+    "last_time = excluded.last_time, "
+    "lo_read_n = CASE excluded.lo_read_n WHEN 0 THEN lo_read_n ELSE n + excluded.lo_read_n END, "
+    "hi_read_n = CASE excluded.hi_read_n WHEN 0 THEN hi_read_n ELSE n + excluded.hi_read_n END"
 )
-#: ``(sender, conversation, messages of the batch after the sender's last, its time)``:
-#: sending marks the sender's conversation read up to their own message (run after the
+#: ``(sender, group, messages of the batch after the sender's last, its time)``: sending
+#: marks the sender's group conversation read up to their own message (run after the
 #: conversation upsert, so ``c.n`` counts the batch).
 SENDER_READ = (
     "INSERT INTO conversation_states (user_id, conversation_id, read_n, update_time) "
@@ -46,22 +51,26 @@ SENDER_READ_TAIL = (
 def conversation_rows(
     chats: Sequence[Msg],
 ) -> tuple[list[tuple[Any, ...]], list[tuple[str, str, int, int]]]:
-    """The conversation upserts and sender reads of a batch's stored chat messages, in
-    order: one row per conversation and one per (sender, conversation), however many
-    messages or receivers there are."""
-    counts: dict[str, list[Any]] = {}  # conversation -> [messages, newest]
+    """The conversation upserts and group senders' reads of a batch's stored chat messages,
+    in order: one row per conversation and one per (sender, group), however many messages
+    or receivers there are. A one-to-one sender's read rides in the conversation's row."""
+    counts: dict[str, list[Any]] = {}  # conversation -> [messages, newest, lo at, hi at]
     senders: dict[tuple[str, str], tuple[int, int]] = {}  # -> (count at it, its time)
     for msg in chats:
-        key = msg.group_id or conversation_id(msg.send_id, msg.receiver_id, is_group=False)
+        group = msg.group_id
+        key = group or conversation_id(msg.send_id, msg.receiver_id, is_group=False)
         entry = counts.get(key)
         if entry is None:
-            entry = counts[key] = [0, msg]
+            entry = counts[key] = [0, msg, 0, 0]
         entry[0] += 1
         entry[1] = msg
-        senders[(msg.send_id, key)] = (entry[0], msg.send_time)
+        if group:
+            senders[(msg.send_id, key)] = (entry[0], msg.send_time)
+        else:
+            entry[2 if msg.send_id < msg.receiver_id else 3] = entry[0]
     conversations = [
-        (key, n, m.server_id, m.send_id, m.content_type, m.content, m.send_time)
-        for key, (n, m) in counts.items()
+        (key, n, m.server_id, m.send_id, m.content_type, m.content, m.send_time, lo, hi)
+        for key, (n, m, lo, hi) in counts.items()
     ]
     reads = [
         (sender, key, counts[key][0] - at, time) for (sender, key), (at, time) in senders.items()

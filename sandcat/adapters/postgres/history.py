@@ -13,8 +13,10 @@ from sandcat.protocol.msg import Msg
 #: One statement per batch: each column travels as one array. The messages it inserts
 #: (a replayed batch inserts none, so nothing is counted twice) then raise their
 #: conversations' count and last message (one row per conversation), and mark each
-#: sender's conversation read up to their newest message of the batch. Rows are locked in
-#: key order, so concurrent msg-servers cannot deadlock on them.
+#: sender's conversation read up to their newest message of the batch: a one-to-one
+#: sender's mark in the conversation's row (``lo_read_n``/``hi_read_n``, the count at
+#: the side's newest message), a group sender's in their state. Rows are locked in key
+#: order, so concurrent msg-servers cannot deadlock on them.
 _APPEND = """
 WITH ins AS (
     INSERT INTO messages (send_id, receiver_id, local_id, server_id, send_time, msg_type,
@@ -32,11 +34,18 @@ WITH ins AS (
     SELECT keyed.*, count(*) OVER (PARTITION BY id) AS total,
         row_number() OVER (PARTITION BY id ORDER BY send_time DESC, server_id DESC) AS from_end
     FROM keyed
+), sides AS (
+    SELECT id,
+        max(total - from_end + 1) FILTER (WHERE send_id < receiver_id COLLATE "C") AS lo_at,
+        max(total - from_end + 1) FILTER (WHERE send_id >= receiver_id COLLATE "C") AS hi_at
+    FROM ranked WHERE group_id = '' GROUP BY id
 ), conv AS (
     INSERT INTO conversations AS c (id, n, last_server_id, last_sender, last_content_type,
-        last_content, last_time)
-    SELECT id, total, server_id, send_id, content_type, content, send_time
-    FROM ranked WHERE from_end = 1 ORDER BY id
+        last_content, last_time, lo_read_n, hi_read_n)
+    SELECT r.id, r.total, r.server_id, r.send_id, r.content_type, r.content, r.send_time,
+        COALESCE(s.lo_at, 0), COALESCE(s.hi_at, 0)
+    FROM ranked AS r LEFT JOIN sides AS s ON s.id = r.id
+    WHERE r.from_end = 1 ORDER BY r.id
     ON CONFLICT (id) DO UPDATE SET n = c.n + excluded.n,
         last_server_id = CASE WHEN excluded.last_time >= c.last_time
             THEN excluded.last_server_id ELSE c.last_server_id END,
@@ -46,12 +55,17 @@ WITH ins AS (
             THEN excluded.last_content_type ELSE c.last_content_type END,
         last_content = CASE WHEN excluded.last_time >= c.last_time
             THEN excluded.last_content ELSE c.last_content END,
-        last_time = GREATEST(c.last_time, excluded.last_time)
+        last_time = GREATEST(c.last_time, excluded.last_time),
+        lo_read_n = CASE excluded.lo_read_n WHEN 0 THEN c.lo_read_n
+            ELSE GREATEST(c.lo_read_n, c.n + excluded.lo_read_n) END,
+        hi_read_n = CASE excluded.hi_read_n WHEN 0 THEN c.hi_read_n
+            ELSE GREATEST(c.hi_read_n, c.n + excluded.hi_read_n) END
     RETURNING id, n
 )
 INSERT INTO conversation_states AS s (user_id, conversation_id, read_n, update_time)
 SELECT DISTINCT ON (r.send_id, r.id) r.send_id, r.id, conv.n - r.from_end + 1, r.send_time
 FROM ranked AS r JOIN conv ON conv.id = r.id
+WHERE r.group_id <> ''
 ORDER BY r.send_id, r.id, r.from_end
 ON CONFLICT (user_id, conversation_id) DO UPDATE SET
     read_n = GREATEST(s.read_n, excluded.read_n),
