@@ -119,6 +119,9 @@ class EmbeddedConfig:
     #: Group commit: the message writer waits this long before a batch smaller than its
     #: maximum, so messages arriving meanwhile share the batch's commit (0: no wait).
     commit_window_ms: float = 1.0
+    #: Most messages one writer transaction holds. A backlog drains in batches this big,
+    #: each one commit; the loop waits for one batch at a time (a few ms per 100 messages).
+    max_batch: int = 1024
     #: SQLite page cache of the writer and of the reader connection, MiB each (filled only
     #: as pages are used).
     cache_mib: int = 64
@@ -551,6 +554,8 @@ def _validate(config: Config, problems: _Problems) -> None:
         bad("server.jwt_secret", "required in distributed mode (every process must share it)")
     if not 0 <= config.embedded.commit_window_ms <= 100:
         bad("embedded.commit_window_ms", "must be between 0 and 100 (milliseconds)")
+    if not 1 <= config.embedded.max_batch <= 4096:
+        bad("embedded.max_batch", "must be between 1 and 4096 (messages)")
     if config.embedded.cache_mib < 2:
         bad("embedded.cache_mib", "must be at least 2 (MiB)")
     if config.mode == "embedded":

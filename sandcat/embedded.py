@@ -84,7 +84,9 @@ async def embedded_adapters(
     stack.push_async_callback(db.close)
     inbox = SqliteInbox(db)
     message_log = SqliteMessageLog(
-        db, commit_window_seconds=config.embedded.commit_window_ms / 1000
+        db,
+        max_batch=config.embedded.max_batch,
+        commit_window_seconds=config.embedded.commit_window_ms / 1000,
     )
     # Stored messages go straight to this process's connections (no bus on this path).
     message_log.add_listener(DeliveryService(delivery=registry).on_stored)
