@@ -65,6 +65,8 @@ def test_bad_values_fail_with_their_key(tmp_path: Path) -> None:
         load_config(None, environ={"SANDCAT__SERVER__JWT_SECRET": "short"})
     with pytest.raises(ConfigError, match=r"limits\.text_bytes: must not be negative"):
         load_config(None, environ={"SANDCAT__LIMITS__TEXT_BYTES": "-1"})
+    with pytest.raises(ConfigError, match=r"embedded\.max_batch: must be between 1 and 4096"):
+        load_config(None, environ={"SANDCAT__EMBEDDED__MAX_BATCH": "0"})
 
 
 def test_original_keys_only_warn(tmp_path: Path) -> None:
