@@ -10,6 +10,11 @@ order and do more after each). A callback that raises fails the futures it left 
 worker waits that long, so what arrives meanwhile joins it. A store that pays a fixed cost
 per batch (a commit with its fsync) then pays it for several items at low rates too, at the
 price of that much added latency; 0 takes each batch as soon as the previous one is done.
+
+``weight`` and ``max_weight`` bound a batch by what its items cost as well as by their
+number: a batch stops before the item that would take its weight past ``max_weight``
+(an item heavier than that still goes, alone), so a few heavy items (a group message
+with a row per member) do not make one long batch.
 """
 
 from __future__ import annotations
@@ -31,9 +36,13 @@ class BatchingWorker(Generic[T, R]):
         max_batch: int,
         name: str,
         gather_seconds: float = 0.0,
+        weight: Callable[[T], int] | None = None,
+        max_weight: int = 0,
     ) -> None:
         self._process = process
         self._max_batch = max_batch
+        self._weight = weight
+        self._max_weight = max_weight
         self._gather = gather_seconds
         self._name = name
         self._pending: deque[tuple[T, asyncio.Future[R]]] = deque()
@@ -65,11 +74,24 @@ class BatchingWorker(Generic[T, R]):
             while self._pending:
                 if self._gather and len(self._pending) < self._max_batch:
                     await asyncio.sleep(self._gather)
-                size = min(self._max_batch, len(self._pending))
-                batch = [self._pending.popleft() for _ in range(size)]
+                batch = self._take()
                 try:
                     await self._process(batch)
                 except Exception as exc:  # every waiter of the batch learns of it
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
+
+    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
+        """The next batch: up to ``max_batch`` items, and within ``max_weight``."""
+        pending, weight = self._pending, self._weight
+        if weight is None:
+            return [pending.popleft() for _ in range(min(self._max_batch, len(pending)))]
+        batch = [pending.popleft()]
+        total = weight(batch[0][0])
+        while pending and len(batch) < self._max_batch:
+            total += weight(pending[0][0])
+            if total > self._max_weight:
+                break
+            batch.append(pending.popleft())
+        return batch

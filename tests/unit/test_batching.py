@@ -78,3 +78,22 @@ async def test_a_gather_window_lets_later_items_join_a_small_batch() -> None:
     async with asyncio.timeout(2):  # full batches never wait out the 5 s window
         assert await run(5.0, max_batch=1) == [[0], [1]]
     assert await run(0.2, max_batch=8) == [[0, 1]]
+
+
+async def test_a_weight_bound_splits_heavy_items_and_a_heavier_one_goes_alone() -> None:
+    batches: list[list[int]] = []
+
+    async def process(batch: list[tuple[int, asyncio.Future[None]]]) -> None:
+        batches.append([item for item, _ in batch])
+        for _, future in batch:
+            future.set_result(None)
+
+    worker: BatchingWorker[int, None] = BatchingWorker(
+        process, max_batch=4, name="test-worker", weight=lambda item: item, max_weight=10
+    )
+    futures = [worker.submit(w) for w in (4, 4, 4, 1, 1, 1, 1, 1, 30, 2)]
+    worker.start()  # everything is queued before the first batch is taken
+    await asyncio.gather(*futures)
+    await worker.stop()
+    # 4+4 fit in 10, a third 4 does not; then the count (4) bounds; 30 goes alone.
+    assert batches == [[4, 4], [4, 1, 1, 1], [1, 1], [30], [2]]

@@ -62,6 +62,15 @@ _IDEMPOTENCY_LOOKUP = (
 )
 #: Most rows in one statement (a power of two); SQLite's bound-parameter limit also caps it.
 _MAX_CHUNK_ROWS = 256
+#: Most inbox rows one writer transaction holds (a message weighs its receivers + 1): a
+#: batch of one-to-one messages stops at ``max_batch`` long before this, and a burst to a
+#: large group goes in batches of a few dozen messages (one per 32,768 members), so the
+#: loop waits for its storage and its pushes a fraction of a second at a time.
+MAX_BATCH_ROWS = 32_768
+
+
+def _rows(submission: Submission) -> int:
+    return len(submission.receivers) + 1
 
 
 def _chunks(conn: sqlite3.Connection, count: int, width: int) -> list[tuple[int, int]]:
@@ -254,6 +263,8 @@ class SqliteMessageLog:
             max_batch=max_batch,
             name="sqlite-writer",
             gather_seconds=commit_window_seconds,
+            weight=_rows,
+            max_weight=MAX_BATCH_ROWS,
         )
         self._db = db
         self._clock = clock
