@@ -275,3 +275,32 @@ async def test_a_claim_sees_a_key_put_after_its_snapshot(pool: asyncpg.Pool) -> 
         await until(claim_waits, what="the claim waiting for the uncommitted put")
         await put.commit()
     assert await claim == {("carol", "l1"): "first", ("carol", "l2"): "s"}
+
+
+async def _rows_read_by_scans(pool: asyncpg.Pool) -> int:
+    """Rows of ``idempotency`` read by sequential scans so far (the pool's one connection
+    reports its pending counters first)."""
+    await pool.execute("SELECT pg_stat_force_next_flush()")
+    value = await pool.fetchval(
+        "SELECT seq_tup_read FROM pg_stat_user_tables WHERE relname = 'idempotency'"
+    )
+    return int(value)
+
+
+async def test_key_lookups_stay_on_the_primary_key_while_the_table_grows(
+    pool: asyncpg.Pool,
+) -> None:
+    """The lookups' statements are prepared and run while the table is empty (PostgreSQL
+    caches a generic plan after five runs); 20,000 keys later, with no ANALYZE between,
+    a lookup still reads its keys through the primary key, not every row."""
+    clock = FakeClock(ms(2024, 5, 1))
+    store = PostgresIdempotency(pool=pool, clock=clock)
+    probe = [(f"user{i}", f"l{i}") for i in range(5)]
+    for _ in range(10):
+        assert await store.get_acks(probe) == {}
+    await store.put_acks([(f"user{i % 200}", f"l{i}", Ack(f"s{i}", i, i)) for i in range(20_000)])
+    before = await _rows_read_by_scans(pool)
+    for _ in range(5):
+        found = await store.get_acks([("user1", "l1"), ("user7", "l7"), ("nobody", "l1")])
+        assert found == {("user1", "l1"): Ack("s1", 1, 1), ("user7", "l7"): Ack("s7", 7, 7)}
+    assert await _rows_read_by_scans(pool) - before < 20_000

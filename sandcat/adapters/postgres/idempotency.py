@@ -13,11 +13,23 @@ from sandcat.ports import Clock
 
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
 
-#: The batch forms: every key column travels as one array.
-_GET_MANY = (
-    "SELECT i.send_id, i.local_id, i.server_id, i.send_time, i.send_seq FROM idempotency i "
-    "JOIN unnest($1::VARCHAR[], $2::VARCHAR[]) AS k(send_id, local_id) "
-    "ON i.send_id = k.send_id AND i.local_id = k.local_id WHERE i.created_at > $3"
+
+def _by_key(columns: str, condition: str = "") -> str:
+    """The rows of the keys in ``$1``/``$2`` (every key column travels as one array), one
+    primary-key lookup per key. A LATERAL subquery with LIMIT 1 is never flattened into a
+    join: as a join, the generic plan PostgreSQL caches for a prepared statement was a
+    hash join over a sequential scan whenever the table was small when it was planned (a
+    fresh deployment, the first minutes of a day's keys), and it stayed that plan until the
+    next ANALYZE while the table grew, each lookup reading every row (docs/performance.md)."""
+    return (
+        "SELECT i.* FROM unnest($1::VARCHAR[], $2::VARCHAR[]) AS k(send_id, local_id) "
+        f"CROSS JOIN LATERAL (SELECT {columns} FROM idempotency i WHERE i.send_id = k.send_id "
+        f"AND i.local_id = k.local_id{condition} LIMIT 1) AS i"
+    )
+
+
+_GET_MANY = _by_key(
+    "i.send_id, i.local_id, i.server_id, i.send_time, i.send_seq", " AND i.created_at > $3"
 )
 #: A live key is never replaced (the msg-server may have claimed it for the record it
 #: stored: ``claim``); an expired one is. Rows go in key order: a gateway's ``put_acks`` and
@@ -33,11 +45,7 @@ _PUT_MANY = (
     "send_time = excluded.send_time, send_seq = excluded.send_seq, "
     "created_at = excluded.created_at WHERE idempotency.created_at <= $7"
 )
-_OWNERS = (
-    "SELECT i.send_id, i.local_id, i.server_id FROM idempotency i "
-    "JOIN unnest($1::VARCHAR[], $2::VARCHAR[]) AS k(send_id, local_id) "
-    "ON i.send_id = k.send_id AND i.local_id = k.local_id"
-)
+_OWNERS = _by_key("i.send_id, i.local_id, i.server_id")
 #: The claim in one round trip: ``_PUT_MANY``, then each key's owner, the put's own rows from
 #: RETURNING and the others (live keys it left alone) as the statement's snapshot shows them.
 #: A key another transaction inserted after that snapshot was taken is in neither: ``claim``
@@ -45,11 +53,9 @@ _OWNERS = (
 _CLAIM = (
     "WITH put AS (" + _PUT_MANY + " RETURNING send_id, local_id, server_id) "
     "SELECT send_id, local_id, server_id FROM put UNION ALL "
-    "SELECT i.send_id, i.local_id, i.server_id FROM idempotency i "
-    "JOIN unnest($1::VARCHAR[], $2::VARCHAR[]) AS k(send_id, local_id) "
-    "ON i.send_id = k.send_id AND i.local_id = k.local_id "
-    "WHERE NOT EXISTS (SELECT 1 FROM put p WHERE p.send_id = i.send_id "
-    "AND p.local_id = i.local_id)"
+    "SELECT o.send_id, o.local_id, o.server_id FROM (" + _OWNERS + ") AS o "
+    "WHERE NOT EXISTS (SELECT 1 FROM put p WHERE p.send_id = o.send_id "
+    "AND p.local_id = o.local_id)"
 )
 
 
