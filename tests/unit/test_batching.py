@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from sandcat.util.batching import BatchingWorker
 
@@ -50,21 +51,38 @@ async def test_stop_lets_what_was_accepted_land() -> None:
     assert [f.result() for f in futures] == [0, 2, 4, 6, 8]
 
 
+def _recording(
+    batches: list[list[int]],
+    *,
+    max_batch: int,
+    gather_seconds: float = 0.0,
+    weight: Callable[[int], int] | None = None,
+    max_weight: int = 0,
+) -> BatchingWorker[int, None]:
+    """A worker whose batches are appended to ``batches`` and settled at once."""
+
+    async def process(batch: list[tuple[int, asyncio.Future[None]]]) -> None:
+        batches.append([item for item, _ in batch])
+        for _, future in batch:
+            future.set_result(None)
+
+    return BatchingWorker(
+        process,
+        max_batch=max_batch,
+        name="test-worker",
+        gather_seconds=gather_seconds,
+        weight=weight,
+        max_weight=max_weight,
+    )
+
+
 async def test_a_gather_window_lets_later_items_join_a_small_batch() -> None:
     """With a window, an item submitted while the worker waits joins the batch; without
     one, the same sequence gives a batch each. A full batch never waits."""
 
     async def run(gather: float, max_batch: int) -> list[list[int]]:
         batches: list[list[int]] = []
-
-        async def process(batch: list[tuple[int, asyncio.Future[None]]]) -> None:
-            batches.append([item for item, _ in batch])
-            for _, future in batch:
-                future.set_result(None)
-
-        worker: BatchingWorker[int, None] = BatchingWorker(
-            process, max_batch=max_batch, name="test-worker", gather_seconds=gather
-        )
+        worker = _recording(batches, max_batch=max_batch, gather_seconds=gather)
         worker.start()
         first = worker.submit(0)
         for _ in range(3):  # let the worker wake up (and start its window, if it has one)
@@ -82,15 +100,7 @@ async def test_a_gather_window_lets_later_items_join_a_small_batch() -> None:
 
 async def test_a_weight_bound_splits_heavy_items_and_a_heavier_one_goes_alone() -> None:
     batches: list[list[int]] = []
-
-    async def process(batch: list[tuple[int, asyncio.Future[None]]]) -> None:
-        batches.append([item for item, _ in batch])
-        for _, future in batch:
-            future.set_result(None)
-
-    worker: BatchingWorker[int, None] = BatchingWorker(
-        process, max_batch=4, name="test-worker", weight=lambda item: item, max_weight=10
-    )
+    worker = _recording(batches, max_batch=4, weight=lambda item: item, max_weight=10)
     futures = [worker.submit(w) for w in (4, 4, 4, 1, 1, 1, 1, 1, 30, 2)]
     worker.start()  # everything is queued before the first batch is taken
     await asyncio.gather(*futures)
