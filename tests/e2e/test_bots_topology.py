@@ -52,13 +52,18 @@ async def test_one_worker_per_bot_and_a_crash_loses_nothing(
     async def admin(op: str, args: dict[str, Any]) -> Any:
         return await run_admin(config, op, args)
 
+    topology = cluster.topology
+    # The first msg-server, too, retries its failing delivery until it is killed: with the
+    # cluster's 3 quick attempts it could dead-letter the message before the kill lands on
+    # a loaded machine, and then no worker would owe it any more.
+    topology.kill("msg-server")
+    topology.restart("msg-server", {"SANDCAT__BOTS__WEBHOOK_ATTEMPTS": "1000"})
     bot = await new_bot(admin, receiver.url)
 
     async def held_by(name: str) -> bool:
         return await _holder(real_services, cluster, bot["id"]) == name
 
     await until(lambda: held_by("msg-server"), 20, "the msg-server took the bot")
-    topology = cluster.topology
     # A second msg-server that retries long enough to be the one that delivers below.
     topology.specs["msg-server-2"] = ("msg-server", {"SANDCAT__BOTS__WEBHOOK_ATTEMPTS": "1000"})
     topology.restart("msg-server-2")
