@@ -36,5 +36,5 @@ def test_the_report_line_gives_count_period_and_longest() -> None:
 def test_the_probe_measures_a_real_piece_of_work() -> None:
     out = stalls.probe(0.2)
     assert out["seconds"] == 0.2
-    assert 0.5 <= out["piece_ms"] < stalls.THRESHOLD_MS
+    assert 0 < out["piece_ms"] < stalls.THRESHOLD_MS
     assert out["episodes"] >= 0 and out["lost_percent"] >= 0
