@@ -85,13 +85,12 @@ class BatchingWorker(Generic[T, R]):
     def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
         """The next batch: up to ``max_batch`` items, and within ``max_weight``."""
         pending, weight = self._pending, self._weight
-        if weight is None:
-            return [pending.popleft() for _ in range(min(self._max_batch, len(pending)))]
         batch = [pending.popleft()]
-        total = weight(batch[0][0])
+        total = 0 if weight is None else weight(batch[0][0])
         while pending and len(batch) < self._max_batch:
-            total += weight(pending[0][0])
-            if total > self._max_weight:
-                break
+            if weight is not None:
+                total += weight(pending[0][0])
+                if total > self._max_weight:
+                    break
             batch.append(pending.popleft())
         return batch

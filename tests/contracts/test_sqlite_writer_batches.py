@@ -4,10 +4,9 @@ weighs a row per member), so a burst to a large group never makes one huge trans
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from sandcat.adapters.embedded.messages import MAX_BATCH_ROWS, SqliteMessageLog
-from sandcat.adapters.embedded.sqlite import SqliteDatabase, apply_migrations
+from sandcat.adapters.embedded.sqlite import SqliteDatabase
 from sandcat.domain import Submission
 from sandcat.metrics import COUNTS
 from sandcat.protocol.msg import Msg
@@ -25,12 +24,10 @@ def _group_message(i: int, members: list[str]) -> Submission:
     return Submission(msg=msg, receivers=members, history=True)
 
 
-async def test_a_group_burst_goes_in_batches_within_the_row_bound(tmp_path: Path) -> None:
-    path = str(tmp_path / "sandcat.db")
-    apply_migrations(path)
-    db = SqliteDatabase(path)
-    await db.open()
-    log = SqliteMessageLog(db, max_batch=1024)
+async def test_a_group_burst_goes_in_batches_within_the_row_bound(
+    sqlite_db: SqliteDatabase,
+) -> None:
+    log = SqliteMessageLog(sqlite_db, max_batch=1024)
     members = [f"m{i:05d}" for i in range(MAX_BATCH_ROWS // 3)]  # two fit a batch, not three
     stored: list[int] = []
     log.add_listener(lambda sub, result: stored.append(len(result.receiver_seqs)))
@@ -41,7 +38,6 @@ async def test_a_group_burst_goes_in_batches_within_the_row_bound(tmp_path: Path
         await asyncio.gather(*futures)
     finally:
         await log.stop()
-        await db.close()
     assert stored == [len(members)] * 5
     assert COUNTS.store_batch_size.sum - messages == 5
     assert COUNTS.store_batch_size.count - batches == 3  # 2 + 2 + 1
