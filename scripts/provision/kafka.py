@@ -30,6 +30,13 @@ KAFKA_VERSION = "4.1.2"
 KAFKA_SCALA = "2.13"
 LOG4J_VERSION = "2.25.3"
 KAFKA_HEAP = "-Xmx512m"
+#: The broker's JIT stops at C1. Every test session and benchmark run starts a fresh broker,
+#: and under load its C2 compiler thread took 15-30 % of a core for the whole measurement
+#: (per-thread CPU of the JVM, docs/performance.md), on a machine where that core is what the
+#: Sandcat processes need. C1 code is slower once warm (the request threads went from about
+#: 11 to 17 % of a core), but the sum is lower and send->receive p99 dropped at every rate.
+#: A long-running production broker finishes compiling; this is for short-lived local ones.
+KAFKA_JIT = "-XX:TieredStopAtLevel=1"
 
 
 _KAFKA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -242,7 +249,7 @@ class Kafka(Service):
                 [
                     java,
                     "-Xmx256m",
-                    "-XX:TieredStopAtLevel=1",
+                    KAFKA_JIT,
                     log4j,
                     "-cp",
                     cp,
@@ -266,6 +273,7 @@ class Kafka(Service):
             "-Xms256m",
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
+            KAFKA_JIT,
             "-Djava.awt.headless=true",
             log4j,
             f"-Dkafka.logs.dir={kdir}",

@@ -159,6 +159,61 @@ async def test_unsharded_copies_share_one_collection(open_mongo: OpenMongo) -> N
         assert await db.list_collection_names() == [SINGLE_COLLECTION]
 
 
+async def test_copies_store_only_what_they_cannot_be_read_back_without(
+    open_mongo: OpenMongo,
+) -> None:
+    """A group copy keeps no ``receiver_id`` (its group's id), no copy keeps ``seq`` or unset
+    fields; every field reads back, and a copy written in the full layout (every field
+    stored, as before) reads back the same."""
+    group = Msg(
+        send_id="carol",
+        receiver_id="g1",
+        local_id="l1",
+        server_id="s1",
+        create_time=MAY_10 - 5,
+        send_time=MAY_10,
+        seq=7,
+        msg_type=1,
+        content_type=2,
+        content=b"hi",
+        group_id="g1",
+        send_seq=3,
+    )
+    chat = group.copy(receiver_id="alice", group_id="", msg_type=0, related_msg_id="r0", seq=8)
+    async with open_mongo() as db:
+        inbox = MongoInbox(db=db, use_sharding=False)
+        await inbox.start()
+        await inbox.insert_copies(
+            [("alice", 0, group), ("carol", 1, group.copy(seq=0)), ("bob", 0, chat)]
+        )
+        base = {"_id", "owner_id", "box", "box_seq", "local_id", "server_id", "create_time"}
+        base |= {"send_time", "content_type", "content", "send_id", "msg_type"}
+        stored = {
+            (d["owner_id"], d["box"]): set(d) for d in await db[SINGLE_COLLECTION].find().to_list()
+        }
+        assert stored == {
+            ("alice", 0): base | {"group_id", "send_seq"},
+            ("carol", 1): base | {"group_id"},
+            ("bob", 0): base | {"receiver_id", "send_seq", "related_msg_id"},
+        }
+        assert await inbox.pull("alice", 0, 10, 0, 0, 0) == [group]
+        assert await inbox.pull("carol", 0, 0, 0, 10, 0) == [group.copy(seq=0)]
+        assert await inbox.pull("bob", 0, 10, 0, 0, 0) == [chat]
+        assert await inbox.mark_read("bob", [8]) == 1
+        assert await inbox.pull("bob", 0, 10, 0, 0, 0) == [chat.copy(is_read=True)]
+        assert await inbox.origins("alice", [7]) == {("carol", "g1")}
+        assert await inbox.origins("bob", [8]) == {("carol", "")}
+
+        full = {"owner_id": "dave", "box": 0, "box_seq": 8, "seq": 8, "is_read": False}
+        full |= {"local_id": "l1", "server_id": "s1", "create_time": MAY_10 - 5}
+        full |= {"send_time": MAY_10, "content_type": 2, "content": b"hi", "send_id": "carol"}
+        full |= {"receiver_id": "alice", "send_seq": 3, "msg_type": 0, "group_id": ""}
+        full |= {"related_msg_id": "r0"}
+        await db[SINGLE_COLLECTION].insert_one(full)
+        assert await inbox.pull("dave", 0, 10, 0, 0, 0) == [chat]
+        assert await inbox.origins("dave", [8]) == {("carol", "")}
+
+
 async def test_sharded_copies_land_in_month_and_shard_collections(open_mongo: OpenMongo) -> None:
     alice, bob = two_users_in_different_shards()
     async with open_mongo() as db:

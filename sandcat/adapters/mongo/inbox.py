@@ -2,7 +2,8 @@
 
 Each stored copy is the original's inbox document plus ``owner_id``,
 ``box`` (0 received, 1 sent) and ``box_seq`` (the owner's ``seq`` in box 0, ``send_seq`` in
-box 1); ``(owner_id, box, box_seq)`` is unique, so re-inserting a copy is a no-op.
+box 1), without the fields it can be read back without (``_document``); ``(owner_id, box,
+box_seq)`` is unique, so re-inserting a copy is a no-op.
 
 - ``use_sharding: false``: every copy lives in ``single_msg_box``, as in the original.
 - ``use_sharding: true`` (docs/sharding.md): a copy lives in the collection of the UTC month of
@@ -90,7 +91,12 @@ class CleanReport:
 
 
 def _document(owner: str, box: int, msg: Msg) -> Document:
-    return {
+    """A copy leaves out what it can be read back without: ``seq`` and a sent copy's
+    ``send_seq`` are its ``box_seq``, a group copy's ``receiver_id`` is its ``group_id``,
+    and ``is_read``, ``group_id``, ``related_msg_id`` and a received copy's ``send_seq`` are
+    stored only when set. FerretDB's insert cost grows with a document's fields: a copy of
+    12 fields instead of 17 went in about 20 % faster (docs/performance.md)."""
+    doc: Document = {
         "owner_id": owner,
         "box": box,
         "box_seq": msg.send_seq if box else msg.seq,
@@ -101,32 +107,40 @@ def _document(owner: str, box: int, msg: Msg) -> Document:
         "content_type": msg.content_type,
         "content": msg.content,
         "send_id": msg.send_id,
-        "receiver_id": msg.receiver_id,
-        "seq": msg.seq,
-        "send_seq": msg.send_seq,
         "msg_type": msg.msg_type,
-        "is_read": False,
-        "group_id": msg.group_id,
-        "related_msg_id": msg.related_msg_id,
     }
+    if not msg.group_id or msg.receiver_id != msg.group_id:
+        doc["receiver_id"] = msg.receiver_id
+    if msg.group_id:
+        doc["group_id"] = msg.group_id
+    if msg.send_seq and not box:
+        doc["send_seq"] = msg.send_seq
+    if msg.related_msg_id is not None:
+        doc["related_msg_id"] = msg.related_msg_id
+    if msg.is_read:
+        doc["is_read"] = True
+    return doc
 
 
 def _message(doc: Document) -> Msg:
+    """Reads both a compact copy and a full one (every field stored, as written before)."""
+    box = doc["box"]
+    group_id: str = doc.get("group_id", "")
     return Msg(
         send_id=doc["send_id"],
-        receiver_id=doc["receiver_id"],
+        receiver_id=doc["receiver_id"] if "receiver_id" in doc else group_id,
         local_id=doc["local_id"],
         server_id=doc["server_id"],
         create_time=doc["create_time"],
         send_time=doc["send_time"],
-        seq=0 if doc["box"] else doc["seq"],
+        seq=0 if box else doc["box_seq"],
         msg_type=doc["msg_type"],
         content_type=doc["content_type"],
         content=bytes(doc["content"]),
-        is_read=doc["is_read"],
-        group_id=doc["group_id"],
-        related_msg_id=doc["related_msg_id"],
-        send_seq=doc["send_seq"],
+        is_read=doc.get("is_read", False),
+        group_id=group_id,
+        related_msg_id=doc.get("related_msg_id"),
+        send_seq=doc["box_seq"] if box else doc.get("send_seq", 0),
     )
 
 
@@ -408,7 +422,7 @@ class MongoInbox:
             async for doc in self._db[name].find(
                 query, {"_id": False, "send_id": True, "group_id": True}
             ):
-                found.add((doc["send_id"], doc["group_id"]))
+                found.add((doc["send_id"], doc.get("group_id", "")))
         return found
 
     # --- the cleaner ----------------------------------------------------------------------
