@@ -126,9 +126,10 @@ def _message(doc: Document) -> Msg:
     """Reads both a compact copy and a full one (every field stored, as written before)."""
     box = doc["box"]
     group_id: str = doc.get("group_id", "")
+    receiver_id: str = doc.get("receiver_id", group_id)
     return Msg(
         send_id=doc["send_id"],
-        receiver_id=doc["receiver_id"] if "receiver_id" in doc else group_id,
+        receiver_id=receiver_id,
         local_id=doc["local_id"],
         server_id=doc["server_id"],
         create_time=doc["create_time"],
