@@ -9,9 +9,11 @@ use sandcat_native::shard::{
 };
 
 fn testdata(name: &str) -> String {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "testdata", name]
-        .iter()
-        .collect();
+    // The crate's directory when the test runs, not when it was built: `make test` shares
+    // one cargo target directory between clones (~/.cache/sandcat/cargo-target), and a
+    // test binary cargo reuses from a clone elsewhere would look for that clone's files.
+    let root = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let path: PathBuf = [root.as_str(), "..", "testdata", name].iter().collect();
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
