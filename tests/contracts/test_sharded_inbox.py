@@ -162,9 +162,9 @@ async def test_unsharded_copies_share_one_collection(open_mongo: OpenMongo) -> N
 async def test_copies_store_only_what_they_cannot_be_read_back_without(
     open_mongo: OpenMongo,
 ) -> None:
-    """A group copy keeps no ``receiver_id`` (its group's id), no copy keeps ``seq`` or unset
-    fields; every field reads back, and a copy written in the full layout (every field
-    stored, as before) reads back the same."""
+    """A group copy keeps no ``receiver_id`` (its group's id), no copy keeps ``seq``,
+    ``is_read`` (a copy is stored unread) or unset fields; every field reads back, and a copy
+    written in the full layout (every field stored, as before) reads back the same."""
     group = Msg(
         send_id="carol",
         receiver_id="g1",
@@ -184,7 +184,12 @@ async def test_copies_store_only_what_they_cannot_be_read_back_without(
         inbox = MongoInbox(db=db, use_sharding=False)
         await inbox.start()
         await inbox.insert_copies(
-            [("alice", 0, group), ("carol", 1, group.copy(seq=0)), ("bob", 0, chat)]
+            [
+                ("alice", 0, group),
+                ("carol", 1, group.copy(seq=0)),
+                ("bob", 0, chat),
+                ("erin", 0, chat.copy(is_read=True)),
+            ]
         )
         base = {"_id", "owner_id", "box", "box_seq", "local_id", "server_id", "create_time"}
         base |= {"send_time", "content_type", "content", "send_id", "msg_type"}
@@ -195,7 +200,9 @@ async def test_copies_store_only_what_they_cannot_be_read_back_without(
             ("alice", 0): base | {"group_id", "send_seq"},
             ("carol", 1): base | {"group_id"},
             ("bob", 0): base | {"receiver_id", "send_seq", "related_msg_id"},
+            ("erin", 0): base | {"receiver_id", "send_seq", "related_msg_id"},
         }
+        assert await inbox.pull("erin", 0, 10, 0, 0, 0) == [chat]
         assert await inbox.pull("alice", 0, 10, 0, 0, 0) == [group]
         assert await inbox.pull("carol", 0, 0, 0, 10, 0) == [group.copy(seq=0)]
         assert await inbox.pull("bob", 0, 10, 0, 0, 0) == [chat]
