@@ -188,7 +188,7 @@ async def test_a_cancelled_listener_stops_at_any_tick_of_its_next_pop(
     """Cancelled ``ticks`` loop iterations into the pop after a batch, the listener ends.
 
     The steps are loop iterations (``sleep(0)``), not time: a pop's first ones send the
-    ``BLPOP``. Sent through ``asyncio.wait_for`` (what redis-py does on a connection with a
+    ``BLMPOP``. Sent through ``asyncio.wait_for`` (what redis-py does on a connection with a
     socket timeout), a cancellation landing one iteration after the write finished was
     swallowed on Python 3.11 and the listener popped on forever (gateway shutdown hung).
     """
@@ -235,14 +235,14 @@ async def test_a_listener_outlasts_the_client_read_timeout(redis_client: Redis) 
 
 
 async def _mute_redis(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Answers +OK to every command but never to BLPOP: a connection gone silent."""
+    """Answers +OK to every command but never to the blocking pop (BLMPOP): a silent link."""
     try:
         while header := await reader.readline():
             words = [
                 await reader.readexactly(int((await reader.readline())[1:]) + 2)
                 for _ in range(int(header[1:]))
             ]
-            if words[0][:-2].upper() != b"BLPOP":
+            if words[0][:-2].upper() != b"BLMPOP":
                 writer.write(b"+OK\r\n")
     finally:
         writer.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
@@ -32,7 +33,7 @@ GATEWAY_ADDRS = "gateway_addrs"
 GATEWAY_RR = "gateway_rr"
 #: Keys per script call for presence (keeps each call short for Redis's single thread).
 CHUNK = 1000
-#: Batches a listener takes at once after a blocking pop.
+#: Batches a listener takes at most in one blocking pop.
 DRAIN = 100
 
 _NOW = """
@@ -251,7 +252,7 @@ class RedisPushBus:
     """Implements ``PushBus`` with one LIST per gateway (see the module docstring).
 
     A listener opens a connection of its own (outside the client's pool) and pops with
-    ``BLPOP`` for ``block_seconds`` at a time; a reply that takes ``read_grace_seconds``
+    ``BLMPOP`` for ``block_seconds`` at a time; a reply that takes ``read_grace_seconds``
     longer means a dead connection and ends the iteration with ``DbError`` (the caller
     subscribes again).
 
@@ -300,12 +301,10 @@ class RedisPushBus:
         try:
             with redis_errors("push_subscribe"):
                 async with asyncio.timeout(self._deadline):
-                    await conn.send_command("BLPOP", key, self._block)  # connects if need be
-                    popped: list[bytes] | None = await conn.read_response()
-                    if popped is None:
-                        return []
-                    await conn.send_command("LPOP", key, DRAIN - 1)
-                    more: list[bytes] | None = await conn.read_response()
+                    # One round trip: block until the list has a batch, then take up to
+                    # DRAIN of them (BLMPOP, Redis 7.0); connects if need be.
+                    await conn.send_command("BLMPOP", self._block, 1, key, "LEFT", "COUNT", DRAIN)
+                    popped: list[Any] | None = await conn.read_response()
         except TimeoutError as exc:  # read_response dropped the connection on cancellation
             raise DbError("the cache is unavailable") from exc
-        return [popped[1], *(more or ())]
+        return list(popped[1]) if popped else []
