@@ -240,6 +240,9 @@ class KafkaProducerConfig:
 @dataclass(frozen=True, slots=True)
 class KafkaConsumerConfig:
     batch_size: int = 500
+    #: The broker holds a fetch until this many bytes wait or ``CONSUMER_FETCH_WAIT_MS``
+    #: passes (``adapters/kafka/queue.py``): larger store batches below saturation.
+    fetch_min_bytes: int = 8192
     abandon_after_seconds: int = 600
 
 
@@ -552,6 +555,8 @@ def _validate(config: Config, problems: _Problems) -> None:
         bad("server.oauth2.github", "client_id and client_secret go together (or neither)")
     if not secret and config.mode == "distributed":
         bad("server.jwt_secret", "required in distributed mode (every process must share it)")
+    if not 1 <= config.kafka.consumer.fetch_min_bytes <= 1048576:
+        bad("kafka.consumer.fetch_min_bytes", "must be between 1 and 1048576 (bytes)")
     if not 0 <= config.embedded.commit_window_ms <= 100:
         bad("embedded.commit_window_ms", "must be between 0 and 100 (milliseconds)")
     if not 1 <= config.embedded.max_batch <= 4096:

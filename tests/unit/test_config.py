@@ -67,6 +67,10 @@ def test_bad_values_fail_with_their_key(tmp_path: Path) -> None:
         load_config(None, environ={"SANDCAT__LIMITS__TEXT_BYTES": "-1"})
     with pytest.raises(ConfigError, match=r"embedded\.max_batch: must be between 1 and 4096"):
         load_config(None, environ={"SANDCAT__EMBEDDED__MAX_BATCH": "0"})
+    with pytest.raises(ConfigError, match=r"kafka\.consumer\.fetch_min_bytes: must be between"):
+        load_config(None, environ={"SANDCAT__KAFKA__CONSUMER__FETCH_MIN_BYTES": "0"})
+    fetch = load_config(None, environ={"SANDCAT__KAFKA__CONSUMER__FETCH_MIN_BYTES": "1"})
+    assert fetch.config.kafka.consumer.fetch_min_bytes == 1
 
 
 def test_original_keys_only_warn(tmp_path: Path) -> None:

@@ -76,6 +76,12 @@ PRODUCER_BATCH_BYTES = 256 * 1024
 #: the default 500 ms that was the msg-server's worst latency at low rates (accept→consumer
 #: p99 99 ms at 100 msgs/s, 55 ms with 20 ms). The cost is an empty fetch per 20 ms when idle
 #: (measured: about 5 % of a core in the broker and 5 % in the msg-server).
+#: With ``kafka.consumer.fetch_min_bytes`` (default 8 KB) the broker also holds a fetch until
+#: that many bytes wait, so below saturation a poll carries up to 20 ms of records instead
+#: of what arrived since the last fetch returned. Every poll costs the same round trips
+#: downstream (claim, inbox, history, release, push): fewer, larger polls cut the Sandcat
+#: processes' CPU per message by about a fifth at 400 msgs/s, for 5 to 9 ms more send→receive
+#: p50 at 10 to 30 msgs/s (docs/performance.md, 2 Dec).
 CONSUMER_FETCH_WAIT_MS = 20
 
 
@@ -146,6 +152,7 @@ class KafkaConsumerLoop:
             auto_offset_reset="earliest",
             max_poll_records=config.consumer.batch_size,
             fetch_max_wait_ms=CONSUMER_FETCH_WAIT_MS,
+            fetch_min_bytes=config.consumer.fetch_min_bytes,
         )
         self._dlq = AIOKafkaProducer(
             bootstrap_servers=list(config.hosts), acks="all", enable_idempotence=True
